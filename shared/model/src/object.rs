@@ -1,0 +1,137 @@
+//! Object ids: the lowercase hex SHA-512 of a file's content.
+//!
+//! Objects are stored once, named by their id, so identical files in any
+//! number of images share one object.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use thiserror::Error;
+
+/// Length of a SHA-512 digest in bytes.
+pub const DIGEST_LEN: usize = 64;
+
+/// The SHA-512 of an object's content.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId([u8; DIGEST_LEN]);
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{0:?} is not an object id (128 lowercase hex digits)")]
+pub struct BadObjectId(pub String);
+
+impl ObjectId {
+    /// The id of `content`.
+    pub fn of(content: &[u8]) -> Self {
+        let mut hasher = Hasher::new();
+        hasher.update(content);
+        hasher.finish()
+    }
+
+    pub fn from_digest(digest: [u8; DIGEST_LEN]) -> Self {
+        Self(digest)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; DIGEST_LEN] {
+        &self.0
+    }
+
+    /// The id as 128 lowercase hex digits, the object's name in the store.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// Incremental SHA-512, for content that arrives in pieces.
+pub struct Hasher(ring::digest::Context);
+
+impl Hasher {
+    pub fn new() -> Self {
+        Self(ring::digest::Context::new(&ring::digest::SHA512))
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish(self) -> ObjectId {
+        let digest = self.0.finish();
+        let mut bytes = [0u8; DIGEST_LEN];
+        bytes.copy_from_slice(digest.as_ref());
+        ObjectId(bytes)
+    }
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FromStr for ObjectId {
+    type Err = BadObjectId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadObjectId(s.chars().take(140).collect());
+        if s.len() != DIGEST_LEN * 2 || s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(bad());
+        }
+        let mut bytes = [0u8; DIGEST_LEN];
+        hex::decode_to_slice(s, &mut bytes).map_err(|_| bad())?;
+        Ok(Self(bytes))
+    }
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectId({})", &self.to_hex()[..16])
+    }
+}
+
+impl Serialize for ObjectId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digest() {
+        // sha512("abc") from FIPS 180-2.
+        let id = ObjectId::of(b"abc");
+        assert!(id.to_hex().starts_with("ddaf35a193617aba"));
+        assert_eq!(id.to_hex().parse::<ObjectId>().unwrap(), id);
+    }
+
+    #[test]
+    fn incremental_matches_one_shot() {
+        let mut h = Hasher::new();
+        h.update(b"a");
+        h.update(b"bc");
+        assert_eq!(h.finish(), ObjectId::of(b"abc"));
+    }
+
+    #[test]
+    fn rejects_bad_ids() {
+        assert!("abc".parse::<ObjectId>().is_err());
+        assert!("A".repeat(128).parse::<ObjectId>().is_err());
+        assert!("g".repeat(128).parse::<ObjectId>().is_err());
+        assert!("a".repeat(128).parse::<ObjectId>().is_ok());
+    }
+}
