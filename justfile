@@ -1,0 +1,49 @@
+# Task runner for the project. Use `ops/just <recipe>` (installs the pinned
+# tools into .tools on first use) or plain `just <recipe>` if you have it.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+root := justfile_directory()
+tools := root / ".tools" / "bin"
+
+# List the recipes
+default:
+    @"{{just_executable()}}" --justfile "{{justfile()}}" --list --unsorted
+
+# Install the pinned developer tools into .tools (idempotent)
+tools:
+    @"{{root}}/ops/install-tools.sh"
+
+# Run a development NATS server (JetStream, 127.0.0.1:4222) in the foreground
+nats: tools
+    mkdir -p "{{root}}/var/nats"
+    cd "{{root}}" && exec "{{tools}}/nats-server" -c ops/nats-dev.conf
+
+# Run the test suite (end-to-end tests start their own nats-server)
+test: tools
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd "{{root}}"
+    export NATS_SERVER="{{tools}}/nats-server"
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --workspace --no-tests=pass
+    else
+        cargo test --workspace
+    fi
+
+# Check formatting and lints (warnings are errors)
+lint:
+    cd "{{root}}" && cargo fmt --all --check
+    cd "{{root}}" && cargo clippy --workspace --all-targets -- -D warnings
+
+# Build release binaries
+build:
+    cd "{{root}}" && cargo build --release
+
+# Walk through the user-guide examples against a throw-away server
+demo: tools
+    "{{root}}/ops/demo.sh"
+
+# Benchmark imagetool against sha512sum and ostree (slow; not run in CI)
+bench: tools
+    "{{root}}/ops/bench/run.sh"

