@@ -1,0 +1,76 @@
+# Shared helpers for the ops scripts. Source it; do not run it.
+#   ROOT            repository root
+#   nats_start DIR PORT HTTP_PORT   start a private JetStream server storing
+#                   under DIR (wiped first); sets NATS_PID; waits until ready
+#   nats_stop       stop the server started by nats_start (if any)
+#   free_port       print a free TCP port on 127.0.0.1
+#   port_in_use P   true if something listens on 127.0.0.1:P
+
+ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+NATS_PID=""
+
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+ensure_tools() {
+    "$ROOT/ops/install-tools.sh"
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+port_in_use() {
+    python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+s.settimeout(0.5)
+sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)
+PY
+}
+
+# wait_http URL TIMEOUT_SECONDS: poll until URL answers 200.
+wait_http() {
+    python3 - "$1" "$2" <<'PY'
+import sys, time, urllib.request
+url, deadline = sys.argv[1], time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.1)
+sys.exit(1)
+PY
+}
+
+nats_start() {
+    local dir="$1" port="$2" http="$3"
+    rm -rf "$dir"
+    mkdir -p "$dir/jetstream"
+    cat > "$dir/nats.conf" <<CONF
+listen: 127.0.0.1:$port
+http: 127.0.0.1:$http
+max_payload: 8MB
+jetstream {
+    store_dir: "$dir/jetstream"
+    max_memory_store: 256MB
+}
+CONF
+    "$ROOT/.tools/bin/nats-server" -c "$dir/nats.conf" >"$dir/nats.log" 2>&1 &
+    NATS_PID=$!
+    if ! wait_http "http://127.0.0.1:$http/healthz?js-enabled-only=true" 30; then
+        tail -n 20 "$dir/nats.log" >&2 || true
+        nats_stop
+        die "nats-server on 127.0.0.1:$port did not become ready (log: $dir/nats.log)"
+    fi
+}
+
+nats_stop() {
+    if [[ -n "$NATS_PID" ]]; then
+        kill "$NATS_PID" 2>/dev/null || true
+        wait "$NATS_PID" 2>/dev/null || true
+        NATS_PID=""
+    fi
+}
