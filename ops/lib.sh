@@ -5,11 +5,36 @@
 #   nats_stop       stop the server started by nats_start (if any)
 #   free_port       print a free TCP port on 127.0.0.1
 #   port_in_use P   true if something listens on 127.0.0.1:P
+#   as_root CMD...  run CMD as root (directly, or through sudo)
+#   apt_install PKG...  install the Debian packages that are missing
 
 ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 NATS_PID=""
 
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [[ $EUID -eq 0 ]]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else die "need root for: $*"
+    fi
+}
+
+apt_install() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$p")
+    done
+    ((${#missing[@]})) || return 0
+    command -v apt-get >/dev/null || die "please install: ${missing[*]}"
+    printf 'installing %s\n' "${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if ! as_root apt-get install -y -q "${missing[@]}" >/dev/null 2>&1; then
+        as_root apt-get update -q >/dev/null
+        as_root apt-get install -y -q "${missing[@]}" >/dev/null
+    fi
+}
 
 ensure_tools() {
     "$ROOT/ops/install-tools.sh"

@@ -15,32 +15,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BENCH="$ROOT/.bench"
 GEN="$ROOT/ops/bench/gen_synth.py"
+source "$ROOT/ops/lib.sh"
 
 say() { printf 'corpora: %s\n' "$*" >&2; }
 die() { printf 'corpora: error: %s\n' "$*" >&2; exit 1; }
-
-as_root() {
-    if [[ $EUID -eq 0 ]]; then "$@"
-    elif command -v sudo >/dev/null; then sudo "$@"
-    else die "need root for: $*"
-    fi
-}
-
-# apt_install PKG...: install Debian packages that are missing.
-apt_install() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
-            || missing+=("$p")
-    done
-    ((${#missing[@]})) || return 0
-    say "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! as_root apt-get install -y -q "${missing[@]}" >/dev/null; then
-        as_root apt-get update -q >/dev/null
-        as_root apt-get install -y -q "${missing[@]}" >/dev/null
-    fi
-}
 
 # marker_ok NAME RECIPE: true when .bench/NAME exists and was built with RECIPE.
 marker_ok() {

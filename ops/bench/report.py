@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Render the benchmark measurements (results.tsv from run.sh) as markdown.
+
+Input rows: corpus <TAB> kind <TAB> run <TAB> value <TAB> extra
+  kind corpus:    value = regular files, extra = regular-file bytes
+  kind sha512sum, ostree, imagetool, readd: value = seconds
+       (ostree extra = repo bytes; imagetool/readd extra = summary line)
+  kind natsstore: value = JetStream store bytes after the run
+Machine facts come from M_* environment variables.
+"""
+
+import collections
+import os
+import re
+import statistics
+import sys
+
+ADD_TARGET = 0.80     # first add throughput >= 0.8x parallel sha512sum
+READD_TARGET = 0.15   # re-add time < 15% of first add time
+
+
+def mb(n):
+    return f"{n / 1e6:,.1f} MB"
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def cell(secs, nbytes):
+    if secs is None:
+        return "—"
+    rate = nbytes / 1e6 / secs if secs > 0 else float("inf")
+    return f"{secs:.2f} s · {rate:,.0f} MB/s"
+
+
+def verdict(ok):
+    return "met" if ok else "missed"
+
+
+def parse_summary(line):
+    up = re.search(r"(\d+) objects? uploaded(?: \(([^)]*)\))?", line)
+    have = re.search(r"(\d+) already stored", line)
+    return (up.group(1) if up else "?", (up.group(2) or "") if up else "",
+            have.group(1) if have else "?")
+
+
+def main(path):
+    corpora = []
+    info = {}
+    times = collections.defaultdict(list)
+    extra = collections.defaultdict(list)
+    for line in open(path):
+        corpus, kind, run, value, rest = line.rstrip("\n").split("\t", 4)
+        if kind == "corpus":
+            corpora.append(corpus)
+            info[corpus] = (int(value), int(rest))
+        elif kind == "natsstore":
+            extra[(corpus, kind)].append(int(value))
+        else:
+            times[(corpus, kind)].append(float(value))
+            if rest:
+                extra[(corpus, kind)].append(rest)
+
+    runs = os.environ.get("RUNS", "?")
+    env = os.environ.get
+    out = []
+    w = out.append
+    w("## Machine\n")
+    w("| | |")
+    w("|---|---|")
+    for label, key in [("CPU", "M_CPU"), ("cores", "M_CORES"), ("memory", "M_MEM"),
+                       ("kernel", "M_KERNEL"), ("disk", "M_DISK"),
+                       ("nats-server", "M_NATS"), ("ostree", "M_OSTREE"),
+                       ("sha512sum", "M_COREUTILS"), ("rustc", "M_RUSTC"),
+                       ("imagetool revision", "M_REV"), ("date", "M_DATE")]:
+        w(f"| {label} | {env(key) or '?'} |")
+    w("")
+
+    w(f"## First add (warm page cache, median of {runs} runs)\n")
+    w("Throughput is regular-file bytes (10^6 B = 1 MB) per second of wall time.\n")
+    w("| corpus | files | size | sha512sum -P2 | ostree commit (bare-user) "
+      f"| imagetool add | add vs sha512sum (target ≥ {ADD_TARGET:.2f}×) |")
+    w("|---|---:|---:|---:|---:|---:|---|")
+    for c in corpora:
+        files, nbytes = info[c]
+        sha = median(times[(c, "sha512sum")])
+        ost = median(times[(c, "ostree")])
+        add = median(times[(c, "imagetool")])
+        if sha and add:
+            ratio = sha / add
+            rel = f"{ratio:.2f}× ({verdict(ratio >= ADD_TARGET)})"
+        else:
+            rel = "—"
+        w(f"| {c} | {files:,} | {mb(nbytes)} | {cell(sha, nbytes)} | {cell(ost, nbytes)} "
+          f"| {cell(add, nbytes)} | {rel} |")
+    w("")
+
+    readd = [c for c in corpora if times[(c, "readd")]]
+    if readd:
+        w(f"## Re-add after a 1% change (median of {runs} runs)\n")
+        w("`synth-1pct` is added under a new name into the server that already "
+          "holds `synth`.\n")
+        w("| corpus | first add | re-add | re-add / first add "
+          f"(target < {READD_TARGET:.0%}) | objects uploaded | already stored |")
+        w("|---|---:|---:|---|---:|---:|")
+        for c in readd:
+            first = median(times[(c, "imagetool")])
+            again = median(times[(c, "readd")])
+            ratio = again / first
+            up, upbytes, have = parse_summary(extra[(c, "readd")][-1])
+            up = f"{up} ({upbytes})" if upbytes else up
+            w(f"| {c} → {c}-1pct | {first:.2f} s | {again:.2f} s "
+              f"| {ratio:.1%} ({verdict(ratio < READD_TARGET)}) | {up} | {have} |")
+        w("")
+
+    if any(extra[(c, "ostree")] or extra[(c, "natsstore")] for c in corpora):
+        w("## Space used after the first add\n")
+        w("| corpus | regular files | ostree repo (bare-user) | JetStream store |")
+        w("|---|---:|---:|---:|")
+        for c in corpora:
+            o = extra[(c, "ostree")]
+            n = extra[(c, "natsstore")]
+            w(f"| {c} | {mb(info[c][1])} | {mb(int(o[-1])) if o else '—'} "
+              f"| {mb(n[0]) if n else '—'} |")
+        w("")
+        w("The JetStream store of the synth row also holds the synth-1pct re-add.\n")
+
+    w("## Every run (seconds)\n")
+    w("| corpus | measurement | runs |")
+    w("|---|---|---|")
+    names = {"sha512sum": "sha512sum -P2", "ostree": "ostree commit",
+             "imagetool": "imagetool add (first)", "readd": "imagetool re-add (1%)"}
+    for c in corpora:
+        for kind, label in names.items():
+            if times[(c, kind)]:
+                w(f"| {c} | {label} | {', '.join(f'{t:.2f}' for t in times[(c, kind)])} |")
+    summaries = [(c, k, s) for c in corpora for k in ("imagetool", "readd")
+                 for s in extra[(c, k)][-1:]]
+    if summaries:
+        w("\nimagetool summary lines (last run):\n")
+        w("```")
+        for _, _, s in summaries:
+            w(s)
+        w("```")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

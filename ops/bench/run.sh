@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Benchmark `imagetool add` against the usual ways of hashing/storing a tree.
+#
+#   ops/just bench                      (or ops/bench/run.sh)
+#
+# For each corpus (see corpora.sh), with a warm page cache, RUNS times each:
+#   sha512sum  find DIR -type f -print0 | xargs -0 -n128 -P2 sha512sum
+#   ostree     ostree commit into a fresh bare-user repo (fsync off)
+#   imagetool  imagetool add into a fresh nats-server (first add)
+# and for synth, right after its first add into the same server:
+#   re-add     imagetool add of synth-1pct (1% of files changed)
+# Medians and throughput (MB/s = 10^6 bytes of regular files per second) go
+# to stdout and .bench/results.md.
+#
+# Environment: BENCH_RUNS (default 3), BENCH_CORPORA (default
+# "debian-minbase synth"), BENCH_TOOLS (default "sha512sum ostree imagetool").
+set -euo pipefail
+export LC_ALL=C
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "$ROOT/ops/lib.sh"
+
+RUNS="${BENCH_RUNS:-3}"
+read -r -a CORPORA <<<"${BENCH_CORPORA:-debian-minbase synth}"
+read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool}"
+BENCH="$ROOT/.bench"
+TMP="$BENCH/tmp"
+RESULTS="$BENCH/results.md"
+DATA="$TMP/results.tsv"
+IMAGETOOL="$ROOT/target/release/imagetool"
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+want() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
+
+cleanup() {
+    nats_stop
+    rm -rf "$TMP/ostree-repo" "$TMP/nats"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- prerequisites ----------------------------------------------------------
+ensure_tools
+if want ostree; then command -v ostree >/dev/null || apt_install ostree; fi
+if want imagetool; then
+    say "building imagetool (release)"
+    if ! (cd "$ROOT" && cargo build --release --quiet -p imagetool); then
+        die "imagetool failed to build; fix the build or run with BENCH_TOOLS=\"sha512sum ostree\""
+    fi
+    [[ -x "$IMAGETOOL" ]] || die "$IMAGETOOL was not produced by the build"
+fi
+"$ROOT/ops/bench/corpora.sh" "${CORPORA[@]}"
+
+rm -rf "$TMP"
+mkdir -p "$TMP"
+: >"$DATA"
+
+# timed CMD...: run CMD, put its wall-clock seconds in $ELAPSED.
+timed() {
+    local t0=$EPOCHREALTIME
+    "$@"
+    ELAPSED=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+}
+
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$DATA"; }
+
+hash_tree() {
+    find "$1" -type f -print0 | xargs -0 -n128 -P2 sha512sum >/dev/null
+}
+
+warm() {
+    find "$1" -type f -print0 | xargs -0 -n256 -P2 cat >/dev/null
+}
+
+ostree_commit() {
+    local dir="$1" repo="$TMP/ostree-repo"
+    rm -rf "$repo"
+    ostree --repo="$repo" init --mode=bare-user
+    timed ostree commit --repo="$repo" --branch=bench --fsync=false --tree=dir="$dir" \
+        >/dev/null
+    OSTREE_BYTES=$(du -sb "$repo" | cut -f1)
+    rm -rf "$repo"
+}
+
+# imagetool_add PORT NAME DIR: timed add; sets ELAPSED and SUMMARY.
+imagetool_add() {
+    local out="$TMP/imagetool.out"
+    if ! timed "$IMAGETOOL" --server "nats://127.0.0.1:$1" add "$2" "$3" "" "" \
+            >"$out" 2>"$TMP/imagetool.err"; then
+        cat "$out" "$TMP/imagetool.err" >&2
+        die "imagetool add $2 failed"
+    fi
+    SUMMARY=$(grep -m1 '^added ' "$out" || tail -n1 "$out")
+    say "  $SUMMARY"
+}
+
+start_fresh_nats() {
+    local port http
+    port=$(free_port)
+    http=$(free_port)
+    while [[ "$http" == "$port" ]]; do http=$(free_port); done
+    nats_start "$TMP/nats" "$port" "$http"
+    NATS_PORT=$port
+}
+
+for corpus in "${CORPORA[@]}"; do
+    dir="$BENCH/$corpus"
+    files=$(find "$dir" -type f | wc -l)
+    bytes=$(find "$dir" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }')
+    record "$corpus" corpus 0 "$files" "$bytes"
+    say "$corpus: $files files, $bytes bytes; warming the page cache"
+    warm "$dir"
+    [[ "$corpus" != synth ]] || warm "$BENCH/synth-1pct"
+
+    for ((run = 1; run <= RUNS; run++)); do
+        if want sha512sum; then
+            timed hash_tree "$dir"
+            record "$corpus" sha512sum "$run" "$ELAPSED" ""
+            say "$corpus run $run: sha512sum ${ELAPSED}s"
+        fi
+        if want ostree; then
+            ostree_commit "$dir"
+            record "$corpus" ostree "$run" "$ELAPSED" "$OSTREE_BYTES"
+            say "$corpus run $run: ostree commit ${ELAPSED}s"
+        fi
+        if want imagetool; then
+            start_fresh_nats
+            imagetool_add "$NATS_PORT" "bench.$corpus" "$dir"
+            record "$corpus" imagetool "$run" "$ELAPSED" "$SUMMARY"
+            say "$corpus run $run: imagetool add ${ELAPSED}s"
+            if [[ "$corpus" == synth ]]; then
+                imagetool_add "$NATS_PORT" "bench.synth-1pct" "$BENCH/synth-1pct"
+                record "$corpus" readd "$run" "$ELAPSED" "$SUMMARY"
+                say "$corpus run $run: imagetool re-add (synth-1pct) ${ELAPSED}s"
+            fi
+            nats_stop
+            record "$corpus" natsstore "$run" "$(du -sb "$TMP/nats/jetstream" | cut -f1)" ""
+            rm -rf "$TMP/nats"
+        fi
+    done
+done
+
+# --- report -----------------------------------------------------------------
+disk_src=$(findmnt -no SOURCE -T "$BENCH" 2>/dev/null || echo "?")
+disk_fs=$(findmnt -no FSTYPE -T "$BENCH" 2>/dev/null || echo "?")
+disk_dev=$(basename "$(readlink -f "$disk_src")")
+disk_rot=$(cat "/sys/class/block/$disk_dev/queue/rotational" 2>/dev/null || echo "?")
+case "$disk_rot" in 0) disk_kind="kernel reports non-rotational" ;; 1) disk_kind="kernel reports rotational" ;; *) disk_kind="type unknown" ;; esac
+export M_CPU="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)"
+[[ -n "$M_CPU" ]] || M_CPU="$(sed -n 's/^model name\t*: //p' /proc/cpuinfo | head -n1)"
+export M_CORES="$(nproc)"
+export M_MEM="$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+export M_KERNEL="$(uname -sr)"
+export M_DISK="$disk_src ($disk_fs, $(df -h --output=size "$BENCH" | tail -n1 | tr -d ' '), $disk_kind)"
+export M_NATS="$("$ROOT/.tools/bin/nats-server" --version 2>&1 | head -n1 | sed 's/^nats-server: //')"
+export M_OSTREE="$(command -v ostree >/dev/null && ostree --version | sed -n "s/^ *Version: *'\(.*\)'/\1/p")"
+export M_COREUTILS="$(sha512sum --version | head -n1)"
+export M_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
+export M_RUSTC="$(rustc --version 2>/dev/null || true)"
+export M_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')"
+export RUNS
+
+python3 "$ROOT/ops/bench/report.py" "$DATA" | tee "$RESULTS"
+say "results written to .bench/results.md"
