@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Render the benchmark measurements (results.tsv from run.sh) as markdown.
 
-Input rows: corpus <TAB> kind <TAB> run <TAB> value <TAB> extra
+Input rows: corpus <TAB> kind <TAB> run <TAB> value <TAB> extra <TAB> cpu
   kind corpus:    value = regular files, extra = regular-file bytes
   kind sha512sum, ostree, imagetool, readd: value = seconds
-       (ostree extra = repo bytes; imagetool/readd extra = summary line)
+       (ostree extra = repo bytes; imagetool/readd extra = summary line;
+       cpu = user + system seconds, for imagetool including nats-server)
   kind natsstore: value = JetStream store bytes after the run
 Machine facts come from M_* environment variables.
 """
@@ -50,8 +51,9 @@ def main(path):
     info = {}
     times = collections.defaultdict(list)
     extra = collections.defaultdict(list)
+    cpu = collections.defaultdict(list)
     for line in open(path):
-        corpus, kind, run, value, rest = line.rstrip("\n").split("\t", 4)
+        corpus, kind, run, value, rest, used = line.rstrip("\n").split("\t", 5)
         if kind == "corpus":
             corpora.append(corpus)
             info[corpus] = (int(value), int(rest))
@@ -59,6 +61,7 @@ def main(path):
             extra[(corpus, kind)].append(int(value))
         else:
             times[(corpus, kind)].append(float(value))
+            cpu[(corpus, kind)].append(float(used) if used else None)
             if rest:
                 extra[(corpus, kind)].append(rest)
 
@@ -126,15 +129,19 @@ def main(path):
         w("")
         w("The JetStream store of the synth row also holds the synth-1pct re-add.\n")
 
-    w("## Every run (seconds)\n")
-    w("| corpus | measurement | runs |")
-    w("|---|---|---|")
+    w("## Every run\n")
+    w("Wall-clock seconds of each run, in order, and the CPU seconds (user + "
+      "system) of that run; for imagetool the CPU includes the nats-server.\n")
+    w("| corpus | measurement | wall s | CPU s |")
+    w("|---|---|---|---|")
     names = {"sha512sum": "sha512sum -P2", "ostree": "ostree commit",
              "imagetool": "imagetool add (first)", "readd": "imagetool re-add (1%)"}
     for c in corpora:
         for kind, label in names.items():
             if times[(c, kind)]:
-                w(f"| {c} | {label} | {', '.join(f'{t:.2f}' for t in times[(c, kind)])} |")
+                walls = ", ".join(f"{t:.2f}" for t in times[(c, kind)])
+                cpus = ", ".join("?" if u is None else f"{u:.2f}" for u in cpu[(c, kind)])
+                w(f"| {c} | {label} | {walls} | {cpus} |")
     summaries = [(c, k, s) for c in corpora for k in ("imagetool", "readd")
                  for s in extra[(c, k)][-1:]]
     if summaries:

@@ -3,7 +3,7 @@
 #
 #   ops/just bench                      (or ops/bench/run.sh)
 #
-# For each corpus (see corpora.sh), with a warm page cache, RUNS times each:
+# For each corpus (see corpora.sh), with a warm page cache, BENCH_RUNS times:
 #   sha512sum  find DIR -type f -print0 | xargs -0 -n128 -P2 sha512sum
 #   ostree     ostree commit into a fresh bare-user repo (fsync off)
 #   imagetool  imagetool add into a fresh nats-server (first add)
@@ -12,7 +12,7 @@
 # Medians and throughput (MB/s = 10^6 bytes of regular files per second) go
 # to stdout and .bench/results.md.
 #
-# Environment: BENCH_RUNS (default 3), BENCH_CORPORA (default
+# Environment: BENCH_RUNS (default 5), BENCH_CORPORA (default
 # "debian-minbase synth"), BENCH_TOOLS (default "sha512sum ostree imagetool").
 set -euo pipefail
 export LC_ALL=C
@@ -20,7 +20,7 @@ export LC_ALL=C
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$ROOT/ops/lib.sh"
 
-RUNS="${BENCH_RUNS:-3}"
+RUNS="${BENCH_RUNS:-5}"
 read -r -a CORPORA <<<"${BENCH_CORPORA:-debian-minbase synth}"
 read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool}"
 BENCH="$ROOT/.bench"
@@ -55,14 +55,26 @@ rm -rf "$TMP"
 mkdir -p "$TMP"
 : >"$DATA"
 
-# timed CMD...: run CMD, put its wall-clock seconds in $ELAPSED.
+# timed CMD...: run CMD; put its wall-clock seconds in $ELAPSED and the CPU
+# seconds (user + system) of CMD and its children in $CPU. Dirty pages from
+# the previous measurement are flushed first so that their write-back is not
+# charged to this one.
 timed() {
-    local t0=$EPOCHREALTIME
-    "$@"
-    ELAPSED=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+    local rc=0 user sys TIMEFORMAT='%3R %3U %3S'
+    sync
+    { time "$@" 2>&3 3>&-; } 3>&2 2>"$TMP/time.out" || rc=$?
+    read -r ELAPSED user sys <"$TMP/time.out"
+    CPU=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+    return "$rc"
 }
 
-record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$DATA"; }
+# CPU seconds used so far by the nats-server we started.
+server_cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$NATS_PID/stat"
+}
+
+# record CORPUS KIND RUN VALUE [EXTRA [CPU]]
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" "${6:-}" >>"$DATA"; }
 
 hash_tree() {
     find "$1" -type f -print0 | xargs -0 -n128 -P2 sha512sum >/dev/null
@@ -82,14 +94,17 @@ ostree_commit() {
     rm -rf "$repo"
 }
 
-# imagetool_add PORT NAME DIR: timed add; sets ELAPSED and SUMMARY.
+# imagetool_add PORT NAME DIR: timed add; sets ELAPSED, SUMMARY, and CPU
+# (client + server).
 imagetool_add() {
-    local out="$TMP/imagetool.out"
+    local out="$TMP/imagetool.out" before
+    before=$(server_cpu)
     if ! timed "$IMAGETOOL" --server "nats://127.0.0.1:$1" add "$2" "$3" "" "" \
             >"$out" 2>"$TMP/imagetool.err"; then
         cat "$out" "$TMP/imagetool.err" >&2
         die "imagetool add $2 failed"
     fi
+    CPU=$(awk -v c="$CPU" -v a="$before" -v b="$(server_cpu)" 'BEGIN { printf "%.2f", c + b - a }')
     SUMMARY=$(grep -m1 '^added ' "$out" || tail -n1 "$out")
     say "  $SUMMARY"
 }
@@ -115,22 +130,22 @@ for corpus in "${CORPORA[@]}"; do
     for ((run = 1; run <= RUNS; run++)); do
         if want sha512sum; then
             timed hash_tree "$dir"
-            record "$corpus" sha512sum "$run" "$ELAPSED" ""
+            record "$corpus" sha512sum "$run" "$ELAPSED" "" "$CPU"
             say "$corpus run $run: sha512sum ${ELAPSED}s"
         fi
         if want ostree; then
             ostree_commit "$dir"
-            record "$corpus" ostree "$run" "$ELAPSED" "$OSTREE_BYTES"
+            record "$corpus" ostree "$run" "$ELAPSED" "$OSTREE_BYTES" "$CPU"
             say "$corpus run $run: ostree commit ${ELAPSED}s"
         fi
         if want imagetool; then
             start_fresh_nats
             imagetool_add "$NATS_PORT" "bench.$corpus" "$dir"
-            record "$corpus" imagetool "$run" "$ELAPSED" "$SUMMARY"
+            record "$corpus" imagetool "$run" "$ELAPSED" "$SUMMARY" "$CPU"
             say "$corpus run $run: imagetool add ${ELAPSED}s"
             if [[ "$corpus" == synth ]]; then
                 imagetool_add "$NATS_PORT" "bench.synth-1pct" "$BENCH/synth-1pct"
-                record "$corpus" readd "$run" "$ELAPSED" "$SUMMARY"
+                record "$corpus" readd "$run" "$ELAPSED" "$SUMMARY" "$CPU"
                 say "$corpus run $run: imagetool re-add (synth-1pct) ${ELAPSED}s"
             fi
             nats_stop
