@@ -1,1 +1,19 @@
+//! The event contract on NATS JetStream (DESIGN section 3).
+//!
+//! This crate is the only place that spells subjects, stream names and the
+//! object bucket's name:
+//!
+//! - [`subjects`]: every subject, built from the fleet's prefix.
+//! - [`connect`]: the connection options every tool shares (server, creds,
+//!   nkey, TLS, prefix) and [`Bus`], a connected handle.
+//! - [`streams`]: creates or updates the streams and the bucket, idempotently.
+//! - [`images`]: publishing, reading, listing and deleting image records.
 
+pub mod connect;
+pub mod images;
+pub mod streams;
+pub mod subjects;
+
+pub use connect::{Bus, BusError, ConnectArgs};
+pub use images::ImageError;
+pub use subjects::Subjects;

@@ -1,0 +1,193 @@
+//! Image records on `dom.image.<name>`.
+//!
+//! A record is published with "expected last subject sequence 0", so a name
+//! can be taken once only; deleting publishes a tombstone on the same
+//! subject, which keeps the name taken forever.
+
+use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage as Publish;
+use async_nats::jetstream::stream::DirectGetErrorKind;
+use dom_model::{ImageMessage, ImageName, ImageRecord, Tombstone};
+use futures::StreamExt;
+use thiserror::Error;
+
+use crate::connect::{Bus, BusError};
+
+#[derive(Debug, Error)]
+pub enum ImageError {
+    #[error("image {0} already exists; image names are never reused, pick another")]
+    NameTaken(ImageName),
+    #[error("image {0} was deleted; image names are never reused, pick another")]
+    NameDeleted(ImageName),
+    #[error("image {0} does not exist")]
+    NotFound(ImageName),
+    #[error("image {0} changed while being deleted; try again")]
+    Raced(ImageName),
+    #[error("image {name}: stored record is malformed: {reason}")]
+    Malformed { name: String, reason: String },
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// An image message and its sequence number on the stream.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub message: ImageMessage,
+    pub sequence: u64,
+}
+
+impl Bus {
+    /// Publishes a new image record. Fails with [`ImageError::NameTaken`]
+    /// (or `NameDeleted`) when the name has ever been used.
+    pub async fn publish_image(&self, record: &ImageRecord) -> Result<u64, ImageError> {
+        let subject = self.subjects.image(record.name.as_str());
+        let payload = ImageMessage::Record(record.clone()).encode();
+        let publish = Publish::build()
+            .payload(payload.into())
+            .expected_last_subject_sequence(0);
+        let result = async {
+            self.js
+                .send_publish(subject, publish)
+                .await?
+                .await
+        }
+        .await;
+        match result {
+            Ok(ack) => Ok(ack.sequence),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                match self.image(&record.name).await {
+                    Ok(Some(Stored {
+                        message: ImageMessage::Deleted(_),
+                        ..
+                    })) => Err(ImageError::NameDeleted(record.name.clone())),
+                    _ => Err(ImageError::NameTaken(record.name.clone())),
+                }
+            }
+            Err(e) => Err(self.js_error(format!("publishing image {}: {e}", record.name)).into()),
+        }
+    }
+
+    /// The latest message on an image's subject, if any.
+    pub async fn image(&self, name: &ImageName) -> Result<Option<Stored>, ImageError> {
+        let stream = self
+            .js
+            .get_stream_no_info(self.subjects.images_stream())
+            .await
+            .map_err(|e| self.js_error(e))?;
+        match stream
+            .direct_get_last_for_subject(self.subjects.image(name.as_str()))
+            .await
+        {
+            Ok(msg) => {
+                let message =
+                    ImageMessage::decode(&msg.payload).map_err(|e| ImageError::Malformed {
+                        name: name.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                if message.name() != name {
+                    return Err(ImageError::Malformed {
+                        name: name.to_string(),
+                        reason: format!("it names image {}", message.name()),
+                    });
+                }
+                Ok(Some(Stored {
+                    message,
+                    sequence: msg.sequence,
+                }))
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.js_error(format!("reading image {name}: {e}")).into()),
+        }
+    }
+
+    /// The record of a live (not deleted) image.
+    pub async fn image_record(&self, name: &ImageName) -> Result<ImageRecord, ImageError> {
+        match self.image(name).await? {
+            Some(Stored {
+                message: ImageMessage::Record(record),
+                ..
+            }) => Ok(record),
+            Some(_) => Err(ImageError::NameDeleted(name.clone())),
+            None => Err(ImageError::NotFound(name.clone())),
+        }
+    }
+
+    /// The latest message of every image subject, in name order. Messages
+    /// that do not decode, or whose subject and name disagree, are skipped
+    /// with a warning: anyone allowed to publish could have put them there.
+    pub async fn images(&self) -> Result<Vec<Stored>, ImageError> {
+        let stream = self
+            .js
+            .get_stream(self.subjects.images_stream())
+            .await
+            .map_err(|e| self.js_error(e))?;
+        let mut out = Vec::new();
+        if stream.cached_info().state.messages == 0 {
+            return Ok(out);
+        }
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: self.subjects.images(),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.js_error(e))?;
+        let mut messages = consumer.messages().await.map_err(|e| self.js_error(e))?;
+        while let Some(msg) = messages.next().await {
+            let msg = msg.map_err(|e| self.js_error(e))?;
+            let info = msg.info().map_err(|e| self.js_error(e))?;
+            let (sequence, pending) = (info.stream_sequence, info.pending);
+            let subject_name = self.subjects.image_name(&msg.subject).unwrap_or("");
+            match ImageMessage::decode(&msg.payload) {
+                Ok(message) if message.name().as_str() == subject_name => {
+                    out.push(Stored { message, sequence })
+                }
+                Ok(message) => tracing::warn!(
+                    subject = %msg.subject,
+                    named = %message.name(),
+                    "skipping image record whose name does not match its subject"
+                ),
+                Err(e) => tracing::warn!(subject = %msg.subject, error = %e, "skipping malformed image record"),
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.message.name().cmp(b.message.name()));
+        Ok(out)
+    }
+
+    /// Replaces a live image's record with a tombstone. The name stays
+    /// taken.
+    pub async fn delete_image(&self, tombstone: &Tombstone) -> Result<(), ImageError> {
+        let name = &tombstone.name;
+        let stored = match self.image(name).await? {
+            Some(stored @ Stored {
+                message: ImageMessage::Record(_),
+                ..
+            }) => stored,
+            Some(_) => return Err(ImageError::NameDeleted(name.clone())),
+            None => return Err(ImageError::NotFound(name.clone())),
+        };
+        let payload = ImageMessage::Deleted(tombstone.clone()).encode();
+        let publish = Publish::build()
+            .payload(payload.into())
+            .expected_last_subject_sequence(stored.sequence);
+        let result = async {
+            self.js
+                .send_publish(self.subjects.image(name.as_str()), publish)
+                .await?
+                .await
+        }
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(ImageError::Raced(name.clone()))
+            }
+            Err(e) => Err(self.js_error(format!("deleting image {name}: {e}")).into()),
+        }
+    }
+}
