@@ -1,1 +1,143 @@
+//! imagetool: build, inspect and delete images held on NATS JetStream.
+//!
+//! - [`cli`]: flags, including the original's Go-style ones.
+//! - [`source`]: reading a directory or tar archive into a manifest.
+//! - [`add`]: uploading missing objects, then publishing the record.
+//! - [`inspect`]: list, check, show, show-filter, show-triggers, diff.
+//! - [`get`]: unpacking an image into a directory, verifying every object.
+//!
+//! The binary is a thin wrapper over [`run`].
 
+pub mod add;
+pub mod cli;
+pub mod get;
+pub mod inspect;
+pub mod progress;
+pub mod source;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use dom_bus::Bus;
+use dom_model::{ImageName, Tombstone};
+
+pub use cli::{Cli, Command};
+
+/// Runs one command. Output goes to stdout; errors are returned for the
+/// caller to print as one line.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    // Validate local inputs before touching the network.
+    let add_request = match &cli.command {
+        Command::Add {
+            name,
+            source,
+            filter,
+            triggers,
+        } => Some(add::AddRequest::parse(
+            name,
+            source,
+            filter,
+            triggers,
+            cli.expires_in,
+        )?),
+        _ => None,
+    };
+    let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Add { .. } => {
+            let request = add_request.expect("parsed above");
+            let summary = add::add(&bus, request, !cli.quiet).await?;
+            println!("{summary}");
+        }
+        Command::List { all } => inspect::list(&bus, all, &mut out).await?,
+        Command::Check { name } => {
+            let name = ImageName::parse(&name)?;
+            return Ok(if inspect::check(&bus, &name).await? {
+                println!("{name} exists");
+                ExitCode::SUCCESS
+            } else {
+                println!("{name} does not exist");
+                ExitCode::from(1)
+            });
+        }
+        Command::Show { name } => inspect::show(&bus, &ImageName::parse(&name)?, &mut out).await?,
+        Command::ShowFilter { name } => {
+            inspect::show_filter(&bus, &ImageName::parse(&name)?, &mut out).await?
+        }
+        Command::ShowTriggers { name } => {
+            inspect::show_triggers(&bus, &ImageName::parse(&name)?, &mut out).await?
+        }
+        Command::Diff { left, right } => {
+            let (left, right) = (ImageName::parse(&left)?, ImageName::parse(&right)?);
+            inspect::diff(&bus, &left, &right, &mut out).await?
+        }
+        Command::Get { name, dir } => {
+            let summary = get::get(&bus, &ImageName::parse(&name)?, &dir).await?;
+            println!("{summary}");
+        }
+        Command::Delete { name } => {
+            let name = ImageName::parse(&name)?;
+            bus.ensure_streams().await?;
+            bus.delete_image(&Tombstone {
+                v: dom_model::image::IMAGE_RECORD_VERSION,
+                name: name.clone(),
+                deleted: true,
+                deleted_at: rfc3339(time::OffsetDateTime::now_utc()),
+                by: creator(),
+            })
+            .await?;
+            println!("deleted {name}; the name stays taken");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Quiet by default; `-v` for info, `-vv` for debug; `RUST_LOG` wins.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `1.5 MiB`
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// `user@host`, recorded as the image's creator.
+pub(crate) fn creator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{host}")
+}

@@ -1,1 +1,113 @@
+//! The content store: objects named by the SHA-512 of their content.
+//!
+//! [`ContentStore`] is what tools need from a store; [`NatsStore`] keeps
+//! objects in the fleet's JetStream object bucket (`dom-objects`), one
+//! object per distinct content, named by its lowercase hex id. Reads are
+//! verified: an object whose content does not match its name is refused.
 
+use std::collections::HashSet;
+use std::future::Future;
+
+use async_nats::jetstream::object_store::{ObjectMetadata, ObjectStore};
+use bytes::Bytes;
+use dom_bus::{Bus, BusError};
+use dom_model::ObjectId;
+use futures::StreamExt;
+use thiserror::Error;
+use tokio::io::AsyncReadExt;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("object {0} is not in the store")]
+    Missing(ObjectId),
+    #[error("object {id} is corrupt: its content hashes to {actual}")]
+    Corrupt { id: ObjectId, actual: ObjectId },
+    #[error("object store: {0}")]
+    Backend(String),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// What the tools need from a content store.
+pub trait ContentStore: Send + Sync {
+    /// Every object id held. Used to upload only what is missing.
+    fn ids(&self) -> impl Future<Output = Result<HashSet<ObjectId>, StoreError>> + Send;
+    /// Stores `content` as object `id`; the caller has hashed it.
+    fn put(
+        &self,
+        id: ObjectId,
+        content: Bytes,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Reads object `id`, verifying its content against the id.
+    fn get(&self, id: ObjectId) -> impl Future<Output = Result<Bytes, StoreError>> + Send;
+}
+
+/// Objects in the fleet's JetStream object bucket.
+#[derive(Clone)]
+pub struct NatsStore {
+    bucket: ObjectStore,
+}
+
+impl NatsStore {
+    /// Opens (creating when missing) the fleet's object bucket.
+    pub async fn open(bus: &Bus) -> Result<Self, StoreError> {
+        Ok(Self {
+            bucket: bus.object_bucket().await?,
+        })
+    }
+}
+
+impl ContentStore for NatsStore {
+    async fn ids(&self) -> Result<HashSet<ObjectId>, StoreError> {
+        let mut ids = HashSet::new();
+        let mut list = self
+            .bucket
+            .list()
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        while let Some(info) = list.next().await {
+            let info = info.map_err(|e| StoreError::Backend(e.to_string()))?;
+            if info.deleted {
+                continue;
+            }
+            // Objects not named by an id (put there by hand) are ignored.
+            if let Ok(id) = info.name.parse() {
+                ids.insert(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn put(&self, id: ObjectId, content: Bytes) -> Result<(), StoreError> {
+        let meta = ObjectMetadata {
+            name: id.to_hex(),
+            ..Default::default()
+        };
+        let mut reader = &content[..];
+        self.bucket
+            .put(meta, &mut reader)
+            .await
+            .map_err(|e| StoreError::Backend(format!("storing object {id}: {e}")))?;
+        Ok(())
+    }
+
+    async fn get(&self, id: ObjectId) -> Result<Bytes, StoreError> {
+        let mut object = match self.bucket.get(id.to_hex()).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound => {
+                return Err(StoreError::Missing(id))
+            }
+            Err(e) => return Err(StoreError::Backend(format!("reading object {id}: {e}"))),
+        };
+        let mut content = Vec::with_capacity(object.info().size);
+        object
+            .read_to_end(&mut content)
+            .await
+            .map_err(|e| StoreError::Backend(format!("reading object {id}: {e}")))?;
+        let actual = ObjectId::of(&content);
+        if actual != id {
+            return Err(StoreError::Corrupt { id, actual });
+        }
+        Ok(content.into())
+    }
+}

@@ -1,0 +1,234 @@
+//! `imagetool add`: scan a source, upload the objects the bucket lacks,
+//! then publish the image record — only after every object is stored.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use dom_bus::{Bus, ImageError};
+use dom_model::image::IMAGE_RECORD_VERSION;
+use dom_model::{Filter, ImageMessage, ImageName, ImageRecord, ObjectId, Triggers};
+use dom_store::{ContentStore, NatsStore};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::progress::Progress;
+use crate::source::{self, Content, ScanProgress};
+
+/// How many objects are uploaded at once.
+const UPLOAD_CONCURRENCY: usize = 16;
+
+/// What was checked before anything is sent: the inputs of `add`.
+pub struct AddRequest {
+    pub name: ImageName,
+    pub source: std::path::PathBuf,
+    pub filter: Option<Filter>,
+    pub triggers: Triggers,
+    pub expires_in: Option<Duration>,
+}
+
+impl AddRequest {
+    /// Validates the command-line arguments: name, source, filter and
+    /// triggers files. Nothing is sent when this fails.
+    pub fn parse(
+        name: &str,
+        source: &Path,
+        filter_file: &str,
+        triggers_file: &str,
+        expires_in: Option<Duration>,
+    ) -> Result<Self> {
+        let name = ImageName::parse(name)?;
+        if let Err(e) = std::fs::metadata(source) {
+            bail!("cannot read source {}: {e}", source.display());
+        }
+        let filter = if filter_file.is_empty() {
+            None
+        } else {
+            let text = std::fs::read_to_string(filter_file)
+                .with_context(|| format!("cannot read filter file {filter_file}"))?;
+            Some(Filter::parse(&text).with_context(|| format!("filter file {filter_file}"))?)
+        };
+        let triggers = if triggers_file.is_empty() {
+            Triggers::empty()
+        } else {
+            let text = std::fs::read_to_string(triggers_file)
+                .with_context(|| format!("cannot read triggers file {triggers_file}"))?;
+            Triggers::parse(&text).with_context(|| format!("triggers file {triggers_file}"))?
+        };
+        Ok(Self {
+            name,
+            source: source.to_path_buf(),
+            filter,
+            triggers,
+            expires_in,
+        })
+    }
+}
+
+/// What `add` did.
+#[derive(Debug, Clone)]
+pub struct AddSummary {
+    pub name: ImageName,
+    pub files: u64,
+    pub bytes: u64,
+    pub uploaded: u64,
+    pub uploaded_bytes: u64,
+    pub skipped: u64,
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for AddSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "added {}: {} files, {}, {} objects uploaded ({}), {} already stored, in {:.2} s",
+            self.name,
+            self.files,
+            crate::human_bytes(self.bytes),
+            self.uploaded,
+            crate::human_bytes(self.uploaded_bytes),
+            self.skipped,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Adds an image. On any error nothing is published (objects already
+/// uploaded stay; they are content-addressed and harmless).
+pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<AddSummary> {
+    let started = Instant::now();
+    let name = request.name.clone();
+    bus.ensure_streams().await?;
+    // Fail before doing any work; the publish at the end checks again.
+    match bus.image(&name).await? {
+        Some(stored) if matches!(stored.message, ImageMessage::Deleted(_)) => {
+            return Err(ImageError::NameDeleted(name).into())
+        }
+        Some(_) => return Err(ImageError::NameTaken(name).into()),
+        None => {}
+    }
+    let store = NatsStore::open(bus).await?;
+    let listing = {
+        let store = store.clone();
+        tokio::spawn(async move { store.ids().await })
+    };
+
+    let progress = Progress::new(show_progress);
+    let counters = Arc::new(ScanProgress::default());
+    let scan = {
+        let counters = counters.clone();
+        let source = request.source.clone();
+        let filter = request.filter.clone().unwrap_or_else(Filter::empty);
+        let bar = progress.spinner("scanning");
+        let ticker = progress.tick_scan(bar.clone(), counters.clone());
+        let scan = tokio::task::spawn_blocking(move || source::scan(&source, &filter, &counters))
+            .await
+            .context("scanner stopped")??;
+        ticker.abort();
+        bar.finish_and_clear();
+        scan
+    };
+    let totals = scan.manifest.totals();
+    let existing = listing.await.context("listing objects stopped")??;
+
+    let missing: Vec<(ObjectId, Content)> = scan
+        .contents
+        .iter()
+        .filter(|(id, _)| !existing.contains(id))
+        .map(|(id, c)| (*id, c.clone()))
+        .collect();
+    let upload_bytes: u64 = missing.iter().map(|(_, c)| content_len(c)).sum();
+    let bar = progress.bytes_bar("uploading", upload_bytes);
+    futures::stream::iter(missing.iter().cloned())
+        .map(|(id, content)| {
+            let store = store.clone();
+            let bar = bar.clone();
+            async move {
+                let len = content_len(&content);
+                let bytes = read_content(id, content).await?;
+                store.put(id, bytes).await?;
+                bar.inc(len);
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(UPLOAD_CONCURRENCY)
+        .try_collect::<()>()
+        .await?;
+    bar.finish_and_clear();
+
+    let encoded = Bytes::from(scan.manifest.encode());
+    let manifest_id = ObjectId::of(&encoded);
+    if !existing.contains(&manifest_id) {
+        store.put(manifest_id, encoded).await?;
+    }
+
+    let now = time::OffsetDateTime::now_utc();
+    let expires = request.expires_in.map(|d| now + d);
+    let record = ImageRecord {
+        v: IMAGE_RECORD_VERSION,
+        name: name.clone(),
+        manifest: manifest_id,
+        sparse: request.filter.is_none(),
+        filter: request.filter.as_ref().map(|f| f.lines().to_vec()),
+        triggers: request.triggers.list().to_vec(),
+        files: totals.files,
+        bytes: totals.bytes,
+        inodes: totals.inodes,
+        created: crate::rfc3339(now),
+        creator: crate::creator(),
+        expires: expires.map(crate::rfc3339),
+        expires_unix: expires.map(|t| t.unix_timestamp()),
+    };
+    bus.publish_image(&record).await?;
+    let unique: HashSet<_> = scan.contents.keys().collect();
+    Ok(AddSummary {
+        name,
+        files: totals.files,
+        bytes: totals.bytes,
+        uploaded: missing.len() as u64,
+        uploaded_bytes: upload_bytes,
+        skipped: (unique.len() - missing.len()) as u64,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn content_len(content: &Content) -> u64 {
+    match content {
+        Content::File(_, size) => *size,
+        Content::Memory(bytes) => bytes.len() as u64,
+    }
+}
+
+/// Reads an object's content for upload, checking it still hashes to its
+/// id (a file changed since the scan must not be stored under the old id).
+async fn read_content(id: ObjectId, content: Content) -> Result<Bytes> {
+    match content {
+        Content::Memory(bytes) => Ok(bytes),
+        Content::File(path, _) => {
+            let bytes = tokio::task::spawn_blocking(move || {
+                let data = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                if ObjectId::of(&data) != id {
+                    bail!(
+                        "{} changed while the image was being added; try again",
+                        path.display()
+                    );
+                }
+                Ok(Bytes::from(data))
+            })
+            .await??;
+            Ok(bytes)
+        }
+    }
+}
+
+/// Keeps the per-object counter in sync with [`ScanProgress`].
+pub(crate) fn scanned(counters: &ScanProgress) -> (u64, u64) {
+    (
+        counters.files.load(Ordering::Relaxed),
+        counters.bytes.load(Ordering::Relaxed),
+    )
+}

@@ -1,0 +1,68 @@
+//! Progress display on a terminal; silent otherwise.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::source::ScanProgress;
+
+pub struct Progress {
+    enabled: bool,
+}
+
+impl Progress {
+    /// Shows progress when asked to and stderr is a terminal.
+    pub fn new(wanted: bool) -> Self {
+        Self {
+            enabled: wanted && std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn bar(&self, bar: ProgressBar) -> ProgressBar {
+        if !self.enabled {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        bar
+    }
+
+    pub fn spinner(&self, message: &'static str) -> ProgressBar {
+        let bar = self.bar(ProgressBar::new_spinner());
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("template"));
+        bar.set_message(message);
+        bar
+    }
+
+    pub fn bytes_bar(&self, message: &'static str, total: u64) -> ProgressBar {
+        let bar = self.bar(ProgressBar::new(total));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(message);
+        bar
+    }
+
+    /// Updates a spinner with scan counts until aborted.
+    pub fn tick_scan(
+        &self,
+        bar: ProgressBar,
+        counters: Arc<ScanProgress>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let (files, bytes) = crate::add::scanned(&counters);
+                bar.set_message(format!(
+                    "scanning: {files} files, {} hashed",
+                    crate::human_bytes(bytes)
+                ));
+                bar.tick();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+}
