@@ -1,1 +1,140 @@
+//! The shared test fixture: a real `nats-server` with JetStream on a free
+//! port and its own temporary store, stopped when dropped. Tests can stop
+//! and restart it (same port, same store) to test outages. Every NATS test
+//! in the workspace uses it, so tests run in parallel without sharing state.
+//!
+//! The server binary is `$NATS_SERVER`, else the project's pinned one in
+//! `.tools/bin/nats-server` (installed by `ops/install-tools.sh`), else
+//! `nats-server` on `PATH`.
 
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// A running (or stopped) nats-server owned by one test.
+pub struct NatsServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts a fresh server with JetStream on a free port.
+    pub fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut server = Self {
+            port: free_port()?,
+            dir,
+            child: None,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// `nats://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's store directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Stops the server (as an outage would); its store is kept.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn()
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let binary = nats_server_binary();
+        let log = std::fs::File::create(self.dir.path().join("server.log"))?;
+        let child = Command::new(&binary)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.store_dir())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {} (run ops/install-tools.sh or set NATS_SERVER)",
+                    binary.display()
+                )
+            })?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+                bail!("nats-server exited with {status}: {log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("nats-server did not start listening on port {}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Finds the nats-server binary to run.
+pub fn nats_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return path.into();
+    }
+    let pinned = repo_root().join(".tools/bin/nats-server");
+    if pinned.exists() {
+        return pinned;
+    }
+    PathBuf::from("nats-server")
+}
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_stops_and_restarts() {
+        let mut server = NatsServer::start().unwrap();
+        assert!(TcpStream::connect(("127.0.0.1", server.port())).is_ok());
+        server.stop();
+        assert!(TcpStream::connect(("127.0.0.1", server.port())).is_err());
+        server.restart().unwrap();
+        assert!(TcpStream::connect(("127.0.0.1", server.port())).is_ok());
+    }
+}
