@@ -1,0 +1,118 @@
+//! Helpers shared by imagetool's tests: run the real binary against a
+//! fixture nats-server, and build source trees and tar archives.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use dom_tests::NatsServer;
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success and returns stdout.
+    pub fn ok(self) -> String {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self.stdout
+    }
+
+    /// Asserts a non-zero exit with exactly one line on stderr, and
+    /// returns that line.
+    pub fn one_line_error(self) -> String {
+        assert_ne!(self.code, 0, "expected failure; stdout: {}", self.stdout);
+        let lines: Vec<_> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one line, got: {:?}", self.stderr);
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        lines[0].to_string()
+    }
+}
+
+/// Runs imagetool with `args`, in `cwd`.
+pub fn imagetool_in(cwd: &Path, args: &[&str]) -> Run {
+    Run::from(
+        Command::new(env!("CARGO_BIN_EXE_imagetool"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("DOM_SERVER")
+            .output()
+            .expect("run imagetool"),
+    )
+}
+
+/// Runs imagetool against `server` with the modern `--server` flag.
+pub fn imagetool(server: &NatsServer, args: &[&str]) -> Run {
+    let url = server.url();
+    let mut all = vec!["--server", url.as_str(), "--quiet"];
+    all.extend_from_slice(args);
+    imagetool_in(Path::new("."), &all)
+}
+
+/// The project's example files (user-guide tree, filter, triggers).
+pub fn examples() -> PathBuf {
+    dom_tests::repo_root().join("ops/examples")
+}
+
+/// Names of the images `list` prints.
+pub fn listed(server: &NatsServer) -> Vec<String> {
+    imagetool(server, &["list"])
+        .ok()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Writes a file, creating parents.
+pub fn write(root: &Path, rel: &str, content: &[u8]) -> PathBuf {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+/// A tar archive with one entry whose raw name, type and link name are
+/// given as is, bypassing the tar crate's own path checks, as a hostile
+/// archive would.
+pub fn hostile_tar(name: &str, kind: tar::EntryType, link: Option<&str>) -> Vec<u8> {
+    let mut header = tar::Header::new_old();
+    {
+        let old = header.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(link) = link {
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+    }
+    header.set_entry_type(kind);
+    header.set_mode(0o644);
+    header.set_size(if kind == tar::EntryType::Regular {
+        3
+    } else {
+        0
+    });
+    header.set_mtime(1);
+    header.set_cksum();
+    let mut out = header.as_bytes().to_vec();
+    if kind == tar::EntryType::Regular {
+        let mut block = [0u8; 512];
+        block[..3].copy_from_slice(b"bad");
+        out.extend_from_slice(&block);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
