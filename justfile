@@ -42,8 +42,8 @@ build:
 
 # Walk through the user-guide examples against a throw-away server
 demo: tools
-    "{{root}}/ops/demo.sh"
+    @"{{root}}/ops/demo.sh"
 
 # Benchmark imagetool against sha512sum and ostree (slow; not run in CI)
 bench: tools
-    "{{root}}/ops/bench/run.sh"
+    @"{{root}}/ops/bench/run.sh"
