@@ -106,6 +106,8 @@ pub fn hostile_tar(name: &str, kind: tar::EntryType, link: Option<&str>) -> Vec<
         0
     });
     header.set_mtime(1);
+    header.set_uid(0);
+    header.set_gid(0);
     header.set_cksum();
     let mut out = header.as_bytes().to_vec();
     if kind == tar::EntryType::Regular {
