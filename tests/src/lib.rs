@@ -66,7 +66,14 @@ impl NatsServer {
         let binary = nats_server_binary();
         let log = std::fs::File::create(self.dir.path().join("server.log"))?;
         let child = Command::new(&binary)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.store_dir())
             .stdout(Stdio::null())
             .stderr(log)
@@ -83,8 +90,13 @@ impl NatsServer {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return Ok(());
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
                 bail!("nats-server exited with {status}: {log}");
             }
             std::thread::sleep(Duration::from_millis(20));

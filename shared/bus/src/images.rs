@@ -46,13 +46,7 @@ impl Bus {
         let publish = Publish::build()
             .payload(payload.into())
             .expected_last_subject_sequence(0);
-        let result = async {
-            self.js
-                .send_publish(subject, publish)
-                .await?
-                .await
-        }
-        .await;
+        let result = async { self.js.send_publish(subject, publish).await?.await }.await;
         match result {
             Ok(ack) => Ok(ack.sequence),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
@@ -64,7 +58,9 @@ impl Bus {
                     _ => Err(ImageError::NameTaken(record.name.clone())),
                 }
             }
-            Err(e) => Err(self.js_error(format!("publishing image {}: {e}", record.name)).into()),
+            Err(e) => Err(self
+                .js_error(format!("publishing image {}: {e}", record.name))
+                .into()),
         }
     }
 
@@ -149,7 +145,9 @@ impl Bus {
                     named = %message.name(),
                     "skipping image record whose name does not match its subject"
                 ),
-                Err(e) => tracing::warn!(subject = %msg.subject, error = %e, "skipping malformed image record"),
+                Err(e) => {
+                    tracing::warn!(subject = %msg.subject, error = %e, "skipping malformed image record")
+                }
             }
             if pending == 0 {
                 break;
@@ -164,10 +162,12 @@ impl Bus {
     pub async fn delete_image(&self, tombstone: &Tombstone) -> Result<(), ImageError> {
         let name = &tombstone.name;
         let stored = match self.image(name).await? {
-            Some(stored @ Stored {
-                message: ImageMessage::Record(_),
-                ..
-            }) => stored,
+            Some(
+                stored @ Stored {
+                    message: ImageMessage::Record(_),
+                    ..
+                },
+            ) => stored,
             Some(_) => return Err(ImageError::NameDeleted(name.clone())),
             None => return Err(ImageError::NotFound(name.clone())),
         };

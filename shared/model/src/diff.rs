@@ -14,7 +14,10 @@ pub enum Change<'a> {
 /// Paths added, removed or changed going from `left` to `right`, in path
 /// order. Hard links are compared by the inode they name.
 pub fn diff<'a>(left: &'a Manifest, right: &'a Manifest) -> Vec<Change<'a>> {
-    let (mut l, mut r) = (left.entries.iter().peekable(), right.entries.iter().peekable());
+    let (mut l, mut r) = (
+        left.entries.iter().peekable(),
+        right.entries.iter().peekable(),
+    );
     let mut changes = Vec::new();
     loop {
         match (l.peek(), r.peek()) {
@@ -68,10 +71,14 @@ pub fn differences(a: &Inode, b: &Inode) -> Vec<&'static str> {
     match (a, b) {
         (
             Inode::File {
-                object: oa, size: sa, ..
+                object: oa,
+                size: sa,
+                ..
             },
             Inode::File {
-                object: ob, size: sb, ..
+                object: ob,
+                size: sb,
+                ..
             },
         ) if oa != ob || sa != sb => what.push("content"),
         (Inode::Symlink { target: ta, .. }, Inode::Symlink { target: tb, .. }) if ta != tb => {

@@ -41,7 +41,9 @@ impl ImageName {
             return Err(NameError::Empty);
         }
         if trimmed.len() > MAX_NAME_LEN {
-            return Err(NameError::TooLong(trimmed.chars().take(40).collect::<String>() + "…"));
+            return Err(NameError::TooLong(
+                trimmed.chars().take(40).collect::<String>() + "…",
+            ));
         }
         let allowed = |c: char| c.is_ascii_alphanumeric() || "._-+=@:/~".contains(c);
         if !trimmed.chars().all(allowed) {
@@ -179,11 +181,19 @@ mod tests {
 
     #[test]
     fn names() {
-        for good in ["sparse.0", "image.0", "web/prod/2026-11-26", "/lead", "a_b-c+d=e@f:g~h"] {
+        for good in [
+            "sparse.0",
+            "image.0",
+            "web/prod/2026-11-26",
+            "/lead",
+            "a_b-c+d=e@f:g~h",
+        ] {
             assert!(ImageName::parse(good).is_ok(), "{good}");
         }
         assert_eq!(ImageName::parse("/lead").unwrap().as_str(), "lead");
-        for bad in ["", "/", "a b", "a*", "a>", "a..b", "a.", ".a", "a//b", "a/../b", "a/./b", "é"] {
+        for bad in [
+            "", "/", "a b", "a*", "a>", "a..b", "a.", ".a", "a//b", "a/../b", "a/./b", "é",
+        ] {
             assert!(ImageName::parse(bad).is_err(), "{bad}");
         }
         assert!(ImageName::parse(&"a".repeat(201)).is_err());

@@ -193,9 +193,10 @@ impl Manifest {
     /// sorted, gzip with no timestamp.
     pub fn encode(&self) -> Vec<u8> {
         let json = serde_json::to_vec(self).expect("manifest serialises");
-        let mut gz = flate2::GzBuilder::new()
-            .mtime(0)
-            .write(Vec::with_capacity(json.len() / 4), flate2::Compression::new(6));
+        let mut gz = flate2::GzBuilder::new().mtime(0).write(
+            Vec::with_capacity(json.len() / 4),
+            flate2::Compression::new(6),
+        );
         gz.write_all(&json).expect("writing to memory");
         gz.finish().expect("writing to memory")
     }
@@ -263,9 +264,7 @@ impl Manifest {
                     linkable.insert(p);
                 }
                 Inode::Symlink { target, .. } => {
-                    if target.len() > path::MAX_PATH_LEN
-                        || !path::symlink_stays_inside(p, target)
-                    {
+                    if target.len() > path::MAX_PATH_LEN || !path::symlink_stays_inside(p, target) {
                         return Err(ManifestError::BadSymlink {
                             path: p.into(),
                             target: target.clone(),
@@ -363,7 +362,12 @@ impl ManifestBuilder {
     /// device and inode number on disk); all but the first name, by path
     /// order, become hard links. A repeated path replaces the earlier one,
     /// as extracting a tar archive would.
-    pub fn add(&mut self, path: String, inode: Inode, link_key: Option<u64>) -> Result<(), ManifestError> {
+    pub fn add(
+        &mut self,
+        path: String,
+        inode: Inode,
+        link_key: Option<u64>,
+    ) -> Result<(), ManifestError> {
         path::normalise(&path)?;
         if let Inode::Symlink { target, .. } = &inode {
             if target.len() > path::MAX_PATH_LEN || !path::symlink_stays_inside(&path, target) {
@@ -415,10 +419,12 @@ impl ManifestBuilder {
             ));
         }
         for path in self.entries.keys() {
-            if path != "/" && !matches!(
-                self.entries.get(path::parent(path)),
-                Some((Inode::Dir { .. }, _))
-            ) {
+            if path != "/"
+                && !matches!(
+                    self.entries.get(path::parent(path)),
+                    Some((Inode::Dir { .. }, _))
+                )
+            {
                 return Err(ManifestError::Conflict {
                     path: path.clone(),
                     reason: format!("its parent {:?} is not a directory", path::parent(path)),
@@ -545,8 +551,14 @@ mod tests {
 
     fn sample() -> Manifest {
         let mut b = ManifestBuilder::new();
-        b.add("/etc/ssh/sshd.conf".into(), file(b"Port 22\n"), Some(1)).unwrap();
-        b.add("/etc/ssh/sshd.conf.hard".into(), file(b"Port 22\n"), Some(1)).unwrap();
+        b.add("/etc/ssh/sshd.conf".into(), file(b"Port 22\n"), Some(1))
+            .unwrap();
+        b.add(
+            "/etc/ssh/sshd.conf.hard".into(),
+            file(b"Port 22\n"),
+            Some(1),
+        )
+        .unwrap();
         b.add(
             "/lib".into(),
             Inode::Symlink {
@@ -579,7 +591,16 @@ mod tests {
         let paths: Vec<_> = m.entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["/", "/dev", "/dev/null", "/etc", "/etc/ssh", "/etc/ssh/sshd.conf", "/etc/ssh/sshd.conf.hard", "/lib"]
+            [
+                "/",
+                "/dev",
+                "/dev/null",
+                "/etc",
+                "/etc/ssh",
+                "/etc/ssh/sshd.conf",
+                "/etc/ssh/sshd.conf.hard",
+                "/lib"
+            ]
         );
         assert_eq!(
             m.get("/etc/ssh/sshd.conf.hard").unwrap().inode,
@@ -604,10 +625,22 @@ mod tests {
     fn explicit_links_are_canonicalised() {
         let mut b = ManifestBuilder::new();
         b.add("/z".into(), file(b"x"), None).unwrap();
-        b.add("/a".into(), Inode::Link { target: "/z".into() }, None).unwrap();
+        b.add(
+            "/a".into(),
+            Inode::Link {
+                target: "/z".into(),
+            },
+            None,
+        )
+        .unwrap();
         let m = b.finish().unwrap();
         assert!(matches!(m.get("/a").unwrap().inode, Inode::File { .. }));
-        assert_eq!(m.get("/z").unwrap().inode, Inode::Link { target: "/a".into() });
+        assert_eq!(
+            m.get("/z").unwrap().inode,
+            Inode::Link {
+                target: "/a".into()
+            }
+        );
     }
 
     #[test]
@@ -624,7 +657,14 @@ mod tests {
         ));
         assert!(b.add("/a/../b".into(), file(b""), None).is_err());
         let mut b = ManifestBuilder::new();
-        b.add("/a".into(), Inode::Link { target: "/missing".into() }, None).unwrap();
+        b.add(
+            "/a".into(),
+            Inode::Link {
+                target: "/missing".into(),
+            },
+            None,
+        )
+        .unwrap();
         assert!(matches!(b.finish(), Err(ManifestError::BadLink { .. })));
     }
 

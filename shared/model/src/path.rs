@@ -99,7 +99,10 @@ pub fn symlink_stays_inside(link_path: &str, target: &str) -> bool {
     if target.starts_with('/') {
         return true;
     }
-    let mut depth = parent(link_path).split('/').filter(|s| !s.is_empty()).count();
+    let mut depth = parent(link_path)
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .count();
     for segment in target.split('/') {
         match segment {
             "" | "." => {}
@@ -131,9 +134,18 @@ mod tests {
         assert!(matches!(normalise("etc"), Err(PathError::NotAbsolute(_))));
         assert!(matches!(normalise("/etc/../x"), Err(PathError::DotDot(_))));
         assert!(matches!(normalise("/.."), Err(PathError::DotDot(_))));
-        assert!(matches!(normalise("/etc//x"), Err(PathError::EmptySegment(_))));
-        assert!(matches!(normalise("/etc/"), Err(PathError::EmptySegment(_))));
-        assert!(matches!(normalise("/./etc"), Err(PathError::EmptySegment(_))));
+        assert!(matches!(
+            normalise("/etc//x"),
+            Err(PathError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            normalise("/etc/"),
+            Err(PathError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            normalise("/./etc"),
+            Err(PathError::EmptySegment(_))
+        ));
         assert!(matches!(normalise("/e\0"), Err(PathError::Nul(_))));
         assert_eq!(normalise(&"/a".repeat(3000)), Err(PathError::TooLong));
     }
@@ -146,7 +158,10 @@ mod tests {
         assert_eq!(from_relative("etc/passwd").unwrap(), "/etc/passwd");
         assert!(matches!(from_relative("/etc"), Err(PathError::Absolute(_))));
         assert!(matches!(from_relative("../etc"), Err(PathError::DotDot(_))));
-        assert!(matches!(from_relative("a/../../b"), Err(PathError::DotDot(_))));
+        assert!(matches!(
+            from_relative("a/../../b"),
+            Err(PathError::DotDot(_))
+        ));
     }
 
     #[test]

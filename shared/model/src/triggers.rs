@@ -229,7 +229,11 @@ mod tests {
                 {"Service":"c","MatchLines":["/y"]}]"#,
         )
         .unwrap();
-        let names: Vec<_> = t.matching(["/x/1"]).iter().map(|t| t.service.as_str()).collect();
+        let names: Vec<_> = t
+            .matching(["/x/1"])
+            .iter()
+            .map(|t| t.service.as_str())
+            .collect();
         assert_eq!(names, ["a", "b"]);
     }
 
