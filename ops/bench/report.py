@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Render the benchmark measurements (results.tsv from run.sh) as markdown.
 
-Input rows: corpus <TAB> kind <TAB> run <TAB> value <TAB> extra <TAB> cpu
+Input rows: corpus <TAB> kind <TAB> run <TAB> value <TAB> extra <TAB> cpu <TAB> busy
   kind corpus:    value = regular files, extra = regular-file bytes
   kind sha512sum, ostree, imagetool, readd: value = seconds
        (ostree extra = repo bytes; imagetool/readd extra = summary line;
-       cpu = user + system seconds, for imagetool including nats-server)
+       cpu = user + system seconds, for imagetool including nats-server;
+       busy = CPU seconds the whole machine was busy during the run)
   kind natsstore: value = JetStream store bytes after the run
 Machine facts come from M_* environment variables.
 """
@@ -52,8 +53,9 @@ def main(path):
     times = collections.defaultdict(list)
     extra = collections.defaultdict(list)
     cpu = collections.defaultdict(list)
+    other = collections.defaultdict(list)
     for line in open(path):
-        corpus, kind, run, value, rest, used = line.rstrip("\n").split("\t", 5)
+        corpus, kind, run, value, rest, used, busy = line.rstrip("\n").split("\t", 6)
         if kind == "corpus":
             corpora.append(corpus)
             info[corpus] = (int(value), int(rest))
@@ -62,6 +64,8 @@ def main(path):
         else:
             times[(corpus, kind)].append(float(value))
             cpu[(corpus, kind)].append(float(used) if used else None)
+            other[(corpus, kind)].append(
+                max(0.0, float(busy) - float(used)) if used and busy else None)
             if rest:
                 extra[(corpus, kind)].append(rest)
 
@@ -130,10 +134,13 @@ def main(path):
         w("The JetStream store of the synth row also holds the synth-1pct re-add.\n")
 
     w("## Every run\n")
-    w("Wall-clock seconds of each run, in order, and the CPU seconds (user + "
-      "system) of that run; for imagetool the CPU includes the nats-server.\n")
-    w("| corpus | measurement | wall s | CPU s |")
-    w("|---|---|---|---|")
+    w("Wall-clock seconds of each run, in order; the CPU seconds (user + "
+      "system) the run used, for imagetool including the nats-server; and the "
+      "CPU seconds used meanwhile by everything else on the machine (kernel "
+      "write-back included). A large last column means the run competed "
+      "for the CPUs.\n")
+    w("| corpus | measurement | wall s | CPU s | other CPU s |")
+    w("|---|---|---|---|---|")
     names = {"sha512sum": "sha512sum -P2", "ostree": "ostree commit",
              "imagetool": "imagetool add (first)", "readd": "imagetool re-add (1%)"}
     for c in corpora:
@@ -141,7 +148,8 @@ def main(path):
             if times[(c, kind)]:
                 walls = ", ".join(f"{t:.2f}" for t in times[(c, kind)])
                 cpus = ", ".join("?" if u is None else f"{u:.2f}" for u in cpu[(c, kind)])
-                w(f"| {c} | {label} | {walls} | {cpus} |")
+                rest = ", ".join("?" if u is None else f"{u:.2f}" for u in other[(c, kind)])
+                w(f"| {c} | {label} | {walls} | {cpus} | {rest} |")
     summaries = [(c, k, s) for c in corpora for k in ("imagetool", "readd")
                  for s in extra[(c, k)][-1:]]
     if summaries:

@@ -55,17 +55,26 @@ rm -rf "$TMP"
 mkdir -p "$TMP"
 : >"$DATA"
 
-# timed CMD...: run CMD; put its wall-clock seconds in $ELAPSED and the CPU
-# seconds (user + system) of CMD and its children in $CPU. Dirty pages from
-# the previous measurement are flushed first so that their write-back is not
-# charged to this one.
+# timed CMD...: run CMD; put its wall-clock seconds in $ELAPSED, the CPU
+# seconds (user + system) of CMD and its children in $CPU, and the CPU seconds
+# the whole machine was busy meanwhile in $BUSY (so that load from anything
+# else running can be told apart). Dirty pages from the previous measurement
+# are flushed first so that their write-back is not charged to this one.
 timed() {
-    local rc=0 user sys TIMEFORMAT='%3R %3U %3S'
+    local rc=0 user sys busy0 TIMEFORMAT='%3R %3U %3S'
     sync
+    busy0=$(machine_busy)
     { time "$@" 2>&3 3>&-; } 3>&2 2>"$TMP/time.out" || rc=$?
+    BUSY=$(awk -v a="$busy0" -v b="$(machine_busy)" 'BEGIN { printf "%.2f", b - a }')
     read -r ELAPSED user sys <"$TMP/time.out"
     CPU=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
     return "$rc"
+}
+
+# CPU seconds all CPUs have spent busy since boot.
+machine_busy() {
+    awk -v hz="$(getconf CLK_TCK)" '/^cpu / {
+        printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat
 }
 
 # CPU seconds used so far by the nats-server we started.
@@ -73,8 +82,10 @@ server_cpu() {
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$NATS_PID/stat"
 }
 
-# record CORPUS KIND RUN VALUE [EXTRA [CPU]]
-record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" "${6:-}" >>"$DATA"; }
+# record CORPUS KIND RUN VALUE [EXTRA [CPU [BUSY]]]
+record() {
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" "${6:-}" "${7:-}" >>"$DATA"
+}
 
 hash_tree() {
     find "$1" -type f -print0 | xargs -0 -n128 -P2 sha512sum >/dev/null
@@ -130,22 +141,22 @@ for corpus in "${CORPORA[@]}"; do
     for ((run = 1; run <= RUNS; run++)); do
         if want sha512sum; then
             timed hash_tree "$dir"
-            record "$corpus" sha512sum "$run" "$ELAPSED" "" "$CPU"
+            record "$corpus" sha512sum "$run" "$ELAPSED" "" "$CPU" "$BUSY"
             say "$corpus run $run: sha512sum ${ELAPSED}s"
         fi
         if want ostree; then
             ostree_commit "$dir"
-            record "$corpus" ostree "$run" "$ELAPSED" "$OSTREE_BYTES" "$CPU"
+            record "$corpus" ostree "$run" "$ELAPSED" "$OSTREE_BYTES" "$CPU" "$BUSY"
             say "$corpus run $run: ostree commit ${ELAPSED}s"
         fi
         if want imagetool; then
             start_fresh_nats
             imagetool_add "$NATS_PORT" "bench.$corpus" "$dir"
-            record "$corpus" imagetool "$run" "$ELAPSED" "$SUMMARY" "$CPU"
+            record "$corpus" imagetool "$run" "$ELAPSED" "$SUMMARY" "$CPU" "$BUSY"
             say "$corpus run $run: imagetool add ${ELAPSED}s"
             if [[ "$corpus" == synth ]]; then
                 imagetool_add "$NATS_PORT" "bench.synth-1pct" "$BENCH/synth-1pct"
-                record "$corpus" readd "$run" "$ELAPSED" "$SUMMARY" "$CPU"
+                record "$corpus" readd "$run" "$ELAPSED" "$SUMMARY" "$CPU" "$BUSY"
                 say "$corpus run $run: imagetool re-add (synth-1pct) ${ELAPSED}s"
             fi
             nats_stop
