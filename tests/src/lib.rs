@@ -114,7 +114,13 @@ impl Drop for NatsServer {
 /// Finds the nats-server binary to run.
 pub fn nats_server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("NATS_SERVER") {
-        return path.into();
+        let path = PathBuf::from(path);
+        // A relative path with a directory part is relative to the
+        // workspace, wherever cargo runs the test from.
+        if path.is_relative() && path.components().count() > 1 {
+            return repo_root().join(path);
+        }
+        return path;
     }
     let pinned = repo_root().join(".tools/bin/nats-server");
     if pinned.exists() {

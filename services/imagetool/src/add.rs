@@ -132,7 +132,9 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
         scan
     };
     let totals = scan.manifest.totals();
+    tracing::info!(elapsed = ?started.elapsed(), files = totals.files, "scanned");
     let existing = listing.await.context("listing objects stopped")??;
+    tracing::info!(elapsed = ?started.elapsed(), objects = existing.len(), "listed bucket");
 
     let missing: Vec<(ObjectId, Content)> = scan
         .contents
@@ -158,9 +160,11 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
         .try_collect::<()>()
         .await?;
     bar.finish_and_clear();
+    tracing::info!(elapsed = ?started.elapsed(), objects = missing.len(), "uploaded");
 
     let encoded = Bytes::from(scan.manifest.encode());
     let manifest_id = ObjectId::of(&encoded);
+    tracing::info!(elapsed = ?started.elapsed(), bytes = encoded.len(), "encoded manifest");
     if !existing.contains(&manifest_id) {
         store.put(manifest_id, encoded).await?;
     }

@@ -14,6 +14,7 @@ pub mod get;
 pub mod inspect;
 pub mod progress;
 pub mod source;
+pub mod walk;
 
 use std::process::ExitCode;
 

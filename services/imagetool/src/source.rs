@@ -8,12 +8,10 @@ use std::fs;
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use dom_model::manifest::{ManifestBuilder, ManifestError};
-use dom_model::object::Hasher;
 use dom_model::{path, Filter, Inode, Manifest, ObjectId};
 use thiserror::Error;
 
@@ -79,23 +77,14 @@ pub fn scan(source: &Path, filter: &Filter, progress: &ScanProgress) -> Result<S
     }
 }
 
-struct PendingFile {
-    path: String,
-    disk: PathBuf,
-    meta: fs::Metadata,
-}
-
 fn scan_dir(root: &Path, filter: &Filter, progress: &ScanProgress) -> Result<Scan, SourceError> {
+    let found = crate::walk::walk(root, filter, progress)?;
+    tracing::debug!(paths = found.len(), "walked and hashed source tree");
     let mut builder = ManifestBuilder::new();
-    let mut pending = Vec::new();
+    let mut contents = HashMap::new();
     let mut link_keys: HashMap<(u64, u64), u64> = HashMap::new();
-    let mut stack = vec![("/".to_string(), root.to_path_buf())];
-    let read_err = |p: &Path, e: io::Error| SourceError::Read {
-        path: p.to_path_buf(),
-        reason: e.to_string(),
-    };
-    while let Some((image_path, disk)) = stack.pop() {
-        let meta = fs::symlink_metadata(&disk).map_err(|e| read_err(&disk, e))?;
+    for f in found {
+        let meta = &f.meta;
         let ft = meta.file_type();
         let (mode, uid, gid) = (meta.mode() & 0o7777, meta.uid(), meta.gid());
         let (mtime, mtime_ns) = (meta.mtime(), meta.mtime_nsec() as u32);
@@ -106,44 +95,22 @@ fn scan_dir(root: &Path, filter: &Filter, progress: &ScanProgress) -> Result<Sca
             None
         };
         let inode = if ft.is_dir() {
-            let mut children = Vec::new();
-            for child in fs::read_dir(&disk).map_err(|e| read_err(&disk, e))? {
-                let child = child.map_err(|e| read_err(&disk, e))?;
-                let Some(name) = child.file_name().to_str().map(str::to_owned) else {
-                    return Err(SourceError::Read {
-                        path: child.path(),
-                        reason: "file name is not UTF-8".into(),
-                    });
-                };
-                let child_path = path::join(&image_path, &name);
-                if filter.matches(&child_path) {
-                    continue;
-                }
-                children.push((child_path, child.path()));
-            }
-            stack.extend(children);
             Inode::Dir { mode, uid, gid }
-        } else if ft.is_file() {
-            pending.push((
-                PendingFile {
-                    path: image_path,
-                    disk,
-                    meta,
-                },
-                link_key,
-            ));
-            continue;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(&disk).map_err(|e| read_err(&disk, e))?;
-            let target = target.to_str().ok_or_else(|| SourceError::Read {
-                path: disk.clone(),
-                reason: "symlink target is not UTF-8".into(),
-            })?;
-            Inode::Symlink {
+        } else if let Some(object) = f.object {
+            contents
+                .entry(object)
+                .or_insert_with(|| Content::File(f.disk.clone(), meta.size()));
+            Inode::File {
+                mode,
                 uid,
                 gid,
-                target: target.into(),
+                mtime,
+                mtime_ns,
+                size: meta.size(),
+                object,
             }
+        } else if let Some(target) = f.link_target {
+            Inode::Symlink { uid, gid, target }
         } else if ft.is_char_device() {
             Inode::Char {
                 mode,
@@ -174,96 +141,12 @@ fn scan_dir(root: &Path, filter: &Filter, progress: &ScanProgress) -> Result<Sca
             // Sockets belong to running programs, not images.
             continue;
         };
-        builder.add(image_path, inode, link_key)?;
-    }
-
-    // Hash every distinct inode once, in parallel, biggest files first so
-    // the last thread does not finish long after the others.
-    let mut files: Vec<_> = pending.into_iter().collect();
-    files.sort_by_key(|(f, _)| std::cmp::Reverse(f.meta.size()));
-    let ids = hash_files(&files, progress)?;
-    let mut contents = HashMap::new();
-    for ((file, key), id) in files.into_iter().zip(ids) {
-        let meta = &file.meta;
-        contents
-            .entry(id)
-            .or_insert_with(|| Content::File(file.disk.clone(), meta.size()));
-        builder.add(
-            file.path,
-            Inode::File {
-                mode: meta.mode() & 0o7777,
-                uid: meta.uid(),
-                gid: meta.gid(),
-                mtime: meta.mtime(),
-                mtime_ns: meta.mtime_nsec() as u32,
-                size: meta.size(),
-                object: id,
-            },
-            key,
-        )?;
+        builder.add(f.path, inode, link_key)?;
     }
     Ok(Scan {
         manifest: builder.finish()?,
         contents,
     })
-}
-
-/// Hashes files on all cores.
-fn hash_files(
-    files: &[(PendingFile, Option<u64>)],
-    progress: &ScanProgress,
-) -> Result<Vec<ObjectId>, SourceError> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<ObjectId>>> = Mutex::new(vec![None; files.len()]);
-    let failure: Mutex<Option<SourceError>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= files.len() || failure.lock().unwrap().is_some() {
-                        break;
-                    }
-                    let disk = &files[i].0.disk;
-                    match hash_file(disk, &mut buf, progress) {
-                        Ok(id) => results.lock().unwrap()[i] = Some(id),
-                        Err(e) => {
-                            *failure.lock().unwrap() = Some(SourceError::Read {
-                                path: disk.clone(),
-                                reason: e.to_string(),
-                            });
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().unwrap() {
-        return Err(e);
-    }
-    Ok(results
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .map(|id| id.expect("every file hashed"))
-        .collect())
-}
-
-fn hash_file(path: &Path, buf: &mut [u8], progress: &ScanProgress) -> io::Result<ObjectId> {
-    let mut file = fs::File::open(path)?;
-    let mut hasher = Hasher::new();
-    loop {
-        let n = file.read(buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    progress.files.fetch_add(1, Ordering::Relaxed);
-    Ok(hasher.finish())
 }
 
 fn scan_tar<R: Read>(

@@ -140,6 +140,17 @@ impl Subjects {
         format!("{}-objects", self.prefix)
     }
 
+    /// The stream behind the object bucket (the NATS object-store layout).
+    pub fn object_stream(&self) -> String {
+        format!("OBJ_{}", self.object_bucket())
+    }
+
+    /// The subjects of the bucket's per-object metadata: `$O.<bucket>.M.`
+    /// followed by the base64url-encoded object name.
+    pub fn object_meta_prefix(&self) -> String {
+        format!("$O.{}.M.", self.object_bucket())
+    }
+
     /// The wildcard subject of a stream's kind (`dom.mdb.>`).
     pub fn all(&self, kind: &str) -> String {
         format!("{}.{kind}.>", self.prefix)

@@ -190,12 +190,13 @@ pub enum ManifestError {
 
 impl Manifest {
     /// Encodes deterministically: JSON with a fixed field order, entries
-    /// sorted, gzip with no timestamp.
+    /// sorted, gzip (fastest level: most of a manifest is hex digests,
+    /// which barely compress further) with no timestamp.
     pub fn encode(&self) -> Vec<u8> {
         let json = serde_json::to_vec(self).expect("manifest serialises");
         let mut gz = flate2::GzBuilder::new().mtime(0).write(
             Vec::with_capacity(json.len() / 4),
-            flate2::Compression::new(6),
+            flate2::Compression::fast(),
         );
         gz.write_all(&json).expect("writing to memory");
         gz.finish().expect("writing to memory")

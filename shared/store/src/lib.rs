@@ -46,6 +46,9 @@ pub trait ContentStore: Send + Sync {
 #[derive(Clone)]
 pub struct NatsStore {
     bucket: ObjectStore,
+    js: async_nats::jetstream::Context,
+    stream: String,
+    meta_prefix: String,
 }
 
 impl NatsStore {
@@ -53,25 +56,41 @@ impl NatsStore {
     pub async fn open(bus: &Bus) -> Result<Self, StoreError> {
         Ok(Self {
             bucket: bus.object_bucket().await?,
+            js: bus.js.clone(),
+            stream: bus.subjects.object_stream(),
+            meta_prefix: bus.subjects.object_meta_prefix(),
         })
     }
 }
 
 impl ContentStore for NatsStore {
     async fn ids(&self) -> Result<HashSet<ObjectId>, StoreError> {
-        let mut ids = HashSet::new();
-        let mut list = self
-            .bucket
-            .list()
+        // One paged stream-info request lists every object's metadata
+        // subject, which carries its name; far cheaper than replaying the
+        // metadata messages themselves. Objects are never deleted by the
+        // tools, so a metadata subject means the object is stored.
+        use base64::Engine;
+        let backend = |e: &dyn std::fmt::Display| StoreError::Backend(e.to_string());
+        let stream = self
+            .js
+            .get_stream_no_info(&self.stream)
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        while let Some(info) = list.next().await {
-            let info = info.map_err(|e| StoreError::Backend(e.to_string()))?;
-            if info.deleted {
+            .map_err(|e| backend(&e))?;
+        let mut subjects = stream
+            .info_with_subjects(format!("{}>", self.meta_prefix))
+            .await
+            .map_err(|e| backend(&e))?;
+        let mut ids = HashSet::new();
+        while let Some(entry) = subjects.next().await {
+            let (subject, _count) = entry.map_err(|e| backend(&e))?;
+            let Some(encoded) = subject.strip_prefix(self.meta_prefix.as_str()) else {
                 continue;
-            }
+            };
+            let Ok(name) = base64::engine::general_purpose::URL_SAFE.decode(encoded) else {
+                continue;
+            };
             // Objects not named by an id (put there by hand) are ignored.
-            if let Ok(id) = info.name.parse() {
+            if let Some(id) = std::str::from_utf8(&name).ok().and_then(|n| n.parse().ok()) {
                 ids.insert(id);
             }
         }
