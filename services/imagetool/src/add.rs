@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,9 @@ use crate::progress::Progress;
 use crate::source::{self, Content, ScanProgress};
 
 /// How many objects are uploaded at once.
-const UPLOAD_CONCURRENCY: usize = 16;
+const UPLOAD_CONCURRENCY: usize = 48;
+/// How many hashed objects may wait for the uploader.
+const HANDOVER_QUEUE: usize = 256;
 
 /// What was checked before anything is sent: the inputs of `add`.
 pub struct AddRequest {
@@ -116,51 +118,68 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
         tokio::spawn(async move { store.ids().await })
     };
 
+    // Scanning runs on a thread pool and hands over each object as soon as
+    // it is hashed; objects the bucket lacks are uploaded meanwhile.
+    // Bounded, so a scan faster than the upload waits instead of holding
+    // the whole image in memory.
+    let (found_tx, mut found_rx) = tokio::sync::mpsc::channel(HANDOVER_QUEUE);
+    // The scanner closes the channel when done, ending the upload stream.
+    let sender = Arc::new(std::sync::Mutex::new(Some(found_tx)));
+    let counters = Arc::new(ScanProgress {
+        on_object: Some(Box::new({
+            let sender = sender.clone();
+            move |id, content| {
+                if let Some(tx) = &*sender.lock().expect("sender lock") {
+                    let _ = tx.blocking_send((id, content));
+                }
+            }
+        })),
+        ..Default::default()
+    });
+    let uploaded_bytes = Arc::new(AtomicU64::new(0));
     let progress = Progress::new(show_progress);
-    let counters = Arc::new(ScanProgress::default());
-    let scan = {
+    let bar = progress.spinner("scanning");
+    let ticker = progress.tick_scan(bar.clone(), counters.clone(), uploaded_bytes.clone());
+    let scanner = {
         let counters = counters.clone();
         let source = request.source.clone();
         let filter = request.filter.clone().unwrap_or_else(Filter::empty);
-        let bar = progress.spinner("scanning");
-        let ticker = progress.tick_scan(bar.clone(), counters.clone());
-        let scan = tokio::task::spawn_blocking(move || source::scan(&source, &filter, &counters))
-            .await
-            .context("scanner stopped")??;
-        ticker.abort();
-        bar.finish_and_clear();
-        scan
+        tokio::task::spawn_blocking(move || {
+            let scan = source::scan(&source, &filter, &counters);
+            sender.lock().expect("sender lock").take();
+            scan
+        })
     };
-    let totals = scan.manifest.totals();
-    tracing::info!(elapsed = ?started.elapsed(), files = totals.files, "scanned");
     let existing = listing.await.context("listing objects stopped")??;
     tracing::info!(elapsed = ?started.elapsed(), objects = existing.len(), "listed bucket");
-
-    let missing: Vec<(ObjectId, Content)> = scan
-        .contents
-        .iter()
-        .filter(|(id, _)| !existing.contains(id))
-        .map(|(id, c)| (*id, c.clone()))
-        .collect();
-    let upload_bytes: u64 = missing.iter().map(|(_, c)| content_len(c)).sum();
-    let bar = progress.bytes_bar("uploading", upload_bytes);
-    futures::stream::iter(missing.iter().cloned())
+    let mut queued = HashSet::new();
+    let to_upload = futures::stream::poll_fn(|cx| found_rx.poll_recv(cx)).filter(
+        |(id, _): &(ObjectId, Content)| {
+            futures::future::ready(!existing.contains(id) && queued.insert(*id))
+        },
+    );
+    let uploaded = to_upload
         .map(|(id, content)| {
             let store = store.clone();
-            let bar = bar.clone();
+            let uploaded_bytes = uploaded_bytes.clone();
             async move {
-                let len = content_len(&content);
                 let bytes = read_content(id, content).await?;
+                let len = bytes.len() as u64;
                 store.put(id, bytes).await?;
-                bar.inc(len);
+                uploaded_bytes.fetch_add(len, Ordering::Relaxed);
                 anyhow::Ok(())
             }
         })
         .buffer_unordered(UPLOAD_CONCURRENCY)
-        .try_collect::<()>()
-        .await?;
+        .try_fold(0u64, |n, ()| futures::future::ready(Ok(n + 1)))
+        .await;
+    let scan = scanner.await.context("scanner stopped")??;
+    let uploaded = uploaded?;
+    ticker.abort();
     bar.finish_and_clear();
-    tracing::info!(elapsed = ?started.elapsed(), objects = missing.len(), "uploaded");
+    let upload_bytes = uploaded_bytes.load(Ordering::Relaxed);
+    let totals = scan.manifest.totals();
+    tracing::info!(elapsed = ?started.elapsed(), files = totals.files, uploaded, "scanned and uploaded");
 
     let encoded = Bytes::from(scan.manifest.encode());
     let manifest_id = ObjectId::of(&encoded);
@@ -192,18 +211,11 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
         name,
         files: totals.files,
         bytes: totals.bytes,
-        uploaded: missing.len() as u64,
+        uploaded,
         uploaded_bytes: upload_bytes,
-        skipped: (unique.len() - missing.len()) as u64,
+        skipped: unique.len() as u64 - uploaded,
         elapsed: started.elapsed(),
     })
-}
-
-fn content_len(content: &Content) -> u64 {
-    match content {
-        Content::File(_, size) => *size,
-        Content::Memory(bytes) => bytes.len() as u64,
-    }
 }
 
 /// Reads an object's content for upload, checking it still hashes to its

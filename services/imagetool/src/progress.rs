@@ -34,6 +34,7 @@ impl Progress {
         bar
     }
 
+    #[allow(dead_code)]
     pub fn bytes_bar(&self, message: &'static str, total: u64) -> ProgressBar {
         let bar = self.bar(ProgressBar::new(total));
         bar.set_style(
@@ -52,13 +53,16 @@ impl Progress {
         &self,
         bar: ProgressBar,
         counters: Arc<ScanProgress>,
+        uploaded: Arc<std::sync::atomic::AtomicU64>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
                 let (files, bytes) = crate::add::scanned(&counters);
+                let sent = uploaded.load(std::sync::atomic::Ordering::Relaxed);
                 bar.set_message(format!(
-                    "scanning: {files} files, {} hashed",
-                    crate::human_bytes(bytes)
+                    "scanning: {files} files, {} hashed, {} uploaded",
+                    crate::human_bytes(bytes),
+                    crate::human_bytes(sent)
                 ));
                 bar.tick();
                 tokio::time::sleep(Duration::from_millis(100)).await;

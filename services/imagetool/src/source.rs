@@ -40,11 +40,24 @@ pub struct Scan {
     pub contents: HashMap<ObjectId, Content>,
 }
 
-/// Counts shown while scanning.
+/// Called with each object as soon as it is hashed, so uploading can
+/// overlap scanning. An object may be reported more than once.
+pub type ObjectSink = Box<dyn Fn(ObjectId, Content) + Send + Sync>;
+
+/// Counts shown while scanning, and where hashed objects go.
 #[derive(Default)]
 pub struct ScanProgress {
     pub bytes: AtomicU64,
     pub files: AtomicU64,
+    pub on_object: Option<ObjectSink>,
+}
+
+impl ScanProgress {
+    pub(crate) fn hashed(&self, id: ObjectId, content: impl FnOnce() -> Content) {
+        if let Some(sink) = &self.on_object {
+            sink(id, content());
+        }
+    }
 }
 
 /// Scans `source`: a directory, or a tar archive (compressed or not).
@@ -201,9 +214,9 @@ fn scan_tar<R: Read>(
                 progress.files.fetch_add(1, Ordering::Relaxed);
                 let id = ObjectId::of(&data);
                 let size = data.len() as u64;
-                contents
-                    .entry(id)
-                    .or_insert_with(|| Content::Memory(Bytes::from(data)));
+                let data = Bytes::from(data);
+                progress.hashed(id, || Content::Memory(data.clone()));
+                contents.entry(id).or_insert_with(|| Content::Memory(data));
                 Inode::File {
                     mode,
                     uid,

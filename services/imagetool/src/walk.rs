@@ -12,7 +12,7 @@ use std::sync::{Condvar, Mutex};
 use dom_model::object::Hasher;
 use dom_model::{path, Filter, ObjectId};
 
-use crate::source::{ScanProgress, SourceError};
+use crate::source::{Content, ScanProgress, SourceError};
 
 /// One path found in the source.
 pub struct Found {
@@ -108,7 +108,7 @@ fn worker(
             Job::Dir(image_path, disk) => {
                 read_dir(&image_path, &disk, filter, &mut new_jobs, &mut found)
             }
-            Job::Hash(mut file) => match hash_file(&file.disk, &mut buf, progress) {
+            Job::Hash(mut file) => match hash_and_hand_over(&file, &mut buf, progress) {
                 Ok(id) => {
                     file.object = Some(id);
                     found.push(*file);
@@ -181,6 +181,33 @@ fn read_dir(
     // Directories are popped first, so discovery stays ahead of hashing.
     jobs.extend(dirs);
     Ok(())
+}
+
+/// Files up to this size are read whole, so the bytes just hashed can be
+/// uploaded without reading (and verifying) the file a second time.
+const HAND_OVER_MAX: u64 = 4 << 20;
+
+/// Hashes a file and hands its object to the scan's sink: small files as
+/// the bytes read, bigger ones as a path to read again.
+fn hash_and_hand_over(
+    file: &Found,
+    buf: &mut [u8],
+    progress: &ScanProgress,
+) -> io::Result<ObjectId> {
+    if progress.on_object.is_none() || file.meta.len() > HAND_OVER_MAX {
+        let id = hash_file(&file.disk, buf, progress)?;
+        progress.hashed(id, || Content::File(file.disk.clone(), file.meta.len()));
+        return Ok(id);
+    }
+    let mut data = Vec::with_capacity(file.meta.len() as usize);
+    fs::File::open(&file.disk)?.read_to_end(&mut data)?;
+    let id = ObjectId::of(&data);
+    progress
+        .bytes
+        .fetch_add(data.len() as u64, Ordering::Relaxed);
+    progress.files.fetch_add(1, Ordering::Relaxed);
+    progress.hashed(id, || Content::Memory(data.into()));
+    Ok(id)
 }
 
 pub(crate) fn hash_file(

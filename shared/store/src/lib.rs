@@ -28,6 +28,11 @@ pub enum StoreError {
     Bus(#[from] BusError),
 }
 
+/// Chunk size for stored objects: large enough that a big object costs few
+/// acknowledged round trips, well under the server's default 1 MiB
+/// `max_payload`.
+pub const CHUNK_SIZE: usize = 512 * 1024;
+
 /// What the tools need from a content store.
 pub trait ContentStore: Send + Sync {
     /// Every object id held. Used to upload only what is missing.
@@ -100,6 +105,7 @@ impl ContentStore for NatsStore {
     async fn put(&self, id: ObjectId, content: Bytes) -> Result<(), StoreError> {
         let meta = ObjectMetadata {
             name: id.to_hex(),
+            chunk_size: Some(CHUNK_SIZE),
             ..Default::default()
         };
         let mut reader = &content[..];
