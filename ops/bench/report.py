@@ -8,6 +8,7 @@ Input rows: corpus <TAB> kind <TAB> run <TAB> value <TAB> extra <TAB> cpu <TAB> 
        cpu = user + system seconds, for imagetool including nats-server;
        busy = CPU seconds the whole machine was busy during the run)
   kind natsstore: value = JetStream store bytes after the run
+  kind servercpu-imagetool, servercpu-readd: value = nats-server CPU seconds
 Machine facts come from M_* environment variables.
 """
 
@@ -54,6 +55,7 @@ def main(path):
     extra = collections.defaultdict(list)
     cpu = collections.defaultdict(list)
     other = collections.defaultdict(list)
+    server = collections.defaultdict(list)
     for line in open(path):
         corpus, kind, run, value, rest, used, busy = line.rstrip("\n").split("\t", 6)
         if kind == "corpus":
@@ -61,6 +63,8 @@ def main(path):
             info[corpus] = (int(value), int(rest))
         elif kind == "natsstore":
             extra[(corpus, kind)].append(int(value))
+        elif kind.startswith("servercpu-"):
+            server[(corpus, kind.split("-", 1)[1])].append(float(value))
         else:
             times[(corpus, kind)].append(float(value))
             cpu[(corpus, kind)].append(float(used) if used else None)
@@ -135,7 +139,8 @@ def main(path):
 
     w("## Every run\n")
     w("Wall-clock seconds of each run, in order; the CPU seconds (user + "
-      "system) the run used, for imagetool including the nats-server; and the "
+      "system) the run used, for imagetool including the nats-server (whose "
+      "share is in brackets); and the "
       "CPU seconds used meanwhile by everything else on the machine (kernel "
       "write-back included). A large last column means the run competed "
       "for the CPUs.\n")
@@ -147,7 +152,10 @@ def main(path):
         for kind, label in names.items():
             if times[(c, kind)]:
                 walls = ", ".join(f"{t:.2f}" for t in times[(c, kind)])
-                cpus = ", ".join("?" if u is None else f"{u:.2f}" for u in cpu[(c, kind)])
+                srv = server[(c, kind)] or [None] * len(cpu[(c, kind)])
+                cpus = ", ".join(
+                    "?" if u is None else f"{u:.2f}" + ("" if v is None else f" [{v:.2f}]")
+                    for u, v in zip(cpu[(c, kind)], srv))
                 rest = ", ".join("?" if u is None else f"{u:.2f}" for u in other[(c, kind)])
                 w(f"| {c} | {label} | {walls} | {cpus} | {rest} |")
     summaries = [(c, k, s) for c in corpora for k in ("imagetool", "readd")

@@ -105,8 +105,8 @@ ostree_commit() {
     rm -rf "$repo"
 }
 
-# imagetool_add PORT NAME DIR: timed add; sets ELAPSED, SUMMARY, and CPU
-# (client + server).
+# imagetool_add PORT NAME DIR: timed add; sets ELAPSED, SUMMARY, CPU (client
+# + server) and SERVER_CPU.
 imagetool_add() {
     local out="$TMP/imagetool.out" before
     before=$(server_cpu)
@@ -115,7 +115,8 @@ imagetool_add() {
         cat "$out" "$TMP/imagetool.err" >&2
         die "imagetool add $2 failed"
     fi
-    CPU=$(awk -v c="$CPU" -v a="$before" -v b="$(server_cpu)" 'BEGIN { printf "%.2f", c + b - a }')
+    SERVER_CPU=$(awk -v a="$before" -v b="$(server_cpu)" 'BEGIN { printf "%.2f", b - a }')
+    CPU=$(awk -v c="$CPU" -v s="$SERVER_CPU" 'BEGIN { printf "%.2f", c + s }')
     SUMMARY=$(grep -m1 '^added ' "$out" || tail -n1 "$out")
     say "  $SUMMARY"
 }
@@ -153,10 +154,12 @@ for corpus in "${CORPORA[@]}"; do
             start_fresh_nats
             imagetool_add "$NATS_PORT" "bench.$corpus" "$dir"
             record "$corpus" imagetool "$run" "$ELAPSED" "$SUMMARY" "$CPU" "$BUSY"
+            record "$corpus" servercpu-imagetool "$run" "$SERVER_CPU"
             say "$corpus run $run: imagetool add ${ELAPSED}s"
             if [[ "$corpus" == synth ]]; then
                 imagetool_add "$NATS_PORT" "bench.synth-1pct" "$BENCH/synth-1pct"
                 record "$corpus" readd "$run" "$ELAPSED" "$SUMMARY" "$CPU" "$BUSY"
+                record "$corpus" servercpu-readd "$run" "$SERVER_CPU"
                 say "$corpus run $run: imagetool re-add (synth-1pct) ${ELAPSED}s"
             fi
             nats_stop
