@@ -240,11 +240,3 @@ async fn read_content(id: ObjectId, content: Content) -> Result<Bytes> {
         }
     }
 }
-
-/// Keeps the per-object counter in sync with [`ScanProgress`].
-pub(crate) fn scanned(counters: &ScanProgress) -> (u64, u64) {
-    (
-        counters.files.load(Ordering::Relaxed),
-        counters.bytes.load(Ordering::Relaxed),
-    )
-}

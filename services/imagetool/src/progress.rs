@@ -34,20 +34,6 @@ impl Progress {
         bar
     }
 
-    #[allow(dead_code)]
-    pub fn bytes_bar(&self, message: &'static str, total: u64) -> ProgressBar {
-        let bar = self.bar(ProgressBar::new(total));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("template")
-            .progress_chars("=> "),
-        );
-        bar.set_message(message);
-        bar
-    }
-
     /// Updates a spinner with scan counts until aborted.
     pub fn tick_scan(
         &self,
@@ -57,7 +43,7 @@ impl Progress {
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
-                let (files, bytes) = crate::add::scanned(&counters);
+                let (files, bytes) = counters.counts();
                 let sent = uploaded.load(std::sync::atomic::Ordering::Relaxed);
                 bar.set_message(format!(
                     "scanning: {files} files, {} hashed, {} uploaded",

@@ -53,6 +53,14 @@ pub struct ScanProgress {
 }
 
 impl ScanProgress {
+    /// Files and bytes hashed so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.files.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+
     pub(crate) fn hashed(&self, id: ObjectId, content: impl FnOnce() -> Content) {
         if let Some(sink) = &self.on_object {
             sink(id, content());
