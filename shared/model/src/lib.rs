@@ -8,6 +8,8 @@
 //! - [`manifest`]: the full tree of an image and its deterministic encoding.
 //! - [`image`]: image names and the image record published on the bus.
 //! - [`diff`]: what differs between two manifests.
+//! - [`plan`]: the convergence plan, the work that turns a machine's tree
+//!   into its image.
 //!
 //! Nothing here touches the network, the file system or a clock, so every
 //! rule can be tested exhaustively and reused by every service.
@@ -18,10 +20,12 @@ pub mod image;
 pub mod manifest;
 pub mod object;
 pub mod path;
+pub mod plan;
 pub mod triggers;
 
 pub use filter::Filter;
 pub use image::{ImageMessage, ImageName, ImageRecord, Tombstone};
 pub use manifest::{Entry, Inode, Manifest};
 pub use object::ObjectId;
+pub use plan::Plan;
 pub use triggers::{Trigger, Triggers};
