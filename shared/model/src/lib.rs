@@ -10,10 +10,13 @@
 //! - [`diff`]: what differs between two manifests.
 //! - [`plan`]: the convergence plan, the work that turns a machine's tree
 //!   into its image.
+//! - [`desired`]: the desired state the dominator hands each machine.
+//! - [`report`]: what a machine says back: its state report and events.
 //!
 //! Nothing here touches the network, the file system or a clock, so every
 //! rule can be tested exhaustively and reused by every service.
 
+pub mod desired;
 pub mod diff;
 pub mod filter;
 pub mod image;
@@ -21,11 +24,14 @@ pub mod manifest;
 pub mod object;
 pub mod path;
 pub mod plan;
+pub mod report;
 pub mod triggers;
 
+pub use desired::DesiredState;
 pub use filter::Filter;
 pub use image::{ImageMessage, ImageName, ImageRecord, Tombstone};
 pub use manifest::{Entry, Inode, Manifest};
 pub use object::ObjectId;
 pub use plan::Plan;
+pub use report::{Event, StateReport};
 pub use triggers::{Trigger, Triggers};
