@@ -16,7 +16,8 @@ use dom_store::{ContentStore, NatsStore};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::progress::Progress;
-use crate::source::{self, Content, ScanProgress};
+use crate::source::{self, SourceOptions};
+use dom_scan::{Content, Counters, HashCache};
 
 /// How many objects are uploaded at once.
 const UPLOAD_CONCURRENCY: usize = 48;
@@ -30,6 +31,17 @@ pub struct AddRequest {
     pub filter: Option<Filter>,
     pub triggers: Triggers,
     pub expires_in: Option<Duration>,
+    /// Where the hash cache lives; `None` hashes everything.
+    pub hash_cache: Option<std::path::PathBuf>,
+}
+
+/// `$XDG_CACHE_HOME/imagetool/hashes`, else `~/.cache/imagetool/hashes`.
+pub fn default_hash_cache() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    Some(base.join("imagetool").join("hashes"))
 }
 
 impl AddRequest {
@@ -66,7 +78,12 @@ impl AddRequest {
             filter,
             triggers,
             expires_in,
+            hash_cache: None,
         })
+    }
+
+    pub fn with_hash_cache(self, hash_cache: Option<std::path::PathBuf>) -> Self {
+        Self { hash_cache, ..self }
     }
 }
 
@@ -76,6 +93,8 @@ pub struct AddSummary {
     pub name: ImageName,
     pub files: u64,
     pub bytes: u64,
+    /// Bytes read and hashed; the rest were unchanged since last hashed.
+    pub hashed_bytes: u64,
     pub uploaded: u64,
     pub uploaded_bytes: u64,
     pub skipped: u64,
@@ -86,10 +105,11 @@ impl std::fmt::Display for AddSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "added {}: {} files, {}, {} objects uploaded ({}), {} already stored, in {:.2} s",
+            "added {}: {} files, {} ({} hashed), {} objects uploaded ({}), {} already stored, in {:.2} s",
             self.name,
             self.files,
             crate::human_bytes(self.bytes),
+            crate::human_bytes(self.hashed_bytes),
             self.uploaded,
             crate::human_bytes(self.uploaded_bytes),
             self.skipped,
@@ -125,17 +145,20 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
     let (found_tx, mut found_rx) = tokio::sync::mpsc::channel(HANDOVER_QUEUE);
     // The scanner closes the channel when done, ending the upload stream.
     let sender = Arc::new(std::sync::Mutex::new(Some(found_tx)));
-    let counters = Arc::new(ScanProgress {
-        on_object: Some(Box::new({
-            let sender = sender.clone();
-            move |id, content| {
-                if let Some(tx) = &*sender.lock().expect("sender lock") {
-                    let _ = tx.blocking_send((id, content));
-                }
+    let sink = {
+        let sender = sender.clone();
+        move |id, content| {
+            if let Some(tx) = &*sender.lock().expect("sender lock") {
+                let _ = tx.blocking_send((id, content));
             }
-        })),
-        ..Default::default()
+        }
+    };
+    let cache = request.hash_cache.as_ref().map(|path| {
+        let cache = HashCache::load(path);
+        tracing::debug!(path = %path.display(), entries = cache.len(), "loaded hash cache");
+        Arc::new(cache)
     });
+    let counters = Arc::new(Counters::default());
     let uploaded_bytes = Arc::new(AtomicU64::new(0));
     let progress = Progress::new(show_progress);
     let bar = progress.spinner("scanning");
@@ -143,9 +166,13 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
     let scanner = {
         let counters = counters.clone();
         let source = request.source.clone();
-        let filter = request.filter.clone().unwrap_or_else(Filter::empty);
+        let options = SourceOptions {
+            filter: request.filter.clone().unwrap_or_else(Filter::empty),
+            cache: cache.clone(),
+            sink: Some(Box::new(sink)),
+        };
         tokio::task::spawn_blocking(move || {
-            let scan = source::scan(&source, &filter, &counters);
+            let scan = source::scan(&source, options, &counters);
             sender.lock().expect("sender lock").take();
             scan
         })
@@ -173,15 +200,15 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
         .buffer_unordered(UPLOAD_CONCURRENCY)
         .try_fold(0u64, |n, ()| futures::future::ready(Ok(n + 1)))
         .await;
-    let scan = scanner.await.context("scanner stopped")??;
+    let manifest = scanner.await.context("scanner stopped")??;
     let uploaded = uploaded?;
     ticker.abort();
     bar.finish_and_clear();
     let upload_bytes = uploaded_bytes.load(Ordering::Relaxed);
-    let totals = scan.manifest.totals();
+    let totals = manifest.totals();
     tracing::info!(elapsed = ?started.elapsed(), files = totals.files, uploaded, "scanned and uploaded");
 
-    let encoded = Bytes::from(scan.manifest.encode());
+    let encoded = Bytes::from(manifest.encode());
     let manifest_id = ObjectId::of(&encoded);
     tracing::info!(elapsed = ?started.elapsed(), bytes = encoded.len(), "encoded manifest");
     if !existing.contains(&manifest_id) {
@@ -206,14 +233,20 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
         expires_unix: expires.map(|t| t.unix_timestamp()),
     };
     bus.publish_image(&record).await?;
-    let unique: HashSet<_> = scan.contents.keys().collect();
+    if let (Some(cache), Some(path)) = (&cache, &request.hash_cache) {
+        // Only a speed-up: failing to save it fails nothing.
+        if let Err(e) = cache.save(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot save hash cache");
+        }
+    }
     Ok(AddSummary {
         name,
         files: totals.files,
         bytes: totals.bytes,
+        hashed_bytes: counters.hashed_bytes.load(Ordering::Relaxed),
         uploaded,
         uploaded_bytes: upload_bytes,
-        skipped: unique.len() as u64 - uploaded,
+        skipped: totals.objects - uploaded,
         elapsed: started.elapsed(),
     })
 }

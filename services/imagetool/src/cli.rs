@@ -59,6 +59,16 @@ pub enum Command {
         filter: String,
         #[arg(value_name = "TRIGGERSFILE")]
         triggers: String,
+        /// Where to remember the SHA-512 of files hashed before, so that
+        /// adding a tree again only reads what changed since (a file is
+        /// trusted unchanged while its inode, size, mtime and ctime are).
+        /// Default: $XDG_CACHE_HOME/imagetool/hashes or
+        /// ~/.cache/imagetool/hashes.
+        #[arg(long, value_name = "PATH", env = "IMAGETOOL_HASH_CACHE")]
+        hash_cache: Option<PathBuf>,
+        /// Hash every file, and neither read nor write the hash cache.
+        #[arg(long, conflicts_with = "hash_cache")]
+        no_hash_cache: bool,
     },
     /// List images (deleted and expired ones are left out unless --all).
     List {

@@ -14,7 +14,6 @@ pub mod get;
 pub mod inspect;
 pub mod progress;
 pub mod source;
-pub mod walk;
 
 use std::process::ExitCode;
 
@@ -34,13 +33,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             source,
             filter,
             triggers,
-        } => Some(add::AddRequest::parse(
-            name,
-            source,
-            filter,
-            triggers,
-            cli.expires_in,
-        )?),
+            hash_cache,
+            no_hash_cache,
+        } => Some(
+            add::AddRequest::parse(name, source, filter, triggers, cli.expires_in)?
+                .with_hash_cache(if *no_hash_cache {
+                    None
+                } else {
+                    hash_cache.clone().or_else(add::default_hash_cache)
+                }),
+        ),
         _ => None,
     };
     let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::source::ScanProgress;
+use dom_scan::Counters;
 
 pub struct Progress {
     enabled: bool,
@@ -38,7 +38,7 @@ impl Progress {
     pub fn tick_scan(
         &self,
         bar: ProgressBar,
-        counters: Arc<ScanProgress>,
+        counters: Arc<Counters>,
         uploaded: Arc<std::sync::atomic::AtomicU64>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {

@@ -1,18 +1,18 @@
-//! Reading an image's source into a manifest: a directory, a `.tar`, or a
-//! gzip-compressed tar. File contents are hashed in parallel; for each
-//! distinct object the scan remembers where its content can be read again
-//! for upload.
+//! Reading an image's source into a manifest: a directory (scanned by
+//! `dom-scan`, in parallel), a `.tar`, or a gzip-compressed tar. Each object
+//! is handed to the caller's sink as soon as it is hashed, so uploading can
+//! overlap scanning.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufReader, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use dom_model::manifest::{ManifestBuilder, ManifestError};
 use dom_model::{path, Filter, Inode, Manifest, ObjectId};
+use dom_scan::{Content, Counters, HashCache, ObjectSink, ScanError, ScanOptions};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -25,58 +25,43 @@ pub enum SourceError {
     Manifest(#[from] ManifestError),
 }
 
-/// Where an object's content can be read again.
-#[derive(Clone, Debug)]
-pub enum Content {
-    /// A file on disk of this size.
-    File(PathBuf, u64),
-    /// Held in memory (from a tar archive).
-    Memory(Bytes),
-}
-
-/// A scanned source.
-pub struct Scan {
-    pub manifest: Manifest,
-    pub contents: HashMap<ObjectId, Content>,
-}
-
-/// Called with each object as soon as it is hashed, so uploading can
-/// overlap scanning. An object may be reported more than once.
-pub type ObjectSink = Box<dyn Fn(ObjectId, Content) + Send + Sync>;
-
-/// Counts shown while scanning, and where hashed objects go.
-#[derive(Default)]
-pub struct ScanProgress {
-    pub bytes: AtomicU64,
-    pub files: AtomicU64,
-    pub on_object: Option<ObjectSink>,
-}
-
-impl ScanProgress {
-    /// Files and bytes hashed so far.
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.files.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-        )
-    }
-
-    pub(crate) fn hashed(&self, id: ObjectId, content: impl FnOnce() -> Content) {
-        if let Some(sink) = &self.on_object {
-            sink(id, content());
+impl From<ScanError> for SourceError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::Read { path, reason } => SourceError::Read { path, reason },
+            ScanError::Manifest(e) => SourceError::Manifest(e),
         }
     }
 }
 
+/// How to read a source.
+pub struct SourceOptions {
+    pub filter: Filter,
+    /// Hashes of unchanged files (directory sources only).
+    pub cache: Option<Arc<HashCache>>,
+    /// Where each object goes as soon as it is hashed.
+    pub sink: Option<ObjectSink>,
+}
+
 /// Scans `source`: a directory, or a tar archive (compressed or not).
-pub fn scan(source: &Path, filter: &Filter, progress: &ScanProgress) -> Result<Scan, SourceError> {
+pub fn scan(
+    source: &Path,
+    options: SourceOptions,
+    counters: &Counters,
+) -> Result<Manifest, SourceError> {
     let read_err = |e: io::Error| SourceError::Read {
         path: source.to_path_buf(),
         reason: e.to_string(),
     };
     let meta = fs::metadata(source).map_err(read_err)?;
     if meta.is_dir() {
-        scan_dir(source, filter, progress)
+        let options = ScanOptions {
+            filter: options.filter,
+            cache: options.cache,
+            sink: options.sink,
+            ..Default::default()
+        };
+        Ok(dom_scan::scan_tree(source, &options, counters)?.manifest)
     } else {
         let file = fs::File::open(source).map_err(read_err)?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -89,96 +74,24 @@ pub fn scan(source: &Path, filter: &Filter, progress: &ScanProgress) -> Result<S
             scan_tar(
                 flate2::read::MultiGzDecoder::new(reader),
                 source,
-                filter,
-                progress,
+                &options,
+                counters,
             )
         } else {
-            scan_tar(reader, source, filter, progress)
+            scan_tar(reader, source, &options, counters)
         }
     }
-}
-
-fn scan_dir(root: &Path, filter: &Filter, progress: &ScanProgress) -> Result<Scan, SourceError> {
-    let found = crate::walk::walk(root, filter, progress)?;
-    tracing::debug!(paths = found.len(), "walked and hashed source tree");
-    let mut builder = ManifestBuilder::new();
-    let mut contents = HashMap::new();
-    let mut link_keys: HashMap<(u64, u64), u64> = HashMap::new();
-    for f in found {
-        let meta = &f.meta;
-        let ft = meta.file_type();
-        let (mode, uid, gid) = (meta.mode() & 0o7777, meta.uid(), meta.gid());
-        let (mtime, mtime_ns) = (meta.mtime(), meta.mtime_nsec() as u32);
-        let link_key = if meta.nlink() > 1 && !ft.is_dir() {
-            let next = link_keys.len() as u64;
-            Some(*link_keys.entry((meta.dev(), meta.ino())).or_insert(next))
-        } else {
-            None
-        };
-        let inode = if ft.is_dir() {
-            Inode::Dir { mode, uid, gid }
-        } else if let Some(object) = f.object {
-            contents
-                .entry(object)
-                .or_insert_with(|| Content::File(f.disk.clone(), meta.size()));
-            Inode::File {
-                mode,
-                uid,
-                gid,
-                mtime,
-                mtime_ns,
-                size: meta.size(),
-                object,
-            }
-        } else if let Some(target) = f.link_target {
-            Inode::Symlink { uid, gid, target }
-        } else if ft.is_char_device() {
-            Inode::Char {
-                mode,
-                uid,
-                gid,
-                mtime,
-                mtime_ns,
-                rdev: meta.rdev(),
-            }
-        } else if ft.is_block_device() {
-            Inode::Block {
-                mode,
-                uid,
-                gid,
-                mtime,
-                mtime_ns,
-                rdev: meta.rdev(),
-            }
-        } else if ft.is_fifo() {
-            Inode::Fifo {
-                mode,
-                uid,
-                gid,
-                mtime,
-                mtime_ns,
-            }
-        } else {
-            // Sockets belong to running programs, not images.
-            continue;
-        };
-        builder.add(f.path, inode, link_key)?;
-    }
-    Ok(Scan {
-        manifest: builder.finish()?,
-        contents,
-    })
 }
 
 fn scan_tar<R: Read>(
     reader: R,
     source: &Path,
-    filter: &Filter,
-    progress: &ScanProgress,
-) -> Result<Scan, SourceError> {
+    options: &SourceOptions,
+    counters: &Counters,
+) -> Result<Manifest, SourceError> {
+    let filter = &options.filter;
     let mut archive = tar::Archive::new(reader);
     let mut builder = ManifestBuilder::new();
-    let mut contents = HashMap::new();
     let read_err = |e: io::Error| SourceError::Read {
         path: source.to_path_buf(),
         reason: e.to_string(),
@@ -216,15 +129,14 @@ fn scan_tar<R: Read>(
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let mut data = Vec::with_capacity(entry.size() as usize);
                 entry.read_to_end(&mut data).map_err(read_err)?;
-                progress
-                    .bytes
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
-                progress.files.fetch_add(1, Ordering::Relaxed);
-                let id = ObjectId::of(&data);
                 let size = data.len() as u64;
-                let data = Bytes::from(data);
-                progress.hashed(id, || Content::Memory(data.clone()));
-                contents.entry(id).or_insert_with(|| Content::Memory(data));
+                counters.files.fetch_add(1, Ordering::Relaxed);
+                counters.bytes.fetch_add(size, Ordering::Relaxed);
+                counters.hashed_bytes.fetch_add(size, Ordering::Relaxed);
+                let id = ObjectId::of(&data);
+                if let Some(sink) = &options.sink {
+                    sink(id, Content::Memory(Bytes::from(data)));
+                }
                 Inode::File {
                     mode,
                     uid,
@@ -283,8 +195,5 @@ fn scan_tar<R: Read>(
             other => tar_err(other.to_string()),
         })?;
     }
-    Ok(Scan {
-        manifest: builder.finish()?,
-        contents,
-    })
+    Ok(builder.finish()?)
 }

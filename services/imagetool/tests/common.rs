@@ -51,6 +51,12 @@ pub fn imagetool_in(cwd: &Path, args: &[&str]) -> Run {
             .args(args)
             .current_dir(cwd)
             .env_remove("DOM_SERVER")
+            .env_remove("IMAGETOOL_HASH_CACHE")
+            // The default hash cache, kept away from the user's own.
+            .env(
+                "XDG_CACHE_HOME",
+                std::env::temp_dir().join(format!("imagetool-tests-{}", std::process::id())),
+            )
             .output()
             .expect("run imagetool"),
     )

@@ -151,6 +151,12 @@ impl Subjects {
         format!("$O.{}.M.", self.object_bucket())
     }
 
+    /// The subjects of the bucket's object chunks: `$O.<bucket>.C.` followed
+    /// by the id of one stored version of an object.
+    pub fn object_chunk_prefix(&self) -> String {
+        format!("$O.{}.C.", self.object_bucket())
+    }
+
     /// The wildcard subject of a stream's kind (`dom.mdb.>`).
     pub fn all(&self, kind: &str) -> String {
         format!("{}.{kind}.>", self.prefix)

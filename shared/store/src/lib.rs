@@ -8,7 +8,9 @@
 use std::collections::HashSet;
 use std::future::Future;
 
-use async_nats::jetstream::object_store::{ObjectMetadata, ObjectStore};
+use async_nats::jetstream::object_store::{ObjectInfo, ObjectOptions, ObjectStore};
+use base64::engine::general_purpose::URL_SAFE;
+use base64::Engine;
 use bytes::Bytes;
 use dom_bus::{Bus, BusError};
 use dom_model::ObjectId;
@@ -28,10 +30,9 @@ pub enum StoreError {
     Bus(#[from] BusError),
 }
 
-/// Chunk size for stored objects: large enough that a big object costs few
-/// acknowledged round trips, well under the server's default 1 MiB
-/// `max_payload`.
-pub const CHUNK_SIZE: usize = 512 * 1024;
+/// Chunk size for stored objects, unless the server's `max_payload` is
+/// smaller: large chunks cost the server least per byte stored.
+pub const CHUNK_SIZE: usize = 1 << 20;
 
 /// What the tools need from a content store.
 pub trait ContentStore: Send + Sync {
@@ -51,19 +52,27 @@ pub trait ContentStore: Send + Sync {
 #[derive(Clone)]
 pub struct NatsStore {
     bucket: ObjectStore,
+    bucket_name: String,
     js: async_nats::jetstream::Context,
     stream: String,
     meta_prefix: String,
+    chunk_prefix: String,
+    chunk_size: usize,
 }
 
 impl NatsStore {
     /// Opens (creating when missing) the fleet's object bucket.
     pub async fn open(bus: &Bus) -> Result<Self, StoreError> {
+        let max_payload = bus.client.server_info().max_payload;
         Ok(Self {
             bucket: bus.object_bucket().await?,
+            bucket_name: bus.subjects.object_bucket(),
             js: bus.js.clone(),
             stream: bus.subjects.object_stream(),
             meta_prefix: bus.subjects.object_meta_prefix(),
+            chunk_prefix: bus.subjects.object_chunk_prefix(),
+            // Room for the protocol's headers on top of the payload.
+            chunk_size: CHUNK_SIZE.min(max_payload.saturating_sub(4096)).max(4096),
         })
     }
 }
@@ -74,7 +83,6 @@ impl ContentStore for NatsStore {
         // subject, which carries its name; far cheaper than replaying the
         // metadata messages themselves. Objects are never deleted by the
         // tools, so a metadata subject means the object is stored.
-        use base64::Engine;
         let backend = |e: &dyn std::fmt::Display| StoreError::Backend(e.to_string());
         let stream = self
             .js
@@ -91,7 +99,7 @@ impl ContentStore for NatsStore {
             let Some(encoded) = subject.strip_prefix(self.meta_prefix.as_str()) else {
                 continue;
             };
-            let Ok(name) = base64::engine::general_purpose::URL_SAFE.decode(encoded) else {
+            let Ok(name) = URL_SAFE.decode(encoded) else {
                 continue;
             };
             // Objects not named by an id (put there by hand) are ignored.
@@ -103,16 +111,59 @@ impl ContentStore for NatsStore {
     }
 
     async fn put(&self, id: ObjectId, content: Bytes) -> Result<(), StoreError> {
-        let meta = ObjectMetadata {
+        // The standard object-store layout (chunks under a fresh id, then
+        // the metadata message rolling up its subject), written without
+        // waiting for each chunk's acknowledgement: all of them are in
+        // flight at once and awaited together. Callers upload only objects
+        // the bucket lacks, so there is no old version to look up or purge.
+        let failed =
+            |e: &dyn std::fmt::Display| StoreError::Backend(format!("storing object {id}: {e}"));
+        let nuid = nuid::next().to_string();
+        let chunk_subject = format!("{}{nuid}", self.chunk_prefix);
+        let mut acks = Vec::with_capacity(content.len() / self.chunk_size + 2);
+        let mut chunks = 0;
+        for start in (0..content.len()).step_by(self.chunk_size) {
+            let end = (start + self.chunk_size).min(content.len());
+            let ack = self
+                .js
+                .publish(chunk_subject.clone(), content.slice(start..end))
+                .await
+                .map_err(|e| failed(&e))?;
+            acks.push(ack);
+            chunks += 1;
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, &content);
+        let info = ObjectInfo {
             name: id.to_hex(),
-            chunk_size: Some(CHUNK_SIZE),
-            ..Default::default()
+            description: None,
+            metadata: Default::default(),
+            headers: None,
+            options: Some(ObjectOptions {
+                link: None,
+                max_chunk_size: Some(self.chunk_size),
+            }),
+            bucket: self.bucket_name.clone(),
+            nuid,
+            size: content.len(),
+            chunks,
+            modified: Some(time::OffsetDateTime::now_utc()),
+            digest: Some(format!("SHA-256={}", URL_SAFE.encode(digest))),
+            deleted: false,
         };
-        let mut reader = &content[..];
-        self.bucket
-            .put(meta, &mut reader)
-            .await
-            .map_err(|e| StoreError::Backend(format!("storing object {id}: {e}")))?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::header::NATS_ROLLUP, "sub");
+        let meta = serde_json::to_vec(&info).map_err(|e| failed(&e))?;
+        let subject = format!("{}{}", self.meta_prefix, URL_SAFE.encode(id.to_hex()));
+        acks.push(
+            self.js
+                .publish_with_headers(subject, headers, meta.into())
+                .await
+                .map_err(|e| failed(&e))?,
+        );
+        let acks = acks.into_iter().map(std::future::IntoFuture::into_future);
+        for ack in futures::future::join_all(acks).await {
+            ack.map_err(|e| failed(&e))?;
+        }
         Ok(())
     }
 

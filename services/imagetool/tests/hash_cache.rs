@@ -1,0 +1,100 @@
+//! The hash cache speeds up adding a tree again, and never hides a change.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use dom_model::ObjectId;
+
+/// The SHA-512 `show` prints for `path` in image `name`.
+fn shown_hash(server: &NatsServer, name: &str, path: &str) -> String {
+    let shown = imagetool(server, &["show", name]).ok();
+    let line = shown
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == path))
+        .unwrap_or_else(|| panic!("{path} not shown:\n{shown}"));
+    line.split_whitespace()
+        .find(|w| w.len() == 128)
+        .unwrap_or_else(|| panic!("no SHA-512 in {line}"))
+        .to_string()
+}
+
+#[test]
+fn unchanged_files_are_not_read_again_and_changed_ones_always_are() {
+    let server = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let file = write(&tree, "etc/motd", b"hello, world");
+    write(&tree, "etc/issue", b"a large enough file to notice");
+    // Files changed in the last two seconds are never cached.
+    std::thread::sleep(Duration::from_millis(2100));
+    let tree_arg = tree.to_str().unwrap();
+
+    let first = imagetool(
+        &server,
+        &["add", "a", tree_arg, "", "", "--hash-cache", cache],
+    )
+    .ok();
+    assert!(first.contains("(41 B hashed)"), "{first}");
+    let again = imagetool(
+        &server,
+        &["add", "b", tree_arg, "", "", "--hash-cache", cache],
+    )
+    .ok();
+    assert!(again.contains("(0 B hashed)"), "{again}");
+
+    // Same size, mtime put back: only the ctime tells.
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, b"HELLO, WORLD").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let changed = imagetool(
+        &server,
+        &["add", "c", tree_arg, "", "", "--hash-cache", cache],
+    )
+    .ok();
+    assert!(changed.contains("(12 B hashed)"), "{changed}");
+    assert_eq!(
+        shown_hash(&server, "c", "/etc/motd"),
+        ObjectId::of(b"HELLO, WORLD").to_hex()
+    );
+
+    // --no-hash-cache reads everything.
+    let all = imagetool(&server, &["add", "d", tree_arg, "", "", "--no-hash-cache"]).ok();
+    assert!(all.contains("(41 B hashed)"), "{all}");
+}
+
+#[test]
+fn a_damaged_cache_is_ignored() {
+    let server = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    write(&tree, "etc/motd", b"hello, world");
+    let cache = dir.path().join("cache");
+    std::fs::write(&cache, b"DOMHC01\ngarbage that is not a cache at all").unwrap();
+    let added = imagetool(
+        &server,
+        &[
+            "add",
+            "a",
+            tree.to_str().unwrap(),
+            "",
+            "",
+            "--hash-cache",
+            cache.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(added.contains("(12 B hashed)"), "{added}");
+    assert_eq!(
+        shown_hash(&server, "a", "/etc/motd"),
+        ObjectId::of(b"hello, world").to_hex()
+    );
+}

@@ -1,0 +1,316 @@
+//! The hash cache: the SHA-512 of inodes whose content cannot have changed
+//! since they were hashed.
+//!
+//! An entry is keyed by device and inode number and is trusted only while
+//! size, mtime and ctime (to the nanosecond) are what they were. Writing a
+//! file changes its mtime and ctime; mtime can be set back by anyone, but
+//! ctime only moves forward with the clock, so this is the rule git uses
+//! for its index. Files changed within [`SETTLE`] of being hashed are not
+//! cached: a write in the same clock tick as the hash would leave the times
+//! unchanged.
+//!
+//! The cache is a plain file (see [`HashCache::save`]), written to a temporary
+//! name and renamed, with a checksum: a damaged or foreign file is ignored,
+//! never trusted.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dom_model::object::DIGEST_LEN;
+use dom_model::ObjectId;
+
+/// How old a change must be before its hash is remembered.
+pub const SETTLE: Duration = Duration::from_secs(2);
+/// Entries not seen by this many saves in a row are dropped.
+const KEEP_SAVES: u32 = 8;
+const MAGIC: &[u8; 8] = b"DOMHC01\n";
+const SHARDS: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    dev: u64,
+    ino: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime: i64,
+    mtime_ns: i64,
+    ctime: i64,
+    ctime_ns: i64,
+}
+
+#[derive(Clone, Copy)]
+struct Value {
+    stamp: Stamp,
+    id: ObjectId,
+    /// The save count when this entry was last used or made.
+    seen: u32,
+}
+
+/// Hashes of unchanged inodes; shared by the threads of a scan.
+pub struct HashCache {
+    shards: Vec<Mutex<HashMap<Key, Value>>>,
+    saves: AtomicU32,
+}
+
+impl Default for HashCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn split(meta: &fs::Metadata) -> (Key, Stamp) {
+    (
+        Key {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        },
+        Stamp {
+            size: meta.size(),
+            mtime: meta.mtime(),
+            mtime_ns: meta.mtime_nsec(),
+            ctime: meta.ctime(),
+            ctime_ns: meta.ctime_nsec(),
+        },
+    )
+}
+
+impl HashCache {
+    pub fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            saves: AtomicU32::new(0),
+        }
+    }
+
+    fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, Value>> {
+        let mix = key.ino.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ key.dev;
+        &self.shards[(mix >> 58) as usize % SHARDS]
+    }
+
+    /// The id of the file `meta` describes, if it was hashed before and has
+    /// not changed since.
+    pub fn lookup(&self, meta: &fs::Metadata) -> Option<ObjectId> {
+        let (key, stamp) = split(meta);
+        let mut shard = self.shard(&key).lock().expect("cache lock");
+        let value = shard.get_mut(&key)?;
+        if value.stamp != stamp {
+            return None;
+        }
+        value.seen = self.saves.load(Ordering::Relaxed);
+        Some(value.id)
+    }
+
+    /// Remembers that the file `meta` describes (stat-ed before it was
+    /// read) hashed to `id`, unless it changed too recently to be sure.
+    pub fn record(&self, meta: &fs::Metadata, id: ObjectId, hashed_at: SystemTime) {
+        let (key, stamp) = split(meta);
+        let changed = UNIX_EPOCH + Duration::new(stamp.ctime.max(0) as u64, stamp.ctime_ns as u32);
+        let settled = hashed_at
+            .checked_sub(SETTLE)
+            .is_some_and(|limit| changed < limit);
+        if !settled {
+            return;
+        }
+        let seen = self.saves.load(Ordering::Relaxed);
+        self.shard(&key)
+            .lock()
+            .expect("cache lock")
+            .insert(key, Value { stamp, id, seen });
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().expect("cache lock").len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads a cache saved by [`save`](Self::save). A missing file gives an
+    /// empty cache; so does a damaged one (with a warning): a cache is only
+    /// ever an optimisation.
+    pub fn load(path: &Path) -> Self {
+        let cache = Self::new();
+        match fs::read(path) {
+            Ok(bytes) => {
+                if let Err(reason) = cache.decode(&bytes) {
+                    tracing::warn!(path = %path.display(), reason, "ignoring hash cache");
+                    return Self::new();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring hash cache"),
+        }
+        cache
+    }
+
+    /// Writes the cache to `path` (via a temporary file and a rename, so a
+    /// crash leaves the old cache or the new one). Entries not used by the
+    /// last few scans are dropped.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let bytes = self.encode();
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(&bytes)?;
+        tmp.as_file().sync_data()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    const ENTRY_LEN: usize = 8 * 7 + 4 + DIGEST_LEN;
+
+    fn encode(&self) -> Vec<u8> {
+        let saves = self.saves.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut out = Vec::with_capacity(MAGIC.len() + 4 + self.len() * Self::ENTRY_LEN + 32);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&saves.to_le_bytes());
+        for shard in &self.shards {
+            for (key, value) in shard.lock().expect("cache lock").iter() {
+                if saves.wrapping_sub(value.seen) > KEEP_SAVES {
+                    continue;
+                }
+                let s = &value.stamp;
+                for n in [key.dev, key.ino, s.size] {
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+                for n in [s.mtime, s.mtime_ns, s.ctime, s.ctime_ns] {
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+                out.extend_from_slice(&value.seen.to_le_bytes());
+                out.extend_from_slice(value.id.as_bytes());
+            }
+        }
+        let sum = ring::digest::digest(&ring::digest::SHA256, &out);
+        out.extend_from_slice(sum.as_ref());
+        out
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<(), &'static str> {
+        let head = MAGIC.len() + 4;
+        if bytes.len() < head + 32 || &bytes[..MAGIC.len()] != MAGIC {
+            return Err("not a hash cache file");
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if ring::digest::digest(&ring::digest::SHA256, body).as_ref() != sum {
+            return Err("checksum mismatch");
+        }
+        let entries = &body[head..];
+        if entries.len() % Self::ENTRY_LEN != 0 {
+            return Err("truncated entry");
+        }
+        let saves = u32::from_le_bytes(body[MAGIC.len()..head].try_into().expect("4 bytes"));
+        self.saves.store(saves, Ordering::Relaxed);
+        for entry in entries.chunks_exact(Self::ENTRY_LEN) {
+            let word =
+                |i: usize| -> [u8; 8] { entry[i * 8..i * 8 + 8].try_into().expect("8 bytes") };
+            let key = Key {
+                dev: u64::from_le_bytes(word(0)),
+                ino: u64::from_le_bytes(word(1)),
+            };
+            let stamp = Stamp {
+                size: u64::from_le_bytes(word(2)),
+                mtime: i64::from_le_bytes(word(3)),
+                mtime_ns: i64::from_le_bytes(word(4)),
+                ctime: i64::from_le_bytes(word(5)),
+                ctime_ns: i64::from_le_bytes(word(6)),
+            };
+            let seen = u32::from_le_bytes(entry[56..60].try_into().expect("4 bytes"));
+            let digest: [u8; DIGEST_LEN] = entry[60..].try_into().expect("digest");
+            let value = Value {
+                stamp,
+                id: ObjectId::from_digest(digest),
+                seen,
+            };
+            self.shard(&key)
+                .lock()
+                .expect("cache lock")
+                .insert(key, value);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn long_ago() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(3600)
+    }
+
+    #[test]
+    fn unchanged_file_hits_changed_file_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"one").unwrap();
+        let cache = HashCache::new();
+        let meta = fs::metadata(&file).unwrap();
+        let id = ObjectId::of(b"one");
+        cache.record(&meta, id, long_ago());
+        assert_eq!(cache.lookup(&fs::metadata(&file).unwrap()), Some(id));
+        fs::write(&file, b"two").unwrap();
+        assert_eq!(cache.lookup(&fs::metadata(&file).unwrap()), None);
+    }
+
+    #[test]
+    fn recently_changed_files_are_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"one").unwrap();
+        let cache = HashCache::new();
+        let meta = fs::metadata(&file).unwrap();
+        cache.record(&meta, ObjectId::of(b"one"), SystemTime::now());
+        assert_eq!(cache.lookup(&meta), None);
+    }
+
+    #[test]
+    fn saves_and_loads_and_ignores_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"one").unwrap();
+        let meta = fs::metadata(&file).unwrap();
+        let cache = HashCache::new();
+        cache.record(&meta, ObjectId::of(b"one"), long_ago());
+        let saved = dir.path().join("cache/hashes");
+        cache.save(&saved).unwrap();
+        let loaded = HashCache::load(&saved);
+        assert_eq!(loaded.lookup(&meta), Some(ObjectId::of(b"one")));
+
+        let mut bytes = fs::read(&saved).unwrap();
+        let last = bytes.len() - 40;
+        bytes[last] ^= 1;
+        fs::write(&saved, &bytes).unwrap();
+        assert!(HashCache::load(&saved).is_empty());
+        assert!(HashCache::load(&dir.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn entries_unused_for_many_saves_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"one").unwrap();
+        let meta = fs::metadata(&file).unwrap();
+        let cache = HashCache::new();
+        cache.record(&meta, ObjectId::of(b"one"), long_ago());
+        let saved = dir.path().join("hashes");
+        for _ in 0..KEEP_SAVES {
+            cache.save(&saved).unwrap();
+        }
+        assert_eq!(HashCache::load(&saved).len(), 1);
+        cache.save(&saved).unwrap();
+        assert!(HashCache::load(&saved).is_empty());
+    }
+}
