@@ -4,7 +4,8 @@
 #   .bench/debian-minbase   Debian root file system (debootstrap --variant=minbase),
 #                           same suite and mirror as this machine's apt sources
 #   .bench/synth            synthetic tree, ~40,000 files / ~1 GB (gen_synth.py)
-#   .bench/synth-1pct       real copy of synth with 1% of the files changed
+#   .bench/synth-1pct       hard-linked copy of synth (cp -al) in which 1% of
+#                           the files were replaced by changed versions
 #
 # A corpus is rebuilt only when its marker file (.bench/<name>.complete) is
 # missing or records different parameters.  Usage:
@@ -107,8 +108,8 @@ build_synth() {
     python3 "$GEN" generate "$BENCH/synth.tmp" >&2
     mv "$BENCH/synth.tmp" "$BENCH/synth"
     printf '%s\n' "$recipe" > "$BENCH/synth.complete"
-    say "making synth-1pct (copy with 1% of files changed)"
-    cp -a "$BENCH/synth" "$BENCH/synth-1pct.tmp"
+    say "making synth-1pct (hard-linked copy with 1% of files replaced)"
+    cp -al "$BENCH/synth" "$BENCH/synth-1pct.tmp"
     python3 "$GEN" mutate "$BENCH/synth-1pct.tmp" >&2
     mv "$BENCH/synth-1pct.tmp" "$BENCH/synth-1pct"
     printf '%s\n' "$recipe" > "$BENCH/synth-1pct.complete"

@@ -2,7 +2,7 @@
 """Deterministic synthetic file tree for benchmarks (stdlib only).
 
     gen_synth.py generate OUT   # ~40,000 files, ~1 GB, see PARAMS
-    gen_synth.py mutate DIR     # change the content of 1% of the files
+    gen_synth.py mutate DIR     # replace 1% of the files with changed copies
 
 The same PARAMS always give byte-identical trees (content, modes, mtimes),
 so results are comparable across machines and runs.
@@ -27,7 +27,7 @@ import random
 import sys
 
 PARAMS = {
-    "version": 1,
+    "version": 2,
     "seed": 20261126,
     "files": 40_000,
     "target_bytes": 1_000_000_000,
@@ -206,13 +206,24 @@ def mutate(root, p):
     chosen = rng.sample(files, max(1, round(len(files) * p["mutate_fraction"])))
     changed_bytes = 0
     for path in chosen:
+        # As package managers and build tools do: write the new version
+        # beside the old one and rename it over, so a hard-linked copy of
+        # the tree keeps the original content.
         st = os.stat(path)
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
         fresh = rng.randbytes(min(st.st_size, 4096) or 64)
-        with open(path, "r+b" if st.st_size else "wb") as f:
-            if st.st_size:
-                f.seek(rng.randrange(st.st_size - len(fresh) + 1))
-            f.write(fresh)
-        os.utime(path, (st.st_mtime + 1, st.st_mtime + 1))
+        if st.st_size:
+            at = rng.randrange(st.st_size - len(fresh) + 1)
+            data[at:at + len(fresh)] = fresh
+        else:
+            data = bytearray(fresh)
+        tmp = path + ".new"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, st.st_mode & 0o7777)
+        os.utime(tmp, (st.st_mtime + 1, st.st_mtime + 1))
+        os.rename(tmp, path)
         changed_bytes += max(st.st_size, len(fresh))
     print(json.dumps({
         "tree": root, "files": len(files), "changed_files": len(chosen),

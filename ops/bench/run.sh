@@ -8,7 +8,9 @@
 #   ostree     ostree commit into a fresh bare-user repo (fsync off)
 #   imagetool  imagetool add into a fresh nats-server (first add)
 # and for synth, right after its first add into the same server:
-#   re-add     imagetool add of synth-1pct (1% of files changed)
+#   re-add     imagetool add of synth-1pct (1% of files changed), with the
+#              hash cache the first add filled
+#   re-add (no cache)  the same with --no-hash-cache: every byte hashed again
 # Medians and throughput (MB/s = 10^6 bytes of regular files per second) go
 # to stdout and .bench/results.md.
 #
@@ -105,12 +107,12 @@ ostree_commit() {
     rm -rf "$repo"
 }
 
-# imagetool_add PORT NAME DIR: timed add; sets ELAPSED, SUMMARY, CPU (client
-# + server) and SERVER_CPU.
+# imagetool_add PORT NAME DIR [FLAGS...]: timed add; sets ELAPSED, SUMMARY,
+# CPU (client + server) and SERVER_CPU.
 imagetool_add() {
     local out="$TMP/imagetool.out" before
     before=$(server_cpu)
-    if ! timed "$IMAGETOOL" --server "nats://127.0.0.1:$1" add "$2" "$3" "" "" \
+    if ! timed "$IMAGETOOL" --server "nats://127.0.0.1:$1" add "$2" "$3" "" "" "${@:4}" \
             >"$out" 2>"$TMP/imagetool.err"; then
         cat "$out" "$TMP/imagetool.err" >&2
         die "imagetool add $2 failed"
@@ -152,15 +154,23 @@ for corpus in "${CORPORA[@]}"; do
         fi
         if want imagetool; then
             start_fresh_nats
-            imagetool_add "$NATS_PORT" "bench.$corpus" "$dir"
+            # The first add starts with an empty hash cache.
+            rm -f "$TMP/hash-cache"
+            imagetool_add "$NATS_PORT" "bench.$corpus" "$dir" --hash-cache "$TMP/hash-cache"
             record "$corpus" imagetool "$run" "$ELAPSED" "$SUMMARY" "$CPU" "$BUSY"
             record "$corpus" servercpu-imagetool "$run" "$SERVER_CPU"
             say "$corpus run $run: imagetool add ${ELAPSED}s"
             if [[ "$corpus" == synth ]]; then
-                imagetool_add "$NATS_PORT" "bench.synth-1pct" "$BENCH/synth-1pct"
+                imagetool_add "$NATS_PORT" "bench.synth-1pct" "$BENCH/synth-1pct" \
+                    --hash-cache "$TMP/hash-cache"
                 record "$corpus" readd "$run" "$ELAPSED" "$SUMMARY" "$CPU" "$BUSY"
                 record "$corpus" servercpu-readd "$run" "$SERVER_CPU"
                 say "$corpus run $run: imagetool re-add (synth-1pct) ${ELAPSED}s"
+                imagetool_add "$NATS_PORT" "bench.synth-1pct.nocache" "$BENCH/synth-1pct" \
+                    --no-hash-cache
+                record "$corpus" readdcold "$run" "$ELAPSED" "$SUMMARY" "$CPU" "$BUSY"
+                record "$corpus" servercpu-readdcold "$run" "$SERVER_CPU"
+                say "$corpus run $run: imagetool re-add without hash cache ${ELAPSED}s"
             fi
             nats_stop
             record "$corpus" natsstore "$run" "$(du -sb "$TMP/nats/jetstream" | cut -f1)" ""

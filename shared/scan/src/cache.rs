@@ -157,15 +157,15 @@ impl HashCache {
     }
 
     /// Writes the cache to `path` (via a temporary file and a rename, so a
-    /// crash leaves the old cache or the new one). Entries not used by the
-    /// last few scans are dropped.
+    /// crash leaves the old cache or the new one; not synced, as a cache
+    /// damaged by a power cut fails its checksum and is ignored). Entries
+    /// not used by the last few scans are dropped.
     pub fn save(&self, path: &Path) -> io::Result<()> {
         let bytes = self.encode();
         let dir = path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         tmp.write_all(&bytes)?;
-        tmp.as_file().sync_data()?;
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     }

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 
-use async_nats::jetstream::object_store::{ObjectInfo, ObjectOptions, ObjectStore};
+use async_nats::jetstream::object_store::{ObjectInfo, ObjectOptions};
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine;
 use bytes::Bytes;
@@ -16,7 +16,6 @@ use dom_bus::{Bus, BusError};
 use dom_model::ObjectId;
 use futures::StreamExt;
 use thiserror::Error;
-use tokio::io::AsyncReadExt;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -51,7 +50,6 @@ pub trait ContentStore: Send + Sync {
 /// Objects in the fleet's JetStream object bucket.
 #[derive(Clone)]
 pub struct NatsStore {
-    bucket: ObjectStore,
     bucket_name: String,
     js: async_nats::jetstream::Context,
     stream: String,
@@ -64,8 +62,8 @@ impl NatsStore {
     /// Opens (creating when missing) the fleet's object bucket.
     pub async fn open(bus: &Bus) -> Result<Self, StoreError> {
         let max_payload = bus.client.server_info().max_payload;
+        bus.object_bucket().await?;
         Ok(Self {
-            bucket: bus.object_bucket().await?,
             bucket_name: bus.subjects.object_bucket(),
             js: bus.js.clone(),
             stream: bus.subjects.object_stream(),
@@ -168,18 +166,81 @@ impl ContentStore for NatsStore {
     }
 
     async fn get(&self, id: ObjectId) -> Result<Bytes, StoreError> {
-        let mut object = match self.bucket.get(id.to_hex()).await {
-            Ok(object) => object,
-            Err(e) if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound => {
+        self.read(id).await
+    }
+}
+
+/// How many objects [`NatsStore::get_many`] reads at once.
+pub const READ_CONCURRENCY: usize = 64;
+
+impl NatsStore {
+    /// Reads many objects, verified, yielding each as it arrives (in any
+    /// order). Reads are pipelined: many objects are in flight at once, and
+    /// none costs a consumer.
+    pub fn get_many<I>(
+        &self,
+        ids: I,
+    ) -> impl futures::Stream<Item = Result<(ObjectId, Bytes), StoreError>> + '_
+    where
+        I: IntoIterator<Item = ObjectId>,
+        I::IntoIter: 'static,
+    {
+        futures::stream::iter(ids)
+            .map(move |id| async move { self.read(id).await.map(|bytes| (id, bytes)) })
+            .buffer_unordered(READ_CONCURRENCY)
+    }
+
+    /// Reads one object with direct gets (the metadata message, then each
+    /// chunk by subject), which need no consumer, and verifies it.
+    async fn read(&self, id: ObjectId) -> Result<Bytes, StoreError> {
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        let failed =
+            |e: &dyn std::fmt::Display| StoreError::Backend(format!("reading object {id}: {e}"));
+        let stream = self
+            .js
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(|e| failed(&e))?;
+        let subject = format!("{}{}", self.meta_prefix, URL_SAFE.encode(id.to_hex()));
+        let meta = match stream.direct_get_last_for_subject(subject).await {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
                 return Err(StoreError::Missing(id))
             }
-            Err(e) => return Err(StoreError::Backend(format!("reading object {id}: {e}"))),
+            Err(e) => return Err(failed(&e)),
         };
-        let mut content = Vec::with_capacity(object.info().size);
-        object
-            .read_to_end(&mut content)
-            .await
-            .map_err(|e| StoreError::Backend(format!("reading object {id}: {e}")))?;
+        let info: ObjectInfo = serde_json::from_slice(&meta.payload)
+            .map_err(|e| failed(&format!("bad metadata: {e}")))?;
+        if info.deleted {
+            return Err(StoreError::Missing(id));
+        }
+        if info.size as u64 > dom_model::manifest::MAX_FILE_SIZE
+            || info.chunks > info.size / 1024 + 1
+        {
+            return Err(failed(&format!(
+                "bad metadata: {} bytes in {} chunks",
+                info.size, info.chunks
+            )));
+        }
+        let chunk_subject = format!("{}{}", self.chunk_prefix, info.nuid);
+        let mut content = Vec::with_capacity(info.size.min(1 << 30));
+        let mut after = None;
+        for _ in 0..info.chunks {
+            let chunk = match stream
+                .direct_get_next_for_subject(chunk_subject.as_str(), after.map(|s: u64| s + 1))
+                .await
+            {
+                Ok(chunk) => chunk,
+                // A chunk gone missing: the object is damaged, not absent.
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                Err(e) => return Err(failed(&e)),
+            };
+            content.extend_from_slice(&chunk.payload);
+            after = Some(chunk.sequence);
+            if content.len() > info.size {
+                break;
+            }
+        }
         let actual = ObjectId::of(&content);
         if actual != id {
             return Err(StoreError::Corrupt { id, actual });
