@@ -8,12 +8,16 @@
 //!   nkey, TLS, prefix) and [`Bus`], a connected handle.
 //! - [`streams`]: creates or updates the streams and the bucket, idempotently.
 //! - [`images`]: publishing, reading, listing and deleting image records.
+//! - [`agent`]: desired states, state reports and events, between the
+//!   fleet and each machine's agent.
 
+pub mod agent;
 pub mod connect;
 pub mod images;
 pub mod streams;
 pub mod subjects;
 
+pub use agent::{DesiredMessage, MessageError, Refused};
 pub use connect::{Bus, BusError, ConnectArgs};
 pub use images::ImageError;
 pub use subjects::Subjects;

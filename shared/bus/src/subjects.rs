@@ -81,6 +81,13 @@ impl Subjects {
         format!("{}.event.{host}.{kind}", self.prefix)
     }
 
+    /// `dom.event.<host>.>`: the events of `host`, and of any host whose
+    /// name is `host` followed by more labels (`web1` also catches
+    /// `web1.example.com`), so readers check each event's `host`.
+    pub fn host_events(&self, host: &str) -> String {
+        format!("{}.event.{host}.>", self.prefix)
+    }
+
     /// `dom.ctl.<control>`
     pub fn ctl(&self, control: &str) -> String {
         format!("{}.ctl.{control}", self.prefix)

@@ -1,0 +1,229 @@
+//! What passes between the fleet and each machine's agent: desired states
+//! on `dom.desired.<host>`, state reports on `dom.state.<host>` and events
+//! on `dom.event.<host>.<kind>`.
+//!
+//! Desired states are read as [`DesiredMessage`]s, which keep a payload
+//! that does not decode as an error rather than dropping it: the agent
+//! must say why it refused it. Following a host's desired state
+//! ([`Bus::follow_desired`]) starts with the last one stored, so an agent
+//! that was down catches up, then yields each new one.
+
+use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use async_nats::jetstream::stream::DirectGetErrorKind;
+use bytes::Bytes;
+use dom_model::desired::DesiredError;
+use dom_model::report::ReportError;
+use dom_model::{DesiredState, Event, StateReport};
+use futures::{Stream, StreamExt};
+use thiserror::Error;
+
+use crate::connect::{Bus, BusError};
+
+/// A state report or event that could not be read.
+#[derive(Debug, Error)]
+pub enum MessageError {
+    #[error("{subject}: {source}")]
+    Malformed {
+        subject: String,
+        source: ReportError,
+    },
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// Why a desired state on the bus cannot be used.
+#[derive(Debug, Error)]
+pub enum Refused {
+    #[error(transparent)]
+    Invalid(#[from] DesiredError),
+    #[error("desired state published for host {subject_host} names host {named}")]
+    OtherHost { subject_host: String, named: String },
+}
+
+/// A desired state as stored on the bus.
+#[derive(Debug)]
+pub struct DesiredMessage {
+    /// Its sequence on the desired-state stream; later ones are higher.
+    pub sequence: u64,
+    /// The state, or why it is refused.
+    pub state: Result<DesiredState, Refused>,
+}
+
+impl DesiredMessage {
+    fn new(host: &str, sequence: u64, payload: &[u8]) -> Self {
+        let state = match DesiredState::decode(payload) {
+            Ok(state) if state.host == host => Ok(state),
+            Ok(state) => Err(Refused::OtherHost {
+                subject_host: host.to_string(),
+                named: state.host,
+            }),
+            Err(e) => Err(e.into()),
+        };
+        Self { sequence, state }
+    }
+}
+
+impl Bus {
+    /// Publishes a desired state on its host's subject.
+    pub async fn publish_desired(&self, state: &DesiredState) -> Result<u64, BusError> {
+        self.publish_desired_payload(&state.host, state.encode().into())
+            .await
+    }
+
+    /// Publishes any payload as `host`'s desired state, as an operator
+    /// with `nats pub` could; agents refuse what does not decode.
+    pub async fn publish_desired_payload(
+        &self,
+        host: &str,
+        payload: Bytes,
+    ) -> Result<u64, BusError> {
+        self.publish_acked(self.subjects.desired(host), payload, "desired state")
+            .await
+    }
+
+    /// The last desired state stored for `host`, if any.
+    pub async fn desired(&self, host: &str) -> Result<Option<DesiredMessage>, BusError> {
+        let stream = self
+            .js
+            .get_stream_no_info(self.subjects.desired_stream())
+            .await
+            .map_err(|e| self.js_error(e))?;
+        match stream
+            .direct_get_last_for_subject(self.subjects.desired(host))
+            .await
+        {
+            Ok(msg) => Ok(Some(DesiredMessage::new(host, msg.sequence, &msg.payload))),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.js_error(format!("reading desired state of {host}: {e}"))),
+        }
+    }
+
+    /// `host`'s desired states from the last one stored on (or, with
+    /// `after`, from the first one after that stream sequence), then each
+    /// new one as it is published. The stream ends with an error when the
+    /// consumer fails for good; callers follow again from the last
+    /// sequence they saw.
+    pub async fn follow_desired(
+        &self,
+        host: &str,
+        after: Option<u64>,
+    ) -> Result<impl Stream<Item = Result<DesiredMessage, BusError>> + Send + 'static, BusError>
+    {
+        let stream = self
+            .js
+            .get_stream_no_info(self.subjects.desired_stream())
+            .await
+            .map_err(|e| self.js_error(e))?;
+        let deliver_policy = match after {
+            Some(sequence) => DeliverPolicy::ByStartSequence {
+                start_sequence: sequence + 1,
+            },
+            None => DeliverPolicy::LastPerSubject,
+        };
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: self.subjects.desired(host),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.js_error(format!("following desired state of {host}: {e}")))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| self.js_error(format!("following desired state of {host}: {e}")))?;
+        let bus = self.clone();
+        let host = host.to_string();
+        Ok(messages.map(move |msg| {
+            let msg = msg.map_err(|e| bus.js_error(format!("following desired state: {e}")))?;
+            let info = msg.info().map_err(|e| bus.js_error(e))?;
+            Ok(DesiredMessage::new(
+                &host,
+                info.stream_sequence,
+                &msg.payload,
+            ))
+        }))
+    }
+
+    /// Publishes a state report on its host's subject.
+    pub async fn publish_state(&self, report: &StateReport) -> Result<u64, BusError> {
+        let subject = self.subjects.state(&report.host);
+        self.publish_acked(subject, report.encode().into(), "state report")
+            .await
+    }
+
+    /// The last state report of `host`, if any.
+    pub async fn state(&self, host: &str) -> Result<Option<StateReport>, MessageError> {
+        let stream = self
+            .js
+            .get_stream_no_info(self.subjects.state_stream())
+            .await
+            .map_err(|e| self.js_error(e))?;
+        let subject = self.subjects.state(host);
+        match stream.direct_get_last_for_subject(subject.clone()).await {
+            Ok(msg) => StateReport::decode(&msg.payload)
+                .map(Some)
+                .map_err(|source| MessageError::Malformed { subject, source }),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self
+                .js_error(format!("reading state report of {host}: {e}"))
+                .into()),
+        }
+    }
+
+    /// Publishes an event on `dom.event.<host>.<kind>`.
+    pub async fn publish_event(&self, event: &Event) -> Result<u64, BusError> {
+        let subject = self.subjects.event(&event.host, &event.kind);
+        self.publish_acked(subject, event.encode().into(), "event")
+            .await
+    }
+
+    /// Every stored event of `host`, oldest first. Events that do not
+    /// decode are skipped with a warning.
+    pub async fn events(&self, host: &str) -> Result<Vec<Event>, BusError> {
+        let stream = self
+            .js
+            .get_stream_no_info(self.subjects.events_stream())
+            .await
+            .map_err(|e| self.js_error(e))?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: self.subjects.host_events(host),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.js_error(format!("reading events of {host}: {e}")))?;
+        let mut out = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(out);
+        }
+        let mut messages = consumer.messages().await.map_err(|e| self.js_error(e))?;
+        while let Some(msg) = messages.next().await {
+            let msg = msg.map_err(|e| self.js_error(e))?;
+            let pending = msg.info().map_err(|e| self.js_error(e))?.pending;
+            match Event::decode(&msg.payload) {
+                Ok(event) if event.host == host => out.push(event),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(subject = %msg.subject, error = %e, "skipping malformed event")
+                }
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn publish_acked(
+        &self,
+        subject: String,
+        payload: Bytes,
+        what: &str,
+    ) -> Result<u64, BusError> {
+        let ack = async { self.js.publish(subject.clone(), payload).await?.await }.await;
+        ack.map(|ack| ack.sequence)
+            .map_err(|e| self.js_error(format!("publishing {what} on {subject}: {e}")))
+    }
+}
