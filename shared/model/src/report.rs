@@ -55,6 +55,12 @@ pub struct ScanStats {
     /// Complete scans since the agent started.
     #[serde(default)]
     pub full_scans: u64,
+    /// Every entry the last complete scan found (directories, files,
+    /// symlinks, devices; hard links once per path), leaving out the paths
+    /// the scan skips. The dominator's safety shutoff compares it with the
+    /// image's inode count. Absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inodes: Option<u64>,
 }
 
 /// The result of one update.
@@ -109,6 +115,12 @@ pub struct StateReport {
     /// Paths that differ from the desired image.
     #[serde(default)]
     pub deviations: u64,
+    /// Paths the agent's plan against `desired_image` would remove (its
+    /// `clear` and `deletes`), computed whether or not updates are allowed,
+    /// so the dominator's safety shutoff can judge an update before it is
+    /// allowed. Absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would_delete: Option<u64>,
     #[serde(default)]
     pub fetching: bool,
     #[serde(default)]
@@ -278,11 +290,13 @@ mod tests {
                 files: 30_000,
                 bytes: 1 << 30,
                 full_scans: 7,
+                inodes: Some(31_000),
             },
             image: Some("image.0".into()),
             desired_image: Some("image.1".into()),
             compliant: false,
             deviations: 12,
+            would_delete: Some(2),
             fetching: true,
             last_update: Some(UpdateResult {
                 image: "image.0".into(),
