@@ -12,6 +12,8 @@
 //!   into its image.
 //! - [`desired`]: the desired state the dominator hands each machine.
 //! - [`report`]: what a machine says back: its state report and events.
+//! - [`mdb`]: the MDB record, which image each machine should carry, and
+//!   the original's `mdb.json` file.
 //!
 //! Nothing here touches the network, the file system or a clock, so every
 //! rule can be tested exhaustively and reused by every service.
@@ -21,6 +23,7 @@ pub mod diff;
 pub mod filter;
 pub mod image;
 pub mod manifest;
+pub mod mdb;
 pub mod object;
 pub mod path;
 pub mod plan;
@@ -31,6 +34,7 @@ pub use desired::DesiredState;
 pub use filter::Filter;
 pub use image::{ImageMessage, ImageName, ImageRecord, Tombstone};
 pub use manifest::{Entry, Inode, Manifest};
+pub use mdb::{MdbChange, MdbRecord};
 pub use object::ObjectId;
 pub use plan::Plan;
 pub use report::{Event, StateReport};
