@@ -14,6 +14,8 @@
 //! - [`report`]: what a machine says back: its state report and events.
 //! - [`mdb`]: the MDB record, which image each machine should carry, and
 //!   the original's `mdb.json` file.
+//! - [`policy`]: the dominator's decisions: what each machine's desired
+//!   state should be, which machines may update now, and why others wait.
 //!
 //! Nothing here touches the network, the file system or a clock, so every
 //! rule can be tested exhaustively and reused by every service.
@@ -27,6 +29,7 @@ pub mod mdb;
 pub mod object;
 pub mod path;
 pub mod plan;
+pub mod policy;
 pub mod report;
 pub mod triggers;
 
@@ -37,5 +40,6 @@ pub use manifest::{Entry, Inode, Manifest};
 pub use mdb::{MdbChange, MdbRecord};
 pub use object::ObjectId;
 pub use plan::Plan;
+pub use policy::{decide, Decision, Fleet, FleetControls, HoldReason, MachineStatus};
 pub use report::{Event, StateReport};
 pub use triggers::{Trigger, Triggers};
