@@ -1,1 +1,267 @@
-//! (being written)
+//! Filling the object cache with the objects an update needs (DESIGN §5
+//! step 4).
+//!
+//! An object the machine already holds somewhere (the plan's `reuse`) is
+//! copied from there; one that changed since the scan, or that the machine
+//! lacks, comes from the content store. Every object is checked against its
+//! SHA-512 before it enters the cache, so a corrupt object is refused and
+//! can never be installed. Many objects are in flight at once, within a
+//! memory budget and, when one is set, a byte-rate limit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dom_model::{ObjectId, Plan};
+use dom_scan::RateLimit;
+use dom_store::{ContentStore, StoreError};
+use futures::StreamExt;
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+use crate::objects::ObjectCache;
+
+#[derive(Debug, Error)]
+pub enum FetchError {
+    #[error("object {id} is corrupt: its content hashes to {actual}")]
+    Corrupt { id: ObjectId, actual: Box<ObjectId> },
+    #[error("object {0} is not in the store")]
+    Missing(ObjectId),
+    #[error("fetching object {id}: {reason}")]
+    Store { id: ObjectId, reason: String },
+    #[error("{} changed since it was scanned", path.display())]
+    Changed { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write object {id} to the cache {}: {source}", dir.display())]
+    Cache {
+        id: ObjectId,
+        dir: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl FetchError {
+    fn from_store(id: ObjectId, e: StoreError) -> Self {
+        match e {
+            StoreError::Corrupt { id, actual } => Self::Corrupt {
+                id,
+                actual: Box::new(actual),
+            },
+            StoreError::Missing(id) => Self::Missing(id),
+            other => Self::Store {
+                id,
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// How to fetch.
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    /// At most this many bytes per second from the store.
+    pub rate: Option<Arc<RateLimit>>,
+    /// Objects in flight at once.
+    pub concurrency: usize,
+    /// Bytes of fetched content held in memory at once (a larger object
+    /// still goes through, alone).
+    pub memory_budget: u64,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            rate: None,
+            concurrency: 32,
+            memory_budget: 256 << 20,
+        }
+    }
+}
+
+/// Live counts, readable while a fetch runs.
+#[derive(Debug, Default)]
+pub struct FetchProgress {
+    /// Objects now in the cache, from the store or the machine.
+    pub objects: AtomicU64,
+    /// Their bytes.
+    pub bytes: AtomicU64,
+}
+
+/// What a fetch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FetchStats {
+    /// Objects read from the store.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Objects copied from files already on the machine.
+    pub reused: u64,
+    pub reused_bytes: u64,
+}
+
+/// The objects `plan`'s installs need that `cache` lacks, with their sizes;
+/// sorted, distinct.
+pub fn missing(plan: &Plan, cache: &ObjectCache) -> Vec<(ObjectId, u64)> {
+    let wanted: BTreeSet<(ObjectId, u64)> =
+        plan.installs.iter().map(|i| (i.object, i.size)).collect();
+    let mut seen = BTreeSet::new();
+    wanted
+        .into_iter()
+        .filter(|(id, _)| seen.insert(*id) && !cache.contains(id))
+        .collect()
+}
+
+/// Brings every object `plan`'s installs need into `cache`: copied from the
+/// machine (under `root`) where the plan says it holds the content, else
+/// from `store`. Objects the cache holds already are skipped.
+///
+/// Every object is attempted; the first failure is returned. A corrupt
+/// object is never cached, so an update that needs it cannot run.
+pub async fn fetch<S: ContentStore>(
+    store: &S,
+    cache: &ObjectCache,
+    root: &Path,
+    plan: &Plan,
+    options: &FetchOptions,
+    progress: &FetchProgress,
+) -> Result<FetchStats, FetchError> {
+    let wanted = missing(plan, cache);
+    fetch_objects(store, cache, root, &wanted, &plan.reuse, options, progress).await
+}
+
+/// As [`fetch`], for a list of objects (such as a planned image's, fetched
+/// ahead of time) and where the machine holds any of them: image-style
+/// paths under `root`.
+pub async fn fetch_objects<S: ContentStore>(
+    store: &S,
+    cache: &ObjectCache,
+    root: &Path,
+    objects: &[(ObjectId, u64)],
+    reuse: &BTreeMap<ObjectId, String>,
+    options: &FetchOptions,
+    progress: &FetchProgress,
+) -> Result<FetchStats, FetchError> {
+    let budget_kib = (options.memory_budget / 1024).clamp(1, u32::MAX as u64);
+    let fetcher = Fetcher {
+        store,
+        cache,
+        options,
+        memory: Semaphore::new(budget_kib as usize),
+        budget_kib,
+    };
+    let jobs = objects
+        .iter()
+        .filter(|(id, _)| !cache.contains(id))
+        .map(|&(id, size)| {
+            let local = reuse.get(&id).map(|p| root.join(p.trim_start_matches('/')));
+            fetcher.one(id, size, local)
+        });
+    let mut results = futures::stream::iter(jobs).buffer_unordered(options.concurrency.max(1));
+    let mut stats = FetchStats::default();
+    let mut first_error = None;
+    let mut failures = 0u64;
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(Got { size, reused }) => {
+                if reused {
+                    stats.reused += 1;
+                    stats.reused_bytes += size;
+                } else {
+                    stats.objects += 1;
+                    stats.bytes += size;
+                }
+                progress.objects.fetch_add(1, Ordering::Relaxed);
+                progress.bytes.fetch_add(size, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "object not fetched");
+                failures += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        None => Ok(stats),
+        Some(e) => {
+            tracing::debug!(failures, "fetch incomplete");
+            Err(e)
+        }
+    }
+}
+
+/// One object brought into the cache.
+struct Got {
+    size: u64,
+    reused: bool,
+}
+
+struct Fetcher<'a, S> {
+    store: &'a S,
+    cache: &'a ObjectCache,
+    options: &'a FetchOptions,
+    /// Kibibytes of content that may be in memory at once.
+    memory: Semaphore,
+    budget_kib: u64,
+}
+
+impl<S: ContentStore> Fetcher<'_, S> {
+    async fn one(
+        &self,
+        id: ObjectId,
+        size: u64,
+        local: Option<PathBuf>,
+    ) -> Result<Got, FetchError> {
+        if let Some(src) = local {
+            let cache = self.cache.clone();
+            let copied = tokio::task::spawn_blocking(move || {
+                let result = cache.insert_from_file(&id, &src);
+                (src, result)
+            })
+            .await;
+            match copied {
+                Ok((_, Ok(()))) => return Ok(Got { size, reused: true }),
+                // Changed or gone since the scan: the store has it.
+                Ok((src, Err(e))) => {
+                    tracing::debug!(path = %src.display(), error = %e, "cannot reuse local copy")
+                }
+                Err(e) => tracing::debug!(error = %e, "local copy failed"),
+            }
+        }
+        let kib = size.div_ceil(1024).clamp(1, self.budget_kib) as u32;
+        let _memory = self
+            .memory
+            .acquire_many(kib)
+            .await
+            .expect("the semaphore is never closed");
+        if let Some(rate) = &self.options.rate {
+            let rate = rate.clone();
+            let _ = tokio::task::spawn_blocking(move || rate.take(size)).await;
+        }
+        let content = self.get(id).await?;
+        let size = content.len() as u64;
+        let cache = self.cache.clone();
+        tokio::task::spawn_blocking(move || cache.insert_bytes(&id, &content))
+            .await
+            .map_err(|e| FetchError::Cache {
+                id,
+                dir: self.cache.dir().to_path_buf(),
+                source: io::Error::other(e.to_string()),
+            })??;
+        Ok(Got {
+            size,
+            reused: false,
+        })
+    }
+
+    /// The one place objects are read from the store.
+    async fn get(&self, id: ObjectId) -> Result<Bytes, FetchError> {
+        self.store
+            .get(id)
+            .await
+            .map_err(|e| FetchError::from_store(id, e))
+    }
+}

@@ -1,1 +1,3 @@
-//! (being written)
+//! Applying a plan to the machine (DESIGN §5 step 5).
+
+pub(crate) mod sys;

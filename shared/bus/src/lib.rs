@@ -10,14 +10,19 @@
 //! - [`images`]: publishing, reading, listing and deleting image records.
 //! - [`agent`]: desired states, state reports and events, between the
 //!   fleet and each machine's agent.
+//! - [`fleet`]: the whole fleet's view (MDB, images, states, controls,
+//!   desired states), replayed and then followed, for controllers and
+//!   dashboards; publishing MDB records and controls.
 
 pub mod agent;
 pub mod connect;
+pub mod fleet;
 pub mod images;
 pub mod streams;
 pub mod subjects;
 
 pub use agent::{DesiredMessage, MessageError, Refused};
 pub use connect::{Bus, BusError, ConnectArgs};
+pub use fleet::{FleetKind, FleetMessage, FleetUpdate};
 pub use images::ImageError;
 pub use subjects::Subjects;
