@@ -1,0 +1,232 @@
+//! The machine's tree as the update writes it: every path reached from the
+//! root one real directory at a time, never through a symlink.
+//!
+//! Directories are opened with `O_NOFOLLOW | O_DIRECTORY` component by
+//! component and kept open for the whole update, so each is resolved once
+//! however many files it receives, and every change is made with an
+//! `*at()` call relative to its parent's descriptor. A symlink (or any
+//! non-directory) where a parent directory should be stops the work below
+//! it with an error; nothing is ever written where it points.
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::ops::Bound;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use dom_model::path;
+use dom_model::plan::{HardLink, MakeDir, MetadataChange};
+
+use super::sys;
+use crate::objects::ObjectCache;
+
+/// What removing a path did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Removed {
+    Gone,
+    /// A directory that still holds something: left in place.
+    Kept,
+    /// Nothing was there.
+    Absent,
+}
+
+pub(super) struct Tree {
+    root: OwnedFd,
+    /// Directories opened so far, by image path.
+    dirs: BTreeMap<String, OwnedFd>,
+    root_user: bool,
+}
+
+impl Tree {
+    pub(super) fn open(root: &Path) -> io::Result<Self> {
+        Ok(Self {
+            root: sys::open_dir(root)?,
+            dirs: BTreeMap::new(),
+            root_user: sys::is_root(),
+        })
+    }
+
+    pub(super) fn root_fd(&self) -> RawFd {
+        self.root.as_raw_fd()
+    }
+
+    /// The real directory at image path `dir`.
+    fn dir(&mut self, dir: &str) -> io::Result<RawFd> {
+        if dir == "/" {
+            return Ok(self.root.as_raw_fd());
+        }
+        if let Some(fd) = self.dirs.get(dir) {
+            return Ok(fd.as_raw_fd());
+        }
+        let parent = self.dir(path::parent(dir))?;
+        let name = sys::cstr(base_name(dir))?;
+        let fd = sys::open_dir_at(parent, &name).map_err(|e| not_a_dir(dir, parent, &name, e))?;
+        let raw = fd.as_raw_fd();
+        self.dirs.insert(dir.to_string(), fd);
+        Ok(raw)
+    }
+
+    /// The directory holding `p` and `p`'s name in it; the root is `.` in
+    /// itself.
+    pub(super) fn locate(&mut self, p: &str) -> io::Result<(RawFd, CString)> {
+        path::normalise(p).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if p == "/" {
+            return Ok((self.root.as_raw_fd(), sys::cstr(".")?));
+        }
+        let dir = self.dir(path::parent(p))?;
+        Ok((dir, sys::cstr(base_name(p))?))
+    }
+
+    /// Forgets the directories at and below `p`, which is going away.
+    fn forget(&mut self, p: &str) {
+        self.dirs.remove(p);
+        let prefix = format!("{p}/");
+        let below: Vec<String> = self
+            .dirs
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for k in below {
+            self.dirs.remove(&k);
+        }
+    }
+
+    /// Removes `p`: unlinks a non-directory, removes an empty directory,
+    /// and keeps a directory that still holds something. Never recursive.
+    pub(super) fn remove(&mut self, p: &str) -> io::Result<Removed> {
+        if p == "/" {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the root is never removed",
+            ));
+        }
+        let (dir, name) = match self.locate(p) {
+            Ok(found) => found,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removed::Absent),
+            Err(e) => return Err(e),
+        };
+        match sys::unlink_at(dir, &name, false) {
+            Ok(()) => Ok(Removed::Gone),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removed::Absent),
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                self.forget(p);
+                match sys::unlink_at(dir, &name, true) {
+                    Ok(()) => Ok(Removed::Gone),
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
+                        Ok(Removed::Kept)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removed::Absent),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes a directory with its mode and owner (or gives them to the
+    /// directory already there).
+    pub(super) fn mkdir(&mut self, d: &MakeDir) -> io::Result<()> {
+        let (parent, name) = self.locate(&d.path)?;
+        match sys::mkdir_at(parent, &name, 0o700) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        let fd =
+            sys::open_dir_at(parent, &name).map_err(|e| not_a_dir(&d.path, parent, &name, e))?;
+        self.owner_result(sys::fchown(fd.as_raw_fd(), d.uid, d.gid))?;
+        sys::fchmod(fd.as_raw_fd(), d.mode)?;
+        self.dirs.insert(d.path.clone(), fd);
+        Ok(())
+    }
+
+    /// Renames `name` from directory `from` to `p`, replacing what is there.
+    pub(super) fn place(&mut self, from: RawFd, name: &CStr, p: &str) -> io::Result<()> {
+        let (dir, final_name) = self.locate(p)?;
+        sys::rename_at(from, name, dir, &final_name)
+    }
+
+    /// Makes `l.path` another name for the inode at `l.target`: linked under
+    /// a temporary name, then renamed over whatever is at the path.
+    pub(super) fn link(&mut self, cache: &ObjectCache, l: &HardLink) -> io::Result<()> {
+        let (target_dir, target) = self.locate(&l.target)?;
+        let (dir, name) = self.locate(&l.path)?;
+        let temp = cache.temp_name();
+        let staged_in = match sys::link_at(target_dir, &target, cache.fd(), &temp) {
+            Ok(()) => cache.fd(),
+            // The target is on another file system than the cache: link
+            // beside the path instead.
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                sys::link_at(target_dir, &target, dir, &temp)?;
+                dir
+            }
+            Err(e) => return Err(e),
+        };
+        let renamed = sys::rename_at(staged_in, &temp, dir, &name);
+        // Renaming one name of an inode over another name of the same inode
+        // does nothing and succeeds: the temporary name is still there.
+        if renamed.is_err() || sys::stat_at(staged_in, &temp).is_ok() {
+            let _ = sys::unlink_at(staged_in, &temp, false);
+        }
+        renamed
+    }
+
+    /// Sets what `m` changes, never following a symlink: owner first (a
+    /// change of owner clears setuid and setgid), then mode, then mtime.
+    pub(super) fn set_metadata(&mut self, m: &MetadataChange) -> io::Result<()> {
+        let (dir, name) = self.locate(&m.path)?;
+        if let Some((uid, gid)) = m.owner {
+            let before = sys::stat_at(dir, &name)?;
+            self.owner_result(sys::chown_at(dir, &name, uid, gid))?;
+            let special = before.st_mode & (libc::S_ISUID | libc::S_ISGID) as libc::mode_t;
+            let is_link = before.st_mode & libc::S_IFMT == libc::S_IFLNK;
+            if m.mode.is_none() && special != 0 && !is_link {
+                sys::chmod_at(dir, &name, before.st_mode & 0o7777)?;
+            }
+        }
+        if let Some(mode) = m.mode {
+            sys::chmod_at(dir, &name, mode)?;
+        }
+        if let Some(mtime) = m.mtime {
+            sys::set_mtime_at(dir, &name, mtime)?;
+        }
+        Ok(())
+    }
+
+    /// A failed change of owner counts only for root: anyone else cannot
+    /// give files away, and keeps their own.
+    pub(super) fn owner_result(&self, result: io::Result<()>) -> io::Result<()> {
+        owner_result(self.root_user, result)
+    }
+}
+
+/// A failed change of owner counts only when `root_user`.
+pub(super) fn owner_result(root_user: bool, result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if !root_user && e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+        other => other,
+    }
+}
+
+/// The last component of a normalised path other than the root.
+fn base_name(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+/// Says why `dir` could not be opened as a directory, naming it.
+fn not_a_dir(dir: &str, parent: RawFd, name: &CStr, e: io::Error) -> io::Error {
+    let what = match e.raw_os_error() {
+        Some(libc::ELOOP) => "is a symlink, which is never followed".to_string(),
+        Some(libc::ENOTDIR) => match sys::stat_at(parent, name) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                "is a symlink, which is never followed".to_string()
+            }
+            _ => "is not a directory".to_string(),
+        },
+        _ => return io::Error::new(e.kind(), format!("{dir}: {e}")),
+    };
+    io::Error::new(e.kind(), format!("{dir} {what}"))
+}
