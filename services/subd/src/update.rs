@@ -16,8 +16,10 @@
 //!   ([`stage`]), and appear at their paths by rename.
 //!
 //! So the time between the first stop and the last start is spent on
-//! renames, unlinks and metadata calls only; the tree is flushed with one
-//! `syncfs` once the services are back. A failure on one path is recorded
+//! renames, unlinks and metadata calls only. Once the services are back,
+//! the directories the update changed are flushed (on a journalling file
+//! system that commits every change it made); the rest of the machine's
+//! unwritten data is left to the kernel. A failure on one path is recorded
 //! (the first one is reported, with a count of the rest) and the work goes
 //! on where it safely can; the next scan finds what is still wrong.
 
@@ -190,7 +192,7 @@ pub fn apply(plan: &Plan, ctx: &UpdateContext<'_>) -> UpdateOutcome {
     }
     out.transition = commands.span();
 
-    if let Err(e) = sys::syncfs(tree.root_fd()) {
+    if let Err(e) = tree.sync() {
         errors.record("flush", &ctx.root.display().to_string(), e);
     }
     if services.reboot {

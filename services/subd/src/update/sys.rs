@@ -236,9 +236,9 @@ pub(crate) fn reflink(src: RawFd, dst: RawFd) -> bool {
     unsafe { libc::ioctl(dst, libc::FICLONE, src) == 0 }
 }
 
-/// Flushes the whole file system holding `fd` to stable storage.
-pub(crate) fn syncfs(fd: RawFd) -> io::Result<()> {
-    check(unsafe { libc::syncfs(fd) }).map(drop)
+/// Flushes the file (or directory) `fd` to stable storage.
+pub(crate) fn fsync(fd: RawFd) -> io::Result<()> {
+    retry(|| unsafe { libc::fsync(fd) }).map(drop)
 }
 
 /// Whether this process may give files away to other owners.

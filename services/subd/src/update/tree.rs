@@ -8,7 +8,7 @@
 //! non-directory) where a parent directory should be stops the work below
 //! it with an error; nothing is ever written where it points.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{CStr, CString};
 use std::io;
 use std::ops::Bound;
@@ -35,6 +35,8 @@ pub(super) struct Tree {
     root: OwnedFd,
     /// Directories opened so far, by image path.
     dirs: BTreeMap<String, OwnedFd>,
+    /// Directories whose entries (or entries' metadata) changed.
+    dirty: BTreeSet<String>,
     root_user: bool,
 }
 
@@ -43,12 +45,9 @@ impl Tree {
         Ok(Self {
             root: sys::open_dir(root)?,
             dirs: BTreeMap::new(),
+            dirty: BTreeSet::new(),
             root_user: sys::is_root(),
         })
-    }
-
-    pub(super) fn root_fd(&self) -> RawFd {
-        self.root.as_raw_fd()
     }
 
     /// The real directory at image path `dir`.
@@ -108,6 +107,7 @@ impl Tree {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removed::Absent),
             Err(e) => return Err(e),
         };
+        self.changed_in(p);
         match sys::unlink_at(dir, &name, false) {
             Ok(()) => Ok(Removed::Gone),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removed::Absent),
@@ -130,6 +130,7 @@ impl Tree {
     /// directory already there).
     pub(super) fn mkdir(&mut self, d: &MakeDir) -> io::Result<()> {
         let (parent, name) = self.locate(&d.path)?;
+        self.changed_in(&d.path);
         match sys::mkdir_at(parent, &name, 0o700) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
@@ -146,6 +147,7 @@ impl Tree {
     /// Renames `name` from directory `from` to `p`, replacing what is there.
     pub(super) fn place(&mut self, from: RawFd, name: &CStr, p: &str) -> io::Result<()> {
         let (dir, final_name) = self.locate(p)?;
+        self.changed_in(p);
         sys::rename_at(from, name, dir, &final_name)
     }
 
@@ -154,6 +156,7 @@ impl Tree {
     pub(super) fn link(&mut self, cache: &ObjectCache, l: &HardLink) -> io::Result<()> {
         let (target_dir, target) = self.locate(&l.target)?;
         let (dir, name) = self.locate(&l.path)?;
+        self.changed_in(&l.path);
         let temp = cache.temp_name();
         let staged_in = match sys::link_at(target_dir, &target, cache.fd(), &temp) {
             Ok(()) => cache.fd(),
@@ -178,6 +181,7 @@ impl Tree {
     /// change of owner clears setuid and setgid), then mode, then mtime.
     pub(super) fn set_metadata(&mut self, m: &MetadataChange) -> io::Result<()> {
         let (dir, name) = self.locate(&m.path)?;
+        self.changed_in(&m.path);
         if let Some((uid, gid)) = m.owner {
             let before = sys::stat_at(dir, &name)?;
             self.owner_result(sys::chown_at(dir, &name, uid, gid))?;
@@ -194,6 +198,33 @@ impl Tree {
             sys::set_mtime_at(dir, &name, mtime)?;
         }
         Ok(())
+    }
+
+    /// Notes that the directory holding `p` changed.
+    fn changed_in(&mut self, p: &str) {
+        let dir = path::parent(p);
+        if !self.dirty.contains(dir) {
+            self.dirty.insert(dir.to_string());
+        }
+    }
+
+    /// Flushes every directory that changed (and is still there) to
+    /// stable storage.
+    pub(super) fn sync(&self) -> io::Result<()> {
+        let mut first = Ok(());
+        for dir in &self.dirty {
+            let fd = match dir.as_str() {
+                "/" => self.root.as_raw_fd(),
+                d => match self.dirs.get(d) {
+                    Some(fd) => fd.as_raw_fd(),
+                    None => continue,
+                },
+            };
+            if let Err(e) = sys::fsync(fd) {
+                first = first.and(Err(e));
+            }
+        }
+        first
     }
 
     /// A failed change of owner counts only for root: anyone else cannot
