@@ -1,0 +1,115 @@
+//! The object cache holds only whole, verified objects under their ids.
+
+mod update_support;
+
+use std::collections::HashSet;
+use std::fs;
+use std::time::{Duration, Instant};
+
+use dom_model::ObjectId;
+use subd::fetch::FetchError;
+use subd::objects::ObjectCache;
+use update_support::*;
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn content_that_does_not_match_its_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ObjectCache::open(dir.path().join("objects")).unwrap();
+    let id = ObjectId::of(b"what the image says");
+    let err = cache.insert_bytes(&id, b"something else").unwrap_err();
+    assert!(matches!(err, FetchError::Corrupt { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains(&id.to_hex()), "{message}");
+    assert!(!message.contains('\n'));
+    assert!(!cache.contains(&id));
+    assert!(names(cache.dir()).is_empty(), "nothing written");
+
+    cache.insert_bytes(&id, b"what the image says").unwrap();
+    assert!(cache.contains(&id));
+    assert_eq!(fs::read(cache.path(&id)).unwrap(), b"what the image says");
+    assert_eq!(names(cache.dir()), [id.to_hex()]);
+}
+
+#[test]
+fn a_machine_file_is_copied_only_while_it_still_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ObjectCache::open(dir.path().join("objects")).unwrap();
+    let file = dir.path().join("hosts");
+    fs::write(&file, "127.0.0.1 localhost\n").unwrap();
+    let id = ObjectId::of(b"127.0.0.1 localhost\n");
+    cache.insert_from_file(&id, &file).unwrap();
+    assert!(cache.contains(&id));
+
+    // Changed since it was scanned.
+    let other = ObjectId::of(b"something scanned earlier");
+    let err = cache.insert_from_file(&other, &file).unwrap_err();
+    assert!(matches!(err, FetchError::Changed { .. }), "{err}");
+    assert!(!cache.contains(&other));
+    assert_eq!(names(cache.dir()), [id.to_hex()]);
+
+    // A fifo or a symlink in its place is not read.
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let started = Instant::now();
+    assert!(cache.insert_from_file(&other, &fifo).is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let err = cache.insert_from_file(&other, &link).unwrap_err();
+    assert!(matches!(err, FetchError::Read { .. }), "{err}");
+}
+
+#[test]
+fn objects_no_longer_needed_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ObjectCache::open(dir.path().join("objects")).unwrap();
+    let ids: Vec<ObjectId> = ["a", "bb", "ccc"]
+        .iter()
+        .map(|c| {
+            let id = ObjectId::of(c.as_bytes());
+            cache.insert_bytes(&id, c.as_bytes()).unwrap();
+            id
+        })
+        .collect();
+    assert_eq!(cache.total_bytes().unwrap(), 6);
+    assert_eq!(cache.ids().unwrap(), ids.iter().copied().collect());
+    let keep: HashSet<_> = [ids[1]].into();
+    assert_eq!(cache.retain(&keep).unwrap(), (2, 4));
+    assert_eq!(cache.ids().unwrap(), keep);
+    assert_eq!(cache.total_bytes().unwrap(), 2);
+}
+
+#[test]
+fn opening_tidies_what_a_crash_left() {
+    let m = Machine::new();
+    let content = b"a whole object";
+    let id = ObjectId::of(content);
+    m.cache.insert_bytes(&id, content).unwrap();
+    let objects = m.path("/.subd/objects");
+    // A partial write, and an object moved aside for installing (whole,
+    // already given an image's mode).
+    fs::write(objects.join(".subd-tmp.99.1"), b"a who").unwrap();
+    let staged = objects.join(format!(".subd-staged.{}", id.to_hex()));
+    fs::rename(objects.join(id.to_hex()), &staged).unwrap();
+    chmod(&staged, "/", 0o4000);
+
+    let cache = ObjectCache::open(&objects).unwrap();
+    assert_eq!(names(&objects), [id.to_hex()]);
+    assert!(cache.contains(&id));
+    assert_eq!(fs::read(cache.path(&id)).unwrap(), content);
+}
+
+fn mkfifo(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
