@@ -4,7 +4,6 @@ mod update_support;
 
 use std::collections::HashSet;
 use std::fs;
-use std::time::{Duration, Instant};
 
 use dom_model::ObjectId;
 use subd::fetch::FetchError;
@@ -59,9 +58,8 @@ fn a_machine_file_is_copied_only_while_it_still_matches() {
     // A fifo or a symlink in its place is not read.
     let fifo = dir.path().join("fifo");
     mkfifo(&fifo);
-    let started = Instant::now();
+    // (Opening it for reading would block for ever.)
     assert!(cache.insert_from_file(&other, &fifo).is_err());
-    assert!(started.elapsed() < Duration::from_secs(5));
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&file, &link).unwrap();
     let err = cache.insert_from_file(&other, &link).unwrap_err();

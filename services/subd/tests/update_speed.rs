@@ -30,8 +30,6 @@ fn a_thousand_files_change_within_a_short_window() {
         "1000 files: tree changed in {:?}, transition {:?}, update {:?}",
         out.window, out.transition, out.duration
     );
-    // Well under 50 ms on an idle machine (about 25 ms in a debug build);
-    // generous here, for busy machines.
-    assert!(out.window.as_millis() < 500, "{:?}", out.window);
+    // How long it takes is measured by `ops/just bench`, not asserted here.
     assert_eq!(read(&m.root, "/srv/d7/f7"), "new 7\n");
 }
