@@ -1,0 +1,36 @@
+//! Command-line flags.
+
+use clap::Parser;
+use dom_bus::ConnectArgs;
+
+/// The fleet's controller: turns MDB records, images and state reports into
+/// each machine's desired state.
+///
+/// It keeps no state of its own: at start it replays the last message of
+/// every MDB, image, state, control and desired-state subject, then follows
+/// them, publishing a machine's desired state only when it changes. It
+/// holds machines whose image is unknown or deleted, honours per-machine
+/// DisableUpdates and the fleet-wide emergency stop (domtool
+/// disable-updates), caps how many machines update at once and refuses
+/// updates that would wipe a machine (the safety shutoff). Health and a
+/// JSON status are served over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "dominator", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Serve /healthz and /status (JSON) on this address; `:PORT` listens
+    /// on every interface, `off` serves nothing.
+    #[arg(long, env = "DOM_HTTP", value_name = "ADDR", default_value = ":6970")]
+    pub http: String,
+    /// Most machines updating at once.
+    #[arg(long, value_name = "N", default_value_t = dom_model::policy::DEFAULT_MAX_UPDATING)]
+    pub max_concurrent: usize,
+    /// Most machines running HighImpact triggers at once.
+    #[arg(long, value_name = "M", default_value_t = dom_model::policy::DEFAULT_MAX_HIGH_IMPACT)]
+    pub max_high_impact: usize,
+    /// More logging (-v: every desired state published; -vv: debug);
+    /// RUST_LOG also works.
+    #[arg(long, short, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}

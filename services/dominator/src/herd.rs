@@ -1,0 +1,247 @@
+//! The herd: the decision loop that turns the fleet feed into desired
+//! states.
+//!
+//! It replays the last message of every subject of the MDB, image, state,
+//! control and desired-state streams, decides nothing until the replay is
+//! over, then follows them. Changes are batched: a round runs at most once
+//! per [`Settings::debounce`] after the first change, so a burst of
+//! messages (a new image for 100,000 machines, a restart's replay) costs
+//! one decision, not one per message. A round decides, publishes only the
+//! desired states that changed, forgets spent safety clearances, announces
+//! machines whose error changed and updates the status.
+
+use std::collections::BTreeMap;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dom_bus::{Bus, BusError, FleetKind, FleetUpdate};
+use dom_model::{Decision, DesiredState, FleetControls};
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use crate::notices::{self, Notices};
+use crate::status::Board;
+use crate::view::{Applied, View};
+use crate::{history, now_rfc3339, now_unix};
+
+/// How the dominator runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Most machines updating at once.
+    pub max_concurrent: usize,
+    /// Most machines running HighImpact triggers at once.
+    pub max_high_impact: usize,
+    /// How long after a change to decide, gathering what else arrives.
+    pub debounce: Duration,
+    /// How often to decide with nothing new, so image expiry is noticed.
+    pub recheck: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_concurrent: dom_model::policy::DEFAULT_MAX_UPDATING,
+            max_high_impact: dom_model::policy::DEFAULT_MAX_HIGH_IMPACT,
+            debounce: Duration::from_millis(75),
+            recheck: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Desired states published at once.
+const PUBLISH_IN_FLIGHT: usize = 256;
+/// How soon to try again after a publish failed.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Follows the fleet and decides, for ever. Returns only if the feed
+/// cannot be set up or ends.
+pub async fn run(bus: Bus, settings: Settings, board: Arc<Board>) -> Result<(), BusError> {
+    bus.ensure_streams().await?;
+    let feed = bus.follow_fleet(&FleetKind::ALL).await?;
+    let mut feed = pin!(feed);
+    let mut herd = Herd {
+        view: View::new(FleetControls {
+            max_updating: settings.max_concurrent,
+            max_high_impact: settings.max_high_impact,
+            ..FleetControls::default()
+        }),
+        bus,
+        board,
+        notices: Notices::default(),
+        replay_rejections: BTreeMap::new(),
+    };
+    let mut caught_up = false;
+    let mut due: Option<Instant> = None;
+    loop {
+        let wake = due.unwrap_or_else(|| Instant::now() + settings.recheck);
+        tokio::select! {
+            update = feed.next() => match update {
+                None => return Err(BusError::JetStream {
+                    server: herd.bus.server().to_string(),
+                    reason: "the fleet feed ended".into(),
+                }),
+                Some(Err(e)) => tracing::warn!(error = %e, "fleet feed"),
+                Some(Ok(FleetUpdate::CaughtUp)) => {
+                    tracing::info!(machines = herd.view.fleet.mdb.len(), "replay over; deciding");
+                    herd.caught_up().await;
+                    caught_up = true;
+                    due = Some(Instant::now());
+                }
+                Some(Ok(FleetUpdate::Message(message))) => {
+                    let changed = herd.apply(&message, caught_up).await;
+                    if changed && caught_up && due.is_none() {
+                        due = Some(Instant::now() + settings.debounce);
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(wake), if caught_up => {
+                due = match herd.round().await {
+                    Round::Settled => None,
+                    Round::Again => Some(Instant::now() + settings.debounce),
+                    Round::Retry => Some(Instant::now() + RETRY),
+                };
+            }
+        }
+    }
+}
+
+struct Herd {
+    bus: Bus,
+    view: View,
+    board: Arc<Board>,
+    notices: Notices,
+    /// MDB payloads refused during the replay: host, reason, sequence.
+    replay_rejections: BTreeMap<String, (String, u64)>,
+}
+
+/// What a round calls for next.
+enum Round {
+    /// Nothing more to do until something changes.
+    Settled,
+    /// It changed the view (published, forgot a clearance): decide again.
+    Again,
+    /// Something could not be published: try again soon.
+    Retry,
+}
+
+impl Herd {
+    /// Applies one message; says whether the view changed.
+    async fn apply(&mut self, message: &dom_bus::FleetMessage, caught_up: bool) -> bool {
+        match self.view.apply(message) {
+            Applied::Changed => true,
+            Applied::Unchanged => false,
+            Applied::Skipped(why) => {
+                tracing::warn!(subject_name = %message.name, kind = ?message.kind, "skipped: {why}");
+                true
+            }
+            Applied::Rejected { host, reason } => {
+                tracing::warn!(host = %message.name, sequence = message.sequence, "MDB record refused: {reason}");
+                match host {
+                    Some(host) if caught_up => {
+                        notices::rejected(
+                            &self.bus,
+                            &host,
+                            &reason,
+                            message.sequence,
+                            &now_rfc3339(),
+                        )
+                        .await
+                    }
+                    Some(host) => {
+                        self.replay_rejections
+                            .insert(host, (reason, message.sequence));
+                    }
+                    None => {}
+                }
+                true
+            }
+        }
+    }
+
+    /// The replay is over: recover the records refused payloads hid, and
+    /// announce refusals nobody has announced yet.
+    async fn caught_up(&mut self) {
+        for host in self.view.rejected_without_record() {
+            match history::last_good_mdb(&self.bus, &host).await {
+                Ok(Some(record)) => {
+                    tracing::info!(%host, "using the last MDB record that was not refused");
+                    self.view.fleet.set_mdb(&host, record);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%host, error = %e, "cannot read the MDB history"),
+            }
+        }
+        let now = now_rfc3339();
+        for (host, (reason, sequence)) in std::mem::take(&mut self.replay_rejections) {
+            let announced = history::last_event(&self.bus, &host, &[notices::REJECTED]).await;
+            let same = matches!(&announced, Ok(Some((_, event))) if event.message == reason
+                && event.details.get("sequence").and_then(|s| s.as_u64()) == Some(sequence));
+            if !same {
+                notices::rejected(&self.bus, &host, &reason, sequence, &now).await;
+            }
+        }
+    }
+
+    async fn round(&mut self) -> Round {
+        let decision = self.view.decide(now_unix());
+        let issued = now_rfc3339();
+        let to_publish: Vec<DesiredState> = decision
+            .to_publish()
+            .map(|state| DesiredState {
+                issued: Some(issued.clone()),
+                ..state.clone()
+            })
+            .collect();
+        let bus = &self.bus;
+        let results: Vec<_> = futures::stream::iter(to_publish)
+            .map(|state| async move {
+                let result = bus.publish_desired(&state).await;
+                (state, result)
+            })
+            .buffer_unordered(PUBLISH_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut published = 0u64;
+        let mut failed = false;
+        for (state, result) in results {
+            match result {
+                Ok(sequence) => {
+                    tracing::info!(
+                        host = %state.host,
+                        image = %state.image,
+                        updates_allowed = state.updates_allowed,
+                        "desired state published"
+                    );
+                    self.view.published(state, sequence);
+                    published += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(host = %state.host, error = %e, "cannot publish desired state");
+                    failed = true;
+                }
+            }
+        }
+        self.view.forget_clearances(&decision.spent_clearances);
+        failed |= !self.notices.announce(&self.bus, &decision, &issued).await;
+        let again = published > 0 || !decision.spent_clearances.is_empty();
+        self.show(decision, published, issued);
+        match (failed, again) {
+            (true, _) => Round::Retry,
+            (false, true) => Round::Again,
+            (false, false) => Round::Settled,
+        }
+    }
+
+    fn show(&self, decision: Decision, published: u64, when: String) {
+        let rejected = self.view.rejected.clone();
+        self.board.update(|status| {
+            status.caught_up = true;
+            status.rounds += 1;
+            status.desired_published += published;
+            status.last_round = Some(when);
+            status.rejected_mdb = rejected;
+            status.decision = Some(Arc::new(decision));
+        });
+    }
+}

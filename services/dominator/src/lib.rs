@@ -1,0 +1,161 @@
+//! The dominator: the fleet's controller.
+//!
+//! It reads the MDB (which image each machine should carry), the image
+//! records, the machines' state reports, the operators' controls and the
+//! desired states it published before, all from the bus, and publishes
+//! each machine's desired state whenever the policy
+//! ([`dom_model::policy`]) says it changed. It keeps no state of its own,
+//! so it can be restarted at any time.
+//!
+//! - [`herd`]: the decision loop.
+//! - [`view`]: the fleet built from bus messages, shared with `domtool`.
+//! - [`controls`]: the fleet controls on `dom.ctl.<control>`.
+//! - [`notices`]: the events the dominator publishes about machines.
+//! - [`status`], [`http`]: the live status and the server for it.
+//! - [`history`]: reading back through a stream's history.
+
+pub mod cli;
+pub mod controls;
+pub mod herd;
+pub mod history;
+pub mod http;
+pub mod notices;
+pub mod status;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use dom_bus::{Bus, BusError};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use cli::Cli;
+pub use herd::Settings;
+pub use status::{Board, Status};
+pub use view::View;
+
+/// A running dominator: its decision loop and, if asked for, its HTTP
+/// server. Dropping it stops both.
+pub struct Dominator {
+    board: Arc<Board>,
+    http: Option<SocketAddr>,
+    herd: JoinHandle<Result<(), BusError>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Dominator {
+    /// Starts deciding for the fleet on `bus`, and serving the status on
+    /// `http` if given (`127.0.0.1:0` picks a free port: see
+    /// [`Dominator::http_addr`]).
+    pub async fn start(bus: Bus, settings: Settings, http: Option<&str>) -> anyhow::Result<Self> {
+        let board = Arc::new(Board::default());
+        let (server, addr) = match http {
+            Some(flag) => {
+                let address = http::listen_address(flag);
+                let listener = TcpListener::bind(&address)
+                    .await
+                    .with_context(|| format!("cannot serve HTTP on {flag}"))?;
+                let addr = listener.local_addr()?;
+                let task = tokio::spawn(http::serve(listener, board.clone()));
+                (Some(task), Some(addr))
+            }
+            None => (None, None),
+        };
+        let herd = tokio::spawn(herd::run(bus, settings, board.clone()));
+        Ok(Self {
+            board,
+            http: addr,
+            herd,
+            server,
+        })
+    }
+
+    /// The live status.
+    pub fn board(&self) -> &Arc<Board> {
+        &self.board
+    }
+
+    /// Where the HTTP server listens.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// Runs until the decision loop fails.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        match (&mut self.herd).await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(anyhow::anyhow!("decision loop failed: {e}")),
+        }
+    }
+}
+
+impl Drop for Dominator {
+    fn drop(&mut self) {
+        self.herd.abort();
+        if let Some(server) = &self.server {
+            server.abort();
+        }
+    }
+}
+
+/// Runs the dominator the command line describes, until it fails.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let bus = Bus::connect(&cli.connect, "dominator").await?;
+    let settings = Settings {
+        max_concurrent: cli.max_concurrent,
+        max_high_impact: cli.max_high_impact,
+        ..Settings::default()
+    };
+    let http = (cli.http != "off").then_some(cli.http.as_str());
+    let dominator = Dominator::start(bus, settings, http).await?;
+    if let Some(addr) = dominator.http_addr() {
+        tracing::info!(%addr, "serving /healthz and /status");
+    }
+    tokio::select! {
+        result = dominator.wait() => result,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// Quiet by default: warnings and errors only; `-v` adds what is
+/// published, `-vv` debugging. RUST_LOG overrides.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Now, RFC 3339 in UTC to the second.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Now, Unix seconds.
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// `user@host`: who an operator's control says it came from.
+pub fn who() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{host}")
+}

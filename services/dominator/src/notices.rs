@@ -1,0 +1,118 @@
+//! Events the dominator publishes about machines (`dom.event.<host>.<kind>`):
+//!
+//! - `rejected`: an MDB record was refused; the machine keeps its previous
+//!   record.
+//! - `error`: the machine is in error (its required image is unknown,
+//!   deleted or expired, the safety shutoff refused its update, its agent
+//!   reports a problem). Published once per change of the error, not per
+//!   decision.
+//! - `resolved`: the machine is no longer in error.
+//!
+//! The dominator keeps no state, so when it first sees a machine in error
+//! it looks at the last `error`/`resolved` event of that host: a restart
+//! does not repeat an error already announced.
+
+use std::collections::{BTreeMap, HashMap};
+
+use dom_bus::Bus;
+use dom_model::{Decision, Event};
+
+use crate::history;
+
+/// Marks the events the dominator writes, in their `details`.
+pub const SOURCE: &str = "dominator";
+pub const REJECTED: &str = "rejected";
+pub const ERROR: &str = "error";
+pub const RESOLVED: &str = "resolved";
+
+/// The errors announced so far, per host.
+#[derive(Debug, Default)]
+pub struct Notices {
+    announced: HashMap<String, Option<String>>,
+}
+
+impl Notices {
+    /// Publishes an event for every machine whose error changed since it
+    /// was last announced. Returns false if some could not be published
+    /// (they are tried again next time).
+    pub async fn announce(&mut self, bus: &Bus, decision: &Decision, now: &str) -> bool {
+        let mut ok = true;
+        let current: BTreeMap<&str, (Option<&String>, Option<String>)> = decision
+            .machines
+            .iter()
+            .map(|m| {
+                let image = m.required.as_ref().map(|i| i.to_string());
+                (m.host.as_str(), (m.error.as_ref(), image))
+            })
+            .collect();
+        // Machines gone from the MDB need no more announcements.
+        self.announced
+            .retain(|host, _| current.contains_key(host.as_str()));
+        for (host, (error, image)) in current {
+            let known = match self.announced.get(host) {
+                Some(known) => known.clone(),
+                None if error.is_none() => {
+                    self.announced.insert(host.to_string(), None);
+                    continue;
+                }
+                None => match history::last_event(bus, host, &[ERROR, RESOLVED]).await {
+                    Ok(Some((_, event))) if event.kind == ERROR => Some(event.message),
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(host, error = %e, "cannot read past events");
+                        None
+                    }
+                },
+            };
+            if known.as_ref() == error {
+                self.announced.insert(host.to_string(), known);
+                continue;
+            }
+            let event = match error {
+                Some(error) => Event::new(host, ERROR, now, error.clone()),
+                None => Event::new(
+                    host,
+                    RESOLVED,
+                    now,
+                    format!(
+                        "no longer in error (was: {})",
+                        known.as_deref().unwrap_or("")
+                    ),
+                ),
+            };
+            let event = match image {
+                Some(image) => event.with_image(image),
+                None => event,
+            }
+            .with_details(serde_json::json!({ "source": SOURCE }));
+            match bus.publish_event(&event).await {
+                Ok(_) => {
+                    if let Some(error) = error {
+                        tracing::warn!(host, %error, "machine in error");
+                    } else {
+                        tracing::info!(host, "machine no longer in error");
+                    }
+                    self.announced.insert(host.to_string(), error.cloned());
+                }
+                Err(e) => {
+                    tracing::warn!(host, error = %e, "cannot publish event");
+                    self.announced.insert(host.to_string(), known);
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+}
+
+/// Publishes a `rejected` event for a refused MDB record.
+pub async fn rejected(bus: &Bus, host: &str, reason: &str, sequence: u64, now: &str) {
+    let event = Event::new(host, REJECTED, now, reason).with_details(serde_json::json!({
+        "source": SOURCE,
+        "subject": bus.subjects.mdb(host),
+        "sequence": sequence,
+    }));
+    if let Err(e) = bus.publish_event(&event).await {
+        tracing::warn!(host, error = %e, "cannot publish event");
+    }
+}

@@ -1,0 +1,287 @@
+//! The fleet as the dominator sees it, built from bus messages.
+//!
+//! [`View::apply`] folds one message of the fleet feed into a
+//! [`Fleet`](dom_model::Fleet): MDB records, image records, state
+//! reports, controls and desired states. Nothing on the bus is trusted: a
+//! payload that does not decode is refused ([`Applied::Rejected`]) and the
+//! view keeps what it had. `domtool status` builds the same view from a
+//! snapshot, so both judge the fleet alike.
+
+use std::collections::{BTreeMap, HashMap};
+
+use dom_bus::{FleetKind, FleetMessage};
+use dom_model::desired::is_valid_host;
+use dom_model::policy::Updates;
+use dom_model::{
+    Decision, DesiredState, Fleet, FleetControls, ImageMessage, MdbRecord, StateReport,
+};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::controls::{Control, SafetyClearance};
+
+/// What applying a message did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The view changed: decide again.
+    Changed,
+    /// Nothing that matters changed (an echo of our own desired state, an
+    /// unknown control).
+    Unchanged,
+    /// An MDB record was refused; the machine keeps its previous record.
+    /// `host` is the subject's host when it is a valid one.
+    Rejected {
+        host: Option<String>,
+        reason: String,
+    },
+    /// Another message did not decode and was skipped.
+    Skipped(String),
+}
+
+/// The dominator's view of the fleet.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub fleet: Fleet,
+    /// Hosts whose latest MDB payload was refused, with why.
+    pub rejected: BTreeMap<String, String>,
+    /// Safety clearances still standing, by host.
+    clearances: BTreeMap<String, SafetyClearance>,
+    /// The stream sequence of the last desired state this process
+    /// published per host, so the feed's echo of it is not taken for news.
+    published: HashMap<String, u64>,
+}
+
+impl View {
+    pub fn new(controls: FleetControls) -> Self {
+        Self {
+            fleet: Fleet {
+                controls,
+                ..Fleet::default()
+            },
+            ..Self::default()
+        }
+    }
+
+    /// Folds one message of the fleet feed into the view.
+    pub fn apply(&mut self, message: &FleetMessage) -> Applied {
+        let name = message.name.as_str();
+        let payload = &message.payload[..];
+        match message.kind {
+            FleetKind::Mdb => match MdbRecord::decode(name, payload) {
+                Ok(record) => {
+                    self.rejected.remove(name);
+                    self.fleet.set_mdb(name, record);
+                    Applied::Changed
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.rejected.insert(name.to_string(), reason.clone());
+                    Applied::Rejected {
+                        host: is_valid_host(name).then(|| name.to_string()),
+                        reason,
+                    }
+                }
+            },
+            FleetKind::Image => match ImageMessage::decode(payload) {
+                Ok(image) if image.name().as_str() == name => {
+                    self.fleet.add_image(image);
+                    Applied::Changed
+                }
+                Ok(image) => Applied::Skipped(format!(
+                    "image record on the subject of {name} names image {}",
+                    image.name()
+                )),
+                Err(e) => Applied::Skipped(format!("image {name}: {e}")),
+            },
+            FleetKind::State => match StateReport::decode(payload) {
+                Ok(report) if report.host == name => {
+                    self.fleet.reports.insert(name.to_string(), report);
+                    Applied::Changed
+                }
+                Ok(report) => Applied::Skipped(format!(
+                    "state report on the subject of {name} names host {}",
+                    report.host
+                )),
+                Err(e) => Applied::Skipped(format!("state report of {name}: {e}")),
+            },
+            FleetKind::Desired => self.apply_desired(name, message.sequence, payload),
+            FleetKind::Ctl => match Control::decode(name, payload) {
+                Ok(control) => self.apply_control(control),
+                Err(e) => Applied::Skipped(e.to_string()),
+            },
+        }
+    }
+
+    fn apply_desired(&mut self, host: &str, sequence: u64, payload: &[u8]) -> Applied {
+        if self.published.get(host).is_some_and(|&own| sequence <= own) {
+            return Applied::Unchanged;
+        }
+        match DesiredState::decode(payload) {
+            Ok(state) if state.host == host => {
+                self.fleet.desired.insert(host.to_string(), state);
+                Applied::Changed
+            }
+            // Someone published a desired state the agent will refuse:
+            // forget it, so the next decision publishes a good one.
+            other => {
+                self.fleet.desired.remove(host);
+                let why = match other {
+                    Ok(state) => format!("names host {}", state.host),
+                    Err(e) => e.to_string(),
+                };
+                Applied::Skipped(format!("desired state of {host} (to be replaced): {why}"))
+            }
+        }
+    }
+
+    fn apply_control(&mut self, control: Control) -> Applied {
+        match control {
+            Control::Updates(updates) => self.fleet.controls.updates = updates.to_policy(),
+            Control::SafetyClear(clearance) => {
+                self.clearances.insert(clearance.host.clone(), clearance);
+            }
+            Control::Withdrawn(name) if name == crate::controls::UPDATES => {
+                self.fleet.controls.updates = Updates::Enabled
+            }
+            Control::Withdrawn(name) => {
+                let host = name.split_once('.').map_or("", |(_, host)| host);
+                self.clearances.remove(host);
+            }
+            Control::Unknown(_) => return Applied::Unchanged,
+        }
+        Applied::Changed
+    }
+
+    /// Decides what every machine should be told, with the clearances
+    /// that still stand. `now` is Unix seconds.
+    pub fn decide(&mut self, now: i64) -> Decision {
+        self.fleet.controls.safety_cleared = self
+            .clearances
+            .iter()
+            .filter(|(host, clearance)| !self.used(host, clearance))
+            .map(|(host, clearance)| (host.clone(), clearance.image.clone()))
+            .collect();
+        dom_model::decide(&self.fleet, now)
+    }
+
+    /// Whether the machine's report shows a successful update to the
+    /// cleared image that started after the clearance: it was used, even
+    /// if by an earlier run of the dominator.
+    fn used(&self, host: &str, clearance: &SafetyClearance) -> bool {
+        let Some(update) = self
+            .fleet
+            .reports
+            .get(host)
+            .and_then(|r| r.last_update.as_ref())
+        else {
+            return false;
+        };
+        let parse = |s: &str| OffsetDateTime::parse(s, &Rfc3339).ok();
+        update.ok
+            && update.image == clearance.image.as_str()
+            && matches!((parse(&update.started), parse(&clearance.when)),
+                        (Some(started), Some(when)) if started >= when)
+    }
+
+    /// Records a desired state this process published at `sequence`.
+    pub fn published(&mut self, state: DesiredState, sequence: u64) {
+        self.published.insert(state.host.clone(), sequence);
+        self.fleet.desired.insert(state.host.clone(), state);
+    }
+
+    /// Forgets clearances that have done their job.
+    pub fn forget_clearances(&mut self, hosts: &[String]) {
+        for host in hosts {
+            self.clearances.remove(host);
+        }
+    }
+
+    /// Hosts whose latest MDB payload was refused and which have no
+    /// record in the view: after a replay, their previous good record is
+    /// still to be found in the stream's history.
+    pub fn rejected_without_record(&self) -> Vec<String> {
+        self.rejected
+            .keys()
+            .filter(|host| !self.fleet.mdb.contains_key(*host) && is_valid_host(host))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dom_model::ImageName;
+
+    fn msg(kind: FleetKind, name: &str, payload: &[u8], sequence: u64) -> FleetMessage {
+        FleetMessage {
+            kind,
+            name: name.into(),
+            payload: bytes::Bytes::copy_from_slice(payload),
+            sequence,
+        }
+    }
+
+    #[test]
+    fn a_refused_mdb_payload_keeps_the_previous_record() {
+        let mut view = View::default();
+        let good = br#"{"RequiredImage":"sparse.0"}"#;
+        assert_eq!(
+            view.apply(&msg(FleetKind::Mdb, "web1", good, 1)),
+            Applied::Changed
+        );
+        for bad in [
+            &b"{not json"[..],
+            br#"{"RequiredImage":5}"#,
+            br#"{"Hostname":"web2","RequiredImage":"x"}"#,
+        ] {
+            let applied = view.apply(&msg(FleetKind::Mdb, "web1", bad, 2));
+            assert!(
+                matches!(&applied, Applied::Rejected { host: Some(h), .. } if h == "web1"),
+                "{applied:?}"
+            );
+        }
+        let record = &view.fleet.mdb["web1"];
+        assert_eq!(
+            record.required_image,
+            Some(ImageName::parse("sparse.0").unwrap())
+        );
+        assert!(view.rejected.contains_key("web1"));
+        view.apply(&msg(FleetKind::Mdb, "web1", b"", 3));
+        assert!(view.fleet.mdb.is_empty() && view.rejected.is_empty());
+        let bad_host = view.apply(&msg(FleetKind::Mdb, "bad@host", good, 4));
+        assert!(matches!(bad_host, Applied::Rejected { host: None, .. }));
+    }
+
+    #[test]
+    fn own_desired_echoes_are_ignored() {
+        let mut view = View::default();
+        let image = dom_model::ImageRecord {
+            v: 1,
+            name: ImageName::parse("sparse.0").unwrap(),
+            manifest: dom_model::ObjectId::of(b"m"),
+            sparse: true,
+            filter: None,
+            triggers: vec![],
+            files: 1,
+            bytes: 1,
+            inodes: 2,
+            created: "2026-11-26T09:00:00Z".into(),
+            creator: "a@b".into(),
+            expires: None,
+            expires_unix: None,
+        };
+        let first = DesiredState::for_image("web1", &image);
+        let mut second = first.clone();
+        second.updates_allowed = false;
+        view.published(second.clone(), 7);
+        let echo = msg(FleetKind::Desired, "web1", &first.encode(), 6);
+        assert_eq!(view.apply(&echo), Applied::Unchanged);
+        assert_eq!(view.fleet.desired["web1"], second);
+        let other = msg(FleetKind::Desired, "web1", &first.encode(), 8);
+        assert_eq!(view.apply(&other), Applied::Changed);
+        let junk = msg(FleetKind::Desired, "web1", b"{}", 9);
+        assert!(matches!(view.apply(&junk), Applied::Skipped(_)));
+        assert!(view.fleet.desired.is_empty());
+    }
+}
