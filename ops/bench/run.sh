@@ -14,8 +14,13 @@
 # Medians and throughput (MB/s = 10^6 bytes of regular files per second) go
 # to stdout and .bench/results.md.
 #
+#   scan       the agent's full scan (every file read and hashed, no hash
+#              cache), uncapped; and once per corpus rate limited to
+#              BENCH_SCAN_RATE bytes/s (default 100 MB/s), to check the rate
+#              holds
 # Environment: BENCH_RUNS (default 5), BENCH_CORPORA (default
-# "debian-minbase synth"), BENCH_TOOLS (default "sha512sum ostree imagetool").
+# "debian-minbase synth"), BENCH_TOOLS (default "sha512sum ostree imagetool
+# scan").
 set -euo pipefail
 export LC_ALL=C
 
@@ -24,12 +29,14 @@ source "$ROOT/ops/lib.sh"
 
 RUNS="${BENCH_RUNS:-5}"
 read -r -a CORPORA <<<"${BENCH_CORPORA:-debian-minbase synth}"
-read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool}"
+read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool scan}"
+SCAN_RATE="${BENCH_SCAN_RATE:-100000000}"
 BENCH="$ROOT/.bench"
 TMP="$BENCH/tmp"
 RESULTS="$BENCH/results.md"
 DATA="$TMP/results.tsv"
 IMAGETOOL="$ROOT/target/release/imagetool"
+SCAN_BENCH="$ROOT/target/release/scan-bench"
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 want() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
@@ -50,6 +57,11 @@ if want imagetool; then
         die "imagetool failed to build; fix the build or run with BENCH_TOOLS=\"sha512sum ostree\""
     fi
     [[ -x "$IMAGETOOL" ]] || die "$IMAGETOOL was not produced by the build"
+fi
+if want scan; then
+    say "building the benchmark drivers (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p dom-bench) ||
+        die "the benchmark drivers failed to build"
 fi
 "$ROOT/ops/bench/corpora.sh" "${CORPORA[@]}"
 
@@ -151,6 +163,17 @@ for corpus in "${CORPORA[@]}"; do
             ostree_commit "$dir"
             record "$corpus" ostree "$run" "$ELAPSED" "$OSTREE_BYTES" "$CPU" "$BUSY"
             say "$corpus run $run: ostree commit ${ELAPSED}s"
+        fi
+        if want scan; then
+            timed "$SCAN_BENCH" "$dir" >"$TMP/scan.out"
+            record "$corpus" scan "$run" "$ELAPSED" "" "$CPU" "$BUSY"
+            say "$corpus run $run: agent scan ${ELAPSED}s"
+            if ((run == 1)); then
+                "$SCAN_BENCH" --rate "$SCAN_RATE" "$dir" >"$TMP/scan.out"
+                achieved=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' "$TMP/scan.out")
+                record "$corpus" scanrate "$run" "$achieved" "$SCAN_RATE"
+                say "$corpus: rate-limited scan at $SCAN_RATE B/s achieved $achieved B/s"
+            fi
         fi
         if want imagetool; then
             start_fresh_nats
