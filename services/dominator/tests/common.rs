@@ -1,0 +1,239 @@
+//! Helpers shared by the dominator's tests: a fixture nats-server, a
+//! dominator running in-process, image records and state reports made up
+//! by the test, and waiting for conditions with a deadline.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dom_bus::{Bus, ConnectArgs};
+use dom_model::{DesiredState, Event, ImageName, ImageRecord, MdbRecord, ObjectId, StateReport};
+use dominator::{Dominator, Settings};
+
+pub use dom_tests::NatsServer;
+
+/// How long any condition may take to come true.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub async fn connect(server: &NatsServer) -> Bus {
+    let args = ConnectArgs {
+        server: server.url(),
+        ..ConnectArgs::default()
+    };
+    let bus = Bus::connect(&args, "dominator-tests").await.unwrap();
+    bus.ensure_streams().await.unwrap();
+    bus
+}
+
+/// A dominator on `bus` with at most `max_concurrent` machines updating.
+pub async fn dominator(bus: &Bus, max_concurrent: usize) -> Dominator {
+    let settings = Settings {
+        max_concurrent,
+        debounce: Duration::from_millis(20),
+        ..Settings::default()
+    };
+    Dominator::start(bus.clone(), settings, Some("127.0.0.1:0"))
+        .await
+        .unwrap()
+}
+
+/// Waits until `check` returns `Some`, polling; panics naming `what` after
+/// the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn name(s: &str) -> ImageName {
+    ImageName::parse(s).unwrap()
+}
+
+/// A sparse image record (its manifest need not exist: the dominator
+/// never reads it).
+pub fn sparse(image: &str) -> ImageRecord {
+    ImageRecord {
+        v: 1,
+        name: name(image),
+        manifest: ObjectId::of(image.as_bytes()),
+        sparse: true,
+        filter: None,
+        triggers: vec![],
+        files: 1,
+        bytes: 10,
+        inodes: 3,
+        created: "2026-11-26T09:00:00Z".into(),
+        creator: "root@build1".into(),
+        expires: None,
+        expires_unix: None,
+    }
+}
+
+/// A normal image record with `inodes` entries.
+pub fn normal(image: &str, inodes: u64) -> ImageRecord {
+    ImageRecord {
+        sparse: false,
+        filter: Some(vec!["/etc/hostname".into()]),
+        inodes,
+        ..sparse(image)
+    }
+}
+
+pub async fn add_image(bus: &Bus, record: &ImageRecord) {
+    bus.publish_image(record).await.unwrap();
+}
+
+pub async fn set_mdb(bus: &Bus, host: &str, image: &str) {
+    let record = MdbRecord::new(host).requiring(name(image));
+    bus.publish_mdb(host, record.encode().into()).await.unwrap();
+}
+
+/// A report of a machine that has planned against `image` (1000 inodes,
+/// `would_delete` given), compliant or not.
+pub fn report(host: &str, image: &str, compliant: bool) -> StateReport {
+    let mut report = StateReport::new(host);
+    report.scan.inodes = Some(1000);
+    report.desired_image = Some(image.into());
+    report.would_delete = Some(if compliant { 0 } else { 5 });
+    report.compliant = compliant;
+    report.deviations = if compliant { 0 } else { 5 };
+    if compliant {
+        report.image = Some(image.into());
+    }
+    report
+}
+
+pub async fn desired(bus: &Bus, host: &str) -> Option<DesiredState> {
+    bus.desired(host).await.unwrap().map(|m| m.state.unwrap())
+}
+
+/// Waits for `host`'s desired state to satisfy `check`.
+pub async fn wait_desired(
+    bus: &Bus,
+    host: &str,
+    what: &str,
+    check: impl Fn(&DesiredState) -> bool,
+) -> DesiredState {
+    eventually(&format!("{host}: {what}"), || async {
+        desired(bus, host).await.filter(|d| check(d))
+    })
+    .await
+}
+
+/// Waits for `host`'s desired state to put it on `image` with updates
+/// allowed.
+pub async fn wait_allowed(bus: &Bus, host: &str, image: &str) -> DesiredState {
+    wait_desired(bus, host, &format!("allowed onto {image}"), |d| {
+        d.image.as_str() == image && d.updates_allowed
+    })
+    .await
+}
+
+/// Waits for an event of `kind` about `host` satisfying `check`.
+pub async fn wait_event(
+    bus: &Bus,
+    host: &str,
+    kind: &str,
+    check: impl Fn(&Event) -> bool,
+) -> Event {
+    eventually(&format!("a {kind} event for {host}"), || async {
+        let events = bus.events(host).await.unwrap();
+        events
+            .into_iter()
+            .rev()
+            .find(|e| e.kind == kind && check(e))
+    })
+    .await
+}
+
+/// The last sequence of the desired-state stream.
+pub async fn desired_sequence(bus: &Bus) -> u64 {
+    let mut stream = bus
+        .js
+        .get_stream(bus.subjects.desired_stream())
+        .await
+        .unwrap();
+    stream.info().await.unwrap().state.last_sequence
+}
+
+/// Waits until the dominator has caught up and run at least `rounds`
+/// decision rounds.
+pub async fn wait_rounds(dominator: &Dominator, rounds: u64) {
+    let board = dominator.board().clone();
+    tokio::time::timeout(
+        DEADLINE,
+        board.wait_for(|s| s.caught_up && s.rounds >= rounds),
+    )
+    .await
+    .expect("the dominator decides");
+}
+
+/// Waits until the dominator has nothing left to publish: a round after
+/// every change so far has run and published nothing.
+pub async fn wait_settled(dominator: &Dominator) {
+    let board = dominator.board().clone();
+    tokio::time::timeout(
+        DEADLINE,
+        board.wait_for(|s| {
+            s.caught_up
+                && s.decision
+                    .as_ref()
+                    .is_some_and(|d| d.summary.to_publish == 0)
+        }),
+    )
+    .await
+    .expect("the dominator settles");
+}
+
+/// The project's Python, which has nats-py (installed by
+/// ops/install-tools.sh).
+pub fn python() -> PathBuf {
+    let root = dom_tests::repo_root();
+    for candidate in [".tools/venv/bin/python", ".tools/bin/python"] {
+        let path = root.join(candidate);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("no .tools/venv/bin/python: run ops/install-tools.sh");
+}
+
+/// Publishes a plain core-NATS message with the official Python client, as
+/// any script of the operators' could.
+pub fn nats_py_publish(server: &NatsServer, subject: &str, payload: &str) {
+    const SCRIPT: &str = r#"
+import asyncio, sys
+import nats
+
+async def main():
+    nc = await nats.connect(sys.argv[1])
+    await nc.publish(sys.argv[2], sys.argv[3].encode())
+    await nc.flush()
+    await nc.close()
+
+asyncio.run(main())
+"#;
+    let output = std::process::Command::new(python())
+        .args(["-c", SCRIPT, &server.url(), subject, payload])
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "nats-py publish failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
