@@ -1,0 +1,61 @@
+//! The emergency stop and safety-shutoff clearances, published on
+//! `dom.ctl.<control>` with who and why.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use dom_bus::Bus;
+use dom_model::ImageName;
+use dominator::controls::{
+    safety_clear_control, SafetyClearance, UpdatesControl, UpdatesState, CONTROL_VERSION, UPDATES,
+};
+use dominator::{now_rfc3339, who};
+
+/// `disable-updates REASON` / `enable-updates REASON`.
+pub async fn set_updates(bus: &Bus, enable: bool, reason: &str) -> anyhow::Result<ExitCode> {
+    if reason.trim().is_empty() {
+        bail!("say why, e.g. domtool disable-updates \"bad kernel in image.7\"");
+    }
+    let state = if enable {
+        UpdatesState::Enabled
+    } else {
+        UpdatesState::Disabled
+    };
+    let by = who();
+    let control = UpdatesControl::new(state, reason, &by, &now_rfc3339());
+    bus.publish_ctl(UPDATES, control.encode().into()).await?;
+    let what = if enable { "enabled" } else { "disabled" };
+    println!("updates {what} for the fleet by {by}: {reason}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `clear-safety-shutoff HOST [--image IMAGE]`.
+pub async fn clear_safety_shutoff(
+    bus: &Bus,
+    host: &str,
+    image: Option<&str>,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
+    crate::mdb::check_host(host)?;
+    let image = match image {
+        Some(image) => ImageName::parse(image)?,
+        None => match crate::mdb::record(bus, host).await? {
+            Some(record) => record.required_image.with_context(|| {
+                format!("{host} has no RequiredImage in the MDB; nothing to clear")
+            })?,
+            None => bail!("{host} is not in the MDB"),
+        },
+    };
+    let clearance = SafetyClearance {
+        v: CONTROL_VERSION,
+        host: host.to_string(),
+        image: image.clone(),
+        reason: reason.to_string(),
+        by: who(),
+        when: now_rfc3339(),
+    };
+    bus.publish_ctl(&safety_clear_control(host), clearance.encode().into())
+        .await?;
+    println!("safety shutoff of {host} cleared for one update to {image}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,162 @@
+//! `domtool mdb`: the machine database, one record per host on
+//! `dom.mdb.<host>`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use async_nats::jetstream::stream::DirectGetErrorKind;
+use bytes::Bytes;
+use dom_bus::{Bus, FleetKind};
+use dom_model::desired::is_valid_host;
+use dom_model::mdb::{diff_mdb, parse_mdb_file};
+use dom_model::{ImageMessage, ImageName, MdbChange, MdbRecord};
+
+use crate::cli::MdbCommand;
+
+pub async fn run(bus: &Bus, command: MdbCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        MdbCommand::Set {
+            host,
+            required,
+            planned,
+            disable_updates,
+            tags,
+            force,
+        } => {
+            check_host(&host)?;
+            let mut record = record(bus, &host)
+                .await?
+                .unwrap_or_else(|| MdbRecord::new(&host));
+            record.required_image = Some(image(bus, &required, force).await?);
+            record.planned_image = match planned {
+                Some(planned) => Some(image(bus, &planned, force).await?),
+                None => None,
+            };
+            record.disable_updates = disable_updates;
+            for tag in tags {
+                let (key, value) = tag
+                    .split_once('=')
+                    .with_context(|| format!("tag {tag:?} is not KEY=VALUE"))?;
+                record.tags.insert(key.to_string(), value.to_string());
+            }
+            bus.publish_mdb(&host, record.encode().into()).await?;
+            println!("{}", String::from_utf8_lossy(&record.encode()));
+            Ok(ExitCode::SUCCESS)
+        }
+        MdbCommand::Get { host } => {
+            check_host(&host)?;
+            match record(bus, &host).await? {
+                Some(record) => {
+                    println!("{}", serde_json::to_string_pretty(&record)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => bail!("{host} is not in the MDB"),
+            }
+        }
+        MdbCommand::Remove { host } => {
+            check_host(&host)?;
+            if record(bus, &host).await?.is_none() {
+                bail!("{host} is not in the MDB");
+            }
+            bus.publish_mdb(&host, Bytes::new()).await?;
+            println!("{host} removed from the MDB");
+            Ok(ExitCode::SUCCESS)
+        }
+        MdbCommand::Load { file, replace } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let records = parse_mdb_file(&bytes).with_context(|| format!("{}", file.display()))?;
+            let current: Vec<MdbRecord> = mdb(bus).await?.into_values().collect();
+            let changes: Vec<MdbChange> = diff_mdb(&current, &records)
+                .into_iter()
+                .filter(|c| replace || matches!(c, MdbChange::Set(_)))
+                .collect();
+            let (mut set, mut removed) = (0, 0);
+            for change in &changes {
+                match change {
+                    MdbChange::Set(record) => {
+                        bus.publish_mdb(&record.hostname, record.encode().into())
+                            .await?;
+                        set += 1;
+                    }
+                    MdbChange::Remove(host) => {
+                        bus.publish_mdb(host, Bytes::new()).await?;
+                        removed += 1;
+                    }
+                }
+            }
+            let unchanged = records.len() - set;
+            println!("{set} set, {removed} removed, {unchanged} unchanged");
+            Ok(ExitCode::SUCCESS)
+        }
+        MdbCommand::Export => {
+            let records: Vec<MdbRecord> = mdb(bus).await?.into_values().collect();
+            println!("{}", serde_json::to_string_pretty(&records)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn check_host(host: &str) -> anyhow::Result<()> {
+    if !is_valid_host(host) {
+        bail!("invalid host {host:?}: use letters, digits, '-', '_' and single dots");
+    }
+    Ok(())
+}
+
+/// The MDB now, by host. Records that do not decode are left out, with a
+/// warning.
+pub async fn mdb(bus: &Bus) -> anyhow::Result<BTreeMap<String, MdbRecord>> {
+    let mut out = BTreeMap::new();
+    for message in bus.last_per_subject(FleetKind::Mdb).await? {
+        match MdbRecord::decode(&message.name, &message.payload) {
+            Ok(Some(record)) => {
+                out.insert(message.name, record);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("skipping: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+/// `host`'s record now, if any. A refused latest payload is an error.
+pub async fn record(bus: &Bus, host: &str) -> anyhow::Result<Option<MdbRecord>> {
+    let failed = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "JetStream at {}: reading the MDB record of {host}: {e}",
+            bus.server()
+        )
+    };
+    let stream = bus
+        .js
+        .get_stream_no_info(bus.subjects.mdb_stream())
+        .await
+        .map_err(|e| failed(&e))?;
+    match stream
+        .direct_get_last_for_subject(bus.subjects.mdb(host))
+        .await
+    {
+        Ok(message) => Ok(MdbRecord::decode(host, &message.payload)?),
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+        Err(e) => Err(failed(&e)),
+    }
+}
+
+/// A live image's name, checked against the image stream unless `force`.
+async fn image(bus: &Bus, name: &str, force: bool) -> anyhow::Result<ImageName> {
+    let name = ImageName::parse(name)?;
+    if force {
+        return Ok(name);
+    }
+    match bus.image(&name).await?.map(|stored| stored.message) {
+        Some(ImageMessage::Record(_)) => Ok(name),
+        Some(ImageMessage::Deleted(t)) => bail!(
+            "image {name} was deleted at {} by {}; pick a live image (or --force)",
+            t.deleted_at,
+            t.by
+        ),
+        None => bail!("image {name} does not exist; add it with imagetool first (or --force)"),
+    }
+}
