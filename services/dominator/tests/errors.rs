@@ -117,10 +117,15 @@ async fn malformed_mdb_payloads_are_refused_and_the_record_kept() {
     assert!(machine.error.is_none());
     assert_eq!(desired_sequence(&bus).await, before);
 
-    // A restarted dominator finds the last good record in the history.
+    // A restarted dominator finds the last good record in the history,
+    // and does not announce the refusal again.
+    let refusals =
+        |events: Vec<dom_model::Event>| events.iter().filter(|e| e.kind == "rejected").count();
+    let announced = refusals(bus.events("web1").await.unwrap());
     drop(dominator);
     let dominator = common::dominator(&bus, 10).await;
     wait_rounds(&dominator, 1).await;
+    assert_eq!(refusals(bus.events("web1").await.unwrap()), announced);
     let status = dominator.board().status();
     let machine = status
         .decision

@@ -44,6 +44,29 @@ async fn a_restart_mid_rollout_publishes_nothing_new() {
 }
 
 #[tokio::test]
+async fn errors_are_not_announced_again_after_a_restart() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    set_mdb(&bus, "web1", "nosuch.0").await;
+    let first = dominator(&bus, 10).await;
+    wait_event(&bus, "web1", "error", |_| true).await;
+    drop(first);
+    let second = dominator(&bus, 10).await;
+    wait_rounds(&second, 1).await;
+    // A later change is announced: the earlier one was not repeated.
+    add_image(&bus, &sparse("nosuch.0")).await;
+    wait_event(&bus, "web1", "resolved", |_| true).await;
+    let kinds: Vec<String> = bus
+        .events("web1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["error", "resolved"]);
+}
+
+#[tokio::test]
 async fn serves_health_and_status() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
