@@ -1,1 +1,555 @@
-//! (being written)
+//! The agent: one machine kept on its image.
+//!
+//! [`Agent::start`] checks the setup (host name, root, state directory),
+//! then runs, on the current tokio runtime, a loop that owns the machine's
+//! standing and reacts to three things:
+//!
+//! - a desired state from the bus ([`crate::link`]): its manifest is read,
+//!   kept in the state directory with it, and enforced from then on (a
+//!   refused one is reported and changes nothing);
+//! - a scan of the root ([`crate::scanner`]): a new tree is a new
+//!   generation; it is compared with the image, and when they differ and
+//!   updates are allowed, the plan is fetched and applied
+//!   ([`crate::enforce`]);
+//! - a request to stop.
+//!
+//! Until the bus is reachable the agent enforces the desired state it
+//! kept, so a machine that boots without NATS still holds its image.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dom_bus::DesiredMessage;
+use dom_model::{DesiredState, Filter, Manifest, StateReport, Triggers};
+use dom_scan::RateLimit;
+use dom_store::NatsStore;
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::config::{scan_rate, Config};
+use crate::converge::Converger;
+use crate::link::{Inbound, Link};
+use crate::objects::ObjectCache;
+use crate::persist::{Applied, StateDir};
+use crate::report::{self, worth_publishing};
+use crate::scanner::{ScanEvent, ScanSettings, ScanSpec, Scanner};
+
+/// How long a stopping or restarting agent waits for its last reports.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error("invalid host name {0:?}: use letters, digits, '-', '_' and single dots")]
+    Host(String),
+    #[error("root {}: {reason}", path.display())]
+    Root { path: PathBuf, reason: String },
+    #[error("state directory {}: {reason}", path.display())]
+    StateDir { path: PathBuf, reason: String },
+}
+
+/// Why an agent's loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It was asked to stop.
+    Stopped,
+    /// An update changed the agent's own files (its service's triggers
+    /// fired): the process should restart itself.
+    Restart,
+}
+
+/// A running agent.
+pub struct Agent {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Exit>,
+}
+
+impl Agent {
+    /// Checks the setup and starts the agent on the current runtime.
+    pub fn start(config: Config) -> Result<Self, AgentError> {
+        let span = tracing::info_span!("subd", host = %config.host);
+        let core = Core::new(config)?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(core.run(stopped).instrument(span));
+        Ok(Self { stop, task })
+    }
+
+    /// Stops the agent and waits for its loop to end. Scans under way
+    /// finish in the background and are discarded.
+    pub async fn stop(self) -> Exit {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or(Exit::Stopped)
+    }
+
+    /// Waits for the agent to end on its own (to restart itself).
+    pub async fn wait(self) -> Exit {
+        let Self { stop, task } = self;
+        let exit = task.await.unwrap_or(Exit::Stopped);
+        drop(stop);
+        exit
+    }
+}
+
+/// Runs an agent until `shutdown` completes or it asks to be restarted.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, AgentError> {
+    let agent = Agent::start(config)?;
+    let Agent { stop, mut task } = agent;
+    tokio::select! {
+        exit = &mut task => Ok(exit.unwrap_or(Exit::Stopped)),
+        () = shutdown => {
+            let _ = stop.send(true);
+            Ok(task.await.unwrap_or(Exit::Stopped))
+        }
+    }
+}
+
+/// Something for the agent's loop to handle.
+enum Work {
+    Link(Box<Inbound>),
+    Scan(ScanEvent),
+}
+
+/// The desired state being enforced, with what it needs compiled.
+pub(crate) struct Current {
+    pub sequence: u64,
+    pub state: DesiredState,
+    pub manifest: Arc<Manifest>,
+    pub filter: Option<Filter>,
+    pub triggers: Triggers,
+}
+
+/// The agent's loop and everything it owns.
+pub(crate) struct Core {
+    pub config: Config,
+    pub started: Instant,
+    pub state_dir: StateDir,
+    pub converger: Converger,
+    /// Image paths the agent never touches: its own state.
+    pub protected: Vec<String>,
+    pub scanner: Option<Scanner>,
+    pub link: Option<Link>,
+    pub store: Option<NatsStore>,
+    pub media_speed: Option<u64>,
+    pub scan_limit: Option<Arc<RateLimit>>,
+    pub current: Option<Current>,
+    /// A desired state accepted but not yet enforced: its manifest is
+    /// still to be read.
+    pub waiting: Option<(u64, DesiredState)>,
+    /// Names the filter scans are made with.
+    pub epoch: u64,
+    pub applied: Applied,
+    pub tree: Option<Manifest>,
+    pub generation: u64,
+    pub full_scans: u64,
+    /// Whether the machine matched the current image at the last look.
+    pub compliant: Option<bool>,
+    /// Scans started before this instant may predate the last update.
+    pub settled: Instant,
+    pub retry_at: Option<Instant>,
+    pub retry_delay: Duration,
+    pub report: StateReport,
+    pub published: Option<StateReport>,
+    /// Standing problems, reported in the state report's `error`.
+    pub desired_error: Option<String>,
+    pub manifest_error: Option<String>,
+    pub scan_error: Option<String>,
+    pub restart: bool,
+}
+
+impl Core {
+    fn new(config: Config) -> Result<Self, AgentError> {
+        if !dom_model::desired::is_valid_host(&config.host) {
+            return Err(AgentError::Host(config.host.clone()));
+        }
+        let root_error = |reason: String| AgentError::Root {
+            path: config.root.clone(),
+            reason,
+        };
+        let root = config
+            .root
+            .canonicalize()
+            .map_err(|e| root_error(e.to_string()))?;
+        if !root.is_dir() {
+            return Err(root_error("not a directory".into()));
+        }
+        let state_error = |reason: String| AgentError::StateDir {
+            path: config.state_dir.clone(),
+            reason,
+        };
+        let state_dir =
+            StateDir::open(&config.state_dir).map_err(|e| state_error(e.to_string()))?;
+        let state_path = state_dir
+            .path()
+            .canonicalize()
+            .map_err(|e| state_error(e.to_string()))?;
+        let objects =
+            ObjectCache::open(state_dir.objects()).map_err(|e| state_error(e.to_string()))?;
+        let mut protected = vec![format!("/{}", crate::config::STATE_DIR_NAME)];
+        if let Some(inside) = image_path(&root, &state_path) {
+            if !protected.contains(&inside) {
+                protected.push(inside);
+            }
+        }
+        let applied = state_dir.load_applied();
+        let mut report = StateReport::new(&config.host);
+        report.agent_version = report::AGENT_VERSION.into();
+        report.image = applied.image.clone();
+        report.last_update = applied.last_update.clone();
+        let converger = Converger::new(
+            root.clone(),
+            objects,
+            config.service_command.clone(),
+            config.reboot_command.clone(),
+        );
+        let config = Config { root, ..config };
+        Ok(Self {
+            started: Instant::now(),
+            state_dir,
+            converger,
+            protected,
+            scanner: None,
+            link: None,
+            store: None,
+            media_speed: config.media_speed,
+            scan_limit: None,
+            current: None,
+            waiting: None,
+            epoch: 0,
+            applied,
+            tree: None,
+            generation: 0,
+            full_scans: 0,
+            compliant: None,
+            settled: Instant::now(),
+            retry_at: None,
+            retry_delay: config.retry_min,
+            report,
+            published: None,
+            desired_error: None,
+            manifest_error: None,
+            scan_error: None,
+            restart: false,
+            config,
+        })
+    }
+
+    async fn run(mut self, mut stop: watch::Receiver<bool>) -> Exit {
+        let (inbound_tx, mut inbound) = mpsc::unbounded_channel();
+        let (scan_tx, mut scans) = mpsc::unbounded_channel();
+        self.link = Some(Link::start(
+            self.config.connect.clone(),
+            self.config.host.clone(),
+            inbound_tx,
+        ));
+        if let Some(kept) = self.state_dir.load_desired() {
+            tracing::info!(image = %kept.state.image, "enforcing the kept desired state");
+            let encoded = kept.manifest.encode();
+            self.adopt(
+                kept.sequence,
+                kept.state,
+                Arc::new(kept.manifest),
+                &encoded,
+                false,
+            )
+            .await;
+        }
+        let spec = self.scan_spec().await;
+        let settings = ScanSettings {
+            root: self.config.root.clone(),
+            protected: self.protected.clone(),
+            interval: self.config.scan_interval,
+            rehash_interval: self.config.rehash_interval,
+            threads: self.config.scan_threads,
+            cache_path: self.state_dir.hash_cache(),
+        };
+        self.scanner = Some(Scanner::start(settings, spec, move |event| {
+            let _ = scan_tx.send(event);
+        }));
+        self.publish();
+        let exit = loop {
+            let work = tokio::select! {
+                _ = stop.changed() => break Exit::Stopped,
+                Some(message) = inbound.recv() => Work::Link(Box::new(message)),
+                Some(event) = scans.recv() => Work::Scan(event),
+            };
+            // Stopping does not wait for a fetch or for the bus; an update
+            // already changing the tree is waited for below.
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break Exit::Stopped,
+                () = self.handle(work) => {}
+            }
+            if self.restart {
+                break Exit::Restart;
+            }
+        };
+        self.converger.idle().await;
+        if let Some(link) = &self.link {
+            link.flush(FLUSH_LIMIT).await;
+        }
+        exit
+    }
+
+    async fn handle(&mut self, work: Work) {
+        match work {
+            Work::Link(message) => match *message {
+                Inbound::Connected(bus) => self.connected(bus).await,
+                Inbound::Desired(message) => self.desired(message).await,
+            },
+            Work::Scan(ScanEvent::Quick(scanned)) => self.scanned(scanned).await,
+            Work::Scan(ScanEvent::Rehashed { duration, error }) => self.rehashed(duration, error),
+        }
+    }
+
+    async fn connected(&mut self, bus: dom_bus::Bus) {
+        match NatsStore::open(&bus).await {
+            Ok(store) => {
+                self.store = Some(store);
+                // Whatever failed before may have failed for want of it.
+                self.retry_at = None;
+                self.retry_delay = self.config.retry_min;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the object store");
+                return;
+            }
+        }
+        self.load_waiting().await;
+    }
+
+    /// A desired state from the bus.
+    async fn desired(&mut self, message: DesiredMessage) {
+        let state = match message.state {
+            Ok(state) => state,
+            Err(refused) => {
+                let reason = format!("refused desired state #{}: {refused}", message.sequence);
+                tracing::warn!("{reason}");
+                self.send_event(report::rejected_event(&self.config.host, &reason));
+                self.desired_error = Some(reason);
+                self.publish();
+                return;
+            }
+        };
+        self.desired_error = None;
+        let known = self.current.as_ref().is_some_and(|c| c.state == state)
+            || self.waiting.as_ref().is_some_and(|(_, w)| *w == state);
+        if !known {
+            self.waiting = Some((message.sequence, state));
+            self.load_waiting().await;
+        }
+        self.publish();
+    }
+
+    /// Reads the manifest of the desired state waiting for it, when it can,
+    /// and enforces that state from then on.
+    pub(crate) async fn load_waiting(&mut self) {
+        let Some((sequence, state)) = self.waiting.clone() else {
+            return;
+        };
+        self.report.desired_image = Some(state.image.to_string());
+        let same = self
+            .current
+            .as_ref()
+            .filter(|c| c.state.manifest == state.manifest);
+        if let Some(manifest) = same.map(|c| c.manifest.clone()) {
+            let encoded = manifest.encode();
+            self.adopt(sequence, state, manifest, &encoded, true).await;
+            return;
+        }
+        let Some(store) = &self.store else {
+            return;
+        };
+        let fetched = dom_store::ContentStore::get(store, state.manifest).await;
+        let encoded = match fetched {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                let error = format!("cannot read the manifest of image {}: {e}", state.image);
+                if self.manifest_error.as_ref() != Some(&error) {
+                    tracing::warn!("{error}");
+                    let image = Some(state.image.as_str());
+                    self.send_event(report::error_event(&self.config.host, image, &error));
+                    self.manifest_error = Some(error);
+                }
+                return;
+            }
+        };
+        match Manifest::decode(&encoded) {
+            Ok(manifest) => {
+                self.adopt(sequence, state, Arc::new(manifest), &encoded, true)
+                    .await
+            }
+            Err(e) => {
+                let reason = format!(
+                    "refused desired state #{sequence}: the manifest of image {} is unusable: {e}",
+                    state.image
+                );
+                tracing::warn!("{reason}");
+                self.send_event(report::rejected_event(&self.config.host, &reason));
+                self.desired_error = Some(reason);
+                self.waiting = None;
+            }
+        }
+    }
+
+    /// Enforces `state` from now on; `keep` saves it in the state
+    /// directory first.
+    async fn adopt(
+        &mut self,
+        sequence: u64,
+        state: DesiredState,
+        manifest: Arc<Manifest>,
+        encoded: &[u8],
+        keep: bool,
+    ) {
+        let (Ok(filter), Ok(triggers)) = (state.compile_filter(), state.compile_triggers()) else {
+            // Decoding validated both; a kept state was validated on load.
+            tracing::warn!(image = %state.image, "desired state does not compile; ignored");
+            return;
+        };
+        if keep {
+            if let Err(e) = self.state_dir.save_desired(sequence, &state, encoded) {
+                tracing::warn!(error = %e, "cannot keep the desired state; it is enforced, but not across a restart without NATS");
+            }
+        }
+        let old = self.current.take();
+        let image_changed = old.as_ref().is_none_or(|c| c.state.image != state.image);
+        let filter_changed = old
+            .as_ref()
+            .is_none_or(|c| c.state.filter != state.filter || c.state.sparse != state.sparse);
+        tracing::info!(image = %state.image, sequence, "desired state accepted");
+        self.report.desired_image = Some(state.image.to_string());
+        self.current = Some(Current {
+            sequence,
+            state,
+            manifest,
+            filter,
+            triggers,
+        });
+        self.waiting = None;
+        self.manifest_error = None;
+        if image_changed {
+            self.compliant = None;
+            self.retry_at = None;
+            self.retry_delay = self.config.retry_min;
+        }
+        if filter_changed {
+            self.epoch += 1;
+        }
+        if self.scanner.is_some() {
+            let spec = self.scan_spec().await;
+            if let Some(scanner) = &self.scanner {
+                scanner.set_spec(spec);
+            }
+        }
+    }
+
+    /// The filter and rate limit scans use now.
+    async fn scan_spec(&mut self) -> ScanSpec {
+        let percent = self
+            .current
+            .as_ref()
+            .and_then(|c| c.state.config.scan_speed_percent)
+            .unwrap_or(self.config.scan_speed_percent);
+        let bytes_per_second = match percent {
+            100.. => None,
+            _ => {
+                let speed = match self.media_speed {
+                    Some(speed) => speed,
+                    None => {
+                        let (root, dir) = (self.config.root.clone(), self.state_dir.clone());
+                        let speed = tokio::task::spawn_blocking(move || {
+                            crate::media::media_speed(None, &root, &dir)
+                        })
+                        .await
+                        .unwrap_or(crate::media::DEFAULT_MEDIA_SPEED);
+                        self.media_speed = Some(speed);
+                        speed
+                    }
+                };
+                scan_rate(percent, speed)
+            }
+        };
+        let same = self.scan_limit.as_ref().map(|l| l.bytes_per_second()) == bytes_per_second;
+        if !same {
+            self.scan_limit = bytes_per_second.map(|r| Arc::new(RateLimit::new(r)));
+        }
+        ScanSpec {
+            filter: self
+                .current
+                .as_ref()
+                .and_then(|c| c.filter.clone())
+                .unwrap_or_else(Filter::empty),
+            epoch: self.epoch,
+            rate: self.scan_limit.clone(),
+        }
+    }
+
+    fn rehashed(&mut self, duration: Duration, error: Option<String>) {
+        match error {
+            None => {
+                self.full_scans += 1;
+                self.report.scan.full_scans = self.full_scans;
+                tracing::debug!(?duration, "full rehash done");
+            }
+            Some(e) => tracing::warn!(error = %e, "full rehash failed"),
+        }
+    }
+
+    pub(crate) fn send_event(&self, event: dom_model::Event) {
+        if let Some(link) = &self.link {
+            link.send_event(event);
+        }
+    }
+
+    /// Publishes the state report if it says something new.
+    pub(crate) fn publish(&mut self) {
+        self.report.error = self
+            .desired_error
+            .clone()
+            .or_else(|| self.manifest_error.clone())
+            .or_else(|| self.scan_error.clone());
+        self.report.generation = self.generation;
+        self.report.image = self.applied.image.clone();
+        if !worth_publishing(self.published.as_ref(), &self.report) {
+            return;
+        }
+        self.report.uptime_s = self.started.elapsed().as_secs();
+        self.report.free_bytes = report::free_bytes(&self.config.root);
+        self.report.object_cache_bytes = self.converger.cached_bytes();
+        if let Some(link) = &self.link {
+            link.send_state(self.report.clone());
+        }
+        self.published = Some(self.report.clone());
+    }
+}
+
+/// `state` as an image path under `root` (`/.subd`), if it is inside.
+fn image_path(root: &Path, state: &Path) -> Option<String> {
+    let rest = state.strip_prefix(root).ok()?;
+    let rest = rest.to_str()?;
+    (!rest.is_empty()).then(|| format!("/{rest}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_dir_inside_the_root_is_protected() {
+        assert_eq!(
+            image_path(Path::new("/srv/m"), Path::new("/srv/m/var/lib/subd")),
+            Some("/var/lib/subd".into())
+        );
+        assert_eq!(
+            image_path(Path::new("/srv/m"), Path::new("/srv/other")),
+            None
+        );
+        assert_eq!(
+            image_path(Path::new("/"), Path::new("/.subd")),
+            Some("/.subd".into())
+        );
+    }
+}

@@ -2,6 +2,15 @@
 //! its required image (DESIGN section 5): scan, plan, fetch, update,
 //! report.
 //!
+//! - [`agent`]: the loop tying it together: [`Agent::start`] runs one
+//!   agent on the current runtime (tests start many in one process).
+//! - [`config`] and [`cli`]: how an agent is set up, and the flags.
+//! - [`link`]: the link to the bus: connecting however long NATS is away,
+//!   following the desired state, publishing reports and events.
+//! - [`scanner`]: the continuous scan, with a hash cache and a periodic
+//!   full rehash, at a share of the disk's speed ([`media`]).
+//! - `enforce`: comparing each scan with the image and updating.
+//! - [`converge`]: one fetch-then-apply step.
 //! - [`objects`]: the private object cache `<state-dir>/objects`, on the
 //!   same file system as the root so that installing is a rename.
 //! - [`fetch`]: filling the cache from the bucket (or from content already
@@ -9,11 +18,24 @@
 //! - [`update`]: applying a plan in the original's order, with the
 //!   triggers' service stops and starts around it.
 //! - [`services`]: running the configurable service and reboot commands.
-//! - [`agent`]: the loop tying it together, following the desired state on
-//!   the bus and reporting.
+//! - [`persist`]: what the agent keeps in its state directory.
+//! - [`report`]: state reports and events.
 
 pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod converge;
+mod enforce;
 pub mod fetch;
+pub mod link;
+pub mod media;
 pub mod objects;
+pub mod persist;
+pub mod report;
+pub mod scanner;
 pub mod services;
 pub mod update;
+
+pub use agent::{run, Agent, AgentError, Exit};
+pub use cli::Cli;
+pub use config::Config;

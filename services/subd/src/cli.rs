@@ -1,0 +1,177 @@
+//! The `subd` command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use dom_bus::ConnectArgs;
+
+use crate::config::{Config, DEFAULT_SCAN_SPEED_PERCENT};
+use crate::services::{RebootCommand, ServiceCommand};
+
+/// Keep this machine exactly on its required image.
+///
+/// subd scans the machine's tree continuously, follows the machine's
+/// desired state on NATS (dom.desired.HOST), fetches and installs what
+/// differs from the image, runs the triggers' service commands, and
+/// reports on dom.state.HOST and dom.event.HOST.KIND. It keeps its last
+/// desired state in the state directory, so it enforces it even when NATS
+/// is unreachable.
+#[derive(Debug, Parser)]
+#[command(name = "subd", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// This machine's name on the bus (default: the system's host name).
+    #[arg(long, env = "SUBD_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// The tree to keep on the image.
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+    /// Where to keep the last desired state and the object cache; on the
+    /// root's file system (default: ROOT/.subd).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Run as `CMD NAME stop|start|reload` for triggers.
+    #[arg(long, value_name = "CMD", default_value = ServiceCommand::DEFAULT)]
+    pub service_command: String,
+    /// Run for a trigger with DoReboot; "" refuses reboots.
+    #[arg(long, value_name = "CMD", default_value = RebootCommand::DEFAULT)]
+    pub reboot_command: String,
+    /// Share of the disk's read bandwidth the scan may use (1-100; 100 is
+    /// no limit).
+    #[arg(long, value_name = "PERCENT", default_value_t = DEFAULT_SCAN_SPEED_PERCENT,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub scan_speed_percent: u32,
+    /// The disk's read speed in bytes per second (default: measured once
+    /// and remembered in the state directory).
+    #[arg(long, value_name = "BYTES")]
+    pub media_speed: Option<u64>,
+    /// Most bytes per second to fetch objects at (default: no limit).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub fetch_rate: Option<u64>,
+    /// Pause between scans.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub scan_interval: Duration,
+    /// Least time between full rehashes, which read every file again at
+    /// the scan's rate limit (0: one after the other, as the original).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub rehash_interval: Duration,
+    /// CPU niceness of the agent (0-19).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub nice: i32,
+    /// More logging (repeat for more); RUST_LOG also works.
+    #[arg(long, short, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl Cli {
+    /// The agent's configuration; fails with one line on bad values.
+    pub fn config(&self) -> Result<Config> {
+        let host = match &self.hostname {
+            Some(host) => host.clone(),
+            None => system_hostname()
+                .context("cannot tell this machine's host name; pass --hostname")?,
+        };
+        if !dom_model::desired::is_valid_host(&host) {
+            bail!("invalid host name {host:?}: use letters, digits, '-', '_' and single dots, or pass --hostname");
+        }
+        let mut config = Config::new(host, self.root.clone());
+        if let Some(dir) = &self.state_dir {
+            config.state_dir = dir.clone();
+        }
+        config.connect = self.connect.clone();
+        config.service_command = ServiceCommand::parse(&self.service_command)
+            .with_context(|| format!("--service-command {:?}", self.service_command))?;
+        config.reboot_command = match self.reboot_command.trim() {
+            "" => None,
+            line => Some(
+                RebootCommand::parse(line).with_context(|| format!("--reboot-command {line:?}"))?,
+            ),
+        };
+        config.scan_speed_percent = self.scan_speed_percent;
+        config.media_speed = self.media_speed;
+        config.fetch_rate = self.fetch_rate;
+        config.scan_interval = self.scan_interval;
+        config.rehash_interval = self.rehash_interval;
+        Ok(config)
+    }
+}
+
+/// The kernel's host name.
+pub fn system_hostname() -> Result<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at
+    // most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        bail!("gethostname: {}", std::io::Error::last_os_error());
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config> {
+        let cli = Cli::try_parse_from(std::iter::once("subd").chain(args.iter().copied()))?;
+        cli.config()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(&["--hostname", "web1.example.com"]).unwrap();
+        assert_eq!(config.root, PathBuf::from("/"));
+        assert_eq!(config.state_dir, PathBuf::from("/.subd"));
+        assert_eq!(config.scan_speed_percent, 2);
+        assert_eq!(config.service_command.to_string(), "service");
+        assert!(config.reboot_command.is_some());
+    }
+
+    #[test]
+    fn every_option() {
+        let config = parse(&[
+            "--server",
+            "nats://n1:4222",
+            "--hostname",
+            "h1",
+            "--root",
+            "/srv/m",
+            "--service-command",
+            "/bin/echo svc",
+            "--reboot-command",
+            "",
+            "--scan-speed-percent",
+            "100",
+            "--fetch-rate",
+            "1000",
+            "--scan-interval",
+            "250ms",
+            "--prefix",
+            "fleet-b",
+        ])
+        .unwrap();
+        assert_eq!(config.state_dir, PathBuf::from("/srv/m/.subd"));
+        assert_eq!(config.connect.server, "nats://n1:4222");
+        assert_eq!(config.connect.prefix, "fleet-b");
+        assert_eq!(config.service_command.to_string(), "/bin/echo svc");
+        assert!(config.reboot_command.is_none());
+        assert_eq!(config.fetch_rate, Some(1000));
+        assert_eq!(config.scan_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for args in [
+            &["--hostname", "bad host"][..],
+            &["--hostname", "h1", "--scan-speed-percent", "0"],
+            &["--hostname", "h1", "--fetch-rate", "0"],
+            &["--hostname", "h1", "--service-command", "'unclosed"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Keeping the machine on its image, one scan at a time: each scan of the
+//! current filter, started after the last update, is compared with the
+//! image; a difference is reported (as drift, when the machine matched
+//! before) and, when updates are allowed, fetched and applied. A failed
+//! update is tried again after a pause that doubles each time.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dom_model::plan::{plan, Desired, Plan};
+use dom_model::report::{ScanStats, UpdateResult};
+use dom_model::{path, Entry, Inode, Manifest, Triggers};
+
+use crate::agent::{Core, Current};
+use crate::report::{self, millis, rfc3339};
+use crate::scanner::Scanned;
+
+impl Core {
+    /// A quick scan finished.
+    pub(crate) async fn scanned(&mut self, scanned: Scanned) {
+        self.report.scan = ScanStats {
+            started: Some(rfc3339(scanned.started_at)),
+            duration_ms: millis(scanned.duration),
+            files: scanned.files,
+            bytes: scanned.bytes,
+            full_scans: self.full_scans,
+            ..ScanStats::default()
+        };
+        let tree = match scanned.tree {
+            Ok(tree) => tree,
+            Err(e) => {
+                let error = format!("cannot scan {}: {e}", self.config.root.display());
+                if self.scan_error.as_ref() != Some(&error) {
+                    tracing::warn!("{error}");
+                    self.send_event(report::error_event(&self.config.host, None, &error));
+                    self.scan_error = Some(error);
+                    self.publish();
+                }
+                return;
+            }
+        };
+        self.scan_error = None;
+        self.report.scan.inodes = Some(tree.entries.len() as u64);
+        if scanned.started < self.settled || scanned.epoch != self.epoch {
+            // Made before the last update, or with another filter.
+            if let Some(scanner) = &self.scanner {
+                scanner.rescan();
+            }
+            return;
+        }
+        if self.tree.as_ref() != Some(&tree) {
+            self.generation += 1;
+            tracing::debug!(generation = self.generation, "the tree changed");
+            self.tree = Some(tree);
+        }
+        if self.waiting.is_some() {
+            self.load_waiting().await;
+        }
+        self.enforce().await;
+        self.publish();
+    }
+
+    /// Compares the last scan with the image, and updates when allowed.
+    async fn enforce(&mut self) {
+        let (Some(current), Some(tree)) = (&self.current, &self.tree) else {
+            self.report.compliant = false;
+            self.report.deviations = 0;
+            self.report.would_delete = None;
+            return;
+        };
+        let plan = plan_for(&self.config.root, current, tree, &self.protected);
+        let image = current.state.image.to_string();
+        let compliant = plan.is_empty();
+        self.report.compliant = compliant;
+        self.report.deviations = plan.deviations();
+        self.report.would_delete = Some((plan.clear.len() + plan.deletes.len()) as u64);
+        let was = self.compliant.replace(compliant);
+        if compliant {
+            return;
+        }
+        if was != Some(false) && self.applied.image.as_deref() == Some(image.as_str()) {
+            tracing::info!(
+                image,
+                generation = self.generation,
+                "drift: {}",
+                plan.summary()
+            );
+            self.send_event(report::drift_event(&self.config.host, &image, &plan));
+        }
+        let allowed = current.state.updates_allowed;
+        let due = self.retry_at.is_none_or(|at| Instant::now() >= at);
+        if allowed && due && actionable(&plan) && self.can_fetch(&plan) {
+            self.update(plan).await;
+        }
+    }
+
+    /// Whether every object `plan` needs can be had: from the store, or,
+    /// while the bus is unreachable, from the cache or the machine. An
+    /// update that cannot be fetched waits for the bus rather than fail.
+    fn can_fetch(&self, plan: &Plan) -> bool {
+        if self.store.is_some() {
+            return true;
+        }
+        let objects = &self.converger.objects;
+        let ready = plan.fetch.iter().all(|(id, _)| objects.contains(id));
+        if !ready {
+            tracing::debug!("waiting for NATS to fetch objects");
+        }
+        ready
+    }
+
+    /// Fetches what `plan` needs and applies it.
+    async fn update(&mut self, plan: Plan) {
+        let Some(current) = &self.current else {
+            return;
+        };
+        let image = current.state.image.to_string();
+        let new_triggers = current.triggers.clone();
+        let fetch_rate = current.state.config.fetch_rate.or(self.config.fetch_rate);
+        let (started, started_at) = (Instant::now(), report::now());
+        let sequence = current.sequence;
+        tracing::info!(
+            image,
+            sequence,
+            generation = self.generation,
+            "updating: {}",
+            plan.summary()
+        );
+
+        self.report.fetching = !crate::fetch::missing(&plan, &self.converger.objects).is_empty();
+        if self.report.fetching {
+            self.publish();
+        }
+        let plan = Arc::new(plan);
+        let fetched = self
+            .converger
+            .fetch(plan.clone(), self.store.clone(), fetch_rate)
+            .await;
+        self.report.fetching = false;
+        let stats = match fetched {
+            Ok(stats) => stats,
+            Err(e) => {
+                let result = UpdateResult {
+                    image: image.clone(),
+                    started: started_at,
+                    duration_ms: millis(started.elapsed()),
+                    ok: false,
+                    error: Some(format!("fetching objects: {e}")),
+                    ..UpdateResult::default()
+                };
+                tracing::warn!(image, "update not applied: fetching objects: {e}");
+                let event = report::failed_update_event(&self.config.host, &image, &result);
+                self.finish(result, false, event);
+                return;
+            }
+        };
+
+        self.report.updating = true;
+        self.publish();
+        let old_triggers = self.old_triggers();
+        if let Some(scanner) = &self.scanner {
+            scanner.hold(true);
+        }
+        let outcome = self.converger.apply(plan, old_triggers, new_triggers).await;
+        self.settled = Instant::now();
+        if let Some(scanner) = &self.scanner {
+            scanner.hold(false);
+            scanner.rescan();
+        }
+        self.report.updating = false;
+
+        let mut result = outcome.to_result(&image, &started_at);
+        result.duration_ms = millis(started.elapsed());
+        result.fetched_objects = stats.objects;
+        result.fetched_bytes = stats.bytes;
+        if outcome.ok {
+            tracing::info!(image, changed = outcome.changed, "update applied");
+        } else {
+            tracing::warn!(image, error = ?outcome.error, "update failed");
+        }
+        let event = report::update_event(&self.config.host, &image, &outcome, &result);
+        self.restart = outcome.restart_agent;
+        self.finish(result, outcome.ok, event);
+    }
+
+    /// Records an update's result, here and in the state directory.
+    fn finish(&mut self, result: UpdateResult, ok: bool, event: dom_model::Event) {
+        if ok {
+            if let Some(current) = &self.current {
+                self.applied.image = Some(current.state.image.to_string());
+                self.applied.manifest = Some(current.state.manifest);
+                self.applied.triggers = current.state.triggers.clone();
+            }
+            self.retry_at = None;
+            self.retry_delay = self.config.retry_min;
+            self.converger.tidy(&HashSet::new());
+        } else {
+            self.retry_at = Some(Instant::now() + self.retry_delay);
+            self.retry_delay = (self.retry_delay * 2).min(self.config.retry_max);
+        }
+        self.applied.last_update = Some(result.clone());
+        if let Err(e) = self.state_dir.save_applied(&self.applied) {
+            tracing::warn!(error = %e, "cannot record the update in the state directory");
+        }
+        self.report.last_update = Some(result);
+        self.send_event(event);
+        self.publish();
+    }
+
+    /// The triggers of the image the machine carries; `None` before the
+    /// first update.
+    fn old_triggers(&self) -> Option<Triggers> {
+        self.applied.image.as_ref()?;
+        match Triggers::new(self.applied.triggers.clone()) {
+            Ok(triggers) => Some(triggers),
+            Err(e) => {
+                tracing::warn!(error = %e, "the applied image's triggers do not compile; using the new ones");
+                None
+            }
+        }
+    }
+}
+
+/// Whether `plan` has work the agent can do (not only conflicts).
+fn actionable(plan: &Plan) -> bool {
+    !(plan.clear.is_empty()
+        && plan.mkdirs.is_empty()
+        && plan.installs.is_empty()
+        && plan.symlinks.is_empty()
+        && plan.devices.is_empty()
+        && plan.links.is_empty()
+        && plan.deletes.is_empty()
+        && plan.metadata.is_empty())
+}
+
+/// The plan from `tree` to `current`'s image.
+///
+/// The scan leaves filtered and protected paths out, so a directory that
+/// holds only such paths looks empty, and one the image lacks would be
+/// planned for removal. Before that is trusted, the directories to remove
+/// are listed again: the unmanaged paths found in them are added to the
+/// tree, which keeps them (and the directories above them) where they
+/// are.
+pub(crate) fn plan_for(
+    root: &Path,
+    current: &Current,
+    tree: &Manifest,
+    protected: &[String],
+) -> Plan {
+    let desired = match &current.filter {
+        Some(filter) => Desired::normal(&current.manifest, filter),
+        None => Desired::sparse(&current.manifest),
+    }
+    .protecting(protected);
+    let first = plan(tree, &desired);
+    let is_dir = |p: &String| matches!(tree.get(p).map(|e| &e.inode), Some(Inode::Dir { .. }));
+    let mut hidden = Vec::new();
+    for dir in first
+        .deletes
+        .iter()
+        .chain(&first.clear)
+        .filter(|p| is_dir(p))
+    {
+        hidden.extend(unmanaged_children(root, dir, &desired));
+    }
+    if hidden.is_empty() {
+        return first;
+    }
+    let mut tree = tree.clone();
+    tree.entries.extend(hidden);
+    tree.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    tree.entries.dedup_by(|a, b| a.path == b.path);
+    plan(&tree, &desired)
+}
+
+/// The filtered or protected entries directly in `dir`, as placeholders
+/// with their real type, mode and owner.
+fn unmanaged_children(root: &Path, dir: &str, desired: &Desired<'_>) -> Vec<Entry> {
+    let disk = root.join(dir.trim_start_matches('/'));
+    let Ok(entries) = fs::read_dir(&disk) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let child = path::join(dir, &name);
+        if !desired.is_unmanaged(&child) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        let (mode, uid, gid) = (meta.mode() & 0o7777, meta.uid(), meta.gid());
+        let inode = if meta.is_dir() {
+            Inode::Dir { mode, uid, gid }
+        } else {
+            // Nothing is ever done to it; a fifo stands for any other type
+            // without claiming content the planner could copy from.
+            Inode::Fifo {
+                mode,
+                uid,
+                gid,
+                mtime: meta.mtime(),
+                mtime_ns: meta.mtime_nsec() as u32,
+            }
+        };
+        found.push(Entry { path: child, inode });
+    }
+    found
+}

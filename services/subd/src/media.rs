@@ -1,0 +1,134 @@
+//! How fast the machine's disk reads, so the scan can take its share (2%
+//! by default, as the original). Measured once, by reading the largest
+//! files near the top of the root after asking the kernel to drop their
+//! cached pages, and remembered in the state directory.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::persist::StateDir;
+
+/// Assumed when the root holds too little to measure.
+pub const DEFAULT_MEDIA_SPEED: u64 = 100 << 20;
+/// Most bytes read to measure.
+const SAMPLE_BYTES: u64 = 256 << 20;
+/// Most time spent reading.
+const SAMPLE_TIME: Duration = Duration::from_secs(5);
+/// Fewer bytes than this say nothing about the disk.
+const MIN_SAMPLE: u64 = 16 << 20;
+/// Entries looked at while searching for files to read.
+const SEARCH_ENTRIES: usize = 20_000;
+/// Files smaller than this are not worth the seek.
+const MIN_FILE: u64 = 256 << 10;
+
+/// The disk's read speed in bytes per second: `configured`, else the one
+/// measured before, else measured now (and remembered), else a default.
+pub fn media_speed(configured: Option<u64>, root: &Path, state: &StateDir) -> u64 {
+    if let Some(speed) = configured.or_else(|| state.load_media_speed()) {
+        return speed;
+    }
+    match measure(root) {
+        Some(speed) => {
+            tracing::info!(bytes_per_second = speed, "measured the disk's read speed");
+            if let Err(e) = state.save_media_speed(speed) {
+                tracing::warn!(error = %e, "cannot remember the disk's read speed");
+            }
+            speed
+        }
+        None => {
+            tracing::info!(
+                bytes_per_second = DEFAULT_MEDIA_SPEED,
+                "too little to read to measure the disk's speed; assuming a default"
+            );
+            DEFAULT_MEDIA_SPEED
+        }
+    }
+}
+
+/// Reads up to [`SAMPLE_BYTES`] of the largest files found near the top of
+/// `root` (on its file system), uncached, and times it.
+pub fn measure(root: &Path) -> Option<u64> {
+    let mut files = large_files(root);
+    files.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut read, started) = (0u64, Instant::now());
+    for (path, _) in files {
+        if read >= SAMPLE_BYTES || started.elapsed() >= SAMPLE_TIME {
+            break;
+        }
+        let Ok(mut file) = fs::File::open(&path) else {
+            continue;
+        };
+        // SAFETY: advice on a descriptor we own; no memory is involved.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        while read < SAMPLE_BYTES && started.elapsed() < SAMPLE_TIME {
+            match file.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n as u64,
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    (read >= MIN_SAMPLE && seconds > 0.0).then(|| (read as f64 / seconds) as u64)
+}
+
+/// Regular files of at least [`MIN_FILE`] bytes, breadth first.
+fn large_files(root: &Path) -> Vec<(PathBuf, u64)> {
+    let Ok(dev) = fs::symlink_metadata(root).map(|m| m.dev()) else {
+        return Vec::new();
+    };
+    let mut queue = VecDeque::from([root.to_path_buf()]);
+    let (mut seen, mut found) = (0usize, Vec::new());
+    while let Some(dir) = queue.pop_front() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > SEARCH_ENTRIES {
+                return found;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.dev() != dev {
+                continue;
+            }
+            if meta.is_dir() {
+                queue.push_back(entry.path());
+            } else if meta.is_file() && meta.len() >= MIN_FILE {
+                found.push((entry.path(), meta.len()));
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_too_small_to_measure_gives_the_default_and_is_not_remembered() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("small"), b"x").unwrap();
+        let state = StateDir::open(&tmp.path().join(".subd")).unwrap();
+        assert_eq!(measure(tmp.path()), None);
+        assert_eq!(media_speed(None, tmp.path(), &state), DEFAULT_MEDIA_SPEED);
+        assert_eq!(state.load_media_speed(), None);
+        assert_eq!(media_speed(Some(5), tmp.path(), &state), 5);
+    }
+
+    #[test]
+    fn measures_large_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sub = tmp.path().join("d");
+        fs::create_dir(&sub).unwrap();
+        fs::write(sub.join("big"), vec![7u8; (MIN_SAMPLE + 1) as usize]).unwrap();
+        let speed = measure(tmp.path()).unwrap();
+        assert!(speed > 0);
+    }
+}
