@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dom_bus::DesiredMessage;
 use dom_model::{DesiredState, Filter, Manifest, StateReport, Triggers};
 use dom_scan::RateLimit;
 use dom_store::NatsStore;
@@ -30,13 +29,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::config::{scan_rate, Config};
+use crate::config::Config;
 use crate::converge::Converger;
 use crate::link::{Inbound, Link};
 use crate::objects::ObjectCache;
 use crate::persist::{Applied, StateDir};
 use crate::report::{self, worth_publishing};
-use crate::scanner::{ScanEvent, ScanSettings, ScanSpec, Scanner};
+use crate::scanner::{ScanEvent, ScanSettings, Scanner};
 
 /// How long a stopping or restarting agent waits for its last reports.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
@@ -318,173 +317,6 @@ impl Core {
             }
         }
         self.load_waiting().await;
-    }
-
-    /// A desired state from the bus.
-    async fn desired(&mut self, message: DesiredMessage) {
-        let state = match message.state {
-            Ok(state) => state,
-            Err(refused) => {
-                let reason = format!("refused desired state #{}: {refused}", message.sequence);
-                tracing::warn!("{reason}");
-                self.send_event(report::rejected_event(&self.config.host, &reason));
-                self.desired_error = Some(reason);
-                self.publish();
-                return;
-            }
-        };
-        self.desired_error = None;
-        let known = self.current.as_ref().is_some_and(|c| c.state == state)
-            || self.waiting.as_ref().is_some_and(|(_, w)| *w == state);
-        if !known {
-            self.waiting = Some((message.sequence, state));
-            self.load_waiting().await;
-        }
-        self.publish();
-    }
-
-    /// Reads the manifest of the desired state waiting for it, when it can,
-    /// and enforces that state from then on.
-    pub(crate) async fn load_waiting(&mut self) {
-        let Some((sequence, state)) = self.waiting.clone() else {
-            return;
-        };
-        self.report.desired_image = Some(state.image.to_string());
-        let same = self
-            .current
-            .as_ref()
-            .filter(|c| c.state.manifest == state.manifest);
-        if let Some(manifest) = same.map(|c| c.manifest.clone()) {
-            let encoded = manifest.encode();
-            self.adopt(sequence, state, manifest, &encoded, true).await;
-            return;
-        }
-        let Some(store) = &self.store else {
-            return;
-        };
-        let fetched = dom_store::ContentStore::get(store, state.manifest).await;
-        let encoded = match fetched {
-            Ok(encoded) => encoded,
-            Err(e) => {
-                let error = format!("cannot read the manifest of image {}: {e}", state.image);
-                if self.manifest_error.as_ref() != Some(&error) {
-                    tracing::warn!("{error}");
-                    let image = Some(state.image.as_str());
-                    self.send_event(report::error_event(&self.config.host, image, &error));
-                    self.manifest_error = Some(error);
-                }
-                return;
-            }
-        };
-        match Manifest::decode(&encoded) {
-            Ok(manifest) => {
-                self.adopt(sequence, state, Arc::new(manifest), &encoded, true)
-                    .await
-            }
-            Err(e) => {
-                let reason = format!(
-                    "refused desired state #{sequence}: the manifest of image {} is unusable: {e}",
-                    state.image
-                );
-                tracing::warn!("{reason}");
-                self.send_event(report::rejected_event(&self.config.host, &reason));
-                self.desired_error = Some(reason);
-                self.waiting = None;
-            }
-        }
-    }
-
-    /// Enforces `state` from now on; `keep` saves it in the state
-    /// directory first.
-    async fn adopt(
-        &mut self,
-        sequence: u64,
-        state: DesiredState,
-        manifest: Arc<Manifest>,
-        encoded: &[u8],
-        keep: bool,
-    ) {
-        let (Ok(filter), Ok(triggers)) = (state.compile_filter(), state.compile_triggers()) else {
-            // Decoding validated both; a kept state was validated on load.
-            tracing::warn!(image = %state.image, "desired state does not compile; ignored");
-            return;
-        };
-        if keep {
-            if let Err(e) = self.state_dir.save_desired(sequence, &state, encoded) {
-                tracing::warn!(error = %e, "cannot keep the desired state; it is enforced, but not across a restart without NATS");
-            }
-        }
-        let old = self.current.take();
-        let image_changed = old.as_ref().is_none_or(|c| c.state.image != state.image);
-        let filter_changed = old
-            .as_ref()
-            .is_none_or(|c| c.state.filter != state.filter || c.state.sparse != state.sparse);
-        tracing::info!(image = %state.image, sequence, "desired state accepted");
-        self.report.desired_image = Some(state.image.to_string());
-        self.current = Some(Current {
-            sequence,
-            state,
-            manifest,
-            filter,
-            triggers,
-        });
-        self.waiting = None;
-        self.manifest_error = None;
-        if image_changed {
-            self.compliant = None;
-            self.retry_at = None;
-            self.retry_delay = self.config.retry_min;
-        }
-        if filter_changed {
-            self.epoch += 1;
-        }
-        if self.scanner.is_some() {
-            let spec = self.scan_spec().await;
-            if let Some(scanner) = &self.scanner {
-                scanner.set_spec(spec);
-            }
-        }
-    }
-
-    /// The filter and rate limit scans use now.
-    async fn scan_spec(&mut self) -> ScanSpec {
-        let percent = self
-            .current
-            .as_ref()
-            .and_then(|c| c.state.config.scan_speed_percent)
-            .unwrap_or(self.config.scan_speed_percent);
-        let bytes_per_second = match percent {
-            100.. => None,
-            _ => {
-                let speed = match self.media_speed {
-                    Some(speed) => speed,
-                    None => {
-                        let (root, dir) = (self.config.root.clone(), self.state_dir.clone());
-                        let speed = tokio::task::spawn_blocking(move || {
-                            crate::media::media_speed(None, &root, &dir)
-                        })
-                        .await
-                        .unwrap_or(crate::media::DEFAULT_MEDIA_SPEED);
-                        self.media_speed = Some(speed);
-                        speed
-                    }
-                };
-                scan_rate(percent, speed)
-            }
-        };
-        let same = self.scan_limit.as_ref().map(|l| l.bytes_per_second()) == bytes_per_second;
-        if !same {
-            self.scan_limit = bytes_per_second.map(|r| Arc::new(RateLimit::new(r)));
-        }
-        ScanSpec {
-            filter: self
-                .current
-                .as_ref()
-                .and_then(|c| c.filter.clone())
-                .unwrap_or_else(Filter::empty),
-            epoch: self.epoch,
-            rate: self.scan_limit.clone(),
-        }
     }
 
     fn rehashed(&mut self, duration: Duration, error: Option<String>) {

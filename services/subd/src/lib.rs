@@ -9,7 +9,8 @@
 //!   following the desired state, publishing reports and events.
 //! - [`scanner`]: the continuous scan, with a hash cache and a periodic
 //!   full rehash, at a share of the disk's speed ([`media`]).
-//! - `enforce`: comparing each scan with the image and updating.
+//! - `desired` and `enforce`: taking on a desired state; comparing each
+//!   scan with the image and updating.
 //! - [`converge`]: one fetch-then-apply step.
 //! - [`objects`]: the private object cache `<state-dir>/objects`, on the
 //!   same file system as the root so that installing is a rename.
@@ -25,6 +26,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod converge;
+mod desired;
 mod enforce;
 pub mod fetch;
 pub mod link;
