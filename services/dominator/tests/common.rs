@@ -15,7 +15,7 @@ use dominator::{Dominator, Settings};
 pub use dom_tests::NatsServer;
 
 /// How long any condition may take to come true.
-pub const DEADLINE: Duration = Duration::from_secs(20);
+pub const DEADLINE: Duration = Duration::from_secs(60);
 
 pub async fn connect(server: &NatsServer) -> Bus {
     let args = ConnectArgs {
