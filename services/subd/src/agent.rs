@@ -34,6 +34,7 @@ use crate::converge::Converger;
 use crate::link::{Inbound, Link};
 use crate::objects::ObjectCache;
 use crate::persist::{Applied, StateDir};
+use crate::prefetch::Prefetch;
 use crate::report::{self, worth_publishing};
 use crate::scanner::{ScanEvent, ScanSettings, Scanner};
 
@@ -156,6 +157,7 @@ pub(crate) struct Core {
     pub manifest_error: Option<String>,
     pub scan_error: Option<String>,
     pub restart: bool,
+    pub prefetch: Prefetch,
 }
 
 impl Core {
@@ -231,6 +233,7 @@ impl Core {
             manifest_error: None,
             scan_error: None,
             restart: false,
+            prefetch: Prefetch::default(),
             config,
         })
     }

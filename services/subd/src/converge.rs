@@ -5,7 +5,7 @@
 //! anything else fails with a clear "NATS unreachable", and the update
 //! does not start.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -62,6 +62,20 @@ impl Converger {
         store: Option<NatsStore>,
         rate: Option<u64>,
     ) -> Result<FetchStats, String> {
+        let wanted = fetch::missing(&plan, &self.objects);
+        self.fetch_objects(wanted, plan.reuse.clone(), store, rate)
+            .await
+    }
+
+    /// Brings `objects` into the cache: copied from the machine paths
+    /// `reuse` names, else read from the store.
+    pub async fn fetch_objects(
+        &self,
+        objects: Vec<(ObjectId, u64)>,
+        reuse: BTreeMap<ObjectId, String>,
+        store: Option<NatsStore>,
+        rate: Option<u64>,
+    ) -> Result<FetchStats, String> {
         let options = FetchOptions {
             rate: rate.map(|r| Arc::new(RateLimit::new(r))),
             ..FetchOptions::default()
@@ -73,14 +87,26 @@ impl Converger {
         let (this, runtime) = (self.clone(), tokio::runtime::Handle::current());
         let run = tokio::task::spawn_blocking(move || {
             let progress = FetchProgress::default();
-            let (objects, root) = (&this.objects, &this.root);
+            let (cache, root) = (&this.objects, &this.root);
             runtime.block_on(async {
                 match &store {
                     Some(store) => {
-                        fetch::fetch(store, objects, root, &plan, &options, &progress).await
+                        fetch::fetch_objects(
+                            store, cache, root, &objects, &reuse, &options, &progress,
+                        )
+                        .await
                     }
                     None => {
-                        fetch::fetch(&Unreachable, objects, root, &plan, &options, &progress).await
+                        fetch::fetch_objects(
+                            &Unreachable,
+                            cache,
+                            root,
+                            &objects,
+                            &reuse,
+                            &options,
+                            &progress,
+                        )
+                        .await
                     }
                 }
             })

@@ -4,7 +4,6 @@
 //! before) and, when updates are allowed, fetched and applied. A failed
 //! update is tried again after a pause that doubles each time.
 
-use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -16,6 +15,7 @@ use dom_model::report::{ScanStats, UpdateResult};
 use dom_model::{path, Entry, Inode, Manifest, Triggers};
 
 use crate::agent::{Core, Current};
+use crate::prefetch::Prefetch;
 use crate::report::{self, millis, rfc3339};
 use crate::scanner::Scanned;
 
@@ -61,6 +61,9 @@ impl Core {
             self.load_waiting().await;
         }
         self.enforce().await;
+        if self.report.compliant {
+            self.prefetch().await;
+        }
         self.publish();
     }
 
@@ -197,7 +200,12 @@ impl Core {
             }
             self.retry_at = None;
             self.retry_delay = self.config.retry_min;
-            self.converger.tidy(&HashSet::new());
+            // Objects fetched ahead for the planned image stay.
+            let planned = self.current.as_ref().and_then(|c| c.state.planned.as_ref());
+            if planned.map(|p| p.manifest) != self.prefetch.done {
+                self.prefetch = Prefetch::default();
+            }
+            self.converger.tidy(&self.prefetch.keep);
         } else {
             self.retry_at = Some(Instant::now() + self.retry_delay);
             self.retry_delay = (self.retry_delay * 2).min(self.config.retry_max);

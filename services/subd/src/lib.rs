@@ -11,7 +11,8 @@
 //!   full rehash, at a share of the disk's speed ([`media`]).
 //! - `desired` and `enforce`: taking on a desired state; comparing each
 //!   scan with the image and updating.
-//! - [`converge`]: one fetch-then-apply step.
+//! - [`converge`]: one fetch-then-apply step; `prefetch`: fetching a
+//!   planned image's objects ahead of time.
 //! - [`objects`]: the private object cache `<state-dir>/objects`, on the
 //!   same file system as the root so that installing is a rename.
 //! - [`fetch`]: filling the cache from the bucket (or from content already
@@ -33,6 +34,7 @@ pub mod link;
 pub mod media;
 pub mod objects;
 pub mod persist;
+mod prefetch;
 pub mod report;
 pub mod scanner;
 pub mod services;
