@@ -186,6 +186,12 @@ impl Core {
             .path()
             .canonicalize()
             .map_err(|e| state_error(e.to_string()))?;
+        if device(&root) != device(&state_path) {
+            return Err(state_error(format!(
+                "not on the file system of the root {}; objects are installed by rename",
+                root.display()
+            )));
+        }
         let objects =
             ObjectCache::open(state_dir.objects()).map_err(|e| state_error(e.to_string()))?;
         let mut protected = vec![format!("/{}", crate::config::STATE_DIR_NAME)];
@@ -361,6 +367,12 @@ impl Core {
     }
 }
 
+/// The device a path lives on.
+fn device(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.dev())
+}
+
 /// `state` as an image path under `root` (`/.subd`), if it is inside.
 fn image_path(root: &Path, state: &Path) -> Option<String> {
     let rest = state.strip_prefix(root).ok()?;
@@ -371,6 +383,26 @@ fn image_path(root: &Path, state: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_setups_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = Config::new("h1", tmp.path().join("missing"));
+        let error = Core::new(missing).err().unwrap();
+        assert!(matches!(error, AgentError::Root { .. }), "{error}");
+        let error = Core::new(Config::new("bad host", tmp.path()))
+            .err()
+            .unwrap();
+        assert!(matches!(error, AgentError::Host(_)), "{error}");
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let error = Core::new(Config::new("h1", &file)).err().unwrap();
+        assert!(!error.to_string().contains('\n'), "{error}");
+        let mut config = Config::new("h1", tmp.path());
+        config.state_dir = file.join("sub");
+        let error = Core::new(config).err().unwrap();
+        assert!(matches!(error, AgentError::StateDir { .. }), "{error}");
+    }
 
     #[test]
     fn state_dir_inside_the_root_is_protected() {
