@@ -4,9 +4,11 @@
 //!   NATS is reachable); after that the client rides out outages on its
 //!   own.
 //! - The host's desired state is followed from the last one stored, and
-//!   followed again from the last one stored whenever the consumer fails,
-//!   so nothing published during an outage is missed. The same state may
-//!   be handed over more than once; the agent ignores repeats.
+//!   followed again from the last one stored whenever the consumer fails;
+//!   the last one is also read every few seconds, in case the consumer
+//!   has not noticed an outage yet. So nothing published during an outage
+//!   is missed. The same state may be handed over more than once; the
+//!   agent ignores repeats.
 //! - State reports and events are queued and published in order, retried
 //!   until they are stored. Only the newest state report matters, so older
 //!   unsent ones are dropped; events are kept, up to a bound.
@@ -27,6 +29,8 @@ const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(5);
 /// Wait before following again after the consumer failed, and before
 /// retrying a publish.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often the last desired state is read besides following it.
+const CHECK_LAST: Duration = Duration::from_secs(5);
 /// Most events kept while the bus is unreachable; the oldest go first.
 const MAX_QUEUED_EVENTS: usize = 10_000;
 
@@ -150,20 +154,32 @@ async fn follow(
         match bus.follow_desired(&host, None).await {
             Ok(mut states) => {
                 let mut last = 0;
-                while let Some(item) = states.next().await {
+                let mut check = tokio::time::interval(CHECK_LAST);
+                loop {
+                    // A consumer lost in an outage can take a while to
+                    // notice; reading the last desired state now and then
+                    // bounds how late a change is seen.
+                    let item = tokio::select! {
+                        item = states.next() => item,
+                        _ = check.tick() => match bus.desired(&host).await {
+                            Ok(Some(message)) => Some(Ok(message)),
+                            _ => continue,
+                        },
+                    };
                     match item {
-                        Ok(message) if message.sequence > last => {
+                        Some(Ok(message)) if message.sequence > last => {
                             failing = false;
                             last = message.sequence;
                             if inbound.send(Inbound::Desired(message)).is_err() {
                                 return;
                             }
                         }
-                        Ok(_) => {}
-                        Err(e) => {
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
                             tracing::debug!(error = %e, "following the desired state failed; following again");
                             break;
                         }
+                        None => break,
                     }
                 }
             }

@@ -118,3 +118,41 @@ async fn an_agent_without_nats_enforces_its_kept_image_then_converges() {
     assert!(at(&root, "/var/log/boot.log").exists());
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_agent_rides_out_a_nats_outage() {
+    let mut fleet = Fleet::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("machine");
+    fs::create_dir(&root).unwrap();
+    let f = filter(tmp.path());
+    let first = fleet
+        .add_image("out.0", &source(tmp.path(), 0), Some(&f), None)
+        .await;
+    let second = fleet
+        .add_image("out.1", &source(tmp.path(), 1), Some(&f), None)
+        .await;
+    let agent = Agent::start(fleet.config("out1", &root, "/bin/true")).unwrap();
+    fleet.assign("out1", &first).await;
+    fleet.wait_compliant("out1", "out.0").await;
+
+    // NATS goes away while the agent runs, and drift is still undone.
+    fleet.server.stop();
+    write(
+        &root,
+        "/etc/extra",
+        b"dropped here during the outage\n",
+        0o644,
+    );
+    wait_for("drift undone without NATS", || {
+        !at(&root, "/etc/extra").exists()
+    })
+    .await;
+
+    // NATS returns: the agent follows the desired state again.
+    fleet.server.restart().unwrap();
+    fleet.assign("out1", &second).await;
+    fleet.wait_compliant("out1", "out.1").await;
+    assert_eq!(fs::read(at(&root, "/etc/release")).unwrap(), b"release 1\n");
+    agent.stop().await;
+}
