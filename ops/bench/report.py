@@ -133,6 +133,32 @@ def main(path):
             w(f"| {c} | {cell(sha, nbytes)} | {cell(scan, nbytes)} | {rel} | {rate_cells} |")
         w("")
 
+    if times[("synth", "converge")]:
+        w(f"## Converging a machine (median of {runs} runs)\n")
+        w("A machine holding `synth` converges to the `synth-1pct` image. The agent "
+          "has been running (its hash cache knows the tree): scan, plan, fetch the "
+          "changed objects, update. rsync compares every byte of both trees "
+          "(`rsync -a --delete --checksum synth-1pct/ machine/`). Fetch: every "
+          "object of `synth` from the bucket into an empty object cache. Window: "
+          "an update changing 1,000 files, the time its services are down.\n")
+        conv = median(times[("synth", "converge")])
+        rs = median(times[("synth", "rsync")])
+        fetch = median(times[("synth", "fetch")])
+        fetch_bytes = float(extra[("synth", "fetch")][-1]) if extra[("synth", "fetch")] else 0
+        window = median(times[("synth", "window")])
+        transition = median([float(t) for t in extra[("synth", "window")]]) if extra[("synth", "window")] else None
+        verdict_rs = verdict(conv < rs) if rs else "—"
+        w("| subd converge | rsync --checksum | converge vs rsync (target: faster) "
+          "| fetch all of synth | 1,000-file update: tree changed in (target < 50 ms) | stop to start |")
+        w("|---:|---:|---|---:|---:|---:|")
+        w(f"| {conv:.2f} s | {rs:.2f} s | {rs / conv:.1f}× faster ({verdict_rs}) "
+          f"| {fetch:.2f} s · {fetch_bytes / fetch / 1e6:.0f} MB/s "
+          f"| {window * 1000:.1f} ms ({verdict(window < 0.050)}) "
+          f"| {transition * 1000:.1f} ms |" if transition is not None else "| — |")
+        steps = extra[("synth", "converge")][-1:]
+        if steps:
+            w("\nSteps of the last converge run (seconds): `" + steps[0] + "`\n")
+
     readd = [c for c in corpora if times[(c, "readd")]]
     if readd:
         w(f"## Re-add after a 1% change (median of {runs} runs)\n")
@@ -179,7 +205,8 @@ def main(path):
     names = {"sha512sum": "sha512sum -P2", "ostree": "ostree commit",
              "imagetool": "imagetool add (first)", "readd": "imagetool re-add (1%)",
              "readdcold": "imagetool re-add (1%), no cache",
-             "scan": "subd full scan"}
+             "scan": "subd full scan", "converge": "subd converge synth → synth-1pct",
+             "rsync": "rsync --checksum synth → synth-1pct"}
     for c in corpora:
         for kind, label in names.items():
             if times[(c, kind)]:

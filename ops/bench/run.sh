@@ -18,9 +18,15 @@
 #              cache), uncapped; and once per corpus rate limited to
 #              BENCH_SCAN_RATE bytes/s (default 100 MB/s), to check the rate
 #              holds
+#   converge   (synth, needs imagetool) converging a machine holding synth to
+#              the synth-1pct image as the agent does (its hash cache warm:
+#              scan, plan, fetch, update), against rsync -a --delete
+#              --checksum; fetching all of synth from the bucket into an
+#              empty object cache; and the time services are down in an
+#              update changing 1,000 files
 # Environment: BENCH_RUNS (default 5), BENCH_CORPORA (default
 # "debian-minbase synth"), BENCH_TOOLS (default "sha512sum ostree imagetool
-# scan").
+# scan converge").
 set -euo pipefail
 export LC_ALL=C
 
@@ -29,7 +35,7 @@ source "$ROOT/ops/lib.sh"
 
 RUNS="${BENCH_RUNS:-5}"
 read -r -a CORPORA <<<"${BENCH_CORPORA:-debian-minbase synth}"
-read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool scan}"
+read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool scan converge}"
 SCAN_RATE="${BENCH_SCAN_RATE:-100000000}"
 BENCH="$ROOT/.bench"
 TMP="$BENCH/tmp"
@@ -37,6 +43,8 @@ RESULTS="$BENCH/results.md"
 DATA="$TMP/results.tsv"
 IMAGETOOL="$ROOT/target/release/imagetool"
 SCAN_BENCH="$ROOT/target/release/scan-bench"
+CONVERGE_BENCH="$ROOT/target/release/converge-bench"
+WINDOW_BENCH="$ROOT/target/release/window-bench"
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 want() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
@@ -58,7 +66,8 @@ if want imagetool; then
     fi
     [[ -x "$IMAGETOOL" ]] || die "$IMAGETOOL was not produced by the build"
 fi
-if want scan; then
+if want converge; then command -v rsync >/dev/null || apt_install rsync; fi
+if want scan || want converge; then
     say "building the benchmark drivers (release)"
     (cd "$ROOT" && cargo build --release --quiet -p dom-bench) ||
         die "the benchmark drivers failed to build"
@@ -135,6 +144,41 @@ imagetool_add() {
     say "  $SUMMARY"
 }
 
+# key VALUE LINE: the value of key=VALUE in LINE.
+key() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# converge_runs RUN: with the server of the synth runs holding synth and
+# synth-1pct, converge a copy of synth to synth-1pct as the agent does, the
+# same with rsync, fetch all of synth, and time a 1,000-file update.
+converge_runs() {
+    local run="$1" machine="$TMP/machine" out
+    rm -rf "$machine"
+    cp -a "$BENCH/synth" "$machine"
+    # The agent trusts its hash cache only for changes older than two
+    # seconds; a machine's tree has long settled.
+    sleep 2.5
+    out=$("$CONVERGE_BENCH" --server "nats://127.0.0.1:$NATS_PORT" bench.synth-1pct "$machine") ||
+        die "converge-bench failed"
+    record synth converge "$run" "$(key seconds "$out")" "$out"
+    say "synth run $run: agent converge $(key seconds "$out")s ($out)"
+    rm -rf "$machine"
+    cp -a "$BENCH/synth" "$machine"
+    sync
+    timed rsync -a --delete --checksum "$BENCH/synth-1pct/" "$machine/"
+    record synth rsync "$run" "$ELAPSED" "" "$CPU" "$BUSY"
+    say "synth run $run: rsync --checksum ${ELAPSED}s"
+    rm -rf "$machine"
+    mkdir -p "$machine"
+    out=$("$CONVERGE_BENCH" --server "nats://127.0.0.1:$NATS_PORT" --fetch-all bench.synth "$machine") ||
+        die "converge-bench --fetch-all failed"
+    record synth fetch "$run" "$(key seconds "$out")" "$(key bytes "$out")"
+    say "synth run $run: fetch all $(key seconds "$out")s ($out)"
+    rm -rf "$machine"
+    out=$("$WINDOW_BENCH" --files 1000 --dir "$TMP") || die "window-bench failed"
+    record synth window "$run" "$(key window "$out")" "$(key transition "$out")"
+    say "synth run $run: 1,000-file update: $out"
+}
+
 start_fresh_nats() {
     local port http
     port=$(free_port)
@@ -194,6 +238,9 @@ for corpus in "${CORPORA[@]}"; do
                 record "$corpus" readdcold "$run" "$ELAPSED" "$SUMMARY" "$CPU" "$BUSY"
                 record "$corpus" servercpu-readdcold "$run" "$SERVER_CPU"
                 say "$corpus run $run: imagetool re-add without hash cache ${ELAPSED}s"
+                if want converge; then
+                    converge_runs "$run"
+                fi
             fi
             nats_stop
             record "$corpus" natsstore "$run" "$(du -sb "$TMP/nats/jetstream" | cut -f1)" ""
