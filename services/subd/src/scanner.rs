@@ -209,6 +209,7 @@ impl Shared {
             rate: spec.rate.clone(),
             one_file_system: true,
             threads: self.settings.threads,
+            skip_unrepresentable: true,
             ..ScanOptions::default()
         }
     }

@@ -51,6 +51,15 @@ pub fn scan_tree(
                 object,
             }
         } else if let Some(target) = f.link_target {
+            if options.skip_unrepresentable
+                && !dom_model::path::symlink_stays_inside(&f.path, &target)
+            {
+                tracing::debug!(path = %f.path, target, "symlink climbs above the root; left out");
+                counters
+                    .skipped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
             Inode::Symlink { uid, gid, target }
         } else if ft.is_char_device() {
             Inode::Char {

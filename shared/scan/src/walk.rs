@@ -59,6 +59,11 @@ pub struct ScanOptions {
     /// Bytes of content that may be held for the sink at once; files that
     /// do not fit are handed over as paths to read again.
     pub memory_budget: u64,
+    /// Leave out, instead of failing the scan, what a manifest cannot hold:
+    /// names or symlink targets that are not UTF-8, and symlinks that
+    /// climb above the root. A machine's scan must go on past them (they
+    /// are counted in [`Counters::skipped`]); an image's source must not.
+    pub skip_unrepresentable: bool,
 }
 
 impl Default for ScanOptions {
@@ -72,6 +77,7 @@ impl Default for ScanOptions {
             threads: 0,
             sink: None,
             memory_budget: 512 << 20,
+            skip_unrepresentable: false,
         }
     }
 }
@@ -85,6 +91,9 @@ pub struct Counters {
     pub bytes: AtomicU64,
     /// Bytes actually read and hashed (the rest came from the cache).
     pub hashed_bytes: AtomicU64,
+    /// Entries left out because a manifest cannot hold them (see
+    /// [`ScanOptions::skip_unrepresentable`]).
+    pub skipped: AtomicU64,
 }
 
 impl Counters {
@@ -237,6 +246,15 @@ impl Walk<'_> {
         self.results.lock().unwrap().extend(found);
     }
 
+    /// Whether to leave out an entry a manifest cannot hold.
+    fn skip(&self, disk: &Path, why: &str) -> bool {
+        if self.options.skip_unrepresentable {
+            tracing::debug!(path = %disk.display(), why, "left out of the scan");
+            self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.options.skip_unrepresentable
+    }
+
     fn skipped(&self, image_path: &str) -> bool {
         self.options.filter.matches(image_path)
             || self.options.protected.iter().any(|p| {
@@ -263,6 +281,9 @@ impl Walk<'_> {
             let child = child.map_err(|e| read_error(disk, e))?;
             let child_disk = child.path();
             let Some(name) = child.file_name().to_str().map(str::to_owned) else {
+                if self.skip(&child_disk, "name is not UTF-8") {
+                    continue;
+                }
                 return Err(ScanError::Read {
                     path: child_disk,
                     reason: "file name is not UTF-8".into(),
@@ -299,10 +320,15 @@ impl Walk<'_> {
                         Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                         Err(e) => return Err(read_error(&entry.disk, e)),
                     };
-                    let target = target.to_str().ok_or_else(|| ScanError::Read {
-                        path: entry.disk.clone(),
-                        reason: "symlink target is not UTF-8".into(),
-                    })?;
+                    let Some(target) = target.to_str() else {
+                        if self.skip(&entry.disk, "symlink target is not UTF-8") {
+                            continue;
+                        }
+                        return Err(ScanError::Read {
+                            path: entry.disk.clone(),
+                            reason: "symlink target is not UTF-8".into(),
+                        });
+                    };
                     entry.link_target = Some(target.to_string());
                 }
                 found.push(entry);
