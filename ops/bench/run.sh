@@ -69,7 +69,8 @@ fi
 if want converge; then command -v rsync >/dev/null || apt_install rsync; fi
 if want scan || want converge; then
     say "building the benchmark drivers (release)"
-    (cd "$ROOT" && cargo build --release --quiet -p dom-bench) ||
+    (cd "$ROOT" && cargo build --release --quiet -p dom-bench \
+        --bin scan-bench --bin converge-bench --bin window-bench) ||
         die "the benchmark drivers failed to build"
 fi
 "$ROOT/ops/bench/corpora.sh" "${CORPORA[@]}"
