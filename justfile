@@ -40,7 +40,7 @@ lint:
 build:
     cd "{{root}}" && cargo build --release
 
-# Walk through the user-guide examples against a throw-away server
+# The whole story on a private fleet: NATS, the dominator and two agents
 demo: tools
     @"{{root}}/ops/demo.sh"
 
