@@ -106,7 +106,13 @@ else
     link "$VENV/bin/nats-server" nats-server
 fi
 link "$VENV/bin/just" just
-link "$VENV/bin/python" python
+# A wrapper, not a link: Python finds its virtualenv (and nats-py) from the
+# path it was started by, which for a link would be .tools/bin.
+if [[ -L "$BIN/python" || ! -x "$BIN/python" ]]; then
+    rm -f "$BIN/python"
+    printf '#!/bin/sh\nexec "%s" "$@"\n' "$VENV/bin/python" >"$BIN/python"
+    chmod +x "$BIN/python"
+fi
 
 for tool in just nats-server python; do
     if [[ ! -x "$BIN/$tool" ]]; then
