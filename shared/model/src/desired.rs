@@ -3,8 +3,9 @@
 //! Published on `dom.desired.<host>` (last one kept per host), it carries
 //! everything the machine's agent needs to converge without asking anyone
 //! else: the image's manifest id, sparse flag, filter and triggers, an
-//! optional planned image to pre-fetch, whether updates are allowed now,
-//! and the agent settings the dominator hands out. An agent keeps a copy so
+//! optional planned image to pre-fetch, whether updates are allowed now
+//! and HighImpact triggers may run, and the agent settings the dominator
+//! hands out. An agent keeps a copy so
 //! it can enforce its last known image while the bus is unreachable.
 //!
 //! [`DesiredState::decode`] trusts nothing: a payload whose image name,
@@ -100,6 +101,12 @@ pub struct DesiredState {
     /// agent keeps scanning and reporting but changes nothing.
     #[serde(default = "allowed")]
     pub updates_allowed: bool,
+    /// The dominator's permission to run an update that fires HighImpact
+    /// triggers, given to the machine whose state report asks for it
+    /// (`high_impact`) while a place under the fleet's cap is free, and
+    /// withdrawn once it stops asking. Absent: not granted.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub high_impact_granted: bool,
     #[serde(default, skip_serializing_if = "AgentConfig::is_empty")]
     pub config: AgentConfig,
     /// When the dominator issued it, RFC 3339.
@@ -109,6 +116,10 @@ pub struct DesiredState {
 
 fn allowed() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl DesiredState {
@@ -125,6 +136,7 @@ impl DesiredState {
             triggers: record.triggers.clone(),
             planned: None,
             updates_allowed: true,
+            high_impact_granted: false,
             config: AgentConfig::default(),
             issued: None,
         }
@@ -259,6 +271,7 @@ mod tests {
                 manifest: ObjectId::of(b"next"),
             }),
             updates_allowed: false,
+            high_impact_granted: true,
             config: AgentConfig {
                 scan_speed_percent: Some(2),
                 fetch_rate: Some(10 << 20),
@@ -290,6 +303,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#""triggers":[{"MatchLines":["/etc/ssh/.*"],"Service":"sshd"}]"#));
+        assert!(text.contains(r#""high_impact_granted":true"#), "{text}");
+    }
+
+    #[test]
+    fn high_impact_grant_is_optional() {
+        let mut state = sample();
+        state.high_impact_granted = false;
+        let text = String::from_utf8(state.encode()).unwrap();
+        assert!(!text.contains("high_impact"), "{text}");
+        assert!(
+            !DesiredState::decode(text.as_bytes())
+                .unwrap()
+                .high_impact_granted
+        );
+        let granted = DesiredState::decode(&edited("high_impact_granted", true.into())).unwrap();
+        assert!(granted.high_impact_granted);
+        assert!(error(&edited("high_impact_granted", "yes".into())).contains("not valid"));
     }
 
     #[test]
@@ -299,7 +329,7 @@ mod tests {
             ObjectId::of(b"m")
         );
         let state = DesiredState::decode(payload.as_bytes()).unwrap();
-        assert!(state.updates_allowed);
+        assert!(state.updates_allowed && !state.high_impact_granted);
         assert!(state.triggers.is_empty() && state.planned.is_none());
         assert!(state.config.is_empty());
         assert!(state.compile_filter().unwrap().is_none());

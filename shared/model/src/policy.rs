@@ -34,8 +34,15 @@
 //!   whose update fails, or which goes quiet mid-update, keeps its slot: N
 //!   failures stall the rollout rather than spreading it. The free slots go
 //!   to the other machines in host order.
-//! - **HighImpact cap.** [`grant_high_impact`] decides which of the
-//!   machines asking may run HighImpact triggers now.
+//! - **HighImpact cap.** An agent asks in its state report before an
+//!   update that fires HighImpact triggers; [`grant_high_impact`] decides
+//!   which of the machines asking may go ahead, and the grant is handed
+//!   out in the machine's desired state (`high_impact_granted`). Only a
+//!   machine whose updates are allowed, asking for its required image,
+//!   counts. A grant lasts until the machine stops asking, and keeps its
+//!   place under the cap until the machine has been told it is withdrawn,
+//!   so no more than the cap of published desired states carry one at any
+//!   time. [`decide_with_grants`] does both steps.
 //!
 //! Everything is in host order and nothing reads a clock (`now` is Unix
 //! seconds, for image expiry), so the same fleet always gives the same
@@ -59,7 +66,10 @@ mod status;
 mod tests;
 
 pub use decide::decide;
-pub use grants::grant_high_impact;
+pub use grants::{
+    decide_with_grants, grant_high_impact, high_impact_grants, high_impact_holders,
+    high_impact_requests,
+};
 pub use safety::{safety_check, SafetyRule, SafetyShutoff, SafetyVerdict};
 pub use status::{Decision, FleetSummary, HoldReason, MachineStatus};
 
@@ -91,7 +101,8 @@ pub struct FleetControls {
     /// required image it was cleared for. A clearance is good for one
     /// update: [`Decision::spent_clearances`] lists those to forget.
     pub safety_cleared: BTreeMap<String, ImageName>,
-    /// Machines holding a HighImpact grant now.
+    /// Machines to hold a HighImpact grant: [`high_impact_grants`] works
+    /// it out from the reports and what was published.
     pub high_impact: BTreeSet<String>,
     /// Agent settings handed to every machine in its desired state.
     pub agent_config: AgentConfig,
@@ -212,6 +223,7 @@ pub fn same_desired(a: &DesiredState, b: &DesiredState) -> bool {
         triggers,
         planned,
         updates_allowed,
+        high_impact_granted,
         config,
         issued: _,
     } = a;
@@ -224,6 +236,7 @@ pub fn same_desired(a: &DesiredState, b: &DesiredState) -> bool {
         && *triggers == b.triggers
         && *planned == b.planned
         && *updates_allowed == b.updates_allowed
+        && *high_impact_granted == b.high_impact_granted
         && *config == b.config
 }
 

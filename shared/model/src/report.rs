@@ -3,7 +3,9 @@
 //! A [`StateReport`] on `dom.state.<host>` (last one kept per host) is the
 //! machine's current standing: scan progress, the image last applied,
 //! compliance, fetch and update activity, the last update's result, and the
-//! agent's health. The dominator's policy and every dashboard read it.
+//! agent's health. The dominator's policy and every dashboard read it. It
+//! is also how an agent asks to run HighImpact triggers
+//! ([`HighImpactRequest`]); the grant comes back in its desired state.
 //!
 //! An [`Event`] on `dom.event.<host>.<kind>` is an audit record of one
 //! thing that happened (an update applied, drift found, a desired state
@@ -92,6 +94,18 @@ pub struct UpdateResult {
     pub fetched_bytes: u64,
 }
 
+/// An agent's request to run an update that fires HighImpact triggers.
+/// The agent changes nothing until its desired state carries
+/// `high_impact_granted`, and withdraws the request once the update ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HighImpactRequest {
+    /// The image the update puts the machine on (its desired image).
+    pub image: String,
+    /// The services whose HighImpact triggers fire, for people.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+}
+
 /// A machine's current standing, published on `dom.state.<host>`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateReport {
@@ -127,6 +141,10 @@ pub struct StateReport {
     pub updating: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update: Option<UpdateResult>,
+    /// Present while the agent waits for the dominator's permission to run
+    /// HighImpact triggers, and while it uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_impact: Option<HighImpactRequest>,
     /// Bytes held in the agent's object cache.
     #[serde(default)]
     pub object_cache_bytes: u64,
@@ -310,6 +328,10 @@ mod tests {
                 fetched_objects: 2,
                 fetched_bytes: 4096,
             }),
+            high_impact: Some(HighImpactRequest {
+                image: "image.1".into(),
+                services: vec!["postgres".into()],
+            }),
             object_cache_bytes: 8192,
             free_bytes: Some(1 << 33),
             agent_version: "0.1.0".into(),
@@ -349,6 +371,24 @@ mod tests {
             !text.contains("last_update") && !text.contains("error"),
             "{text}"
         );
+        assert!(!text.contains("high_impact"), "{text}");
+    }
+
+    #[test]
+    fn high_impact_request_round_trips_and_is_optional() {
+        let text = String::from_utf8(report().encode()).unwrap();
+        assert!(
+            text.contains(r#""high_impact":{"image":"image.1","services":["postgres"]}"#),
+            "{text}"
+        );
+        let bare = br#"{"v":1,"host":"h1","high_impact":{"image":"image.1"}}"#;
+        let request = StateReport::decode(bare).unwrap().high_impact.unwrap();
+        assert_eq!(request.image, "image.1");
+        assert!(request.services.is_empty());
+        let old = StateReport::decode(br#"{"v":1,"host":"h1"}"#).unwrap();
+        assert!(old.high_impact.is_none());
+        assert!(report_error(&edited("high_impact", serde_json::json!({}))).contains("image"));
+        assert!(report_error(&edited("high_impact", "image.1".into())).contains("not valid"));
     }
 
     #[test]

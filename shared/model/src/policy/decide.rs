@@ -169,6 +169,13 @@ impl<'a> Draft<'a> {
     }
 
     fn desired(&self, fleet: &Fleet) -> Option<DesiredState> {
+        let mut desired = self.target_desired(fleet)?;
+        desired.high_impact_granted =
+            desired.updates_allowed && fleet.controls.high_impact.contains(self.host);
+        Some(desired)
+    }
+
+    fn target_desired(&self, fleet: &Fleet) -> Option<DesiredState> {
         match self.target {
             Target::Image(image) => {
                 let mut desired = DesiredState::for_image(self.host, image);
@@ -192,8 +199,19 @@ impl<'a> Draft<'a> {
         }
     }
 
+    /// Whether the agent asks to run HighImpact triggers for the required
+    /// image.
+    fn asks_high_impact(&self) -> bool {
+        let request = self.report.and_then(|r| r.high_impact.as_ref());
+        match (request, &self.record.required_image) {
+            (Some(request), Some(required)) => request.image == required.as_str(),
+            _ => false,
+        }
+    }
+
     fn finish(self, fleet: &Fleet) -> MachineStatus {
         let desired = self.desired(fleet);
+        let high_impact_requested = self.asks_high_impact();
         let publish = match (&desired, self.last) {
             (Some(new), Some(last)) => !same_desired(new, last),
             (Some(_), None) => true,
@@ -210,7 +228,8 @@ impl<'a> Draft<'a> {
             planned_error: self.planned_error,
             held: self.hold,
             safety_cleared: self.safety_cleared,
-            high_impact: fleet.controls.high_impact.contains(self.host),
+            high_impact: desired.as_ref().is_some_and(|d| d.high_impact_granted),
+            high_impact_requested,
             desired,
             publish,
         }
@@ -231,6 +250,7 @@ fn summarise(fleet: &Fleet, machines: &[MachineStatus]) -> FleetSummary {
         without_image: count(&|m| m.required.is_none()),
         to_publish: count(&|m| m.publish),
         high_impact: count(&|m| m.high_impact),
+        waiting_for_high_impact: count(&|m| m.high_impact_requested && !m.high_impact),
         max_high_impact: fleet.controls.max_high_impact,
         updates: fleet.controls.updates.clone(),
     }

@@ -1,11 +1,15 @@
 //! HighImpact grants: how many machines may run HighImpact triggers at once.
 //!
-//! An agent asks before an update that would stop a service whose trigger
-//! is marked HighImpact, and holds its grant until it withdraws the
-//! request. How requests and grants travel is the bus's business; this is
-//! only the choice.
+//! An agent asks (its state report's `high_impact`) before an update that
+//! would stop or start a service whose trigger is marked HighImpact,
+//! changes nothing until its desired state carries `high_impact_granted`,
+//! and withdraws the request once the update ran. [`grant_high_impact`] is
+//! the choice; [`high_impact_grants`] feeds it from the fleet, and
+//! [`decide_with_grants`] is the dominator's whole round.
 
 use std::collections::BTreeSet;
+
+use super::{decide, Decision, Fleet};
 
 /// The grants after this round: every current grant whose host still asks
 /// is kept (even past a lowered `max`, since a grant in use cannot be taken
@@ -24,6 +28,66 @@ pub fn grant_high_impact(
     let free = max.saturating_sub(grants.len());
     grants.extend(requests.difference(current).take(free).cloned());
     grants
+}
+
+/// The machines asking for a HighImpact grant that count: in the MDB,
+/// asking for their required image, and allowed to update in `decision`.
+pub fn high_impact_requests(fleet: &Fleet, decision: &Decision) -> BTreeSet<String> {
+    decision
+        .machines
+        .iter()
+        .filter(|m| {
+            let Some(required) = &m.required else {
+                return false;
+            };
+            let asks = fleet
+                .reports
+                .get(&m.host)
+                .and_then(|r| r.high_impact.as_ref())
+                .is_some_and(|r| r.image == required.as_str());
+            asks && m.updates_allowed() && m.desired.as_ref().is_some_and(|d| d.image == *required)
+        })
+        .map(|m| m.host.clone())
+        .collect()
+}
+
+/// The machines whose last published desired state carries a grant: the
+/// grants the fleet has been told about.
+pub fn high_impact_holders(fleet: &Fleet) -> BTreeSet<String> {
+    fleet
+        .desired
+        .iter()
+        .filter(|(_, d)| d.high_impact_granted)
+        .map(|(host, _)| host.clone())
+        .collect()
+}
+
+/// The grants to hand out after `decision` (made with the last round's
+/// grants): [`grant_high_impact`] over the requests that count, with the
+/// published grants as the current ones. A grant whose machine stopped
+/// asking is withdrawn, but its place is given to another machine only
+/// once the withdrawal is published, so the published desired states
+/// never carry more than `max_high_impact` grants.
+pub fn high_impact_grants(fleet: &Fleet, decision: &Decision) -> BTreeSet<String> {
+    let requests = high_impact_requests(fleet, decision);
+    let holders = high_impact_holders(fleet);
+    let withdrawn = holders.difference(&requests).count();
+    let max = fleet.controls.max_high_impact.saturating_sub(withdrawn);
+    grant_high_impact(&requests, &holders, max)
+}
+
+/// [`decide`], with the HighImpact grants worked out first and kept in
+/// `fleet.controls.high_impact`. Grants do not change which machines may
+/// update, so the second decision (only made when the grants changed)
+/// differs from the first in the grants alone.
+pub fn decide_with_grants(fleet: &mut Fleet, now: i64) -> Decision {
+    let first = decide(fleet, now);
+    let grants = high_impact_grants(fleet, &first);
+    if grants == fleet.controls.high_impact {
+        return first;
+    }
+    fleet.controls.high_impact = grants;
+    decide(fleet, now)
 }
 
 #[cfg(test)]

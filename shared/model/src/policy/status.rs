@@ -71,8 +71,11 @@ pub struct MachineStatus {
     pub held: Option<HoldReason>,
     /// An operator cleared the safety shutoff for the required image.
     pub safety_cleared: bool,
-    /// It holds a HighImpact grant.
+    /// Its desired state carries a HighImpact grant.
     pub high_impact: bool,
+    /// Its agent asks to run HighImpact triggers for the required image
+    /// (granted or waiting).
+    pub high_impact_requested: bool,
     /// The desired state the machine should have: a new one, or the last
     /// one published. `None` when there is none to give (no image, or one
     /// that does not resolve, and nothing published before). `issued` is
@@ -116,6 +119,8 @@ pub struct FleetSummary {
     /// HighImpact grants held, and the cap.
     pub high_impact: usize,
     pub max_high_impact: usize,
+    /// Machines asking for a HighImpact grant and not holding one.
+    pub waiting_for_high_impact: usize,
     pub updates: Updates,
 }
 

@@ -1,5 +1,6 @@
 //! Decisions for small fleets, one rule at a time. Image resolution is in
-//! `images`, the rollout cap in `rollout`, the safety shutoff in `safety`.
+//! `images`, the rollout cap in `rollout`, the safety shutoff in `safety`,
+//! HighImpact grants in `high_impact`.
 
 use super::*;
 use crate::desired::PlannedImage;
@@ -7,6 +8,7 @@ use crate::image::Tombstone;
 use crate::object::ObjectId;
 use crate::report::UpdateResult;
 
+mod high_impact;
 mod images;
 mod rollout;
 mod safety;
