@@ -10,7 +10,8 @@
 //! - a scan of the root ([`crate::scanner`]): a new tree is a new
 //!   generation; it is compared with the image, and when they differ and
 //!   updates are allowed, the plan is fetched and applied
-//!   ([`crate::enforce`]);
+//!   ([`crate::enforce`]), after asking the dominator when it fires
+//!   HighImpact triggers ([`crate::high_impact`]);
 //! - a request to stop.
 //!
 //! Until the bus is reachable the agent enforces the desired state it
@@ -119,6 +120,9 @@ pub(crate) struct Current {
     pub manifest: Arc<Manifest>,
     pub filter: Option<Filter>,
     pub triggers: Triggers,
+    /// The state carries a HighImpact grant the bus delivered to this run
+    /// (see [`crate::high_impact`]).
+    pub granted: bool,
 }
 
 /// The agent's loop and everything it owns.

@@ -58,6 +58,11 @@ pub struct Cli {
     /// the scan's rate limit (0: one after the other, as the original).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
     pub rehash_interval: Duration,
+    /// Run updates that fire HighImpact triggers without asking the
+    /// dominator's permission (for machines no dominator manages; by
+    /// default such an update waits for a grant).
+    #[arg(long)]
+    pub no_high_impact_permission: bool,
     /// CPU niceness of the agent (0-19).
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub nice: i32,
@@ -95,6 +100,7 @@ impl Cli {
         config.fetch_rate = self.fetch_rate;
         config.scan_interval = self.scan_interval;
         config.rehash_interval = self.rehash_interval;
+        config.high_impact_permission = !self.no_high_impact_permission;
         Ok(config)
     }
 }
@@ -129,6 +135,7 @@ mod tests {
         assert_eq!(config.scan_speed_percent, 2);
         assert_eq!(config.service_command.to_string(), "service");
         assert!(config.reboot_command.is_some());
+        assert!(config.high_impact_permission);
     }
 
     #[test]
@@ -152,6 +159,7 @@ mod tests {
             "250ms",
             "--prefix",
             "fleet-b",
+            "--no-high-impact-permission",
         ])
         .unwrap();
         assert_eq!(config.state_dir, PathBuf::from("/srv/m/.subd"));
@@ -161,6 +169,7 @@ mod tests {
         assert!(config.reboot_command.is_none());
         assert_eq!(config.fetch_rate, Some(1000));
         assert_eq!(config.scan_interval, Duration::from_millis(250));
+        assert!(!config.high_impact_permission);
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub struct Config {
     /// time, up to [`Config::retry_max`].
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Ask the dominator before an update that fires HighImpact triggers,
+    /// and wait for its grant (the default). An agent without a dominator
+    /// never gets one: turn this off to run such updates unasked.
+    pub high_impact_permission: bool,
 }
 
 impl Config {
@@ -78,6 +82,7 @@ impl Config {
             scan_threads: 0,
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
+            high_impact_permission: true,
         }
     }
 

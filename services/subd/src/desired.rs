@@ -30,6 +30,7 @@ impl Core {
             }
         };
         self.desired_error = None;
+        self.high_impact_delivered(&state);
         let known = self.current.as_ref().is_some_and(|c| c.state == state)
             || self.waiting.as_ref().is_some_and(|(_, w)| *w == state);
         if !known {
@@ -90,8 +91,9 @@ impl Core {
         }
     }
 
-    /// Enforces `state` from now on; `keep` saves it in the state
-    /// directory first.
+    /// Enforces `state` from now on; `keep` (a state the bus delivered)
+    /// saves it in the state directory first and trusts a HighImpact grant
+    /// it carries.
     pub(crate) async fn adopt(
         &mut self,
         sequence: u64,
@@ -119,6 +121,7 @@ impl Core {
         self.report.desired_image = Some(state.image.to_string());
         self.current = Some(Current {
             sequence,
+            granted: keep && state.high_impact_granted,
             state,
             manifest,
             filter,

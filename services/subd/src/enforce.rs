@@ -1,8 +1,10 @@
 //! Keeping the machine on its image, one scan at a time: each scan of the
 //! current filter, started after the last update, is compared with the
 //! image; a difference is reported (as drift, when the machine matched
-//! before) and, when updates are allowed, fetched and applied. A failed
-//! update is tried again after a pause that doubles each time.
+//! before) and, when updates are allowed, fetched and applied; an update
+//! that fires HighImpact triggers waits for the dominator's permission
+//! first ([`crate::high_impact`]). A failed update is tried again after a
+//! pause that doubles each time.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -18,6 +20,7 @@ use crate::agent::{Core, Current};
 use crate::prefetch::Prefetch;
 use crate::report::{self, millis, rfc3339};
 use crate::scanner::Scanned;
+use crate::update::ServicePlan;
 
 impl Core {
     /// A quick scan finished.
@@ -73,6 +76,7 @@ impl Core {
             self.report.compliant = false;
             self.report.deviations = 0;
             self.report.would_delete = None;
+            self.withdraw_high_impact();
             return;
         };
         let plan = plan_for(&self.config.root, current, tree, &self.protected);
@@ -83,6 +87,7 @@ impl Core {
         self.report.would_delete = Some((plan.clear.len() + plan.deletes.len()) as u64);
         let was = self.compliant.replace(compliant);
         if compliant {
+            self.withdraw_high_impact();
             return;
         }
         if was != Some(false) && self.applied.image.as_deref() == Some(image.as_str()) {
@@ -94,9 +99,12 @@ impl Core {
             );
             self.send_event(report::drift_event(&self.config.host, &image, &plan));
         }
-        let allowed = current.state.updates_allowed;
+        if !(current.state.updates_allowed && actionable(&plan)) {
+            self.withdraw_high_impact();
+            return;
+        }
         let due = self.retry_at.is_none_or(|at| Instant::now() >= at);
-        if allowed && due && actionable(&plan) && self.can_fetch(&plan) {
+        if due && self.can_fetch(&plan) {
             self.update(plan).await;
         }
     }
@@ -116,7 +124,9 @@ impl Core {
         ready
     }
 
-    /// Fetches what `plan` needs and applies it.
+    /// Fetches what `plan` needs and applies it; when it fires HighImpact
+    /// triggers without the dominator's permission, fetches and asks
+    /// instead.
     async fn update(&mut self, plan: Plan) {
         let Some(current) = &self.current else {
             return;
@@ -126,13 +136,19 @@ impl Core {
         let fetch_rate = current.state.config.fetch_rate.or(self.config.fetch_rate);
         let (started, started_at) = (Instant::now(), report::now());
         let sequence = current.sequence;
-        tracing::info!(
-            image,
-            sequence,
-            generation = self.generation,
-            "updating: {}",
-            plan.summary()
-        );
+        let old_triggers = self.old_triggers();
+        let services = ServicePlan::new(&plan.changed, old_triggers.as_ref(), &new_triggers);
+        let permitted = !services.high_impact || self.may_run_high_impact();
+        if permitted {
+            tracing::info!(
+                image,
+                sequence,
+                generation = self.generation,
+                high_impact = services.high_impact,
+                "updating: {}",
+                plan.summary()
+            );
+        }
 
         self.report.fetching = !crate::fetch::missing(&plan, &self.converger.objects).is_empty();
         if self.report.fetching {
@@ -157,14 +173,20 @@ impl Core {
                 };
                 tracing::warn!(image, "update not applied: fetching objects: {e}");
                 let event = report::failed_update_event(&self.config.host, &image, &result);
+                self.withdraw_high_impact();
                 self.finish(result, false, event);
                 return;
             }
         };
+        if !permitted {
+            // Everything is in the cache: once the grant arrives, the
+            // update only renames.
+            self.ask_high_impact(&image, &services);
+            return;
+        }
 
         self.report.updating = true;
         self.publish();
-        let old_triggers = self.old_triggers();
         if let Some(scanner) = &self.scanner {
             scanner.hold(true);
         }
@@ -175,6 +197,11 @@ impl Core {
             scanner.rescan();
         }
         self.report.updating = false;
+        if services.high_impact {
+            self.used_high_impact();
+        } else {
+            self.withdraw_high_impact();
+        }
 
         let mut result = outcome.to_result(&image, &started_at);
         result.duration_ms = millis(started.elapsed());

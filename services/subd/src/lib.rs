@@ -11,6 +11,8 @@
 //!   full rehash, at a share of the disk's speed ([`media`]).
 //! - `desired` and `enforce`: taking on a desired state; comparing each
 //!   scan with the image and updating.
+//! - `high_impact`: asking the dominator's permission before an update
+//!   that fires HighImpact triggers.
 //! - [`converge`]: one fetch-then-apply step; `prefetch`: fetching a
 //!   planned image's objects ahead of time.
 //! - [`objects`]: the private object cache `<state-dir>/objects`, on the
@@ -30,6 +32,7 @@ pub mod converge;
 mod desired;
 mod enforce;
 pub mod fetch;
+mod high_impact;
 pub mod link;
 pub mod media;
 pub mod objects;

@@ -6,7 +6,8 @@
 //! - `manifest.<id>`: that state's manifest, as fetched (its id is checked
 //!   again when read back);
 //! - `applied.json`: the image last applied successfully (its triggers
-//!   decide which services an update stops) and the last update's result;
+//!   decide which services an update stops), the last update's result,
+//!   and whether a HighImpact grant was used and not yet taken back;
 //! - `media-speed`: the measured read speed of the disk;
 //! - `hashes`: the scan's hash cache; `objects/`: the object cache.
 //!
@@ -52,6 +53,10 @@ pub struct Applied {
     /// The last update, successful or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update: Option<UpdateResult>,
+    /// An update ran under a HighImpact grant the dominator has not taken
+    /// back yet: the grant is not used again, even after a restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub high_impact_spent: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -232,6 +237,7 @@ mod tests {
             triggers: vec![],
             planned: None,
             updates_allowed: true,
+            high_impact_granted: false,
             config: Default::default(),
             issued: None,
         }
@@ -259,6 +265,7 @@ mod tests {
         assert_eq!(dir.load_applied(), Applied::default());
         let applied = Applied {
             image: Some("image.0".into()),
+            high_impact_spent: true,
             ..Applied::default()
         };
         dir.save_applied(&applied).unwrap();

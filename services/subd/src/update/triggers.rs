@@ -27,8 +27,11 @@ pub struct ServicePlan {
     pub start: Vec<(String, ServiceAction)>,
     /// A fired new trigger asks for a reboot.
     pub reboot: bool,
-    /// A fired trigger (old or new) is marked `HighImpact`.
+    /// A fired trigger (old or new) is marked `HighImpact`: the update
+    /// needs the dominator's permission.
     pub high_impact: bool,
+    /// The services those HighImpact triggers name, in firing order.
+    pub high_impact_services: Vec<String>,
     /// The agent's own service's triggers fired: it should restart itself.
     pub restart_agent: bool,
 }
@@ -41,8 +44,15 @@ impl ServicePlan {
         let old = old.unwrap_or(new);
         let old_fired = old.matching(changed.iter().map(AsRef::as_ref));
         let new_fired = new.matching(changed.iter().map(AsRef::as_ref));
+        let mut high_impact_services: Vec<String> = Vec::new();
+        for t in old_fired.iter().chain(&new_fired).filter(|t| t.high_impact) {
+            if !high_impact_services.contains(&t.service) {
+                high_impact_services.push(t.service.clone());
+            }
+        }
         let mut plan = Self {
-            high_impact: old_fired.iter().chain(&new_fired).any(|t| t.high_impact),
+            high_impact: !high_impact_services.is_empty(),
+            high_impact_services,
             reboot: new_fired.iter().any(|t| t.do_reboot),
             ..Self::default()
         };
@@ -144,6 +154,21 @@ mod tests {
         assert_eq!(plan.stop, ["x"]);
         assert_eq!(plan.start, [("x".to_string(), Start)]);
         assert!(plan.restart_agent && plan.reboot && plan.high_impact);
+        assert_eq!(plan.high_impact_services, ["x"]);
+    }
+
+    #[test]
+    fn high_impact_from_the_old_or_the_new_triggers() {
+        let old = triggers(r#"[{"MatchLines": ["/db/.*"], "Service": "db", "HighImpact": true}]"#);
+        let new = triggers(r#"[{"MatchLines": ["/db/.*"], "Service": "db"}]"#);
+        let plan = ServicePlan::new(&["/db/conf"], Some(&old), &new);
+        assert!(plan.high_impact);
+        assert_eq!(plan.high_impact_services, ["db"]);
+        let plan = ServicePlan::new(&["/db/conf"], Some(&new), &old);
+        assert_eq!(plan.high_impact_services, ["db"]);
+        let plan = ServicePlan::new(&["/db/conf"], Some(&new), &new);
+        assert!(!plan.high_impact && plan.high_impact_services.is_empty());
+        assert!(!ServicePlan::new(&["/etc/motd"], Some(&old), &old).high_impact);
     }
 
     #[test]
