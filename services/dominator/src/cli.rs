@@ -11,9 +11,10 @@ use dom_bus::ConnectArgs;
 /// them, publishing a machine's desired state only when it changes. It
 /// holds machines whose image is unknown or deleted, honours per-machine
 /// DisableUpdates and the fleet-wide emergency stop (domtool
-/// disable-updates), caps how many machines update at once and refuses
-/// updates that would wipe a machine (the safety shutoff). Health and a
-/// JSON status are served over HTTP.
+/// disable-updates), caps how many machines update at once and how many
+/// run HighImpact triggers at once, and refuses updates that would wipe a
+/// machine (the safety shutoff). Health and a JSON status are served over
+/// HTTP.
 #[derive(Debug, Parser)]
 #[command(name = "dominator", version)]
 pub struct Cli {
@@ -26,7 +27,8 @@ pub struct Cli {
     /// Most machines updating at once.
     #[arg(long, value_name = "N", default_value_t = dom_model::policy::DEFAULT_MAX_UPDATING)]
     pub max_concurrent: usize,
-    /// Most machines running HighImpact triggers at once.
+    /// Most machines running HighImpact triggers at once: agents ask before
+    /// such an update, and wait for a grant.
     #[arg(long, value_name = "M", default_value_t = dom_model::policy::DEFAULT_MAX_HIGH_IMPACT)]
     pub max_high_impact: usize,
     /// More logging (-v: every desired state published; -vv: debug);

@@ -9,6 +9,13 @@
 //! one decision, not one per message. A round decides, publishes only the
 //! desired states that changed, forgets spent safety clearances, announces
 //! machines whose error changed and updates the status.
+//!
+//! HighImpact grants need no state of their own: the requests are in the
+//! state reports and the grants in the desired states published, so a
+//! restarted dominator carries on with the grants it gave. A grant taken
+//! back frees its place only in the round after its withdrawal was
+//! published, so the desired states on the bus never carry more grants
+//! than `--max-high-impact`, whatever order a round's publishes land in.
 
 use std::collections::BTreeMap;
 use std::pin::pin;
@@ -211,6 +218,7 @@ impl Herd {
                         host = %state.host,
                         image = %state.image,
                         updates_allowed = state.updates_allowed,
+                        high_impact_granted = state.high_impact_granted,
                         "desired state published"
                     );
                     self.view.published(state, sequence);

@@ -153,7 +153,8 @@ impl View {
     }
 
     /// Decides what every machine should be told, with the clearances
-    /// that still stand. `now` is Unix seconds.
+    /// that still stand and the HighImpact grants the requests in the
+    /// state reports call for. `now` is Unix seconds.
     pub fn decide(&mut self, now: i64) -> Decision {
         self.fleet.controls.safety_cleared = self
             .clearances
@@ -161,7 +162,7 @@ impl View {
             .filter(|(host, clearance)| !self.used(host, clearance))
             .map(|(host, clearance)| (host.clone(), clearance.image.clone()))
             .collect();
-        dom_model::decide(&self.fleet, now)
+        dom_model::policy::decide_with_grants(&mut self.fleet, now)
     }
 
     /// Whether the machine's report shows a successful update to the
@@ -283,5 +284,47 @@ mod tests {
         let junk = msg(FleetKind::Desired, "web1", b"{}", 9);
         assert!(matches!(view.apply(&junk), Applied::Skipped(_)));
         assert!(view.fleet.desired.is_empty());
+    }
+
+    #[test]
+    fn high_impact_requests_in_reports_become_grants_in_desired_states() {
+        let mut view = View::default();
+        let image = br#"{"v":1,"name":"db.1","manifest":"MANIFEST","sparse":true,
+            "triggers":[{"MatchLines":["/db/.*"],"Service":"db","HighImpact":true}],
+            "files":1,"bytes":1,"inodes":2,"created":"2026-11-26T09:00:00Z","creator":"a@b"}"#;
+        let image = String::from_utf8_lossy(image)
+            .replace("MANIFEST", &dom_model::ObjectId::of(b"m").to_string());
+        view.apply(&msg(FleetKind::Image, "db.1", image.as_bytes(), 1));
+        for (i, host) in ["db1", "db2"].into_iter().enumerate() {
+            let mdb = br#"{"RequiredImage":"db.1"}"#;
+            view.apply(&msg(FleetKind::Mdb, host, mdb, 2 + i as u64));
+            let asks = format!(r#"{{"v":1,"host":"{host}","high_impact":{{"image":"db.1"}}}}"#);
+            view.apply(&msg(FleetKind::State, host, asks.as_bytes(), 4 + i as u64));
+        }
+        let decision = view.decide(0);
+        let granted = |d: &Decision, host: &str| {
+            d.machine(host)
+                .and_then(|m| m.desired.as_ref())
+                .is_some_and(|d| d.high_impact_granted)
+        };
+        assert!(granted(&decision, "db1") && !granted(&decision, "db2"));
+        assert_eq!(decision.summary.waiting_for_high_impact, 1);
+        for (i, state) in decision.to_publish().enumerate() {
+            view.published(state.clone(), 10 + i as u64);
+        }
+        // db1 is done: its grant is withdrawn first, then db2's turn comes.
+        view.apply(&msg(
+            FleetKind::State,
+            "db1",
+            br#"{"v":1,"host":"db1"}"#,
+            20,
+        ));
+        let decision = view.decide(0);
+        assert!(!granted(&decision, "db1") && !granted(&decision, "db2"));
+        for (i, state) in decision.to_publish().enumerate() {
+            view.published(state.clone(), 30 + i as u64);
+        }
+        let decision = view.decide(0);
+        assert!(!granted(&decision, "db1") && granted(&decision, "db2"));
     }
 }
