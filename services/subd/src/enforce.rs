@@ -88,6 +88,7 @@ impl Core {
         let was = self.compliant.replace(compliant);
         if compliant {
             self.withdraw_high_impact();
+            self.take_as_applied();
             return;
         }
         if was != Some(false) && self.applied.image.as_deref() == Some(image.as_str()) {
@@ -215,6 +216,30 @@ impl Core {
         let event = report::update_event(&self.config.host, &image, &outcome, &result);
         self.restart = outcome.restart_agent;
         self.finish(result, outcome.ok, event);
+    }
+
+    /// The tree already is the desired image (say, the same tree as the
+    /// image applied before, with other triggers): it becomes the image the
+    /// machine carries, its triggers the ones that decide the next update's
+    /// stops, with no update to make.
+    fn take_as_applied(&mut self) {
+        let Some(current) = &self.current else {
+            return;
+        };
+        let image = current.state.image.to_string();
+        if self.applied.image.as_deref() == Some(image.as_str())
+            && self.applied.manifest == Some(current.state.manifest)
+        {
+            return;
+        }
+        tracing::info!(image, "image already in place; nothing to update");
+        self.applied.image = Some(image);
+        self.applied.manifest = Some(current.state.manifest);
+        self.applied.triggers = current.state.triggers.clone();
+        if let Err(e) = self.state_dir.save_applied(&self.applied) {
+            tracing::warn!(error = %e, "cannot record the image in the state directory");
+        }
+        self.report.image = self.applied.image.clone();
     }
 
     /// Records an update's result, here and in the state directory.

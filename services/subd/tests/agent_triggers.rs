@@ -154,3 +154,50 @@ async fn triggers_stop_and_start_around_the_change() {
     );
     agent.stop().await;
 }
+
+/// The user guide's `sparse.0` then `sparse.1`: the same tree, now with the
+/// sshd trigger. Nothing is updated, yet the machine carries sparse.1, and
+/// sparse.1's triggers decide the next update's stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_already_in_place_is_taken_on_without_an_update() {
+    let fleet = Fleet::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("machine");
+    fs::create_dir(&root).unwrap();
+    let recorder = Recorder::new(tmp.path(), "");
+    let ex = examples();
+    let tree = source(tmp.path(), 0, 0);
+
+    let plain = fleet.add_image("same.0", &tree, None, None).await;
+    let agent = Agent::start(fleet.config("same1", &root, &recorder.command())).unwrap();
+    fleet.assign("same1", &plain).await;
+    fleet.wait_compliant("same1", "same.0").await;
+    assert!(recorder.calls().is_empty(), "{:?}", recorder.calls());
+
+    let with_sshd = fleet
+        .add_image("same.1", &tree, None, Some(&ex.join("triggers.sshd")))
+        .await;
+    fleet.assign("same1", &with_sshd).await;
+    let report = fleet.wait_compliant("same1", "same.1").await;
+    assert_eq!(report.image.as_deref(), Some("same.1"));
+    assert!(recorder.calls().is_empty(), "{:?}", recorder.calls());
+
+    // The next change to sshd.conf stops sshd: same.1's trigger, not
+    // same.0's (which had none).
+    let next = fleet
+        .add_image(
+            "same.2",
+            &source(tmp.path(), 1, 0),
+            None,
+            Some(&ex.join("triggers.sshd")),
+        )
+        .await;
+    fleet.assign("same1", &next).await;
+    fleet.wait_compliant("same1", "same.2").await;
+    let calls = recorder.calls();
+    assert!(
+        calls.iter().any(|c| c.starts_with("sshd stop")),
+        "{calls:?}"
+    );
+    agent.stop().await;
+}
