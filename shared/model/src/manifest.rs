@@ -467,7 +467,10 @@ impl ManifestBuilder {
 /// Rewrites explicit hard links (as tar archives have them) so that each
 /// group of names shares the earliest path as its target.
 fn canonicalise_links(entries: &mut [Entry]) -> Result<(), ManifestError> {
-    if !entries.iter().any(|e| matches!(e.inode, Inode::Link { .. })) {
+    if !entries
+        .iter()
+        .any(|e| matches!(e.inode, Inode::Link { .. }))
+    {
         return Ok(());
     }
     let index: HashMap<String, usize> = entries
