@@ -183,7 +183,10 @@ mod tests {
         assert_eq!(s.image_name("dom.mdb.x"), None);
         assert_eq!(s.mdb("web1.example.com"), "dom.mdb.web1.example.com");
         assert_eq!(s.event("web1", "update"), "dom.event.web1.update");
-        assert_eq!(s.host_events("web1.example.com"), "dom.event.web1.example.com.>");
+        assert_eq!(
+            s.host_events("web1.example.com"),
+            "dom.event.web1.example.com.>"
+        );
         assert_eq!(s.images_stream(), "DOM_IMAGES");
         assert_eq!(s.object_bucket(), "dom-objects");
     }

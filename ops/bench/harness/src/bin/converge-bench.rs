@@ -48,7 +48,9 @@ fn scan(root: &std::path::Path, cache: &Arc<HashCache>) -> Result<(Manifest, u64
     };
     let counters = Counters::default();
     let scan = scan_tree(root, &options, &counters)?;
-    let hashed = counters.hashed_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let hashed = counters
+        .hashed_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
     Ok((scan.manifest, hashed))
 }
 

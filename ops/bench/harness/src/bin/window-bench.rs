@@ -33,7 +33,10 @@ fn tree(root: &Path, files: usize, version: &str) -> Result<()> {
     for i in 0..files {
         let dir = root.join(format!("srv/app/d{}", i % 25));
         fs::create_dir_all(&dir)?;
-        fs::write(dir.join(format!("f{i}.conf")), format!("{version} {i}\n").repeat(40))?;
+        fs::write(
+            dir.join(format!("f{i}.conf")),
+            format!("{version} {i}\n").repeat(40),
+        )?;
     }
     Ok(())
 }
@@ -55,11 +58,18 @@ fn main() -> Result<()> {
     let image = scan_tree(&source, &options, &Counters::default())?.manifest;
     let the_plan = plan(&machine, &Desired::sparse(&image));
     if the_plan.installs.len() != args.files {
-        bail!("expected {} installs, planned {}", args.files, the_plan.installs.len());
+        bail!(
+            "expected {} installs, planned {}",
+            args.files,
+            the_plan.installs.len()
+        );
     }
     let objects = ObjectCache::open(machine_root.join(".subd/objects"))?;
     for install in &the_plan.installs {
-        objects.insert_from_file(&install.object, &source.join(install.path.trim_start_matches('/')))?;
+        objects.insert_from_file(
+            &install.object,
+            &source.join(install.path.trim_start_matches('/')),
+        )?;
     }
     let triggers = Triggers::parse(r#"[{"MatchLines": ["/srv/.*"], "Service": "app"}]"#)?;
     let services = ServiceCommand::parse("true")?;
@@ -75,7 +85,11 @@ fn main() -> Result<()> {
         },
     );
     if !outcome.ok || outcome.changed != args.files as u64 {
-        bail!("update failed: {:?} ({} changed)", outcome.error, outcome.changed);
+        bail!(
+            "update failed: {:?} ({} changed)",
+            outcome.error,
+            outcome.changed
+        );
     }
     println!(
         "files={} window={:.4} transition={:.4} update={:.4}",
