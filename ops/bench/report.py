@@ -9,6 +9,8 @@ Input rows: corpus <TAB> kind <TAB> run <TAB> value <TAB> extra <TAB> cpu <TAB> 
        busy = CPU seconds the whole machine was busy during the run)
   kind natsstore: value = JetStream store bytes after the run
   kind servercpu-imagetool, servercpu-readd: value = nats-server CPU seconds
+  corpus fleet, kind agents, dominator: value = seconds, extra = the driver's
+       key=value line (fleet-bench, dominator-bench), cpu and busy as above
 Machine facts come from M_* environment variables.
 """
 
@@ -21,6 +23,11 @@ import sys
 ADD_TARGET = 0.80     # first add throughput >= 0.8x parallel sha512sum
 READD_TARGET = 0.15   # re-add time < 15% of first add time
 SCAN_TARGET = 0.90    # agent full scan >= 0.9x parallel sha512sum
+FLEET_AGENTS = 1000          # the fleet target's size:
+FLEET_TARGET = 10.0          # 1,000 agents compliant in < 10 s
+PROJECTION_MACHINES = 100000  # the dominator targets' size:
+PROJECTION_TARGET = 10.0     # 100,000 desired states published in < 10 s
+PROJECTION_MEMORY = 1e9      # with the dominator's memory < 1 GB
 
 
 def mb(n):
@@ -47,6 +54,106 @@ def parse_summary(line):
     have = re.search(r"(\d+) already stored", line)
     return (up.group(1) if up else "?", (up.group(2) or "") if up else "",
             have.group(1) if have else "?")
+
+
+def fields(line):
+    """The key=value pairs of a driver's line."""
+    return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+
+
+def fleet_verdict(size, wanted, ok):
+    if size != wanted:
+        return f"— (the target is for {wanted:,})"
+    return verdict(ok)
+
+
+def fleet_section(w, times, extra, cpu, other, server):
+    agents = extra[("fleet", "agents")][-1:]
+    dom = extra[("fleet", "dominator")][-1:]
+    if not agents and not dom:
+        return
+    w("## Fleet (one run each)\n")
+    w("Agents: N agents and the dominator in one process, each agent keeping a "
+      "small tree of its own; one MDB record per machine requires the user "
+      "guide's image, and the time is taken until every agent reports itself "
+      "compliant with it. Dominator: alone, in a process of its own, with N "
+      "machines in the MDB and made-up state reports compliant with image A; "
+      "one MDB record per machine then requires image B, and the time is taken "
+      "until the dominator has published N desired states for B. Both may "
+      "update the whole fleet at once (rollout cap = N).\n")
+    w("| measurement | result | target | |")
+    w("|---|---:|---|---|")
+    if agents:
+        f = fields(agents[0])
+        n, secs = int(f["agents"]), float(f["seconds"])
+        complete = f.get("complete") == "true"
+        result = (f"{secs:.2f} s" if complete
+                  else f"{int(f['compliant']):,} of {n:,} after {secs:.0f} s")
+        w(f"| {n:,} agents in one process: MDB change → all compliant | {result} "
+          f"| < {FLEET_TARGET:.0f} s | "
+          f"{fleet_verdict(n, FLEET_AGENTS, complete and secs < FLEET_TARGET)} |")
+    if dom:
+        f = fields(dom[0])
+        n, secs, peak = int(f["machines"]), float(f["seconds"]), int(f["rss_peak"])
+        w(f"| dominator, {n:,} machines: image change → all desired states published "
+          f"| {secs:.2f} s | < {PROJECTION_TARGET:.0f} s "
+          f"| {fleet_verdict(n, PROJECTION_MACHINES, secs < PROJECTION_TARGET)} |")
+        w(f"| dominator, {n:,} machines: peak memory (resident) | {mb(peak)} "
+          f"| < {PROJECTION_MEMORY / 1e9:g} GB "
+          f"| {fleet_verdict(n, PROJECTION_MACHINES, peak < PROJECTION_MEMORY)} |")
+    w("")
+
+    def run_cells(kind):
+        wall = times[("fleet", kind)]
+        used = cpu[("fleet", kind)][-1:]
+        srv = server[("fleet", kind)][-1:]
+        rest = other[("fleet", kind)][-1:]
+        used_cell = "?" if not used or used[0] is None else f"{used[0]:.1f}"
+        if srv and used_cell != "?":
+            used_cell += f" [{srv[0]:.1f}]"
+        rest_cell = "?" if not rest or rest[0] is None else f"{rest[0]:.1f}"
+        return f"{used_cell} | {rest_cell}"
+
+    if agents:
+        f = fields(agents[0])
+        w("Agents, from the first MDB publish: when the first, the median, the "
+          "90th-percentile and the last machine reported itself compliant; the "
+          "CPU seconds the process (agents, dominator, driver) and the whole "
+          "machine used meanwhile; the CPU the agents use at rest, in cores; the "
+          "process's peaks. The run's CPU seconds cover the whole run, startup "
+          "included, with the nats-server's share in brackets; other CPU is "
+          "everything else on the machine meanwhile.\n")
+        w("| agents | MDB publishes | first | p50 | p90 | last | CPU: process / machine "
+          "| at rest | peak memory | peak threads | peak open files | run CPU s | other CPU s |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        w(f"| {int(f['agents']):,} | {float(f['mdb_publish']):.2f} s | {float(f['first']):.2f} s "
+          f"| {float(f['p50']):.2f} s | {float(f['p90']):.2f} s | {float(f['seconds']):.2f} s "
+          f"| {float(f['cpu']):.1f} / {float(f['machine_cpu']):.1f} s "
+          f"| {float(f['idle_cpu']):.2f} | {mb(int(f['rss_peak']))} | {int(f['threads_peak']):,} "
+          f"| {int(f['files_peak']):,} | {run_cells('agents')} |")
+        w(f"\nScans: {f['scan_threads']} thread(s) each, {int(f['scan_interval_ms']) / 1000:g} s "
+          f"apart; image `{f['image']}`: {f['image_files']} files, {f['image_inodes']} inodes.\n")
+    if dom:
+        f = fields(dom[0])
+        w("Dominator: how long the MDB publishes of the change took, and how much "
+          "longer the last desired state took; the dominator's CPU seconds "
+          "meanwhile; its start (replaying the streams and publishing a desired "
+          "state for A to every machine) and its resident memory: at rest after "
+          "the start, at its peak during the start and during the change.\n")
+        w("| machines | MDB publishes | after the last | dominator CPU | start "
+          "| at rest | peak, start | peak, change | run CPU s | other CPU s |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        w(f"| {int(f['machines']):,} | {float(f['mdb_publish']):.2f} s "
+          f"| {float(f['after_mdb']):.2f} s | {float(f['cpu']):.1f} s "
+          f"| {float(f['startup']):.2f} s | {mb(int(f['rss_idle']))} "
+          f"| {mb(int(f['rss_startup_peak']))} | {mb(int(f['rss_change_peak']))} "
+          f"| {run_cells('dominator')} |")
+        w("")
+    w("Driver lines:\n")
+    w("```")
+    for line in agents + dom:
+        w(line)
+    w("```\n")
 
 
 def main(path):
@@ -192,6 +299,8 @@ def main(path):
               f"| {mb(n[0]) if n else '—'} |")
         w("")
         w("The JetStream store of the synth row also holds the synth-1pct re-add.\n")
+
+    fleet_section(w, times, extra, cpu, other, server)
 
     w("## Every run\n")
     w("Wall-clock seconds of each run, in order; the CPU seconds (user + "

@@ -24,9 +24,16 @@
 #              --checksum; fetching all of synth from the bucket into an
 #              empty object cache; and the time services are down in an
 #              update changing 1,000 files
+# and once, after the corpora, not per corpus:
+#   fleet      BENCH_FLEET_AGENTS agents (default 1,000) and the dominator in
+#              one process: the time from one MDB record per machine to
+#              every agent compliant; then the dominator alone with
+#              BENCH_FLEET_MACHINES machines (default 100,000) in the MDB:
+#              the time to publish their desired states for a fleet-wide
+#              image change, and its memory
 # Environment: BENCH_RUNS (default 5), BENCH_CORPORA (default
 # "debian-minbase synth"), BENCH_TOOLS (default "sha512sum ostree imagetool
-# scan converge").
+# scan converge fleet").
 set -euo pipefail
 export LC_ALL=C
 
@@ -35,8 +42,10 @@ source "$ROOT/ops/lib.sh"
 
 RUNS="${BENCH_RUNS:-5}"
 read -r -a CORPORA <<<"${BENCH_CORPORA:-debian-minbase synth}"
-read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool scan converge}"
+read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool scan converge fleet}"
 SCAN_RATE="${BENCH_SCAN_RATE:-100000000}"
+FLEET_AGENTS="${BENCH_FLEET_AGENTS:-1000}"
+FLEET_MACHINES="${BENCH_FLEET_MACHINES:-100000}"
 BENCH="$ROOT/.bench"
 TMP="$BENCH/tmp"
 RESULTS="$BENCH/results.md"
@@ -45,6 +54,8 @@ IMAGETOOL="$ROOT/target/release/imagetool"
 SCAN_BENCH="$ROOT/target/release/scan-bench"
 CONVERGE_BENCH="$ROOT/target/release/converge-bench"
 WINDOW_BENCH="$ROOT/target/release/window-bench"
+FLEET_BENCH="$ROOT/target/release/fleet-bench"
+DOMINATOR_BENCH="$ROOT/target/release/dominator-bench"
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 want() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
@@ -72,6 +83,12 @@ if want scan || want converge; then
     (cd "$ROOT" && cargo build --release --quiet -p dom-bench \
         --bin scan-bench --bin converge-bench --bin window-bench) ||
         die "the benchmark drivers failed to build"
+fi
+if want fleet; then
+    say "building the fleet benchmark drivers (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p dom-bench \
+        --bin fleet-bench --bin dominator-bench) ||
+        die "the fleet benchmark drivers failed to build"
 fi
 "$ROOT/ops/bench/corpora.sh" "${CORPORA[@]}"
 
@@ -249,6 +266,40 @@ for corpus in "${CORPORA[@]}"; do
         fi
     done
 done
+
+# --- fleet ------------------------------------------------------------------
+# fleet_run KIND DRIVER ARGS...: one timed run of a fleet driver against a
+# fresh nats-server; records its key=value line (with the driver's and the
+# server's CPU seconds). A driver that gives up still prints its line
+# (complete=false), which is recorded as it is.
+fleet_run() {
+    local kind="$1" out before rc=0
+    start_fresh_nats
+    before=$(server_cpu)
+    timed "${@:2}" --server "nats://127.0.0.1:$NATS_PORT" \
+        >"$TMP/$kind.out" 2>"$TMP/$kind.err" || rc=$?
+    SERVER_CPU=$(awk -v a="$before" -v b="$(server_cpu)" 'BEGIN { printf "%.2f", b - a }')
+    nats_stop
+    rm -rf "$TMP/nats"
+    out=$(grep -m1 '^seconds=' "$TMP/$kind.out" || true)
+    if [[ -z "$out" ]]; then
+        tail -n 20 "$TMP/$kind.err" >&2
+        die "$(basename "$2") failed (exit status $rc)"
+    fi
+    CPU=$(awk -v c="$CPU" -v s="$SERVER_CPU" 'BEGIN { printf "%.2f", c + s }')
+    record fleet "$kind" 1 "$(key seconds "$out")" "$out" "$CPU" "$BUSY"
+    record fleet "servercpu-$kind" 1 "$SERVER_CPU"
+    FLEET_OUT="$out"
+}
+
+if want fleet; then
+    say "fleet: $FLEET_AGENTS agents and the dominator in one process"
+    fleet_run agents "$FLEET_BENCH" --agents "$FLEET_AGENTS" --dir "$TMP"
+    say "fleet: $FLEET_AGENTS agents compliant in $(key seconds "$FLEET_OUT")s ($FLEET_OUT)"
+    say "fleet: the dominator with $FLEET_MACHINES machines"
+    fleet_run dominator "$DOMINATOR_BENCH" --machines "$FLEET_MACHINES"
+    say "fleet: $FLEET_MACHINES desired states in $(key seconds "$FLEET_OUT")s ($FLEET_OUT)"
+fi
 
 # --- report -----------------------------------------------------------------
 disk_src=$(findmnt -no SOURCE -T "$BENCH" 2>/dev/null || echo "?")

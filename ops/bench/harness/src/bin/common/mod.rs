@@ -116,7 +116,8 @@ where
     F: Fn(T) -> Fut,
     Fut: Future<Output = Result<u64, dom_bus::BusError>>,
 {
-    let mut results = futures::stream::iter(items.into_iter().map(publish)).buffer_unordered(IN_FLIGHT);
+    let mut results =
+        futures::stream::iter(items.into_iter().map(publish)).buffer_unordered(IN_FLIGHT);
     while let Some(result) = results.next().await {
         result?;
     }
@@ -137,4 +138,26 @@ pub fn stamp() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// CPU seconds the whole machine has spent busy since boot (every CPU,
+/// user, nice, system, interrupts), from `/proc/stat`.
+pub fn machine_busy() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let fields: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum();
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    busy as f64 / hz.max(1) as f64
 }
