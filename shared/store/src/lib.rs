@@ -16,6 +16,7 @@ use dom_bus::{Bus, BusError};
 use dom_model::ObjectId;
 use futures::StreamExt;
 use thiserror::Error;
+use tokio::io::AsyncReadExt;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -50,6 +51,7 @@ pub trait ContentStore: Send + Sync {
 /// Objects in the fleet's JetStream object bucket.
 #[derive(Clone)]
 pub struct NatsStore {
+    bucket: async_nats::jetstream::object_store::ObjectStore,
     bucket_name: String,
     js: async_nats::jetstream::Context,
     stream: String,
@@ -62,8 +64,8 @@ impl NatsStore {
     /// Opens (creating when missing) the fleet's object bucket.
     pub async fn open(bus: &Bus) -> Result<Self, StoreError> {
         let max_payload = bus.client.server_info().max_payload;
-        bus.object_bucket().await?;
         Ok(Self {
+            bucket: bus.object_bucket().await?,
             bucket_name: bus.subjects.object_bucket(),
             js: bus.js.clone(),
             stream: bus.subjects.object_stream(),
@@ -224,21 +226,23 @@ impl NatsStore {
         }
         let chunk_subject = format!("{}{}", self.chunk_prefix, info.nuid);
         let mut content = Vec::with_capacity(info.size.min(1 << 30));
-        let mut after = None;
-        for _ in 0..info.chunks {
-            let chunk = match stream
-                .direct_get_next_for_subject(chunk_subject.as_str(), after.map(|s: u64| s + 1))
-                .await
-            {
-                Ok(chunk) => chunk,
+        match info.chunks {
+            0 => {}
+            // Most objects: the chunk subject's last (only) message, which
+            // the server finds by subject without scanning the stream.
+            1 => match stream.direct_get_last_for_subject(chunk_subject).await {
+                Ok(chunk) => content.extend_from_slice(&chunk.payload),
                 // A chunk gone missing: the object is damaged, not absent.
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
                 Err(e) => return Err(failed(&e)),
-            };
-            content.extend_from_slice(&chunk.payload);
-            after = Some(chunk.sequence);
-            if content.len() > info.size {
-                break;
+            },
+            // A large object: one ordered consumer over its chunks.
+            _ => {
+                let mut object = self.bucket.get(id.to_hex()).await.map_err(|e| failed(&e))?;
+                object
+                    .read_to_end(&mut content)
+                    .await
+                    .map_err(|e| failed(&e))?;
             }
         }
         let actual = ObjectId::of(&content);
