@@ -33,20 +33,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Quiet by default: warnings and errors only; `-v` adds every record
-/// published, `-vv` debugging. RUST_LOG overrides.
-pub fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours only for a person watching, not in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
+/// Logging as every tool sets it up (quiet by default, `-v`, `-vv`).
+pub use dom_bus::init_logging;

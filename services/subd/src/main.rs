@@ -12,7 +12,7 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    dom_bus::init_logging(cli.verbose);
     let config = match cli.config() {
         Ok(config) => config,
         Err(e) => {
@@ -78,20 +78,4 @@ fn restart() -> ExitCode {
     let error = std::process::Command::new(&program).args(args).exec();
     eprintln!("subd: cannot restart {}: {error}", program.display());
     ExitCode::FAILURE
-}
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours only for a person watching, not in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }

@@ -6,6 +6,7 @@
 //! - [`subjects`]: every subject, built from the fleet's prefix.
 //! - [`connect`]: the connection options every tool shares (server, creds,
 //!   nkey, TLS, prefix) and [`Bus`], a connected handle.
+//! - [`logging`]: the logging set-up every binary shares.
 //! - [`streams`]: creates or updates the streams and the bucket, idempotently.
 //! - [`images`]: publishing, reading, listing and deleting image records.
 //! - [`agent`]: desired states, state reports and events, between the
@@ -18,6 +19,7 @@ pub mod agent;
 pub mod connect;
 pub mod fleet;
 pub mod images;
+pub mod logging;
 pub mod streams;
 pub mod subjects;
 
@@ -25,4 +27,5 @@ pub use agent::{DesiredMessage, MessageError, Refused};
 pub use connect::{Bus, BusError, ConnectArgs};
 pub use fleet::{FleetKind, FleetMessage, FleetUpdate};
 pub use images::ImageError;
+pub use logging::init_logging;
 pub use subjects::Subjects;
