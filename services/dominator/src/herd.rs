@@ -3,12 +3,19 @@
 //!
 //! It replays the last message of every subject of the MDB, image, state,
 //! control and desired-state streams, decides nothing until the replay is
-//! over, then follows them. Changes are batched: a round runs at most once
-//! per [`Settings::debounce`] after the first change, so a burst of
-//! messages (a new image for 100,000 machines, a restart's replay) costs
-//! one decision, not one per message. A round decides, publishes only the
-//! desired states that changed, forgets spent safety clearances, announces
-//! machines whose error changed and updates the status.
+//! over, then follows them. Changes are batched: a round runs
+//! [`Settings::debounce`] after the first change, so a burst of messages
+//! costs one decision, not one per message. Rounds are also paced by their
+//! own cost: the next one starts no sooner than the last one took, after
+//! it ended. A round over a large fleet takes a while (about a third of a
+//! second for 100,000 machines), and while it runs no message is read; so
+//! during a long burst (a new image for 100,000 machines, arriving over
+//! seconds) the loop spends at least half its time taking in messages,
+//! rather than deciding again and again on a few more each time. Before a
+//! round, the messages already waiting are taken in. A round decides,
+//! publishes only the desired states that changed, forgets spent safety
+//! clearances, announces machines whose error changed and updates the
+//! status.
 //!
 //! HighImpact grants need no state of their own: the requests are in the
 //! state reports and the grants in the desired states published, so a
@@ -24,7 +31,7 @@ use std::time::Duration;
 
 use dom_bus::{Bus, BusError, FleetKind, FleetUpdate};
 use dom_model::{Decision, DesiredState, FleetControls};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
 use crate::notices::{self, Notices};
@@ -80,6 +87,7 @@ pub async fn run(bus: Bus, settings: Settings, board: Arc<Board>) -> Result<(), 
     };
     let mut caught_up = false;
     let mut due: Option<Instant> = None;
+    let mut pace = Pace::new(settings.debounce);
     loop {
         let wake = due.unwrap_or_else(|| Instant::now() + settings.recheck);
         tokio::select! {
@@ -98,17 +106,66 @@ pub async fn run(bus: Bus, settings: Settings, board: Arc<Board>) -> Result<(), 
                 Some(Ok(FleetUpdate::Message(message))) => {
                     let changed = herd.apply(&message, caught_up).await;
                     if changed && caught_up && due.is_none() {
-                        due = Some(Instant::now() + settings.debounce);
+                        due = Some(pace.next());
                     }
                 }
             },
             _ = tokio::time::sleep_until(wake), if caught_up => {
-                due = match herd.round().await {
+                // Take in what is already waiting, so the round decides
+                // on it; bounded, so a flood cannot put the round off.
+                for _ in 0..DRAIN_BEFORE_ROUND {
+                    match feed.next().now_or_never() {
+                        Some(Some(Ok(FleetUpdate::Message(message)))) => {
+                            herd.apply(&message, caught_up).await;
+                        }
+                        Some(Some(Err(e))) => tracing::warn!(error = %e, "fleet feed"),
+                        Some(Some(Ok(FleetUpdate::CaughtUp))) => {}
+                        Some(None) | None => break,
+                    }
+                }
+                let (round, busy) = herd.round().await;
+                pace.ran(busy);
+                due = match round {
                     Round::Settled => None,
-                    Round::Again => Some(Instant::now() + settings.debounce),
+                    Round::Again => Some(pace.next()),
                     Round::Retry => Some(Instant::now() + RETRY),
                 };
             }
+        }
+    }
+}
+
+/// Messages taken in, at most, before a round.
+const DRAIN_BEFORE_ROUND: usize = 100_000;
+
+/// When the next round may run: a debounce after the change that calls
+/// for it, and no sooner after the last round than that round's work
+/// took.
+struct Pace {
+    debounce: Duration,
+    /// When the last round ended, and how long it took.
+    last: Option<(Instant, Duration)>,
+}
+
+impl Pace {
+    fn new(debounce: Duration) -> Self {
+        Self {
+            debounce,
+            last: None,
+        }
+    }
+
+    /// A round just ended, after `busy` of work (waiting for the server
+    /// not counted).
+    fn ran(&mut self, busy: Duration) {
+        self.last = Some((Instant::now(), busy));
+    }
+
+    fn next(&self) -> Instant {
+        let soonest = Instant::now() + self.debounce;
+        match self.last {
+            Some((ended, took)) => soonest.max(ended + took),
+            None => soonest,
         }
     }
 }
@@ -190,8 +247,12 @@ impl Herd {
         }
     }
 
-    async fn round(&mut self) -> Round {
+    /// Runs a round; says what it calls for next and how long its own
+    /// work took, waiting for publishes left out.
+    async fn round(&mut self) -> (Round, Duration) {
+        let started = Instant::now();
         let decision = self.view.decide(now_unix());
+        let decided = started.elapsed();
         let issued = now_rfc3339();
         let to_publish: Vec<DesiredState> = decision
             .to_publish()
@@ -201,6 +262,7 @@ impl Herd {
             })
             .collect();
         let bus = &self.bus;
+        let publishing = Instant::now();
         let results: Vec<_> = futures::stream::iter(to_publish)
             .map(|state| async move {
                 let result = bus.publish_desired(&state).await;
@@ -209,12 +271,13 @@ impl Herd {
             .buffer_unordered(PUBLISH_IN_FLIGHT)
             .collect()
             .await;
+        let publish_wait = publishing.elapsed();
         let mut published = 0u64;
         let mut failed = false;
         for (state, result) in results {
             match result {
                 Ok(sequence) => {
-                    tracing::info!(
+                    tracing::debug!(
                         host = %state.host,
                         image = %state.image,
                         updates_allowed = state.updates_allowed,
@@ -233,12 +296,23 @@ impl Herd {
         self.view.forget_clearances(&decision.spent_clearances);
         failed |= !self.notices.announce(&self.bus, &decision, &issued).await;
         let again = published > 0 || !decision.spent_clearances.is_empty();
+        let machines = decision.machines.len();
         self.show(decision, published, issued);
-        match (failed, again) {
+        let took = started.elapsed();
+        tracing::info!(
+            machines,
+            published,
+            decide_ms = decided.as_millis() as u64,
+            publish_ms = publish_wait.as_millis() as u64,
+            round_ms = took.as_millis() as u64,
+            "round"
+        );
+        let next = match (failed, again) {
             (true, _) => Round::Retry,
             (false, true) => Round::Again,
             (false, false) => Round::Settled,
-        }
+        };
+        (next, took.saturating_sub(publish_wait))
     }
 
     fn show(&self, decision: Decision, published: u64, when: String) {
