@@ -12,6 +12,7 @@ use dom_scan::RateLimit;
 
 use crate::agent::{Core, Current};
 use crate::config::scan_rate;
+use crate::persist::off_thread;
 use crate::report;
 use crate::scanner::ScanSpec;
 
@@ -30,7 +31,7 @@ impl Core {
             }
         };
         self.desired_error = None;
-        self.high_impact_delivered(&state);
+        self.high_impact_delivered(&state).await;
         let known = self.current.as_ref().is_some_and(|c| c.state == state)
             || self.waiting.as_ref().is_some_and(|(_, w)| *w == state);
         if !known {
@@ -108,7 +109,8 @@ impl Core {
             return;
         };
         if keep {
-            if let Err(e) = self.state_dir.save_desired(sequence, &state, encoded) {
+            let (dir, kept, encoded) = (self.state_dir.clone(), state.clone(), encoded.to_vec());
+            if let Err(e) = off_thread(move || dir.save_desired(sequence, &kept, &encoded)).await {
                 tracing::warn!(error = %e, "cannot keep the desired state; it is enforced, but not across a restart without NATS");
             }
         }

@@ -17,6 +17,7 @@ use dom_model::report::{ScanStats, UpdateResult};
 use dom_model::{path, Entry, Inode, Manifest, Triggers};
 
 use crate::agent::{Core, Current};
+use crate::persist::off_thread;
 use crate::prefetch::Prefetch;
 use crate::report::{self, millis, rfc3339};
 use crate::scanner::Scanned;
@@ -88,7 +89,7 @@ impl Core {
         let was = self.compliant.replace(compliant);
         if compliant {
             self.withdraw_high_impact();
-            self.take_as_applied();
+            self.take_as_applied().await;
             return;
         }
         if was != Some(false) && self.applied.image.as_deref() == Some(image.as_str()) {
@@ -175,7 +176,7 @@ impl Core {
                 tracing::warn!(image, "update not applied: fetching objects: {e}");
                 let event = report::failed_update_event(&self.config.host, &image, &result);
                 self.withdraw_high_impact();
-                self.finish(result, false, event);
+                self.finish(result, false, event).await;
                 return;
             }
         };
@@ -215,14 +216,14 @@ impl Core {
         }
         let event = report::update_event(&self.config.host, &image, &outcome, &result);
         self.restart = outcome.restart_agent;
-        self.finish(result, outcome.ok, event);
+        self.finish(result, outcome.ok, event).await;
     }
 
     /// The tree already is the desired image (say, the same tree as the
     /// image applied before, with other triggers): it becomes the image the
     /// machine carries, its triggers the ones that decide the next update's
     /// stops, with no update to make.
-    fn take_as_applied(&mut self) {
+    async fn take_as_applied(&mut self) {
         let Some(current) = &self.current else {
             return;
         };
@@ -236,14 +237,12 @@ impl Core {
         self.applied.image = Some(image);
         self.applied.manifest = Some(current.state.manifest);
         self.applied.triggers = current.state.triggers.clone();
-        if let Err(e) = self.state_dir.save_applied(&self.applied) {
-            tracing::warn!(error = %e, "cannot record the image in the state directory");
-        }
+        self.keep_applied("the image").await;
         self.report.image = self.applied.image.clone();
     }
 
     /// Records an update's result, here and in the state directory.
-    fn finish(&mut self, result: UpdateResult, ok: bool, event: dom_model::Event) {
+    async fn finish(&mut self, result: UpdateResult, ok: bool, event: dom_model::Event) {
         if ok {
             if let Some(current) = &self.current {
                 self.applied.image = Some(current.state.image.to_string());
@@ -257,18 +256,31 @@ impl Core {
             if planned.map(|p| p.manifest) != self.prefetch.done {
                 self.prefetch = Prefetch::default();
             }
-            self.converger.tidy(&self.prefetch.keep);
+            let (converger, keep) = (self.converger.clone(), self.prefetch.keep.clone());
+            let _ = off_thread(move || {
+                converger.tidy(&keep);
+                Ok(())
+            })
+            .await;
         } else {
             self.retry_at = Some(Instant::now() + self.retry_delay);
             self.retry_delay = (self.retry_delay * 2).min(self.config.retry_max);
         }
         self.applied.last_update = Some(result.clone());
-        if let Err(e) = self.state_dir.save_applied(&self.applied) {
-            tracing::warn!(error = %e, "cannot record the update in the state directory");
-        }
+        self.keep_applied("the update").await;
         self.report.last_update = Some(result);
         self.send_event(event);
         self.publish();
+    }
+
+    /// Records what the machine carries in the state directory, on a
+    /// blocking thread (it waits for the disk); `what` names the change
+    /// for the warning when it cannot.
+    pub(crate) async fn keep_applied(&self, what: &str) {
+        let (dir, applied) = (self.state_dir.clone(), self.applied.clone());
+        if let Err(e) = off_thread(move || dir.save_applied(&applied)).await {
+            tracing::warn!(error = %e, "cannot record {what} in the state directory");
+        }
     }
 
     /// The triggers of the image the machine carries; `None` before the

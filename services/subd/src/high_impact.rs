@@ -84,13 +84,11 @@ impl Core {
     /// A desired state the bus delivered (new or a repeat): a grant it
     /// carries is trusted once it is enforced, and one without a grant
     /// means the dominator took back any grant given before.
-    pub(crate) fn high_impact_delivered(&mut self, state: &DesiredState) {
+    pub(crate) async fn high_impact_delivered(&mut self, state: &DesiredState) {
         if !state.high_impact_granted && self.applied.high_impact_spent {
             tracing::debug!("the dominator took back the HighImpact grant used");
             self.applied.high_impact_spent = false;
-            if let Err(e) = self.state_dir.save_applied(&self.applied) {
-                tracing::warn!(error = %e, "cannot record the grant's return in the state directory");
-            }
+            self.keep_applied("the grant's return").await;
         }
         if let Some(current) = self.current.as_mut().filter(|c| c.state == *state) {
             current.granted = state.high_impact_granted;

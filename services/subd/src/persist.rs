@@ -198,6 +198,16 @@ impl StateDir {
     }
 }
 
+/// Runs `work` (file writes that wait for the disk) on a blocking thread,
+/// so the agent's other tasks go on meanwhile.
+pub(crate) async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)))
+}
+
 /// Writes `bytes` to `path` through a flushed temporary file and a rename,
 /// then flushes the directory.
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
