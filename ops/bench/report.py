@@ -132,7 +132,8 @@ def fleet_section(w, times, extra, cpu, other, server):
           f"| {float(f['idle_cpu']):.2f} | {mb(int(f['rss_peak']))} | {int(f['threads_peak']):,} "
           f"| {int(f['files_peak']):,} | {run_cells('agents')} |")
         w(f"\nScans: {f['scan_threads']} thread(s) each, {int(f['scan_interval_ms']) / 1000:g} s "
-          f"apart; image `{f['image']}`: {f['image_files']} files, {f['image_inodes']} inodes.\n")
+          f"apart; image `{f['image']}`: {f['image_files']} files, {f['image_inodes']} inodes; "
+          f"the machines' trees and state directories on {f.get('machines_fs', 'the disk')}.\n")
     if dom:
         f = fields(dom[0])
         w("Dominator: how long the MDB publishes of the change took, and how much "

@@ -32,7 +32,14 @@
 //!   fetch for good; the pool here is sized from the number of agents
 //!   (`--max-blocking-threads`);
 //! - open files: one NATS connection per agent, so the soft limit is
-//!   raised to the hard one.
+//!   raised to the hard one;
+//! - the disk: every agent keeps its state with flushed writes (the
+//!   desired state, the record of what it applied, each object fetched).
+//!   A real fleet spreads those over a thousand disks; here they all land
+//!   on one, and on a shared virtual disk the time then follows the
+//!   disk's load more than the agents' work. `ops/bench/run.sh` puts the
+//!   trees on a memory file system (`/dev/shm`) when it has one, and
+//!   `machines_fs` in the output says which file system they were on.
 //!
 //! Before the MDB changes, the agents are watched at rest for `--idle`
 //! (3 s): `idle_cpu` is the CPU they use then, in cores.
@@ -132,6 +139,31 @@ fn raise_open_files_limit() {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
+    }
+}
+
+/// The kind of file system `path` is on: `tmpfs`, `ext4`, … or its
+/// magic number.
+fn file_system(path: &Path) -> String {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return "unknown".into();
+    };
+    // SAFETY: statfs writes into the zeroed struct given; the path is a
+    // NUL-terminated string that outlives the call.
+    let kind = unsafe {
+        let mut stat: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c_path.as_ptr(), &mut stat) != 0 {
+            return "unknown".into();
+        }
+        stat.f_type as u64
+    };
+    match kind {
+        0x0102_1994 => "tmpfs".into(),
+        0xEF53 => "ext4".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        0x794C_7630 => "overlayfs".into(),
+        other => format!("{other:#x}"),
     }
 }
 
@@ -316,7 +348,7 @@ async fn run(args: Args) -> Result<()> {
          first={:.3} p50={:.3} p90={:.3} p99={:.3} cpu={cpu:.2} machine_cpu={machine_cpu:.2} idle_cpu={idle_cpu:.3} start={start_s:.3} ready={ready_s:.3} \
          rss_peak={} rss_ready={rss_ready} threads_peak={} threads_ready={threads_ready} \
          files_peak={} scan_threads={} scan_interval_ms={} max_concurrent={max_concurrent} \
-         image={} image_files={} image_inodes={} sparse={}",
+         image={} image_files={} image_inodes={} sparse={} machines_fs={}",
         hosts.len(),
         done.len(),
         at(0.0),
@@ -332,6 +364,7 @@ async fn run(args: Args) -> Result<()> {
         image.files,
         image.inodes,
         image.sparse,
+        file_system(tmp.path()),
     );
 
     if !complete {
