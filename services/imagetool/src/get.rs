@@ -87,7 +87,11 @@ pub async fn get(bus: &Bus, name: &ImageName, dir: &Path) -> Result<GetSummary> 
         .map(|(id, entries)| {
             let store = store.clone();
             async move {
-                let content = store.get(id).await?;
+                let size = match entries.first().map(|e| &e.inode) {
+                    Some(Inode::File { size, .. }) => *size,
+                    _ => unreachable!("only files are grouped by object"),
+                };
+                let content = store.get_sized(id, size).await?;
                 let writes: Vec<(PathBuf, Inode)> = entries
                     .iter()
                     .map(|e| (under(dir, &e.path), e.inode.clone()))

@@ -37,7 +37,7 @@ pub async fn load(bus: &Bus, name: &ImageName) -> Result<(ImageRecord, Manifest)
     let record = bus.image_record(name).await?;
     let store = NatsStore::open(bus).await?;
     let bytes = store
-        .get(record.manifest)
+        .get_at_most(record.manifest, dom_model::manifest::MAX_DECODED_LEN)
         .await
         .with_context(|| format!("image {name}: manifest"))?;
     let manifest = Manifest::decode(&bytes).with_context(|| format!("image {name}: manifest"))?;

@@ -60,7 +60,12 @@ impl Core {
         let Some(store) = &self.store else {
             return;
         };
-        let fetched = dom_store::ContentStore::get(store, state.manifest).await;
+        let fetched = dom_store::ContentStore::get_at_most(
+            store,
+            state.manifest,
+            dom_model::manifest::MAX_DECODED_LEN,
+        )
+        .await;
         let encoded = match fetched {
             Ok(encoded) => encoded,
             Err(e) => {

@@ -30,6 +30,12 @@ pub enum FetchError {
     Corrupt { id: ObjectId, actual: Box<ObjectId> },
     #[error("object {0} is not in the store")]
     Missing(ObjectId),
+    #[error("object {id} holds {actual} bytes where the image says {expected}")]
+    WrongSize {
+        id: ObjectId,
+        expected: u64,
+        actual: u64,
+    },
     #[error("fetching object {id}: {reason}")]
     Store { id: ObjectId, reason: String },
     #[error("{} changed since it was scanned", path.display())]
@@ -52,6 +58,15 @@ impl FetchError {
                 actual: Box::new(actual),
             },
             StoreError::Missing(id) => Self::Missing(id),
+            StoreError::WrongSize {
+                id,
+                expected,
+                actual,
+            } => Self::WrongSize {
+                id,
+                expected,
+                actual,
+            },
             other => Self::Store {
                 id,
                 reason: other.to_string(),
@@ -241,8 +256,7 @@ impl<S: ContentStore> Fetcher<'_, S> {
             let rate = rate.clone();
             let _ = tokio::task::spawn_blocking(move || rate.take(size)).await;
         }
-        let content = self.get(id).await?;
-        let size = content.len() as u64;
+        let content = self.get(id, size).await?;
         let cache = self.cache.clone();
         tokio::task::spawn_blocking(move || cache.insert_bytes(&id, &content))
             .await
@@ -258,9 +272,9 @@ impl<S: ContentStore> Fetcher<'_, S> {
     }
 
     /// The one place objects are read from the store.
-    async fn get(&self, id: ObjectId) -> Result<Bytes, FetchError> {
+    async fn get(&self, id: ObjectId, size: u64) -> Result<Bytes, FetchError> {
         self.store
-            .get(id)
+            .get_sized(id, size)
             .await
             .map_err(|e| FetchError::from_store(id, e))
     }

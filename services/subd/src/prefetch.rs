@@ -57,7 +57,11 @@ impl Core {
             .collect();
         let fetch_rate = current.state.config.fetch_rate.or(self.config.fetch_rate);
         let image = planned.image.to_string();
-        let manifest = match store.get(id).await.map_err(|e| e.to_string()) {
+        let manifest = match store
+            .get_at_most(id, dom_model::manifest::MAX_DECODED_LEN)
+            .await
+            .map_err(|e| e.to_string())
+        {
             Ok(bytes) => Manifest::decode(&bytes).map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };

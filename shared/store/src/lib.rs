@@ -24,6 +24,18 @@ pub enum StoreError {
     Missing(ObjectId),
     #[error("object {id} is corrupt: its content hashes to {actual}")]
     Corrupt { id: ObjectId, actual: ObjectId },
+    #[error("object {id} holds {actual} bytes where {expected} were expected")]
+    WrongSize {
+        id: ObjectId,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("object {id} holds {actual} bytes, more than the {limit} allowed")]
+    TooLarge {
+        id: ObjectId,
+        limit: u64,
+        actual: u64,
+    },
     #[error("object store: {0}")]
     Backend(String),
     #[error(transparent)]
@@ -46,6 +58,61 @@ pub trait ContentStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Reads object `id`, verifying its content against the id.
     fn get(&self, id: ObjectId) -> impl Future<Output = Result<Bytes, StoreError>> + Send;
+    /// Reads object `id`, which a manifest says is `size` bytes long: an
+    /// object of another size is refused, by a store that knows sizes
+    /// before it reads the content, and at the latest once it is read.
+    fn get_sized(
+        &self,
+        id: ObjectId,
+        size: u64,
+    ) -> impl Future<Output = Result<Bytes, StoreError>> + Send {
+        async move {
+            let content = self.get(id).await?;
+            match Size::Exactly(size).refuses(id, content.len() as u64) {
+                Some(refused) => Err(refused),
+                None => Ok(content),
+            }
+        }
+    }
+    /// Reads object `id` if it holds at most `limit` bytes.
+    fn get_at_most(
+        &self,
+        id: ObjectId,
+        limit: u64,
+    ) -> impl Future<Output = Result<Bytes, StoreError>> + Send {
+        async move {
+            let content = self.get(id).await?;
+            match Size::AtMost(limit).refuses(id, content.len() as u64) {
+                Some(refused) => Err(refused),
+                None => Ok(content),
+            }
+        }
+    }
+}
+
+/// What a read expects of an object's size.
+#[derive(Clone, Copy)]
+enum Size {
+    Any,
+    Exactly(u64),
+    AtMost(u64),
+}
+
+impl Size {
+    /// Why an object of `actual` bytes is refused, if it is.
+    fn refuses(self, id: ObjectId, actual: u64) -> Option<StoreError> {
+        match self {
+            Size::Exactly(expected) if actual != expected => Some(StoreError::WrongSize {
+                id,
+                expected,
+                actual,
+            }),
+            Size::AtMost(limit) if actual > limit => {
+                Some(StoreError::TooLarge { id, limit, actual })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Objects in the fleet's JetStream object bucket.
@@ -168,7 +235,15 @@ impl ContentStore for NatsStore {
     }
 
     async fn get(&self, id: ObjectId) -> Result<Bytes, StoreError> {
-        self.read(id).await
+        self.read(id, Size::Any).await
+    }
+
+    async fn get_sized(&self, id: ObjectId, size: u64) -> Result<Bytes, StoreError> {
+        self.read(id, Size::Exactly(size)).await
+    }
+
+    async fn get_at_most(&self, id: ObjectId, limit: u64) -> Result<Bytes, StoreError> {
+        self.read(id, Size::AtMost(limit)).await
     }
 }
 
@@ -188,13 +263,16 @@ impl NatsStore {
         I::IntoIter: 'static,
     {
         futures::stream::iter(ids)
-            .map(move |id| async move { self.read(id).await.map(|bytes| (id, bytes)) })
+            .map(move |id| async move { self.read(id, Size::Any).await.map(|bytes| (id, bytes)) })
             .buffer_unordered(READ_CONCURRENCY)
     }
 
     /// Reads one object with direct gets (the metadata message, then each
-    /// chunk by subject), which need no consumer, and verifies it.
-    async fn read(&self, id: ObjectId) -> Result<Bytes, StoreError> {
+    /// chunk by subject), which need no consumer, and verifies it. An
+    /// object whose metadata gives a size other than `expected` allows is
+    /// refused before any of its content is read, and no more than its
+    /// metadata says is read.
+    async fn read(&self, id: ObjectId, expected: Size) -> Result<Bytes, StoreError> {
         use async_nats::jetstream::stream::DirectGetErrorKind;
         let failed =
             |e: &dyn std::fmt::Display| StoreError::Backend(format!("reading object {id}: {e}"));
@@ -224,6 +302,9 @@ impl NatsStore {
                 info.size, info.chunks
             )));
         }
+        if let Some(refused) = expected.refuses(id, info.size as u64) {
+            return Err(refused);
+        }
         let chunk_subject = format!("{}{}", self.chunk_prefix, info.nuid);
         let mut content = Vec::with_capacity(info.size.min(1 << 30));
         match info.chunks {
@@ -238,8 +319,10 @@ impl NatsStore {
             },
             // A large object: one ordered consumer over its chunks.
             _ => {
-                let mut object = self.bucket.get(id.to_hex()).await.map_err(|e| failed(&e))?;
+                let object = self.bucket.get(id.to_hex()).await.map_err(|e| failed(&e))?;
+                // Never more than the metadata said, whatever the chunks hold.
                 object
+                    .take(info.size as u64 + 1)
                     .read_to_end(&mut content)
                     .await
                     .map_err(|e| failed(&e))?;

@@ -92,3 +92,35 @@ async fn missing_and_corrupt_objects_are_refused() {
     let results: Vec<_> = store.get_many(vec![claimed, absent]).collect().await;
     assert!(results.iter().all(|r| r.is_err()));
 }
+
+#[tokio::test]
+async fn an_object_of_an_unexpected_size_is_refused_unread() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let store = NatsStore::open(&bus).await.unwrap();
+    for len in [10, 3 * CHUNK_SIZE + 17] {
+        let bytes = content(7, len);
+        let id = ObjectId::of(&bytes);
+        store.put(id, bytes.clone()).await.unwrap();
+        let len = len as u64;
+        assert_eq!(store.get_sized(id, len).await.unwrap(), bytes);
+        assert_eq!(store.get_at_most(id, len).await.unwrap(), bytes);
+        match store.get_sized(id, 6).await {
+            Err(
+                e @ StoreError::WrongSize {
+                    expected: 6,
+                    actual,
+                    ..
+                },
+            ) if actual == len => {
+                assert!(e.to_string().contains(&id.to_hex()), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match store.get_at_most(id, len - 1).await {
+            Err(StoreError::TooLarge { limit, actual, .. })
+                if limit == len - 1 && actual == len => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
