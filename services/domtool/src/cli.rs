@@ -41,12 +41,21 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         events: usize,
     },
-    /// Follow events, state reports, desired states, MDB changes and
-    /// controls as they happen, one line each, until interrupted.
+    /// Follow the fleet live, until interrupted. On a terminal: a status
+    /// screen, the fleet's summary on top and the latest events below,
+    /// redrawn as they change. Otherwise (or with --lines): events, state
+    /// reports, desired states, MDB changes and controls as they happen,
+    /// one line each.
     Watch {
-        /// Stop after this many lines.
-        #[arg(long, value_name = "N")]
+        /// One line per change, even on a terminal.
+        #[arg(long, conflicts_with = "once")]
+        lines: bool,
+        /// Stop after this many lines (implies --lines).
+        #[arg(long, value_name = "N", conflicts_with = "once")]
         count: Option<usize>,
+        /// Print the status screen once, without terminal control, and exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Emergency stop: no machine in the fleet changes anything until
     /// `enable-updates`. Recorded with who and why.

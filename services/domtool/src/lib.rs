@@ -4,13 +4,15 @@
 //! - [`fleet`]: the status table, the machine list and one machine's
 //!   details, judged by the dominator's own policy on a snapshot of the
 //!   streams.
-//! - [`watch`]: the live stream of what happens.
+//! - [`watch`]: the live stream of what happens, one line each.
+//! - [`screen`]: the live status screen `watch` shows on a terminal.
 //! - [`controls`]: the emergency stop and safety-shutoff clearances.
 
 pub mod cli;
 pub mod controls;
 pub mod fleet;
 pub mod mdb;
+pub mod screen;
 pub mod watch;
 
 use std::process::ExitCode;
@@ -29,7 +31,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status => fleet::status(&bus).await,
         Command::ListSubs => fleet::list_subs(&bus).await,
         Command::Show { host, events } => fleet::show(&bus, &host, events).await,
-        Command::Watch { count } => watch::watch(&bus, count).await,
+        Command::Watch { lines, count, once } => {
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            if once || (terminal && !lines && count.is_none()) {
+                screen::screen(&bus, once).await
+            } else {
+                watch::watch(&bus, count).await
+            }
+        }
         Command::DisableUpdates { reason } => controls::set_updates(&bus, false, &reason).await,
         Command::EnableUpdates { reason } => controls::set_updates(&bus, true, &reason).await,
         Command::ClearSafetyShutoff {

@@ -11,36 +11,33 @@ use dominator::now_rfc3339;
 use futures::StreamExt;
 
 pub async fn watch(bus: &Bus, count: Option<usize>) -> anyhow::Result<ExitCode> {
-    let kinds = [
-        ("event", None),
-        ("state", Some(FleetKind::State)),
-        ("desired", Some(FleetKind::Desired)),
-        ("mdb", Some(FleetKind::Mdb)),
-        ("ctl", Some(FleetKind::Ctl)),
-    ];
-    let mut feeds = Vec::new();
-    for (token, kind) in kinds {
-        let subscriber = bus.client.subscribe(bus.subjects.all(token)).await?;
-        feeds.push(subscriber.map(move |message| (kind, message)).boxed());
-    }
+    // One subscription for everything, so lines come in the order the
+    // server saw the messages.
+    let prefix = bus.subjects.prefix();
+    let mut messages = bus.client.subscribe(format!("{prefix}.>")).await?;
     bus.client.flush().await?;
     eprintln!(
-        "watching {}.> on {} (interrupt to stop)",
-        bus.subjects.prefix(),
+        "watching {prefix}.> on {} (interrupt to stop)",
         bus.server()
     );
-    let mut messages = futures::stream::select_all(feeds);
     let mut printed = 0;
     let mut stdout = std::io::stdout();
     while count.is_none_or(|n| printed < n) {
-        let Some((kind, message)) = messages.next().await else {
+        let Some(message) = messages.next().await else {
             break;
         };
+        let subject = message.subject.as_str();
+        let kind = FleetKind::ALL
+            .into_iter()
+            .find(|&k| bus.fleet_name(k, subject).is_some());
         let line = match kind {
-            None => match Event::decode(&message.payload) {
-                Ok(event) => event_line(&event),
-                Err(e) => format!("{} {}: {e}", now_rfc3339(), message.subject),
-            },
+            None if subject.starts_with(&format!("{prefix}.event.")) => {
+                match Event::decode(&message.payload) {
+                    Ok(event) => event_line(&event),
+                    Err(e) => format!("{} {}: {e}", now_rfc3339(), message.subject),
+                }
+            }
+            None => continue,
             Some(kind) => {
                 let name = bus.fleet_name(kind, &message.subject).unwrap_or("");
                 format!(

@@ -189,3 +189,54 @@ async fn watch_prints_one_line_per_change() {
         "2026-11-26T09:00:01Z event web1 update [sparse.0]: sparse.0 applied"
     );
 }
+
+#[tokio::test]
+async fn watch_once_prints_the_status_screen() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    bus.publish_image(&sparse("sparse.0")).await.unwrap();
+    for (host, compliant) in [("web1", true), ("web2", false)] {
+        bus.publish_mdb(host, br#"{"RequiredImage":"sparse.0"}"#.to_vec().into())
+            .await
+            .unwrap();
+        bus.publish_state(&report(host, "sparse.0", compliant))
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        let event =
+            dom_model::Event::new("web1", "update", "2026-11-26T09:00:01Z", format!("n{i}"));
+        bus.publish_event(&event.with_image("sparse.0"))
+            .await
+            .unwrap();
+    }
+    domtool(&server, &["disable-updates", "bad image"])
+        .await
+        .ok();
+
+    let screen = domtool(&server, &["watch", "--once"]).await.ok();
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(lines[0].starts_with("fleet on nats://"), "{screen}");
+    assert!(
+        lines[1].starts_with("machines 2  compliant 1  "),
+        "{screen}"
+    );
+    assert!(
+        lines[2].starts_with("updates: STOPPED by alice@"),
+        "{screen}"
+    );
+    assert!(lines[2].ends_with(": bad image"), "{screen}");
+    assert!(lines[1].ends_with("safety shutoffs 0"), "{screen}");
+    assert!(lines.contains(&"  sparse.0: 1/2 compliant"), "{screen}");
+    let events = lines.iter().position(|l| *l == "latest events").unwrap();
+    assert_eq!(
+        &lines[events + 1..],
+        [
+            "09:00:01 web1 update [sparse.0]: n2",
+            "09:00:01 web1 update [sparse.0]: n1",
+            "09:00:01 web1 update [sparse.0]: n0",
+        ],
+        "{screen}"
+    );
+    assert!(!screen.contains('\x1b'), "{screen:?}");
+}
