@@ -4,7 +4,7 @@
 //! overlap scanning.
 
 use std::fs;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -33,6 +33,9 @@ impl From<ScanError> for SourceError {
         }
     }
 }
+
+/// Most bytes reserved for a tar entry before reading it.
+const PREALLOCATE_MAX: u64 = 16 << 20;
 
 /// How to read a source.
 pub struct SourceOptions {
@@ -64,22 +67,38 @@ pub fn scan(
         Ok(dom_scan::scan_tree(source, &options, counters)?.manifest)
     } else {
         let file = fs::File::open(source).map_err(read_err)?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        let gzip = {
-            use std::io::BufRead;
-            let head = reader.fill_buf().map_err(read_err)?;
-            head.starts_with(&[0x1f, 0x8b])
-        };
-        if gzip {
-            scan_tar(
-                flate2::read::MultiGzDecoder::new(reader),
-                source,
-                &options,
-                counters,
-            )
-        } else {
-            scan_tar(reader, source, &options, counters)
-        }
+        let reader = BufReader::with_capacity(1 << 20, file);
+        scan_archive(reader, source, &options, counters)
+    }
+}
+
+/// Reads a tar archive, gzip-compressed or not (told apart by its first
+/// bytes), into a manifest. `source` names the archive in errors. Entries
+/// that would land outside the image root (absolute paths, `..`, links
+/// escaping it) are refused; nothing is written anywhere.
+pub fn scan_archive<R: BufRead>(
+    mut reader: R,
+    source: &Path,
+    options: &SourceOptions,
+    counters: &Counters,
+) -> Result<Manifest, SourceError> {
+    let read_err = |e: io::Error| SourceError::Read {
+        path: source.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let gzip = reader
+        .fill_buf()
+        .map_err(read_err)?
+        .starts_with(&[0x1f, 0x8b]);
+    if gzip {
+        scan_tar(
+            flate2::read::MultiGzDecoder::new(reader),
+            source,
+            options,
+            counters,
+        )
+    } else {
+        scan_tar(reader, source, options, counters)
     }
 }
 
@@ -127,9 +146,18 @@ fn scan_tar<R: Read>(
         let inode = match header.entry_type() {
             tar::EntryType::Directory => Inode::Dir { mode, uid, gid },
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut data = Vec::with_capacity(entry.size() as usize);
+                // The header's size is the archive's claim, not a fact:
+                // reserve at most PREALLOCATE_MAX up front, and name the
+                // file when the archive ends before it does.
+                let declared = entry.size();
+                let mut data = Vec::with_capacity(declared.min(PREALLOCATE_MAX) as usize);
                 entry.read_to_end(&mut data).map_err(read_err)?;
                 let size = data.len() as u64;
+                if size != declared {
+                    return Err(tar_err(format!(
+                        "the archive ends after {size} of the file's {declared} bytes"
+                    )));
+                }
                 counters.files.fetch_add(1, Ordering::Relaxed);
                 counters.bytes.fetch_add(size, Ordering::Relaxed);
                 counters.hashed_bytes.fetch_add(size, Ordering::Relaxed);
@@ -196,4 +224,145 @@ fn scan_tar<R: Read>(
         })?;
     }
     Ok(builder.finish()?)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Archives `imagetool add` must refuse without crashing, several found
+    //! by the `tar` fuzz target (see docs/FUZZING.md).
+
+    use std::io::Cursor;
+
+    use super::*;
+
+    fn read(archive: &[u8]) -> Result<Manifest, SourceError> {
+        let options = SourceOptions {
+            filter: Filter::parse("/tmp/.*").unwrap(),
+            cache: None,
+            sink: None,
+        };
+        scan_archive(
+            Cursor::new(archive),
+            Path::new("test.tar"),
+            &options,
+            &Counters::default(),
+        )
+    }
+
+    /// One ustar header block for a regular file `name` whose size field
+    /// holds `size` as is (octal digits or base-256), then two zero blocks.
+    fn archive_with_size_field(name: &str, size: [u8; 12]) -> Vec<u8> {
+        let mut header = [0u8; 512];
+        header[..name.len()].copy_from_slice(name.as_bytes());
+        header[100..108].copy_from_slice(b"0000644\0");
+        header[108..116].copy_from_slice(b"0000000\0");
+        header[116..124].copy_from_slice(b"0000000\0");
+        header[124..136].copy_from_slice(&size);
+        header[136..148].copy_from_slice(b"00000000000\0");
+        header[156] = b'0';
+        header[257..263].copy_from_slice(b"ustar\0");
+        header[263..265].copy_from_slice(b"00");
+        header[148..156].fill(b' ');
+        let sum: u32 = header.iter().map(|b| u32::from(*b)).sum();
+        header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let mut archive = header.to_vec();
+        archive.resize(512 * 3, 0);
+        archive
+    }
+
+    fn builder_archive(add: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        add(&mut builder);
+        builder.into_inner().unwrap()
+    }
+
+    fn header(kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_764_000_000);
+        header.set_size(size);
+        header
+    }
+
+    #[test]
+    fn reads_a_small_archive_plain_and_compressed() {
+        let archive = builder_archive(|b| {
+            b.append_data(
+                &mut header(tar::EntryType::Directory, 0),
+                "etc",
+                io::empty(),
+            )
+            .unwrap();
+            b.append_data(
+                &mut header(tar::EntryType::Regular, 5),
+                "etc/hostname",
+                &b"web1\n"[..],
+            )
+            .unwrap();
+        });
+        let manifest = read(&archive).unwrap();
+        assert_eq!(manifest.entries.len(), 3);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &archive).unwrap();
+        assert_eq!(read(&gz.finish().unwrap()).unwrap(), manifest);
+    }
+
+    /// A 1.5 KiB archive whose header claims a 4 EiB file made the reader
+    /// reserve that much memory up front and abort the process.
+    #[test]
+    fn a_file_larger_than_the_archive_is_refused_not_allocated() {
+        let mut size = [0u8; 12];
+        size[0] = 0x80; // base-256: 2^62 bytes
+        size[4] = 0x40;
+        let err = read(&archive_with_size_field("big", size)).unwrap_err();
+        assert!(err.to_string().contains("archive ends after"), "{err}");
+        // 8 GiB in octal: a claim, not an allocation.
+        let err = read(&archive_with_size_field("big", *b"77777777777\0")).unwrap_err();
+        assert!(err.to_string().contains("archive ends after"), "{err}");
+    }
+
+    /// A truncated archive is refused at the file it cuts, naming it.
+    #[test]
+    fn an_archive_cut_inside_a_file_is_refused() {
+        let archive = builder_archive(|b| {
+            b.append_data(
+                &mut header(tar::EntryType::Regular, 1000),
+                "data",
+                &[7u8; 1000][..],
+            )
+            .unwrap();
+        });
+        let err = read(&archive[..512 + 600]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("after 600 of the file's 1000 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn entries_outside_the_root_are_refused() {
+        let hostile: [(&str, tar::EntryType, &str); 5] = [
+            ("../escape", tar::EntryType::Regular, ""),
+            ("/etc/passwd", tar::EntryType::Regular, ""),
+            ("up", tar::EntryType::Symlink, "../../etc/shadow"),
+            ("up", tar::EntryType::Link, "../etc/shadow"),
+            ("up", tar::EntryType::Link, "/etc/shadow"),
+        ];
+        for (name, kind, target) in hostile {
+            let mut h = tar::Header::new_old();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
+            h.set_entry_type(kind);
+            h.set_mode(0o644);
+            h.set_size(0);
+            h.set_cksum();
+            let mut archive = h.as_bytes().to_vec();
+            archive.resize(512 * 3, 0);
+            assert!(read(&archive).is_err(), "{name} -> {target} was accepted");
+        }
+    }
 }
