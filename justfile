@@ -34,6 +34,7 @@ test: tools
 # Check formatting and lints (warnings are errors)
 lint:
     cd "{{root}}" && cargo fmt --all --check
+    cd "{{root}}/fuzz" && cargo fmt --check
     cd "{{root}}" && cargo clippy --workspace --all-targets -- -D warnings
 
 # Build release binaries
@@ -47,3 +48,11 @@ demo: tools
 # Benchmark imagetool against sha512sum and ostree (slow; not run in CI)
 bench: tools
     @"{{root}}/ops/bench/run.sh"
+
+# Fuzz each decoder for SECONDS (default 60, or FUZZ_SECONDS); docs/FUZZING.md
+fuzz seconds=env_var_or_default("FUZZ_SECONDS", "60") *targets:
+    @"{{root}}/fuzz/run.sh" {{seconds}} {{targets}}
+
+# A short run of every fuzz target, as CI does
+fuzz-smoke:
+    @"{{root}}/fuzz/run.sh" 10

