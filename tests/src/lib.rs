@@ -18,20 +18,43 @@ use anyhow::{bail, Context, Result};
 pub struct NatsServer {
     port: u16,
     dir: tempfile::TempDir,
+    config: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl NatsServer {
     /// Starts a fresh server with JetStream on a free port.
     pub fn start() -> Result<Self> {
+        Self::start_inner(None)
+    }
+
+    /// Starts a server from the configuration file `config` (users, TLS,
+    /// permissions, JetStream and its store directory), listening on
+    /// 127.0.0.1 on a free port whatever the file says.
+    pub fn start_with_config(config: &Path) -> Result<Self> {
+        Self::start_inner(Some(config.to_path_buf()))
+    }
+
+    fn start_inner(config: Option<PathBuf>) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut server = Self {
             port: free_port()?,
             dir,
+            config,
             child: None,
         };
         server.spawn()?;
         Ok(server)
+    }
+
+    /// `tls://127.0.0.1:PORT`, for a server whose configuration asks for TLS.
+    pub fn tls_url(&self) -> String {
+        format!("tls://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     /// `nats://127.0.0.1:PORT`
@@ -43,7 +66,8 @@ impl NatsServer {
         self.port
     }
 
-    /// The server's store directory.
+    /// The server's store directory (unless started from a configuration
+    /// file, which names its own).
     pub fn store_dir(&self) -> PathBuf {
         self.dir.path().join("store")
     }
@@ -65,16 +89,15 @@ impl NatsServer {
     fn spawn(&mut self) -> Result<()> {
         let binary = nats_server_binary();
         let log = std::fs::File::create(self.dir.path().join("server.log"))?;
-        let child = Command::new(&binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store_dir())
+        let mut command = Command::new(&binary);
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        match &self.config {
+            // The file says where JetStream stores (the server refuses a
+            // second store directory from the command line).
+            Some(config) => command.arg("-c").arg(config),
+            None => command.args(["-js", "-sd"]).arg(self.store_dir()),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -95,9 +118,7 @@ impl NatsServer {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                let log =
-                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-                bail!("nats-server exited with {status}: {log}");
+                bail!("nats-server exited with {status}: {}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

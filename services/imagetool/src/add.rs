@@ -123,7 +123,7 @@ impl std::fmt::Display for AddSummary {
 pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<AddSummary> {
     let started = Instant::now();
     let name = request.name.clone();
-    bus.ensure_streams().await?;
+    bus.ensure_image_streams().await?;
     // Fail before doing any work; the publish at the end checks again.
     match bus.image(&name).await? {
         Some(stored) if matches!(stored.message, ImageMessage::Deleted(_)) => {

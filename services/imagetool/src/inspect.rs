@@ -9,7 +9,7 @@ use dom_model::{ImageMessage, ImageName, ImageRecord, Inode, Manifest};
 use dom_store::{ContentStore, NatsStore};
 
 pub async fn list(bus: &Bus, all: bool, out: &mut impl Write) -> Result<()> {
-    bus.ensure_streams().await?;
+    bus.ensure_image_streams().await?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     for stored in bus.images().await? {
         match &stored.message {
@@ -23,7 +23,7 @@ pub async fn list(bus: &Bus, all: bool, out: &mut impl Write) -> Result<()> {
 }
 
 pub async fn check(bus: &Bus, name: &ImageName) -> Result<bool> {
-    bus.ensure_streams().await?;
+    bus.ensure_image_streams().await?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     Ok(matches!(
         bus.image(name).await?,
@@ -33,7 +33,7 @@ pub async fn check(bus: &Bus, name: &ImageName) -> Result<bool> {
 
 /// Fetches an image's record and decoded manifest.
 pub async fn load(bus: &Bus, name: &ImageName) -> Result<(ImageRecord, Manifest)> {
-    bus.ensure_streams().await?;
+    bus.ensure_image_streams().await?;
     let record = bus.image_record(name).await?;
     let store = NatsStore::open(bus).await?;
     let bytes = store
@@ -106,7 +106,7 @@ pub fn mode_string(mode: u32) -> String {
 }
 
 pub async fn show_filter(bus: &Bus, name: &ImageName, out: &mut impl Write) -> Result<()> {
-    bus.ensure_streams().await?;
+    bus.ensure_image_streams().await?;
     let record = bus.image_record(name).await?;
     for line in record.filter.unwrap_or_default() {
         writeln!(out, "{line}")?;
@@ -115,7 +115,7 @@ pub async fn show_filter(bus: &Bus, name: &ImageName, out: &mut impl Write) -> R
 }
 
 pub async fn show_triggers(bus: &Bus, name: &ImageName, out: &mut impl Write) -> Result<()> {
-    bus.ensure_streams().await?;
+    bus.ensure_image_streams().await?;
     let record = bus.image_record(name).await?;
     writeln!(out, "{}", serde_json::to_string_pretty(&record.triggers)?)?;
     Ok(())

@@ -81,7 +81,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Delete { name } => {
             let name = ImageName::parse(&name)?;
-            bus.ensure_streams().await?;
+            bus.ensure_image_streams().await?;
             bus.delete_image(&Tombstone {
                 v: dom_model::image::IMAGE_RECORD_VERSION,
                 name: name.clone(),

@@ -88,9 +88,14 @@ impl Bus {
             .get_stream_no_info(self.subjects.desired_stream())
             .await
             .map_err(|e| self.js_error(e))?;
-        match stream
-            .direct_get_last_for_subject(self.subjects.desired(host))
-            .await
+        let subject = self.subjects.desired(host);
+        let request = format!(
+            "$JS.API.DIRECT.GET.{}.{subject}",
+            self.subjects.desired_stream()
+        );
+        match self
+            .guarded_on(&request, stream.direct_get_last_for_subject(subject))
+            .await?
         {
             Ok(msg) => Ok(Some(DesiredMessage::new(host, msg.sequence, &msg.payload))),
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
@@ -120,13 +125,26 @@ impl Bus {
             },
             None => DeliverPolicy::LastPerSubject,
         };
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: self.subjects.desired(host),
-                deliver_policy,
-                ..Default::default()
-            })
-            .await
+        // Named, so the request names the stream, the consumer and the
+        // filter (`$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`) and an
+        // agent's credential can be limited to its own desired state.
+        let name = format!("desired_{}", nuid::next());
+        let filter_subject = self.subjects.desired(host);
+        let request = format!(
+            "$JS.API.CONSUMER.CREATE.{}.{name}.{filter_subject}",
+            self.subjects.desired_stream()
+        );
+        let consumer = self
+            .guarded_on(
+                &request,
+                stream.create_consumer(OrderedConfig {
+                    name: Some(name.clone()),
+                    filter_subject,
+                    deliver_policy,
+                    ..Default::default()
+                }),
+            )
+            .await?
             .map_err(|e| self.js_error(format!("following desired state of {host}: {e}")))?;
         let messages = consumer
             .messages()
@@ -216,13 +234,19 @@ impl Bus {
         Ok(out)
     }
 
-    async fn publish_acked(
+    /// Publishes and waits for the stream's acknowledgement; fails at once
+    /// when the server refuses this credential the subject.
+    pub(crate) async fn publish_acked(
         &self,
         subject: String,
         payload: Bytes,
         what: &str,
     ) -> Result<u64, BusError> {
-        let ack = async { self.js.publish(subject.clone(), payload).await?.await }.await;
+        let ack = self
+            .guarded_on(&subject, async {
+                self.js.publish(subject.clone(), payload).await?.await
+            })
+            .await?;
         ack.map(|ack| ack.sequence)
             .map_err(|e| self.js_error(format!("publishing {what} on {subject}: {e}")))
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::denied::Denials;
 use crate::subjects::{BadPrefix, Subjects};
 
 /// How long to wait for a server before giving up on the first connect.
@@ -64,6 +65,21 @@ pub enum BusError {
     Prefix(#[from] BadPrefix),
     #[error("JetStream at {server}: {reason}")]
     JetStream { server: String, reason: String },
+    #[error("permission denied: this credential may not {action} {subject}")]
+    PermissionDenied {
+        /// `publish to` or `subscribe to`.
+        action: &'static str,
+        subject: String,
+    },
+    #[error("{what} does not exist; an operator must create it: run `domsetup streams` with the operator's credentials")]
+    Missing { what: String },
+}
+
+impl BusError {
+    /// Whether the server refused this credential the action.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, BusError::PermissionDenied { .. })
+    }
 }
 
 /// A connection to the fleet's NATS, with its JetStream context and names.
@@ -73,6 +89,8 @@ pub struct Bus {
     pub js: async_nats::jetstream::Context,
     pub subjects: Subjects,
     server: String,
+    inbox_prefix: String,
+    pub(crate) denials: Denials,
 }
 
 impl Bus {
@@ -81,10 +99,24 @@ impl Bus {
     /// client's own reconnects.
     pub async fn connect(args: &ConnectArgs, name: &str) -> Result<Self, BusError> {
         let subjects = Subjects::new(&args.prefix)?;
+        let denials = Denials::new();
+        let heard = denials.clone();
         let mut options = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(CONNECT_TIMEOUT)
-            .max_reconnects(None);
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let heard = heard.clone();
+                async move {
+                    match event {
+                        async_nats::Event::ServerError(async_nats::ServerError::Other(e)) => {
+                            heard.server_error(&e)
+                        }
+                        event => tracing::debug!(%event, "NATS connection"),
+                    }
+                }
+            });
+        let mut inbox_prefix = String::from("_INBOX");
         if let Some(path) = &args.creds {
             options = options
                 .credentials_file(path)
@@ -96,13 +128,22 @@ impl Bus {
                 })?;
         }
         if let Some(path) = &args.nkey {
-            let seed = std::fs::read_to_string(path).map_err(|e| BusError::Credentials {
+            let unreadable = |reason: String| BusError::Credentials {
                 what: "nkey seed file",
                 path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            options = options.nkey(seed.trim().to_string());
+                reason,
+            };
+            let seed = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+            let seed = seed.trim().to_string();
+            let key = nkeys::KeyPair::from_seed(&seed)
+                .map_err(|e| unreadable(format!("not an nkey seed: {e}")))?;
+            // Replies come back on inboxes under the credential's own
+            // public key, so the server can let each credential read its
+            // own replies and no one else's (see docs/SECURITY.md).
+            inbox_prefix = inbox_prefix_for(&key.public_key());
+            options = options.nkey(seed);
         }
+        options = options.custom_inbox_prefix(&inbox_prefix);
         if let Some(ca) = &args.tls_ca {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
@@ -115,17 +156,21 @@ impl Bus {
         let client = options
             .connect(server.as_str())
             .await
-            .map_err(|e| BusError::Connect {
-                server: server.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| connect_error(&server, args, &e))?;
         let js = async_nats::jetstream::new(client.clone());
         Ok(Self {
             client,
             js,
             subjects,
             server,
+            inbox_prefix,
+            denials,
         })
+    }
+
+    /// The prefix of this connection's reply subjects.
+    pub fn inbox_prefix(&self) -> &str {
+        &self.inbox_prefix
     }
 
     /// The server URL this bus was connected with, for messages.
@@ -138,5 +183,43 @@ impl Bus {
             server: self.server.clone(),
             reason: reason.to_string(),
         }
+    }
+}
+
+/// The inbox prefix of a client authenticated by the nkey `public_key`:
+/// `_INBOX.<public key>`.
+pub fn inbox_prefix_for(public_key: &str) -> String {
+    format!("_INBOX.{public_key}")
+}
+
+/// One line saying why the first connect failed and, where it can, what
+/// to do about it.
+fn connect_error(server: &str, args: &ConnectArgs, error: &async_nats::ConnectError) -> BusError {
+    let reason = error.to_string();
+    let lower = reason.to_lowercase();
+    let tls = matches!(error.kind(), async_nats::ConnectErrorKind::Tls)
+        || lower.contains("certificate")
+        || lower.contains("tls");
+    let reason = if tls && args.tls_ca.is_none() {
+        format!(
+            "the server requires TLS and its certificate is not trusted here ({reason}); \
+             pass --tls-ca with the fleet's CA certificate"
+        )
+    } else if matches!(
+        error.kind(),
+        async_nats::ConnectErrorKind::AuthorizationViolation
+    ) {
+        let given = if args.nkey.is_some() || args.creds.is_some() {
+            "the credential given was refused"
+        } else {
+            "the server wants a credential: pass --nkey (or --creds)"
+        };
+        format!("{given} ({reason})")
+    } else {
+        reason
+    };
+    BusError::Connect {
+        server: server.to_string(),
+        reason,
     }
 }

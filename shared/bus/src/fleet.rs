@@ -246,13 +246,6 @@ impl Bus {
     }
 
     async fn publish_fleet(&self, subject: String, payload: Bytes) -> Result<u64, BusError> {
-        let ack = self
-            .js
-            .publish(subject.clone(), payload)
-            .await
-            .map_err(|e| self.js_error(format!("publishing on {subject}: {e}")))?
-            .await
-            .map_err(|e| self.js_error(format!("publishing on {subject}: {e}")))?;
-        Ok(ack.sequence)
+        self.publish_acked(subject, payload, "message").await
     }
 }

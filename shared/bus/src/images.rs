@@ -46,7 +46,11 @@ impl Bus {
         let publish = Publish::build()
             .payload(payload.into())
             .expected_last_subject_sequence(0);
-        let result = async { self.js.send_publish(subject, publish).await?.await }.await;
+        let result = self
+            .guarded_on(&subject, async {
+                self.js.send_publish(subject.clone(), publish).await?.await
+            })
+            .await?;
         match result {
             Ok(ack) => Ok(ack.sequence),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
@@ -175,13 +179,12 @@ impl Bus {
         let publish = Publish::build()
             .payload(payload.into())
             .expected_last_subject_sequence(stored.sequence);
-        let result = async {
-            self.js
-                .send_publish(self.subjects.image(name.as_str()), publish)
-                .await?
-                .await
-        }
-        .await;
+        let subject = self.subjects.image(name.as_str());
+        let result = self
+            .guarded_on(&subject, async {
+                self.js.send_publish(subject.clone(), publish).await?.await
+            })
+            .await?;
         match result {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {

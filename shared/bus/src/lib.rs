@@ -6,8 +6,13 @@
 //! - [`subjects`]: every subject, built from the fleet's prefix.
 //! - [`connect`]: the connection options every tool shares (server, creds,
 //!   nkey, TLS, prefix) and [`Bus`], a connected handle.
+//! - [`denied`]: permission violations, heard at once, so a denied
+//!   publish fails with the subject it names instead of timing out.
+//! - [`roles`]: what each role (operator, builder, dominator, subd,
+//!   viewer) may do, as nats-server permissions.
 //! - [`logging`]: the logging set-up every binary shares.
-//! - [`streams`]: creates or updates the streams and the bucket, idempotently.
+//! - [`streams`]: checks the streams and the bucket, creating or updating
+//!   them only when needed (and allowed).
 //! - [`images`]: publishing, reading, listing and deleting image records.
 //! - [`agent`]: desired states, state reports and events, between the
 //!   fleet and each machine's agent.
@@ -17,9 +22,11 @@
 
 pub mod agent;
 pub mod connect;
+pub mod denied;
 pub mod fleet;
 pub mod images;
 pub mod logging;
+pub mod roles;
 pub mod streams;
 pub mod subjects;
 

@@ -1,9 +1,15 @@
-//! Stream and bucket setup. Every tool calls [`Bus::ensure_streams`] before
-//! use; it creates what is missing and updates what differs, so running it
-//! any number of times, from any tool, is safe.
+//! Stream and bucket setup. Tools call [`Bus::ensure_streams`] (or, for
+//! image builders, [`Bus::ensure_image_streams`]) before use. It looks
+//! first and changes only what is missing or differs, so running it any
+//! number of times, from any tool, is safe, and a credential that may
+//! only read or write messages (every role but the operator's) works as
+//! long as an operator has set the streams up: a missing stream is then a
+//! one-line error saying so, and a stream that differs is left as it is
+//! with a warning.
 
 use std::time::Duration;
 
+use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::object_store;
 use async_nats::jetstream::stream::{Config, DiscardPolicy, StorageType};
 
@@ -15,9 +21,8 @@ pub const EVENTS_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const EVENTS_MAX_BYTES: i64 = 1 << 30;
 
 impl Bus {
-    /// Creates or updates every stream of the event contract and the object
-    /// bucket.
-    pub async fn ensure_streams(&self) -> Result<(), BusError> {
+    /// The configuration of every stream of the event contract.
+    pub fn stream_configs(&self) -> Vec<Config> {
         let s = &self.subjects;
         let per_subject = |name: String, kind: &str, keep: i64| Config {
             name,
@@ -28,7 +33,7 @@ impl Bus {
             discard: DiscardPolicy::Old,
             ..Default::default()
         };
-        let configs = [
+        vec![
             per_subject(s.images_stream(), "image", -1),
             per_subject(s.mdb_stream(), "mdb", 16),
             per_subject(s.desired_stream(), "desired", 1),
@@ -39,32 +44,134 @@ impl Bus {
                 max_bytes: EVENTS_MAX_BYTES,
                 ..per_subject(s.events_stream(), "event", -1)
             },
-        ];
-        for config in configs {
-            let name = config.name.clone();
-            self.js
-                .create_or_update_stream(config)
-                .await
-                .map_err(|e| self.js_error(format!("setting up stream {name}: {e}")))?;
+        ]
+    }
+
+    /// Makes sure every stream of the event contract and the object bucket
+    /// exist as this version wants them.
+    pub async fn ensure_streams(&self) -> Result<(), BusError> {
+        for config in self.stream_configs() {
+            self.ensure_stream(config).await?;
         }
         self.object_bucket().await?;
         Ok(())
     }
 
-    /// The object bucket, created when missing.
+    /// Makes sure the image stream and the object bucket exist: all an
+    /// image builder needs.
+    pub async fn ensure_image_streams(&self) -> Result<(), BusError> {
+        let images = self.subjects.images_stream();
+        let config = self
+            .stream_configs()
+            .into_iter()
+            .find(|c| c.name == images)
+            .expect("the image stream is configured");
+        self.ensure_stream(config).await?;
+        self.object_bucket().await?;
+        Ok(())
+    }
+
+    /// Looks the stream up; creates it when missing and updates it when
+    /// it differs from `wanted`, if this credential may.
+    async fn ensure_stream(&self, wanted: Config) -> Result<(), BusError> {
+        let name = wanted.name.clone();
+        match self.stream_config(&name).await? {
+            Some(current) if same_settings(&current, &wanted) => Ok(()),
+            Some(_) => {
+                let info = format!("$JS.API.STREAM.UPDATE.{name}");
+                match self.guarded_on(&info, self.js.update_stream(wanted)).await {
+                    Ok(Ok(_)) => {
+                        tracing::info!(stream = %name, "updated stream settings");
+                        Ok(())
+                    }
+                    Err(e) if e.is_permission_denied() => {
+                        tracing::warn!(
+                            stream = %name,
+                            "stream settings differ from this version's; an operator should run `domsetup streams`"
+                        );
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                    Ok(Err(e)) => Err(self.js_error(format!("updating stream {name}: {e}"))),
+                }
+            }
+            None => {
+                let create = format!("$JS.API.STREAM.CREATE.{name}");
+                match self
+                    .guarded_on(&create, self.js.create_stream(wanted))
+                    .await
+                {
+                    Ok(Ok(_)) => Ok(()),
+                    Err(e) if e.is_permission_denied() => Err(BusError::Missing {
+                        what: format!("stream {name}"),
+                    }),
+                    Err(e) => Err(e),
+                    Ok(Err(e)) => Err(self.js_error(format!("creating stream {name}: {e}"))),
+                }
+            }
+        }
+    }
+
+    /// A stream's configuration, or `None` when it does not exist.
+    async fn stream_config(&self, name: &str) -> Result<Option<Config>, BusError> {
+        let info = format!("$JS.API.STREAM.INFO.{name}");
+        match self.guarded_on(&info, self.js.get_stream(name)).await? {
+            Ok(stream) => Ok(Some(stream.cached_info().config.clone())),
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(error)
+                    if error.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(None)
+                }
+                _ => Err(self.js_error(format!("reading stream {name}: {e}"))),
+            },
+        }
+    }
+
+    /// The object bucket; created when missing, if this credential may.
     pub async fn object_bucket(&self) -> Result<object_store::ObjectStore, BusError> {
         let bucket = self.subjects.object_bucket();
-        if let Ok(store) = self.js.get_object_store(&bucket).await {
-            return Ok(store);
+        let stream = self.subjects.object_stream();
+        if self.stream_config(&stream).await?.is_some() {
+            return self
+                .js
+                .get_object_store(&bucket)
+                .await
+                .map_err(|e| self.js_error(format!("opening object bucket {bucket}: {e}")));
         }
-        self.js
-            .create_object_store(object_store::Config {
-                bucket: bucket.clone(),
-                description: Some("file contents, named by SHA-512".into()),
-                storage: StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| self.js_error(format!("setting up object bucket {bucket}: {e}")))
+        let create = format!("$JS.API.STREAM.CREATE.{stream}");
+        let created = self
+            .guarded_on(
+                &create,
+                self.js.create_object_store(object_store::Config {
+                    bucket: bucket.clone(),
+                    description: Some("file contents, named by SHA-512".into()),
+                    storage: StorageType::File,
+                    ..Default::default()
+                }),
+            )
+            .await;
+        match created {
+            Ok(Ok(store)) => Ok(store),
+            Err(e) if e.is_permission_denied() => Err(BusError::Missing {
+                what: format!("object bucket {bucket}"),
+            }),
+            Err(e) => Err(e),
+            Ok(Err(e)) => Err(self.js_error(format!("setting up object bucket {bucket}: {e}"))),
+        }
     }
+}
+
+/// Whether a stream already has the settings this version sets (the
+/// server fills in the rest).
+fn same_settings(current: &Config, wanted: &Config) -> bool {
+    // Zero and negative limits both mean "no limit".
+    let limit = |n: i64| n.max(0);
+    current.subjects == wanted.subjects
+        && limit(current.max_messages_per_subject) == limit(wanted.max_messages_per_subject)
+        && current.storage == wanted.storage
+        && current.allow_direct == wanted.allow_direct
+        && current.discard == wanted.discard
+        && current.max_age == wanted.max_age
+        && limit(current.max_bytes) == limit(wanted.max_bytes)
 }

@@ -164,6 +164,11 @@ impl Subjects {
         format!("$O.{}.C.", self.object_bucket())
     }
 
+    /// Every subject of the fleet: `dom.>`.
+    pub fn all_subjects(&self) -> String {
+        format!("{}.>", self.prefix)
+    }
+
     /// The wildcard subject of a stream's kind (`dom.mdb.>`).
     pub fn all(&self, kind: &str) -> String {
         format!("{}.{kind}.>", self.prefix)

@@ -121,6 +121,7 @@ pub struct NatsStore {
     bucket: async_nats::jetstream::object_store::ObjectStore,
     bucket_name: String,
     js: async_nats::jetstream::Context,
+    bus: Bus,
     stream: String,
     meta_prefix: String,
     chunk_prefix: String,
@@ -135,6 +136,7 @@ impl NatsStore {
             bucket: bus.object_bucket().await?,
             bucket_name: bus.subjects.object_bucket(),
             js: bus.js.clone(),
+            bus: bus.clone(),
             stream: bus.subjects.object_stream(),
             meta_prefix: bus.subjects.object_meta_prefix(),
             chunk_prefix: bus.subjects.object_chunk_prefix(),
@@ -178,6 +180,32 @@ impl ContentStore for NatsStore {
     }
 
     async fn put(&self, id: ObjectId, content: Bytes) -> Result<(), StoreError> {
+        // A credential that may not write objects is told so at once
+        // rather than after every chunk's acknowledgement times out.
+        let bucket = format!("$O.{}.", self.bucket_name);
+        self.bus
+            .guarded(
+                |denied| denied.starts_with(&bucket),
+                self.put_unguarded(id, content),
+            )
+            .await?
+    }
+
+    async fn get(&self, id: ObjectId) -> Result<Bytes, StoreError> {
+        self.read(id, Size::Any).await
+    }
+
+    async fn get_sized(&self, id: ObjectId, size: u64) -> Result<Bytes, StoreError> {
+        self.read(id, Size::Exactly(size)).await
+    }
+
+    async fn get_at_most(&self, id: ObjectId, limit: u64) -> Result<Bytes, StoreError> {
+        self.read(id, Size::AtMost(limit)).await
+    }
+}
+
+impl NatsStore {
+    async fn put_unguarded(&self, id: ObjectId, content: Bytes) -> Result<(), StoreError> {
         // The standard object-store layout (chunks under a fresh id, then
         // the metadata message rolling up its subject), written without
         // waiting for each chunk's acknowledgement: all of them are in
@@ -232,18 +260,6 @@ impl ContentStore for NatsStore {
             ack.map_err(|e| failed(&e))?;
         }
         Ok(())
-    }
-
-    async fn get(&self, id: ObjectId) -> Result<Bytes, StoreError> {
-        self.read(id, Size::Any).await
-    }
-
-    async fn get_sized(&self, id: ObjectId, size: u64) -> Result<Bytes, StoreError> {
-        self.read(id, Size::Exactly(size)).await
-    }
-
-    async fn get_at_most(&self, id: ObjectId, limit: u64) -> Result<Bytes, StoreError> {
-        self.read(id, Size::AtMost(limit)).await
     }
 }
 

@@ -1,0 +1,106 @@
+//! domsetup: sets a secured fleet up (see docs/SECURITY.md).
+//!
+//! - `domsetup credential ROLE [HOST] --seed FILE`: a new nkey for a role,
+//!   its seed written to FILE (readable by its owner only), and the
+//!   nats-server `authorization.users` entry with the role's permissions
+//!   printed on stdout. `ops/secure` keeps one such entry per file.
+//! - `domsetup streams`: creates or updates the fleet's streams and object
+//!   bucket; run it once with the operator's credentials before the
+//!   other roles, which may not create them.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dom_bus::roles::Role;
+use dom_bus::{Bus, ConnectArgs, Subjects};
+
+/// Sets a secured fleet up: credentials for each role, and the streams.
+#[derive(Debug, Parser)]
+#[command(name = "domsetup", version)]
+struct Cli {
+    /// More logging (repeat for more); RUST_LOG also works.
+    #[arg(long, short, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make a new nkey for ROLE (operator, builder, dominator, subd HOST,
+    /// viewer): its seed goes to --seed, the nats-server user entry with
+    /// the role's permissions to stdout.
+    Credential {
+        /// operator, builder, dominator, subd or viewer.
+        role: String,
+        /// The machine, for role subd.
+        host: Option<String>,
+        /// Where to write the new seed; refused if the file exists.
+        #[arg(long, value_name = "FILE")]
+        seed: PathBuf,
+        /// Subject prefix of the fleet.
+        #[arg(long, env = "DOM_PREFIX", default_value = dom_bus::subjects::DEFAULT_PREFIX)]
+        prefix: String,
+    },
+    /// Create or update the streams and the object bucket (operator).
+    Streams {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    dom_bus::init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Credential {
+            role,
+            host,
+            seed,
+            prefix,
+        } => credential(&role, host.as_deref(), &seed, &prefix),
+        Command::Streams { connect } => tokio::runtime::Runtime::new()
+            .context("tokio runtime")
+            .and_then(|runtime| runtime.block_on(streams(&connect))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("domsetup: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn credential(role: &str, host: Option<&str>, seed: &PathBuf, prefix: &str) -> anyhow::Result<()> {
+    let role = Role::new(role, host)?;
+    let subjects = Subjects::new(prefix)?;
+    let key = nkeys::KeyPair::new_user();
+    let secret = key.seed().context("encoding the new seed")?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(seed)
+        .with_context(|| format!("cannot write seed file {}", seed.display()))?;
+    writeln!(file, "{secret}")
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write seed file {}", seed.display()))?;
+    print!("{}", role.user_entry(&subjects, &key.public_key()));
+    Ok(())
+}
+
+async fn streams(connect: &ConnectArgs) -> anyhow::Result<()> {
+    let bus = Bus::connect(connect, "domsetup").await?;
+    bus.ensure_streams().await?;
+    println!(
+        "streams and object bucket of prefix {} are set up on {}",
+        bus.subjects.prefix(),
+        bus.server()
+    );
+    Ok(())
+}

@@ -1,0 +1,569 @@
+//! Separation of powers, against a real nats-server running the
+//! configuration `ops/secure/domsecure` writes: TLS only, one nkey user
+//! per role. Each role can do its job, every attempt beyond it fails at
+//! once with a clear error, and a refused attempt changes nothing.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dom_bus::{Bus, ConnectArgs, FleetKind};
+use dom_model::{DesiredState, Event, ImageName, ImageRecord, MdbRecord, ObjectId, StateReport};
+use dom_store::{ContentStore, NatsStore};
+use dom_tests::{repo_root, NatsServer};
+
+/// How long any one condition may take to come true.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The domsetup binary the script runs.
+fn domsetup() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_domsetup"))
+}
+
+/// Runs `ops/secure/domsecure --dir DIR ARGS`; panics with its output
+/// when it fails.
+fn domsecure(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(repo_root().join("ops/secure/domsecure"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env("DOMSETUP", domsetup())
+        .output()
+        .expect("domsecure runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "domsecure {args:?}: {text}");
+    text
+}
+
+/// A secured server: certificates, credentials and configuration made by
+/// the script, hosts `web1` and `web1.example.com` added.
+struct Secure {
+    dir: tempfile::TempDir,
+    server: NatsServer,
+}
+
+impl Secure {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        domsecure(dir.path(), &["init", "--monitor", "off"]);
+        for host in ["web1", "web1.example.com"] {
+            domsecure(dir.path(), &["add-host", host]);
+        }
+        let server = NatsServer::start_with_config(&dir.path().join("nats.conf")).unwrap();
+        Self { dir, server }
+    }
+
+    /// Connection options of a credential (`operator`, `subd-web1`...),
+    /// over TLS.
+    fn args(&self, credential: &str) -> ConnectArgs {
+        ConnectArgs {
+            server: self.server.tls_url(),
+            nkey: Some(self.dir.path().join(format!("creds/{credential}.nk"))),
+            tls_ca: Some(self.dir.path().join("ca/ca.pem")),
+            ..ConnectArgs::default()
+        }
+    }
+
+    async fn bus(&self, credential: &str) -> Bus {
+        Bus::connect(&self.args(credential), credential)
+            .await
+            .unwrap_or_else(|e| panic!("{credential} connects: {e}"))
+    }
+
+    /// The operator's connection, with the streams set up.
+    async fn operator(&self) -> Bus {
+        let bus = self.bus("operator").await;
+        bus.ensure_streams()
+            .await
+            .expect("the operator sets up streams");
+        bus
+    }
+}
+
+fn name(image: &str) -> ImageName {
+    ImageName::parse(image).unwrap()
+}
+
+fn record(image: &str) -> ImageRecord {
+    ImageRecord {
+        v: 1,
+        name: name(image),
+        manifest: ObjectId::of(image.as_bytes()),
+        sparse: true,
+        filter: None,
+        triggers: vec![],
+        files: 1,
+        bytes: 10,
+        inodes: 3,
+        created: "2026-11-26T09:00:00Z".into(),
+        creator: "root@build1".into(),
+        expires: None,
+        expires_unix: None,
+    }
+}
+
+fn desired(host: &str, image: &str) -> DesiredState {
+    DesiredState::for_image(host, &record(image))
+}
+
+fn event(host: &str, kind: &str) -> Event {
+    Event::new(host, kind, "2026-11-26T09:00:01Z", "test")
+}
+
+/// Asserts `result` is the permission error for `subject`.
+#[track_caller]
+fn assert_denied<T: std::fmt::Debug, E: std::fmt::Display>(result: Result<T, E>, subject: &str) {
+    match result {
+        Ok(value) => panic!("{subject}: allowed ({value:?})"),
+        Err(e) => {
+            let message = e.to_string();
+            assert!(
+                message.starts_with("permission denied: this credential may not")
+                    && message.contains(subject)
+                    && !message.contains('\n'),
+                "{subject}: {message}"
+            );
+        }
+    }
+}
+
+/// How many messages a stream holds, read by the operator.
+async fn messages(operator: &Bus, stream: &str) -> u64 {
+    let mut stream = operator.js.get_stream(stream).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+/// Waits until `check` returns `Some`, polling.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn plain_text_to_a_tls_server_is_refused_with_advice() {
+    let secure = Secure::start();
+    let args = ConnectArgs {
+        server: secure.server.url(),
+        tls_ca: None,
+        ..secure.args("operator")
+    };
+    let error = Bus::connect(&args, "plain").await.err().expect("refused");
+    let message = error.to_string();
+    assert!(
+        message.contains(&secure.server.url())
+            && message.contains("--tls-ca")
+            && !message.contains('\n'),
+        "{message}"
+    );
+    // With the CA, the same credential is in.
+    secure.bus("operator").await;
+}
+
+#[tokio::test]
+async fn without_a_credential_the_server_says_so() {
+    let secure = Secure::start();
+    let args = ConnectArgs {
+        nkey: None,
+        ..secure.args("operator")
+    };
+    let message = Bus::connect(&args, "anonymous")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("--nkey"), "{message}");
+}
+
+#[tokio::test]
+async fn a_missing_stream_is_named_for_roles_that_cannot_create_it() {
+    let secure = Secure::start();
+    for credential in ["builder", "dominator", "viewer"] {
+        let bus = secure.bus(credential).await;
+        let result = if credential == "builder" {
+            bus.ensure_image_streams().await
+        } else {
+            bus.ensure_streams().await
+        };
+        let message = result.expect_err("no streams yet").to_string();
+        assert_eq!(
+            message,
+            "stream DOM_IMAGES does not exist; an operator must create it: \
+             run `domsetup streams` with the operator's credentials",
+            "{credential}"
+        );
+    }
+    // Once the operator has, every role gets on with its work.
+    secure.operator().await;
+    secure
+        .bus("builder")
+        .await
+        .ensure_image_streams()
+        .await
+        .unwrap();
+    secure
+        .bus("dominator")
+        .await
+        .ensure_streams()
+        .await
+        .unwrap();
+    secure.bus("viewer").await.ensure_streams().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_agent_writes_only_its_own_state_and_events() {
+    let secure = Secure::start();
+    let operator = secure.operator().await;
+    let dominator = secure.bus("dominator").await;
+    dominator
+        .publish_desired(&desired("web1", "sparse.0"))
+        .await
+        .unwrap();
+    dominator
+        .publish_desired(&desired("web2", "sparse.0"))
+        .await
+        .unwrap();
+    let subd = secure.bus("subd-web1").await;
+
+    // Its own job.
+    subd.publish_state(&StateReport::new("web1")).await.unwrap();
+    for kind in dom_bus::roles::AGENT_EVENT_KINDS {
+        subd.publish_event(&event("web1", kind)).await.unwrap();
+    }
+    let own = subd
+        .desired("web1")
+        .await
+        .unwrap()
+        .expect("its desired state");
+    assert_eq!(own.state.unwrap().image.as_str(), "sparse.0");
+
+    // Nothing more.
+    assert_denied(
+        subd.publish_desired(&desired("web1", "evil.0")).await,
+        "dom.desired.web1",
+    );
+    assert_denied(
+        subd.publish_state(&StateReport::new("web2")).await,
+        "dom.state.web2",
+    );
+    // A host whose name starts with this one's is another host.
+    assert_denied(
+        subd.publish_state(&StateReport::new("web1.example.com"))
+            .await,
+        "dom.state.web1.example.com",
+    );
+    assert_denied(
+        subd.publish_event(&event("web1.example.com", Event::UPDATE))
+            .await,
+        "dom.event.web1.example.com.update",
+    );
+    assert_denied(
+        subd.publish_event(&event("web1", "custom")).await,
+        "dom.event.web1.custom",
+    );
+    assert_denied(
+        subd.publish_image(&record("evil.0")).await,
+        "dom.image.evil.0",
+    );
+    assert_denied(
+        subd.publish_mdb("web1", Bytes::from_static(b"{}")).await,
+        "dom.mdb.web1",
+    );
+    assert_denied(
+        subd.publish_ctl("updates", Bytes::from_static(b"{}")).await,
+        "dom.ctl.updates",
+    );
+    assert_denied(
+        subd.desired("web2").await,
+        "$JS.API.DIRECT.GET.DOM_DESIRED.dom.desired.web2",
+    );
+    assert_denied(
+        subd.desired("web1.example.com").await,
+        "$JS.API.DIRECT.GET.DOM_DESIRED.dom.desired.web1.example.com",
+    );
+    assert_denied(
+        subd.follow_desired("web2", None).await.map(|_| ()),
+        "$JS.API.CONSUMER.CREATE.DOM_DESIRED.",
+    );
+    let store = NatsStore::open(&subd).await.unwrap();
+    assert_denied(
+        store
+            .put(ObjectId::of(b"evil"), Bytes::from_static(b"evil"))
+            .await,
+        "$O.dom-objects.",
+    );
+    // No stream may be read whole, created, purged or deleted.
+    assert_denied(
+        subd.guarded(
+            |s| s.starts_with("$JS.API."),
+            subd.js.delete_stream("DOM_DESIRED"),
+        )
+        .await
+        .map(|r| r.map(|_| ()).map_err(|e| e.to_string())),
+        "$JS.API.STREAM.DELETE.DOM_DESIRED",
+    );
+    let purge = async {
+        subd.js
+            .get_stream_no_info("DOM_STATE")
+            .await
+            .unwrap()
+            .purge()
+            .await
+    };
+    assert_denied(
+        subd.guarded(|s| s.starts_with("$JS.API."), purge)
+            .await
+            .map(|r| r.map(|_| ()).map_err(|e| e.to_string())),
+        "$JS.API.STREAM.PURGE.DOM_STATE",
+    );
+    assert_denied(
+        subd.guarded(
+            |s| s.starts_with("$JS.API."),
+            subd.js
+                .create_stream(async_nats::jetstream::stream::Config {
+                    name: "EVIL".into(),
+                    subjects: vec!["evil.>".into()],
+                    ..Default::default()
+                }),
+        )
+        .await
+        .map(|r| r.map(|_| ()).map_err(|e| e.to_string())),
+        "$JS.API.STREAM.CREATE.EVIL",
+    );
+
+    // And nothing changed.
+    assert_eq!(messages(&operator, "DOM_DESIRED").await, 2);
+    assert_eq!(messages(&operator, "DOM_STATE").await, 1);
+    assert_eq!(messages(&operator, "DOM_EVENTS").await, 4);
+    assert_eq!(messages(&operator, "DOM_IMAGES").await, 0);
+    assert_eq!(messages(&operator, "DOM_MDB").await, 0);
+    assert_eq!(messages(&operator, "DOM_CTL").await, 0);
+    assert_eq!(messages(&operator, "OBJ_dom-objects").await, 0);
+    let web1 = operator.desired("web1").await.unwrap().unwrap();
+    assert_eq!(web1.state.unwrap().image.as_str(), "sparse.0");
+}
+
+#[tokio::test]
+async fn a_builder_adds_images_and_nothing_else() {
+    let secure = Secure::start();
+    let operator = secure.operator().await;
+    let builder = secure.bus("builder").await;
+
+    let request = imagetool::add::AddRequest::parse(
+        "sparse.0",
+        &repo_root().join("ops/examples/path"),
+        "",
+        "",
+        None,
+    )
+    .unwrap()
+    .with_hash_cache(None);
+    imagetool::add::add(&builder, request, false).await.unwrap();
+    assert!(builder.image_record(&name("sparse.0")).await.is_ok());
+    let objects = messages(&operator, "OBJ_dom-objects").await;
+    assert!(objects > 0);
+
+    assert_denied(
+        builder.publish_desired(&desired("web1", "sparse.0")).await,
+        "dom.desired.web1",
+    );
+    assert_denied(
+        builder
+            .publish_mdb(
+                "web1",
+                Bytes::from_static(br#"{"RequiredImage":"sparse.0"}"#),
+            )
+            .await,
+        "dom.mdb.web1",
+    );
+    assert_denied(
+        builder
+            .publish_ctl("updates", Bytes::from_static(b"{}"))
+            .await,
+        "dom.ctl.updates",
+    );
+    assert_denied(
+        builder.publish_state(&StateReport::new("web1")).await,
+        "dom.state.web1",
+    );
+    assert_denied(
+        builder.desired("web1").await,
+        "$JS.API.DIRECT.GET.DOM_DESIRED.dom.desired.web1",
+    );
+
+    assert_eq!(messages(&operator, "DOM_DESIRED").await, 0);
+    assert_eq!(messages(&operator, "DOM_MDB").await, 0);
+    assert_eq!(messages(&operator, "DOM_CTL").await, 0);
+    assert_eq!(messages(&operator, "DOM_STATE").await, 0);
+    assert_eq!(messages(&operator, "DOM_IMAGES").await, 1);
+    assert_eq!(messages(&operator, "OBJ_dom-objects").await, objects);
+}
+
+#[tokio::test]
+async fn a_viewer_reads_everything_and_writes_nothing() {
+    let secure = Secure::start();
+    let operator = secure.operator().await;
+    operator.publish_image(&record("sparse.0")).await.unwrap();
+    operator
+        .publish_mdb(
+            "web1",
+            MdbRecord::new("web1")
+                .requiring(name("sparse.0"))
+                .encode()
+                .into(),
+        )
+        .await
+        .unwrap();
+    secure
+        .bus("subd-web1")
+        .await
+        .publish_state(&StateReport::new("web1"))
+        .await
+        .unwrap();
+    let viewer = secure.bus("viewer").await;
+
+    assert_eq!(viewer.images().await.unwrap().len(), 1);
+    assert_eq!(
+        viewer.last_per_subject(FleetKind::Mdb).await.unwrap().len(),
+        1
+    );
+    assert!(viewer.state("web1").await.unwrap().is_some());
+
+    assert_denied(
+        viewer.publish_image(&record("evil.0")).await,
+        "dom.image.evil.0",
+    );
+    assert_denied(
+        viewer.publish_mdb("web1", Bytes::from_static(b"")).await,
+        "dom.mdb.web1",
+    );
+    assert_denied(
+        viewer
+            .publish_ctl("updates", Bytes::from_static(b"{}"))
+            .await,
+        "dom.ctl.updates",
+    );
+    assert_denied(
+        viewer.publish_desired(&desired("web1", "sparse.0")).await,
+        "dom.desired.web1",
+    );
+    assert_denied(
+        viewer.publish_state(&StateReport::new("web1")).await,
+        "dom.state.web1",
+    );
+    assert_denied(
+        viewer.publish_event(&event("web1", Event::UPDATE)).await,
+        "dom.event.web1.update",
+    );
+    let store = NatsStore::open(&viewer).await.unwrap();
+    assert_denied(
+        store
+            .put(ObjectId::of(b"evil"), Bytes::from_static(b"evil"))
+            .await,
+        "$O.dom-objects.",
+    );
+
+    assert_eq!(messages(&operator, "DOM_IMAGES").await, 1);
+    assert_eq!(messages(&operator, "DOM_MDB").await, 1);
+    assert_eq!(messages(&operator, "DOM_STATE").await, 1);
+    assert_eq!(messages(&operator, "DOM_DESIRED").await, 0);
+    assert_eq!(messages(&operator, "DOM_EVENTS").await, 0);
+    assert_eq!(messages(&operator, "DOM_CTL").await, 0);
+    assert_eq!(messages(&operator, "OBJ_dom-objects").await, 0);
+}
+
+/// The user guide over TLS, each part with its own credential: imagetool
+/// as the builder, the MDB record as the operator, the dominator as the
+/// dominator, and the agent of a machine added while the server runs.
+#[tokio::test]
+async fn the_user_guide_works_with_each_role() {
+    let secure = Secure::start();
+    let operator = secure.operator().await;
+    let viewer = secure.bus("viewer").await;
+
+    let builder = secure.bus("builder").await;
+    let request = imagetool::add::AddRequest::parse(
+        "sparse.0",
+        &repo_root().join("ops/examples/path"),
+        "",
+        "",
+        None,
+    )
+    .unwrap()
+    .with_hash_cache(None);
+    imagetool::add::add(&builder, request, false).await.unwrap();
+
+    let settings = dominator::Settings {
+        debounce: Duration::from_millis(20),
+        ..dominator::Settings::default()
+    };
+    let _dominator = dominator::Dominator::start(secure.bus("dominator").await, settings, None)
+        .await
+        .unwrap();
+
+    // A machine added while the server runs: one command, and its
+    // credential works without a restart.
+    let host = "db1.example.com";
+    let output = domsecure(secure.dir.path(), &["add-host", host]);
+    assert!(output.contains("reloaded the server"), "{output}");
+    let credential = format!("subd-{host}");
+    eventually("the new credential to be accepted", || async {
+        Bus::connect(&secure.args(&credential), "probe").await.ok()
+    })
+    .await;
+
+    operator
+        .publish_mdb(
+            host,
+            MdbRecord::new(host)
+                .requiring(name("sparse.0"))
+                .encode()
+                .into(),
+        )
+        .await
+        .unwrap();
+
+    let machine = tempfile::tempdir().unwrap();
+    let root = machine.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut config = subd::Config::new(host, &root).uncapped();
+    config.connect = secure.args(&credential);
+    config.service_command = subd::services::ServiceCommand::parse("true").unwrap();
+    config.reboot_command = None;
+    let agent = subd::Agent::start(config).unwrap();
+
+    let report = eventually("the machine to carry sparse.0", || async {
+        viewer
+            .state(host)
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| r.compliant && r.image.as_deref() == Some("sparse.0"))
+    })
+    .await;
+    assert_eq!(report.host, host);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/ssh/sshd.conf")).unwrap(),
+        std::fs::read_to_string(repo_root().join("ops/examples/path/etc/ssh/sshd.conf")).unwrap()
+    );
+    let events = viewer.events(host).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == Event::UPDATE), "{events:?}");
+    agent.stop().await;
+}
