@@ -38,9 +38,11 @@ require_all() {
 }
 
 start_agent() {
+    local http="127.0.0.1:$(free_port)"
     start_bg "$1" subd --hostname "$1" --root "$DEMO/$1" \
         --service-command "$DEMO/bin/service $1" --reboot-command "" \
-        --scan-speed-percent 100 --scan-interval 250ms -v
+        --scan-speed-percent 100 --scan-interval 250ms --http "$http" -v
+    echo "  $1's status page: http://$http/ (metrics: /metrics)"
 }
 
 build() {
@@ -188,7 +190,8 @@ target/release on your PATH (export PATH="\$PWD/target/release:\$PATH"):
   dominator --http 127.0.0.1:6970    # terminal 2: curl 127.0.0.1:6970/status
   mkdir -p /tmp/m1/etc && echo m1 > /tmp/m1/etc/hostname
   subd --hostname m1 --root /tmp/m1 --service-command echo --reboot-command "" -v
-                                     # terminal 3: a machine kept in /tmp/m1
+                                     # terminal 3: a machine kept in /tmp/m1,
+                                     # its status page on 127.0.0.1:6969
   imagetool add mine.0 ops/examples/path ops/examples/filter ops/examples/triggers
   domtool mdb set m1 --required mine.0
   domtool status                     # or follow it all: domtool watch

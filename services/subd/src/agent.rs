@@ -18,6 +18,7 @@
 //! kept, so a machine that boots without NATS still holds its image.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +39,7 @@ use crate::persist::{Applied, StateDir};
 use crate::prefetch::Prefetch;
 use crate::report::{self, worth_publishing};
 use crate::scanner::{ScanEvent, ScanSettings, Scanner};
+use crate::web::Observed;
 
 /// How long a stopping or restarting agent waits for its last reports.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
@@ -50,6 +52,8 @@ pub enum AgentError {
     Root { path: PathBuf, reason: String },
     #[error("state directory {}: {reason}", path.display())]
     StateDir { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Http(String),
 }
 
 /// Why an agent's loop ended.
@@ -66,30 +70,53 @@ pub enum Exit {
 pub struct Agent {
     stop: watch::Sender<bool>,
     task: JoinHandle<Exit>,
+    http: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 impl Agent {
     /// Checks the setup and starts the agent on the current runtime.
     pub fn start(config: Config) -> Result<Self, AgentError> {
         let span = tracing::info_span!("subd", host = %config.host);
-        let core = Core::new(config)?;
+        let observed = Arc::new(Observed::new(&config.host));
+        let listener = match &config.http {
+            Some(flag) => Some(crate::web::bind(flag).map_err(AgentError::Http)?),
+            None => None,
+        };
+        let core = Core::new(config, observed.clone())?;
+        let http = listener.map(|(listener, addr)| {
+            tracing::info!(%addr, "serving the status page and metrics");
+            let server = tokio::spawn(crate::web::serve(listener, observed));
+            (addr, server)
+        });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(core.run(stopped).instrument(span));
-        Ok(Self { stop, task })
+        Ok(Self { stop, task, http })
+    }
+
+    /// Where the status page and metrics are served, if they are.
+    pub fn http_address(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Stops the agent and waits for its loop to end. Scans under way
     /// finish in the background and are discarded.
     pub async fn stop(self) -> Exit {
         let _ = self.stop.send(true);
-        self.task.await.unwrap_or(Exit::Stopped)
+        let exit = self.task.await.unwrap_or(Exit::Stopped);
+        if let Some((_, server)) = self.http {
+            server.abort();
+        }
+        exit
     }
 
     /// Waits for the agent to end on its own (to restart itself).
     pub async fn wait(self) -> Exit {
-        let Self { stop, task } = self;
+        let Self { stop, task, http } = self;
         let exit = task.await.unwrap_or(Exit::Stopped);
         drop(stop);
+        if let Some((_, server)) = http {
+            server.abort();
+        }
         exit
     }
 }
@@ -97,14 +124,22 @@ impl Agent {
 /// Runs an agent until `shutdown` completes or it asks to be restarted.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, AgentError> {
     let agent = Agent::start(config)?;
-    let Agent { stop, mut task } = agent;
-    tokio::select! {
-        exit = &mut task => Ok(exit.unwrap_or(Exit::Stopped)),
+    let Agent {
+        stop,
+        mut task,
+        http,
+    } = agent;
+    let exit = tokio::select! {
+        exit = &mut task => exit.unwrap_or(Exit::Stopped),
         () = shutdown => {
             let _ = stop.send(true);
-            Ok(task.await.unwrap_or(Exit::Stopped))
+            task.await.unwrap_or(Exit::Stopped)
         }
+    };
+    if let Some((_, server)) = http {
+        server.abort();
     }
+    Ok(exit)
 }
 
 /// Something for the agent's loop to handle.
@@ -162,10 +197,12 @@ pub(crate) struct Core {
     pub scan_error: Option<String>,
     pub restart: bool,
     pub prefetch: Prefetch,
+    /// What the status page and metrics show.
+    pub observed: Arc<Observed>,
 }
 
 impl Core {
-    fn new(config: Config) -> Result<Self, AgentError> {
+    fn new(config: Config, observed: Arc<Observed>) -> Result<Self, AgentError> {
         if !dom_model::desired::is_valid_host(&config.host) {
             return Err(AgentError::Host(config.host.clone()));
         }
@@ -244,6 +281,7 @@ impl Core {
             scan_error: None,
             restart: false,
             prefetch: Prefetch::default(),
+            observed,
             config,
         })
     }
@@ -298,6 +336,7 @@ impl Core {
                 break Exit::Restart;
             }
         };
+        self.observed.stopped();
         self.converger.idle().await;
         if let Some(link) = &self.link {
             link.flush(FLUSH_LIMIT).await;
@@ -344,6 +383,7 @@ impl Core {
     }
 
     pub(crate) fn send_event(&self, event: dom_model::Event) {
+        self.observed.event(&event);
         if let Some(link) = &self.link {
             link.send_event(event);
         }
@@ -359,6 +399,7 @@ impl Core {
         self.report.generation = self.generation;
         self.report.image = self.applied.image.clone();
         if !worth_publishing(self.published.as_ref(), &self.report) {
+            self.observed.reported(&self.report, false);
             return;
         }
         self.report.uptime_s = self.started.elapsed().as_secs();
@@ -367,6 +408,7 @@ impl Core {
         if let Some(link) = &self.link {
             link.send_state(self.report.clone());
         }
+        self.observed.reported(&self.report, true);
         self.published = Some(self.report.clone());
     }
 }
@@ -388,23 +430,29 @@ fn image_path(root: &Path, state: &Path) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn observed() -> Arc<Observed> {
+        Arc::new(Observed::new("h1"))
+    }
+
     #[test]
     fn bad_setups_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let missing = Config::new("h1", tmp.path().join("missing"));
-        let error = Core::new(missing).err().unwrap();
+        let error = Core::new(missing, observed()).err().unwrap();
         assert!(matches!(error, AgentError::Root { .. }), "{error}");
-        let error = Core::new(Config::new("bad host", tmp.path()))
+        let error = Core::new(Config::new("bad host", tmp.path()), observed())
             .err()
             .unwrap();
         assert!(matches!(error, AgentError::Host(_)), "{error}");
         let file = tmp.path().join("file");
         std::fs::write(&file, b"x").unwrap();
-        let error = Core::new(Config::new("h1", &file)).err().unwrap();
+        let error = Core::new(Config::new("h1", &file), observed())
+            .err()
+            .unwrap();
         assert!(!error.to_string().contains('\n'), "{error}");
         let mut config = Config::new("h1", tmp.path());
         config.state_dir = file.join("sub");
-        let error = Core::new(config).err().unwrap();
+        let error = Core::new(config, observed()).err().unwrap();
         assert!(matches!(error, AgentError::StateDir { .. }), "{error}");
     }
 

@@ -63,6 +63,10 @@ pub struct Cli {
     /// default such an update waits for a grant).
     #[arg(long)]
     pub no_high_impact_permission: bool,
+    /// Serve the status page and metrics here (`:6969` is every
+    /// interface; "" serves nothing).
+    #[arg(long, value_name = "ADDR", default_value = ":6969")]
+    pub http: String,
     /// CPU niceness of the agent (0-19).
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub nice: i32,
@@ -101,6 +105,10 @@ impl Cli {
         config.scan_interval = self.scan_interval;
         config.rehash_interval = self.rehash_interval;
         config.high_impact_permission = !self.no_high_impact_permission;
+        config.http = match self.http.trim() {
+            "" | "off" => None,
+            addr => Some(addr.to_string()),
+        };
         Ok(config)
     }
 }

@@ -56,6 +56,9 @@ pub struct Config {
     /// and wait for its grant (the default). An agent without a dominator
     /// never gets one: turn this off to run such updates unasked.
     pub high_impact_permission: bool,
+    /// Where to serve the status page and metrics (`:6969`: every
+    /// interface); `None` serves nothing.
+    pub http: Option<String>,
 }
 
 impl Config {
@@ -83,6 +86,7 @@ impl Config {
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             high_impact_permission: true,
+            http: None,
         }
     }
 

@@ -26,6 +26,8 @@ use crate::update::ServicePlan;
 impl Core {
     /// A quick scan finished.
     pub(crate) async fn scanned(&mut self, scanned: Scanned) {
+        self.observed
+            .scanned(scanned.duration, scanned.files, scanned.bytes);
         self.report.scan = ScanStats {
             started: Some(rfc3339(scanned.started_at)),
             duration_ms: millis(scanned.duration),
@@ -266,6 +268,7 @@ impl Core {
             self.retry_at = Some(Instant::now() + self.retry_delay);
             self.retry_delay = (self.retry_delay * 2).min(self.config.retry_max);
         }
+        self.observed.updated(&result);
         self.applied.last_update = Some(result.clone());
         self.keep_applied("the update").await;
         self.report.last_update = Some(result);

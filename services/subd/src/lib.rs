@@ -24,6 +24,7 @@
 //! - [`services`]: running the configurable service and reboot commands.
 //! - [`persist`]: what the agent keeps in its state directory.
 //! - [`report`]: state reports and events.
+//! - [`web`]: the status page and metrics on `--http`.
 
 pub mod agent;
 pub mod cli;
@@ -42,6 +43,7 @@ pub mod report;
 pub mod scanner;
 pub mod services;
 pub mod update;
+pub mod web;
 
 pub use agent::{run, Agent, AgentError, Exit};
 pub use cli::Cli;

@@ -55,6 +55,7 @@ fn start(fleet: &Fleet, root: &Path, service: &Path) -> Running {
         .arg(root)
         .arg("--service-command")
         .arg(service)
+        .args(["--http", ""])
         .args([
             "--scan-speed-percent",
             "100",

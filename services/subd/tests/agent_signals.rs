@@ -32,6 +32,7 @@ async fn sigterm_stops_the_agent_mid_fetch_without_nats() {
         .arg(&root)
         .args(["--scan-speed-percent", "100", "--fetch-rate", "65536"])
         .args(["--service-command", "/bin/true", "--reboot-command", ""])
+        .args(["--http", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
