@@ -183,31 +183,35 @@ fn nats_unreachable_fails_fast_and_names_the_server() {
 
 #[test]
 fn corrupt_object_is_refused_by_get() {
-    let server = NatsServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "etc/file", b"the real content");
-    imagetool(
-        &server,
-        &["add", "img", dir.path().to_str().unwrap(), "", ""],
-    )
-    .ok();
-    // Overwrite the object with other content under the same name.
-    let id = dom_model::ObjectId::of(b"the real content").to_hex();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(server.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let bucket = js.get_object_store("dom-objects").await.unwrap();
-        bucket
-            .put(id.as_str(), &mut &b"tampered"[..])
-            .await
-            .unwrap();
-    });
-    let out = dir.path().join("out");
-    let err = imagetool(&server, &["get", "img", out.to_str().unwrap()]).one_line_error();
-    assert!(err.contains("is corrupt"), "{err}");
-    assert!(
-        !out.join("etc/file").exists(),
-        "a corrupt object is never written"
-    );
+    // Same length, other content: the hash tells; another length: the
+    // size the manifest gives tells, before the content is read.
+    for (tampered, says) in [
+        (&b"the evil content"[..], "is corrupt"),
+        (&b"tampered"[..], "holds 8 bytes where 16 were expected"),
+    ] {
+        let server = NatsServer::start().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "etc/file", b"the real content");
+        imagetool(
+            &server,
+            &["add", "img", dir.path().to_str().unwrap(), "", ""],
+        )
+        .ok();
+        // Overwrite the object with other content under the same name.
+        let id = dom_model::ObjectId::of(b"the real content").to_hex();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let client = async_nats::connect(server.url()).await.unwrap();
+            let js = async_nats::jetstream::new(client);
+            let bucket = js.get_object_store("dom-objects").await.unwrap();
+            bucket.put(id.as_str(), &mut &tampered[..]).await.unwrap();
+        });
+        let out = dir.path().join("out");
+        let err = imagetool(&server, &["get", "img", out.to_str().unwrap()]).one_line_error();
+        assert!(err.contains(says), "{err}");
+        assert!(
+            !out.join("etc/file").exists(),
+            "a corrupt object is never written"
+        );
+    }
 }
