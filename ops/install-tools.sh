@@ -144,3 +144,22 @@ for tool in "${tools[@]}"; do
         exit 1
     fi
 done
+
+# --- Chromium, for the dominator's status-page browser test ---------------
+# Debian's chromium, installed with apt-get when it is missing and this runs
+# as root (as CI does). Otherwise the browser test says it was skipped.
+# SKIP_CHROMIUM=1 leaves it out.
+if [[ "${SKIP_CHROMIUM:-0}" == 0 ]] && ! command -v chromium >/dev/null 2>&1 \
+    && [[ ! -x /usr/bin/chromium ]]; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        say "installing chromium (apt-get) for the status page's browser test"
+        apt_install() {
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1
+        }
+        if ! apt_install && ! { apt-get update -q >/dev/null 2>&1 && apt_install; }; then
+            say "could not install chromium: the browser test will be skipped"
+        fi
+    elif [[ "${TOOLS_VERBOSE:-0}" != 0 ]]; then
+        say "no chromium (apt-get install chromium): the browser test will be skipped"
+    fi
+fi

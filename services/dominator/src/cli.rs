@@ -13,15 +13,16 @@ use dom_bus::ConnectArgs;
 /// DisableUpdates and the fleet-wide emergency stop (domtool
 /// disable-updates), caps how many machines update at once and how many
 /// run HighImpact triggers at once, and refuses updates that would wipe a
-/// machine (the safety shutoff). Health and a JSON status are served over
-/// HTTP.
+/// machine (the safety shutoff). A live status page, Prometheus metrics,
+/// health and a JSON status are served over HTTP.
 #[derive(Debug, Parser)]
 #[command(name = "dominator", version)]
 pub struct Cli {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Serve /healthz and /status (JSON) on this address; `:PORT` listens
-    /// on every interface, `off` serves nothing.
+    /// Serve the live status page, the machine and image pages, /metrics
+    /// (Prometheus), /healthz and /status (JSON) on this address; `:PORT`
+    /// listens on every interface, `off` serves nothing.
     #[arg(long, env = "DOM_HTTP", value_name = "ADDR", default_value = ":6970")]
     pub http: String,
     /// Most machines updating at once.

@@ -24,7 +24,7 @@
 //! published, so the desired states on the bus never carry more grants
 //! than `--max-high-impact`, whatever order a round's publishes land in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +84,8 @@ pub async fn run(bus: Bus, settings: Settings, board: Arc<Board>) -> Result<(), 
         board,
         notices: Notices::default(),
         replay_rejections: BTreeMap::new(),
+        changed_reports: HashSet::new(),
+        waiting_since: None,
     };
     let mut caught_up = false;
     let mut due: Option<Instant> = None;
@@ -177,6 +179,11 @@ struct Herd {
     notices: Notices,
     /// MDB payloads refused during the replay: host, reason, sequence.
     replay_rejections: BTreeMap<String, (String, u64)>,
+    /// Hosts whose state report message arrived since the last round,
+    /// when the board keeps reports for the status page.
+    changed_reports: HashSet<String>,
+    /// When the first change the next round decides on was taken in.
+    waiting_since: Option<Instant>,
 }
 
 /// What a round calls for next.
@@ -192,6 +199,18 @@ enum Round {
 impl Herd {
     /// Applies one message; says whether the view changed.
     async fn apply(&mut self, message: &dom_bus::FleetMessage, caught_up: bool) -> bool {
+        self.board.metrics().message(message.kind);
+        if message.kind == FleetKind::State && self.board.wants_reports() {
+            self.changed_reports.insert(message.name.clone());
+        }
+        let changed = self.fold(message, caught_up).await;
+        if changed && caught_up && self.waiting_since.is_none() {
+            self.waiting_since = Some(Instant::now());
+        }
+        changed
+    }
+
+    async fn fold(&mut self, message: &dom_bus::FleetMessage, caught_up: bool) -> bool {
         match self.view.apply(message) {
             Applied::Changed => true,
             Applied::Unchanged => false,
@@ -273,7 +292,7 @@ impl Herd {
             .await;
         let publish_wait = publishing.elapsed();
         let mut published = 0u64;
-        let mut failed = false;
+        let mut failures = 0u64;
         for (state, result) in results {
             match result {
                 Ok(sequence) => {
@@ -289,16 +308,25 @@ impl Herd {
                 }
                 Err(e) => {
                     tracing::warn!(host = %state.host, error = %e, "cannot publish desired state");
-                    failed = true;
+                    failures += 1;
                 }
             }
         }
         self.view.forget_clearances(&decision.spent_clearances);
+        let mut failed = failures > 0;
         failed |= !self.notices.announce(&self.bus, &decision, &issued).await;
         let again = published > 0 || !decision.spent_clearances.is_empty();
         let machines = decision.machines.len();
         self.show(decision, published, issued);
         let took = started.elapsed();
+        let lag = self.waiting_since.take().map(|since| since.elapsed());
+        self.board.metrics().round(
+            took.as_secs_f64(),
+            decided.as_secs_f64(),
+            lag.map(|lag| lag.as_secs_f64()),
+            published,
+            failures,
+        );
         tracing::info!(
             machines,
             published,
@@ -315,8 +343,19 @@ impl Herd {
         (next, took.saturating_sub(publish_wait))
     }
 
-    fn show(&self, decision: Decision, published: u64, when: String) {
+    fn show(&mut self, decision: Decision, published: u64, when: String) {
         let rejected = self.view.rejected.clone();
+        self.board
+            .metrics()
+            .fleet(&decision.summary, rejected.len());
+        let reports = std::mem::take(&mut self.changed_reports)
+            .into_iter()
+            .map(|host| {
+                let report = self.view.fleet.reports.get(&host).cloned();
+                (host, report)
+            })
+            .collect();
+        self.board.put_reports(reports);
         self.board.update(|status| {
             status.caught_up = true;
             status.rounds += 1;

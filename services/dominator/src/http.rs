@@ -1,111 +1,174 @@
-//! A minimal HTTP server for health checks and the JSON status:
+//! The dominator's HTTP side, on `--http` (default `:6970`):
 //!
+//! - `GET /`: the live status page: the fleet's summary and a table of
+//!   every machine, kept up to date by `GET /live` without reloading.
+//! - `GET /live`: server-sent events ([`crate::live`]): a `snapshot`,
+//!   then `changes` after rounds.
+//! - `GET /machines/{host}`, `GET /images`, `GET /images/{name}`: a
+//!   machine's page, the image list, an image's page ([`crate::pages`]).
 //! - `GET /healthz`: `200 ok` once the replay is over and decisions are
 //!   being made, `503 catching up` before.
 //! - `GET /status`: the [`Status`](crate::status::Status) as JSON.
+//! - `GET /metrics`: Prometheus metrics ([`crate::metrics`]).
 //!
-//! One request per connection; anything else is a 404 (or a 405 for a
-//! method other than GET or HEAD).
+//! `/healthz`, `/status` and a 404 close the connection after answering,
+//! as they always did, so the simplest scripts (one request, read to the
+//! end) keep working. Handlers read the board under short locks and never wait for the
+//! decision loop, so a slow browser cannot slow a round.
 
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use dom_bus::Bus;
+use dom_web::axum::extract::{Path, State};
+use dom_web::axum::http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
+use dom_web::axum::http::StatusCode;
+use dom_web::axum::response::sse::{Event, KeepAlive, Sse};
+use dom_web::axum::response::{Html, IntoResponse, Response};
+use dom_web::axum::routing::get;
+use dom_web::axum::Router;
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
 
+use crate::live::{Feed, Frame};
+use crate::pages;
 use crate::status::Board;
 
-/// Longest request head read.
-const MAX_HEAD: usize = 8 * 1024;
-/// How long a client may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The status page's own script.
+const STATUS_JS: &str = include_str!("assets/status.js");
+/// The status page's body.
+const STATUS_HTML: &str = include_str!("assets/status.html");
+
+/// What the handlers share.
+pub struct App {
+    pub board: Arc<Board>,
+    pub feed: Arc<Feed>,
+    pub bus: Bus,
+}
 
 /// The listen address for `--http`: `:6970` means every interface.
-pub fn listen_address(flag: &str) -> String {
-    match flag.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => flag.to_string(),
-    }
+pub use dom_web::listen_address;
+
+/// Every route.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/status", get(status))
+        .route("/live", get(live))
+        .route("/machines/{host}", get(machine))
+        .route("/images", get(images))
+        .route("/images/{*name}", get(image))
+        .route("/static/status.js", get(status_js))
+        .merge(dom_web::metrics::route(app.board.metrics().registry()))
+        .merge(dom_web::assets::routes())
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                [(CONNECTION, "close")],
+                "not found\n",
+            )
+        })
+        .with_state(app)
 }
 
-/// Serves requests until the task is dropped.
-pub async fn serve(listener: TcpListener, board: Arc<Board>) {
-    loop {
-        match listener.accept().await {
-            Ok((socket, _)) => {
-                let board = board.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = handle(socket, &board).await {
-                        tracing::debug!(error = %e, "status request failed");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "status server cannot accept; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
+async fn index() -> Html<String> {
+    let nav = &[
+        ("/images", "images"),
+        ("/metrics", "metrics"),
+        ("/status", "JSON"),
+    ];
+    dom_web::page("dominator", nav, STATUS_HTML)
 }
 
-async fn handle(mut socket: TcpStream, board: &Board) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let read = tokio::time::timeout(READ_TIMEOUT, async {
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
-            let n = socket.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-    if !matches!(read, Ok(Ok(()))) {
-        return Ok(());
-    }
-    let line = String::from_utf8_lossy(&head);
-    let mut parts = line.lines().next().unwrap_or("").split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (code, kind, body) = match (method, path) {
-        ("GET" | "HEAD", "/healthz") if board.status().caught_up => {
-            ("200 OK", "text/plain", b"ok\n".to_vec())
-        }
-        ("GET" | "HEAD", "/healthz") => (
-            "503 Service Unavailable",
-            "text/plain",
-            b"catching up\n".to_vec(),
-        ),
-        ("GET" | "HEAD", "/status") => ("200 OK", "application/json", board.to_json()),
-        ("GET" | "HEAD", _) => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            b"only GET\n".to_vec(),
-        ),
-    };
-    let mut response = format!(
-        "HTTP/1.1 {code}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
+async fn status_js() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        STATUS_JS,
     )
-    .into_bytes();
-    if method != "HEAD" {
-        response.extend_from_slice(&body);
-    }
-    socket.write_all(&response).await?;
-    socket.shutdown().await
+        .into_response()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let (code, body) = if app.board.status().caught_up {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "catching up\n")
+    };
+    (
+        code,
+        [(CACHE_CONTROL, "no-store"), (CONNECTION, "close")],
+        body,
+    )
+        .into_response()
+}
 
-    #[test]
-    fn listen_addresses() {
-        assert_eq!(listen_address(":6970"), "0.0.0.0:6970");
-        assert_eq!(listen_address("127.0.0.1:80"), "127.0.0.1:80");
+async fn status(State(app): State<Arc<App>>) -> Response {
+    (
+        [
+            (CONTENT_TYPE, "application/json"),
+            (CACHE_CONTROL, "no-store"),
+            (CONNECTION, "close"),
+        ],
+        app.board.to_json(),
+    )
+        .into_response()
+}
+
+async fn machine(State(app): State<Arc<App>>, Path(host): Path<String>) -> Response {
+    pages::machine(&app.board, &app.bus, &host).await
+}
+
+async fn images(State(app): State<Arc<App>>) -> Response {
+    pages::images(&app.board, &app.bus).await
+}
+
+async fn image(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    pages::image(&app.board, &app.bus, &name).await
+}
+
+/// Counts a browser following the feed while it is connected.
+struct Following(Arc<App>);
+
+impl Following {
+    fn new(app: Arc<App>) -> Self {
+        app.board.metrics().clients(1);
+        Self(app)
     }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.0.board.metrics().clients(-1);
+    }
+}
+
+async fn live(State(app): State<Arc<App>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (snapshot, frames) = app.feed.subscribe();
+    let following = Following::new(app);
+    let stream = futures::stream::unfold(
+        (following, frames, Some(snapshot)),
+        |(following, mut frames, pending)| async move {
+            if let Some(frame) = pending {
+                return Some((event(&frame), (following, frames, None)));
+            }
+            match frames.recv().await {
+                Ok(frame) => Some((event(&frame), (following, frames, None))),
+                // Too far behind: start again from a snapshot.
+                Err(RecvError::Lagged(_)) => {
+                    let (snapshot, fresh) = following.0.feed.subscribe();
+                    Some((event(&snapshot), (following, fresh, None)))
+                }
+                Err(RecvError::Closed) => None,
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn event(frame: &Frame) -> Result<Event, Infallible> {
+    Ok(Event::default().event(frame.event).data(&*frame.data))
 }

@@ -11,7 +11,9 @@
 //! - [`view`]: the fleet built from bus messages, shared with `domtool`.
 //! - [`controls`]: the fleet controls on `dom.ctl.<control>`.
 //! - [`notices`]: the events the dominator publishes about machines.
-//! - [`status`], [`http`]: the live status and the server for it.
+//! - [`status`]: the live status, shared by the loop and the HTTP side.
+//! - [`http`], [`live`], [`pages`], [`metrics`]: the status page, its
+//!   live feed, the machine and image pages, and Prometheus metrics.
 //! - [`history`]: reading back through a stream's history.
 
 pub mod cli;
@@ -19,16 +21,17 @@ pub mod controls;
 pub mod herd;
 pub mod history;
 pub mod http;
+pub mod live;
+pub mod metrics;
 pub mod notices;
+pub mod pages;
 pub mod status;
 pub mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use dom_bus::{Bus, BusError};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use cli::Cli;
@@ -43,6 +46,7 @@ pub struct Dominator {
     http: Option<SocketAddr>,
     herd: JoinHandle<Result<(), BusError>>,
     server: Option<JoinHandle<()>>,
+    feed: Option<JoinHandle<()>>,
 }
 
 impl Dominator {
@@ -50,18 +54,28 @@ impl Dominator {
     /// `http` if given (`127.0.0.1:0` picks a free port: see
     /// [`Dominator::http_addr`]).
     pub async fn start(bus: Bus, settings: Settings, http: Option<&str>) -> anyhow::Result<Self> {
-        let board = Arc::new(Board::default());
-        let (server, addr) = match http {
+        let (board, server, feed, addr) = match http {
             Some(flag) => {
-                let address = http::listen_address(flag);
-                let listener = TcpListener::bind(&address)
-                    .await
-                    .with_context(|| format!("cannot serve HTTP on {flag}"))?;
+                let listener = dom_web::bind(flag).await?;
                 let addr = listener.local_addr()?;
-                let task = tokio::spawn(http::serve(listener, board.clone()));
-                (Some(task), Some(addr))
+                // The page shows state reports: the board keeps them.
+                let board = Arc::new(Board::keeping_reports());
+                let feed = live::Feed::new(board.clone());
+                let app = Arc::new(http::App {
+                    board: board.clone(),
+                    feed: feed.clone(),
+                    bus: bus.clone(),
+                });
+                let router = http::router(app);
+                let server = tokio::spawn(async move {
+                    if let Err(e) = dom_web::serve(listener, router, std::future::pending()).await {
+                        tracing::error!(error = %e, "the HTTP server stopped");
+                    }
+                });
+                let feed = tokio::spawn(feed.run());
+                (board, Some(server), Some(feed), Some(addr))
             }
-            None => (None, None),
+            None => (Arc::new(Board::default()), None, None, None),
         };
         let herd = tokio::spawn(herd::run(bus, settings, board.clone()));
         Ok(Self {
@@ -69,6 +83,7 @@ impl Dominator {
             http: addr,
             herd,
             server,
+            feed,
         })
     }
 
@@ -94,8 +109,8 @@ impl Dominator {
 impl Drop for Dominator {
     fn drop(&mut self) {
         self.herd.abort();
-        if let Some(server) = &self.server {
-            server.abort();
+        for task in [&self.server, &self.feed].into_iter().flatten() {
+            task.abort();
         }
     }
 }
@@ -111,7 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let http = (cli.http != "off").then_some(cli.http.as_str());
     let dominator = Dominator::start(bus, settings, http).await?;
     if let Some(addr) = dominator.http_addr() {
-        tracing::info!(%addr, "serving /healthz and /status");
+        tracing::info!(%addr, "serving the status page, /metrics, /healthz and /status");
     }
     tokio::select! {
         result = dominator.wait() => result,

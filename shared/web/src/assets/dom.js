@@ -53,11 +53,14 @@ const dom = (() => {
   //
   // columns: [{ key, title, value: row => sortable value,
   //             html: row => cell HTML (escape it), num: bool }]
-  // options: { key: row => key, pageSize, filter: (row, text) => bool,
-  //            sort: initial column key, countEl: element for "1-100 of N" }
+  // options: { key: row => key, pageSize (100), sort: initial column key,
+  //            filter: (row, text) => bool, called for every row with the
+  //            search box's text in lower case ("" when empty),
+  //            every: least ms between renders (200) }
   //
   // put(row) / remove(key) / clear() change the rows and schedule one
-  // render; renders happen at most every `every` ms.
+  // render; now() renders at once (after a filter outside the table
+  // changed, say).
   class Table {
     constructor(el, columns, options) {
       this.el = el; this.columns = columns; this.options = options;
@@ -104,7 +107,7 @@ const dom = (() => {
       const column = this.columns.find((c) => c.key === this.sortKey) || this.columns[0];
       const text = this.text, filter = this.options.filter;
       let rows = [...this.rows.values()];
-      if (text) rows = rows.filter((r) => filter(r, text));
+      if (filter) rows = rows.filter((r) => filter(r, text));
       const value = column.value, sign = this.desc ? -1 : 1;
       const keyed = rows.map((r) => [value(r), r]);
       keyed.sort((a, b) => {
@@ -124,7 +127,7 @@ const dom = (() => {
         th.classList.toggle("sorted-asc", th.dataset.key === this.sortKey && !this.desc);
         th.classList.toggle("sorted-desc", th.dataset.key === this.sortKey && this.desc);
       }
-      const of = text ? `${keyed.length} matching of ${this.rows.size}` : `${this.rows.size}`;
+      const of = keyed.length !== this.rows.size ? `${keyed.length} matching of ${this.rows.size}` : `${this.rows.size}`;
       this.countEl.textContent = keyed.length ? `${start + 1}\u2013${end} of ${of}` : `none of ${this.rows.size}`;
     }
   }

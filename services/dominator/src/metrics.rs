@@ -1,0 +1,199 @@
+//! The dominator's Prometheus metrics, served on `GET /metrics`.
+//!
+//! The decision loop updates them as it goes; every update is a few
+//! atomic operations, so they cost a round nothing it would notice.
+//! Names and meanings are listed in `docs/OPERATIONS.md`.
+
+use std::sync::Arc;
+
+use dom_bus::FleetKind;
+use dom_model::policy::FleetSummary;
+use dom_model::policy::Updates;
+use dom_web::prometheus_client::metrics::counter::Counter;
+use dom_web::prometheus_client::metrics::family::Family;
+use dom_web::prometheus_client::metrics::gauge::Gauge;
+use dom_web::prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use dom_web::prometheus_client::registry::Registry;
+
+/// One label, as a name and a value (the label-set derive would need
+/// `prometheus_client` as a direct dependency).
+type Label = Vec<(&'static str, &'static str)>;
+
+/// Every metric the dominator exports, and the registry holding them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    rounds: Counter,
+    round_seconds: Histogram,
+    decide_seconds: Histogram,
+    event_lag_seconds: Histogram,
+    desired_published: Counter,
+    publish_failures: Counter,
+    messages: Family<Label, Counter>,
+    machines: Family<Label, Gauge>,
+    updates_enabled: Gauge,
+    caught_up: Gauge,
+    rejected_mdb: Gauge,
+    sse_clients: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn seconds() -> Histogram {
+    // 1 ms to about 65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("dominator");
+        let metrics = Self {
+            registry: Arc::default(),
+            rounds: Counter::default(),
+            round_seconds: seconds(),
+            decide_seconds: seconds(),
+            event_lag_seconds: seconds(),
+            desired_published: Counter::default(),
+            publish_failures: Counter::default(),
+            messages: Family::default(),
+            machines: Family::default(),
+            updates_enabled: Gauge::default(),
+            caught_up: Gauge::default(),
+            rejected_mdb: Gauge::default(),
+            sse_clients: Gauge::default(),
+        };
+        registry.register("rounds", "Decision rounds run", metrics.rounds.clone());
+        registry.register(
+            "round_duration_seconds",
+            "How long a decision round took, publishing included",
+            metrics.round_seconds.clone(),
+        );
+        registry.register(
+            "decide_duration_seconds",
+            "How long the policy took to decide, in a round",
+            metrics.decide_seconds.clone(),
+        );
+        registry.register(
+            "event_lag_seconds",
+            "From the first message a round decides on being taken in to the end of that round",
+            metrics.event_lag_seconds.clone(),
+        );
+        registry.register(
+            "desired_published",
+            "Desired states published",
+            metrics.desired_published.clone(),
+        );
+        registry.register(
+            "publish_failures",
+            "Desired states that could not be published (retried)",
+            metrics.publish_failures.clone(),
+        );
+        registry.register(
+            "messages",
+            "Fleet messages taken in, by stream",
+            metrics.messages.clone(),
+        );
+        registry.register(
+            "machines",
+            "Machines in the MDB (status=\"all\"), and by status after the last round",
+            metrics.machines.clone(),
+        );
+        registry.register(
+            "updates_enabled",
+            "1 while updates are enabled for the fleet, 0 during an emergency stop",
+            metrics.updates_enabled.clone(),
+        );
+        registry.register(
+            "caught_up",
+            "1 once the replay of the streams is over",
+            metrics.caught_up.clone(),
+        );
+        registry.register(
+            "rejected_mdb_records",
+            "Hosts whose latest MDB payload was refused",
+            metrics.rejected_mdb.clone(),
+        );
+        registry.register(
+            "status_page_clients",
+            "Browsers following the live status page",
+            metrics.sse_clients.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            ..metrics
+        }
+    }
+
+    /// The registry, for `GET /metrics`.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// The registry in the text format.
+    pub fn encode(&self) -> String {
+        dom_web::metrics::encode(&self.registry)
+    }
+
+    pub(crate) fn message(&self, kind: FleetKind) {
+        let kind = match kind {
+            FleetKind::Mdb => "mdb",
+            FleetKind::Image => "image",
+            FleetKind::State => "state",
+            FleetKind::Desired => "desired",
+            FleetKind::Ctl => "ctl",
+        };
+        self.messages.get_or_create(&vec![("kind", kind)]).inc();
+    }
+
+    /// A round ran: `took` and `decide` in seconds, `lag` from its first
+    /// message when it was called for by one.
+    pub(crate) fn round(
+        &self,
+        took: f64,
+        decide: f64,
+        lag: Option<f64>,
+        published: u64,
+        failed: u64,
+    ) {
+        self.rounds.inc();
+        self.round_seconds.observe(took);
+        self.decide_seconds.observe(decide);
+        if let Some(lag) = lag {
+            self.event_lag_seconds.observe(lag);
+        }
+        self.desired_published.inc_by(published);
+        self.publish_failures.inc_by(failed);
+    }
+
+    pub(crate) fn fleet(&self, summary: &FleetSummary, rejected: usize) {
+        self.caught_up.set(1);
+        self.rejected_mdb.set(rejected as i64);
+        self.updates_enabled
+            .set(matches!(summary.updates, Updates::Enabled) as i64);
+        let counts = [
+            ("all", summary.machines),
+            ("compliant", summary.compliant),
+            ("updating", summary.updating),
+            ("error", summary.errors),
+            ("held", summary.held),
+            ("waiting_for_slot", summary.waiting_for_slot),
+            ("safety_shutoff", summary.safety_shutoffs),
+            ("without_image", summary.without_image),
+            ("high_impact", summary.high_impact),
+            ("waiting_for_high_impact", summary.waiting_for_high_impact),
+        ];
+        for (status, n) in counts {
+            self.machines
+                .get_or_create(&vec![("status", status)])
+                .set(n as i64);
+        }
+    }
+
+    pub(crate) fn clients(&self, delta: i64) {
+        self.sse_clients.inc_by(delta);
+    }
+}

@@ -1,0 +1,303 @@
+//! The status page in a real browser: headless Chromium, driven over the
+//! Chrome DevTools Protocol, opens the page of a fleet with a real agent,
+//! sees the machine go from held (not compliant) to compliant after an
+//! MDB change, without reloading, and saves a screenshot as
+//! `target/status-page.png`.
+//!
+//! Chromium is Debian's `chromium` (`ops/install-tools.sh` installs it
+//! when it can); `CHROMIUM=/path` picks another. Without one the test
+//! says so and passes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+use dom_bus::{Bus, ConnectArgs};
+use dom_model::report::UpdateResult;
+use dom_model::MdbRecord;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
+
+fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// A headless browser, killed when dropped.
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    port: u16,
+}
+
+impl Browser {
+    async fn start(binary: &Path) -> Self {
+        let profile = tempfile::tempdir().unwrap();
+        let child = Command::new(binary)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-extensions",
+                "--disable-background-networking",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--hide-scrollbars",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                "--window-size=1280,1000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        // Chromium writes the port it picked to this file.
+        let active = profile.path().join("DevToolsActivePort");
+        let port = eventually("Chromium's DevTools port", || async {
+            std::fs::read_to_string(&active)
+                .ok()
+                .and_then(|text| text.lines().next()?.trim().parse::<u16>().ok())
+        })
+        .await;
+        Self {
+            child,
+            _profile: profile,
+            port,
+        }
+    }
+
+    /// The DevTools session of the browser's first page.
+    async fn page(&self) -> Devtools {
+        let list = format!("http://127.0.0.1:{}/json/list", self.port);
+        let url = eventually("a page target", || async {
+            let text = reqwest::get(&list).await.ok()?.text().await.ok()?;
+            let targets: Value = serde_json::from_str(&text).ok()?;
+            targets
+                .as_array()?
+                .iter()
+                .find(|t| t["type"] == "page")
+                .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+                .map(str::to_string)
+        })
+        .await;
+        let (socket, _) = ClientBuilder::new()
+            .uri(&url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Devtools { socket, next: 0 }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One page's DevTools connection: commands and their answers.
+struct Devtools {
+    socket: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+    next: u64,
+}
+
+impl Devtools {
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let command = json!({"id": id, "method": method, "params": params});
+        self.socket
+            .send(Message::text(command.to_string()))
+            .await
+            .unwrap();
+        loop {
+            let message = tokio::time::timeout(DEADLINE, self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("no answer to {method}"))
+                .expect("the browser is still there")
+                .unwrap();
+            let Some(text) = message.as_text() else {
+                continue;
+            };
+            let answer: Value = serde_json::from_str(text).unwrap();
+            if answer["id"] == id {
+                assert!(answer.get("error").is_none(), "{method}: {answer}");
+                return answer["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluates `expression` in the page, for its JSON value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true}),
+            )
+            .await;
+        result["result"]["value"].clone()
+    }
+
+    /// Waits until `expression` evaluates to `want`.
+    async fn wait_for(&mut self, what: &str, expression: &str, want: Value) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let got = self.eval(expression).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: last saw {got}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn status_of(host: &str) -> String {
+    format!(
+        r#"(() => {{ const c = document.querySelector('tr[data-key="{host}"] .status'); return c ? c.textContent : null; }})()"#
+    )
+}
+
+/// Made-up machines around the real one, so the page looks like a fleet.
+async fn neighbours(bus: &Bus) {
+    for i in 1..=14 {
+        let host = format!("app{i:02}.example.com");
+        set_mdb(bus, &host, "sparse.0").await;
+        let mut report = report(&host, "sparse.0", true);
+        report.last_update = Some(UpdateResult {
+            image: "sparse.0".into(),
+            started: "2026-11-26T09:00:00Z".into(),
+            duration_ms: 180 + 20 * i,
+            ok: true,
+            transition_ms: (i % 3 == 0).then_some(40 + i),
+            changed: 6,
+            ..UpdateResult::default()
+        });
+        bus.publish_state(&report).await.unwrap();
+    }
+    set_mdb(bus, "db1.example.com", "db/2026-11-27").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_turns_compliant_on_the_open_page() {
+    let Some(binary) = chromium() else {
+        eprintln!(
+            "SKIPPED: no Chromium (/usr/bin/chromium): run ops/install-tools.sh as root, \
+             or `apt-get install chromium`, or set CHROMIUM=/path/to/chrome"
+        );
+        return;
+    };
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let examples = dom_tests::repo_root().join("ops/examples");
+    let request =
+        imagetool::add::AddRequest::parse("sparse.0", &examples.join("path"), "", "", None)
+            .unwrap()
+            .with_hash_cache(None);
+    imagetool::add::add(&bus, request, false).await.unwrap();
+    neighbours(&bus).await;
+
+    // web1: a real agent, its updates disabled in the MDB, so it stays
+    // off its image.
+    let held = MdbRecord {
+        disable_updates: true,
+        ..MdbRecord::new("web1").requiring(name("sparse.0"))
+    };
+    bus.publish_mdb("web1", held.encode().into()).await.unwrap();
+    let dominator = dominator(&bus, 10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("web1");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), "web1\n").unwrap();
+    let mut config = subd::Config::new("web1", root).uncapped();
+    config.connect = ConnectArgs {
+        server: server.url(),
+        ..ConnectArgs::default()
+    };
+    config.service_command = subd::services::ServiceCommand::parse("true").unwrap();
+    config.reboot_command = None;
+    let _agent = subd::Agent::start(config).unwrap();
+    eventually("web1 reports, not compliant", || async {
+        bus.state("web1")
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| r.desired_image.as_deref() == Some("sparse.0") && !r.compliant)
+    })
+    .await;
+
+    let addr = dominator.http_addr().unwrap();
+    let browser = Browser::start(&binary).await;
+    let mut page = browser.page().await;
+    page.call("Page.enable", json!({})).await;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
+    page.call("Page.navigate", json!({"url": format!("http://{addr}/")}))
+        .await;
+    page.wait_for("web1 held on the page", &status_of("web1"), json!("held"))
+        .await;
+    // A mark that a reload would wipe out.
+    page.eval("window.stillTheSamePage = true").await;
+
+    // The MDB change: updates enabled for web1.
+    let allowed = MdbRecord::new("web1").requiring(name("sparse.0"));
+    bus.publish_mdb("web1", allowed.encode().into())
+        .await
+        .unwrap();
+    page.wait_for(
+        "web1 compliant on the page",
+        &status_of("web1"),
+        json!("compliant"),
+    )
+    .await;
+    assert_eq!(
+        page.eval("window.stillTheSamePage === true").await,
+        json!(true),
+        "the page was not reloaded"
+    );
+    page.wait_for(
+        "the summary counts web1 as compliant",
+        "document.querySelector('#cards').textContent.includes('15compliant')",
+        json!(true),
+    )
+    .await;
+
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap())
+        .unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    let target = dom_tests::repo_root().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let path = target.join("status-page.png");
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+}

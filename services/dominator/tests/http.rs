@@ -1,0 +1,292 @@
+//! The HTTP side against a real dominator: every endpoint, the pages'
+//! content, the metrics, and the live feed's snapshot and changes.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use common::*;
+use dom_model::Event;
+use dominator::Dominator;
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+    let status = response.status().as_u16();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, kind, response.text().await.unwrap())
+}
+
+/// `imagetool add sparse.0 ops/examples/path "" triggers.sshd`.
+async fn add_example_image(bus: &dom_bus::Bus, image: &str) {
+    let examples = dom_tests::repo_root().join("ops/examples");
+    let triggers = examples.join("triggers.sshd").display().to_string();
+    let request = imagetool::add::AddRequest::parse(
+        image,
+        Path::new(&examples.join("path")),
+        "",
+        &triggers,
+        None,
+    )
+    .unwrap()
+    .with_hash_cache(None);
+    imagetool::add::add(bus, request, false).await.unwrap();
+}
+
+async fn fleet(server: &NatsServer) -> (dom_bus::Bus, Dominator, SocketAddr) {
+    let bus = connect(server).await;
+    add_example_image(&bus, "sparse.0").await;
+    set_mdb(&bus, "web1", "sparse.0").await;
+    set_mdb(&bus, "web2", "nosuch.0").await;
+    let mut report = report("web1", "sparse.0", false);
+    report.deviations = 7;
+    bus.publish_state(&report).await.unwrap();
+    bus.publish_event(&Event {
+        v: 1,
+        host: "web1".into(),
+        kind: "drift".into(),
+        time: "2026-11-26T09:30:00Z".into(),
+        image: Some("sparse.0".into()),
+        message: "7 paths differ from image <sparse.0>".into(),
+        details: serde_json::Value::Null,
+    })
+    .await
+    .unwrap();
+    let dominator = dominator(&bus, 10).await;
+    wait_settled(&dominator).await;
+    // The page shows the report once the round that took it in ran.
+    eventually("web1's report on the board", || async {
+        dominator.board().report("web1").map(|_| ())
+    })
+    .await;
+    let addr = dominator.http_addr().unwrap();
+    (bus, dominator, addr)
+}
+
+#[tokio::test]
+async fn every_endpoint_answers() {
+    let server = NatsServer::start().unwrap();
+    let (_bus, _dominator, addr) = fleet(&server).await;
+
+    let (code, _, body) = get(addr, "/healthz").await;
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+
+    let (code, kind, body) = get(addr, "/status").await;
+    assert_eq!((code, kind.as_str()), (200, "application/json"));
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["caught_up"], true);
+    assert_eq!(status["decision"]["summary"]["machines"], 2);
+    assert_eq!(status["decision"]["machines"][1]["host"], "web2");
+
+    let (code, kind, body) = get(addr, "/").await;
+    assert_eq!(code, 200);
+    assert!(kind.starts_with("text/html"), "{kind}");
+    for part in [
+        "/static/status.js",
+        "/static/dom.js",
+        "/static/dom.css",
+        "id=\"machines\"",
+    ] {
+        assert!(body.contains(part), "the page has {part}: {body}");
+    }
+    for (path, kind) in [
+        ("/static/status.js", "text/javascript"),
+        ("/static/dom.js", "text/javascript"),
+        ("/static/dom.css", "text/css"),
+    ] {
+        let (code, got, body) = get(addr, path).await;
+        assert_eq!(code, 200, "{path}");
+        assert!(got.starts_with(kind) && !body.is_empty(), "{path}: {got}");
+    }
+
+    // A machine's page: its status, report, last events, all escaped.
+    let (code, _, body) = get(addr, "/machines/web1").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(r#"<a href="/images/sparse.0">sparse.0</a>"#),
+        "{body}"
+    );
+    assert!(body.contains("<dt>deviations</dt><dd>7</dd>"), "{body}");
+    assert!(
+        body.contains("7 paths differ from image &lt;sparse.0&gt;"),
+        "{body}"
+    );
+    assert!(
+        body.contains("State report") && body.contains("Desired state"),
+        "{body}"
+    );
+    let (code, _, body) = get(addr, "/machines/web2").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("image nosuch.0 does not exist"), "{body}");
+    assert_eq!(get(addr, "/machines/nosuch").await.0, 404);
+
+    // The image list and an image's page: files, triggers, machines.
+    let (code, _, body) = get(addr, "/images").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(r#"<a href="/images/sparse.0">sparse.0</a>"#),
+        "{body}"
+    );
+    let (code, _, body) = get(addr, "/images/sparse.0").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("/etc/ssh/sshd.conf"), "files: {body}");
+    assert!(body.contains("sshd"), "triggers: {body}");
+    assert!(body.contains("none: a sparse image"), "filter: {body}");
+    assert!(
+        body.contains(r#"<a href="/machines/web1">web1</a>"#),
+        "machines: {body}"
+    );
+    assert_eq!(get(addr, "/images/nosuch.0").await.0, 404);
+
+    // Metrics.
+    let (code, kind, body) = get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    for line in [
+        "dominator_machines{status=\"all\"} 2",
+        "dominator_machines{status=\"error\"} 1",
+        "dominator_updates_enabled 1",
+        "dominator_caught_up 1",
+        "# TYPE dominator_rounds counter",
+        "# TYPE dominator_round_duration_seconds histogram",
+        "# TYPE dominator_event_lag_seconds histogram",
+        "dominator_messages_total{kind=\"mdb\"}",
+    ] {
+        assert!(body.contains(line), "metrics have {line}: {body}");
+    }
+    let published = body
+        .lines()
+        .find_map(|l| l.strip_prefix("dominator_desired_published_total "))
+        .expect("desired states published");
+    assert!(published.parse::<u64>().unwrap() >= 1, "{body}");
+
+    // What is not there.
+    assert_eq!(get(addr, "/nothing").await.0, 404);
+    let client = reqwest::Client::new();
+    let post = client
+        .post(format!("http://{addr}/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 405);
+    let head = client
+        .head(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+}
+
+/// Reads server-sent events from a response.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    /// The next event's name and data.
+    async fn next(&mut self) -> (String, serde_json::Value) {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut name, mut data) = (String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if name.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return (name, serde_json::from_str(&data).unwrap());
+            }
+            let chunk = tokio::time::timeout(DEADLINE, self.response.chunk())
+                .await
+                .expect("an event in time")
+                .unwrap()
+                .expect("the feed goes on");
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Waits for a `changes` event whose machines satisfy `check`.
+    async fn changes(&mut self, what: &str, check: impl Fn(&[serde_json::Value]) -> bool) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            assert!(tokio::time::Instant::now() < deadline, "no change: {what}");
+            let (name, data) = self.next().await;
+            if name == "changes" && check(data["machines"].as_array().unwrap()) {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_live_feed_sends_a_snapshot_then_only_what_changed() {
+    let server = NatsServer::start().unwrap();
+    let (bus, _dominator, addr) = fleet(&server).await;
+    let response = reqwest::get(format!("http://{addr}/live")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut events = Events {
+        response,
+        buffer: String::new(),
+    };
+    let (name, snapshot) = events.next().await;
+    assert_eq!(name, "snapshot");
+    assert_eq!(snapshot["summary"]["fleet"]["machines"], 2);
+    let machines = snapshot["machines"].as_array().unwrap();
+    assert_eq!(machines.len(), 2);
+    assert_eq!(machines[0]["host"], "web1");
+    assert_eq!(machines[0]["status"], "updating");
+    assert_eq!(machines[0]["compliant"], false);
+    assert_eq!(machines[0]["deviations"], 7);
+    assert_eq!(machines[1]["status"], "error");
+
+    // web1 reports it is compliant: only web1 comes, with its new row.
+    bus.publish_state(&report("web1", "sparse.0", true))
+        .await
+        .unwrap();
+    events
+        .changes("web1 compliant", |machines| {
+            machines.len() == 1
+                && machines[0]["host"] == "web1"
+                && machines[0]["status"] == "compliant"
+                && machines[0]["deviations"] == 0
+        })
+        .await;
+
+    // web2 leaves the MDB: it is removed; a new machine is added.
+    bus.publish_mdb("web2", bytes::Bytes::new()).await.unwrap();
+    set_mdb(&bus, "web3", "sparse.0").await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let (mut removed, mut added) = (false, false);
+    while !(removed && added) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "web2 removed, web3 added"
+        );
+        let (name, data) = events.next().await;
+        assert_eq!(name, "changes");
+        removed |= data["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == "web2");
+        added |= data["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["host"] == "web3");
+    }
+}
