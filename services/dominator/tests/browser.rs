@@ -2,7 +2,9 @@
 //! Chrome DevTools Protocol, opens the page of a fleet with a real agent,
 //! sees the machine go from held (not compliant) to compliant after an
 //! MDB change, without reloading, and saves a screenshot as
-//! `target/status-page.png`.
+//! `target/status-page.png`. A second test opens the page of 10,000
+//! machines: all of them in the table (one page of rows rendered),
+//! filtered, and a change followed live.
 //!
 //! Chromium is Debian's `chromium` (`ops/install-tools.sh` installs it
 //! when it can); `CHROMIUM=/path` picks another. Without one the test
@@ -300,4 +302,96 @@ async fn a_machine_turns_compliant_on_the_open_page() {
     let path = target.join("status-page.png");
     std::fs::write(&path, png).unwrap();
     eprintln!("screenshot: {}", path.display());
+}
+
+/// The page with 10,000 machines: it shows them all (a page of rows at a
+/// time), filters them, and still follows a change live. How long the
+/// page took and its longest main-thread task are printed (they are
+/// measurements, not pass marks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_machines_stay_usable() {
+    let Some(binary) = chromium() else {
+        eprintln!("SKIPPED: no Chromium (/usr/bin/chromium)");
+        return;
+    };
+    const MACHINES: usize = 10_000;
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let examples = dom_tests::repo_root().join("ops/examples");
+    let request =
+        imagetool::add::AddRequest::parse("sparse.0", &examples.join("path"), "", "", None)
+            .unwrap()
+            .with_hash_cache(None);
+    imagetool::add::add(&bus, request, false).await.unwrap();
+    let hosts: Vec<String> = (0..MACHINES).map(|i| format!("m{i:05}")).collect();
+    futures::stream::iter(hosts.iter())
+        .for_each_concurrent(256, |host| {
+            let bus = bus.clone();
+            async move {
+                set_mdb(&bus, host, "sparse.0").await;
+                bus.publish_state(&report(host, "sparse.0", true))
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    let dominator = dominator(&bus, 10).await;
+    let addr = dominator.http_addr().unwrap();
+
+    let browser = Browser::start(&binary).await;
+    let mut page = browser.page().await;
+    page.call("Page.enable", json!({})).await;
+    page.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({"source": "window.longest = 0; new PerformanceObserver((l) => { \
+            for (const e of l.getEntries()) window.longest = Math.max(window.longest, e.duration); \
+            }).observe({type: 'longtask', buffered: true});"}),
+    )
+    .await;
+    let opened = std::time::Instant::now();
+    page.call("Page.navigate", json!({"url": format!("http://{addr}/")}))
+        .await;
+    let count = "(() => { const c = document.querySelector('#machines .count'); \
+                 return c ? c.textContent : null; })()";
+    page.wait_for(
+        "every machine in the table",
+        count,
+        json!(format!("1\u{2013}100 of {MACHINES}")),
+    )
+    .await;
+    let shown = opened.elapsed();
+    assert_eq!(
+        page.eval("document.querySelectorAll('#machines tbody tr').length")
+            .await,
+        json!(100),
+        "one page of rows is rendered, not ten thousand"
+    );
+
+    // Filter down to one machine, then change it: the filtered view
+    // follows live.
+    page.eval(
+        "(() => { const i = document.querySelector('#machines input'); \
+         i.value = 'm04321'; i.dispatchEvent(new Event('input')); })()",
+    )
+    .await;
+    page.wait_for(
+        "the filter",
+        count,
+        json!(format!("1\u{2013}1 of 1 matching of {MACHINES}")),
+    )
+    .await;
+    set_mdb(&bus, "m04321", "nothing.0").await;
+    page.wait_for("m04321 in error", &status_of("m04321"), json!("error"))
+        .await;
+    // The Long Tasks API reports main-thread tasks over 50 ms.
+    let longest = page.eval("window.longest").await.as_f64().unwrap_or(0.0);
+    let tasks = if longest > 0.0 {
+        format!("longest main-thread task {longest:.0} ms")
+    } else {
+        "no main-thread task over 50 ms".to_string()
+    };
+    eprintln!(
+        "{MACHINES} machines: table complete {:.2} s after opening the page; {tasks}",
+        shown.as_secs_f64()
+    );
 }
