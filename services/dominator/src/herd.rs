@@ -182,8 +182,8 @@ struct Herd {
     /// Hosts whose state report message arrived since the last round,
     /// when the board keeps reports for the status page.
     changed_reports: HashSet<String>,
-    /// When the first change the next round decides on was taken in.
-    waiting_since: Option<Instant>,
+    /// When the first change the next round decides on was published.
+    waiting_since: Option<std::time::SystemTime>,
 }
 
 /// What a round calls for next.
@@ -205,7 +205,8 @@ impl Herd {
         }
         let changed = self.fold(message, caught_up).await;
         if changed && caught_up && self.waiting_since.is_none() {
-            self.waiting_since = Some(Instant::now());
+            let now = std::time::SystemTime::now();
+            self.waiting_since = Some(message.published.unwrap_or(now).min(now));
         }
         changed
     }
@@ -319,7 +320,10 @@ impl Herd {
         let machines = decision.machines.len();
         self.show(decision, published, issued);
         let took = started.elapsed();
-        let lag = self.waiting_since.take().map(|since| since.elapsed());
+        let lag = self
+            .waiting_since
+            .take()
+            .map(|since| since.elapsed().unwrap_or_default());
         self.board.metrics().round(
             took.as_secs_f64(),
             decided.as_secs_f64(),

@@ -90,7 +90,7 @@ impl Metrics {
         );
         registry.register(
             "event_lag_seconds",
-            "From the first message a round decides on being taken in to the end of that round",
+            "From the publish of the first message a round decides on to the end of that round",
             metrics.event_lag_seconds.clone(),
         );
         registry.register(

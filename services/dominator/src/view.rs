@@ -220,6 +220,7 @@ mod tests {
             name: name.into(),
             payload: bytes::Bytes::copy_from_slice(payload),
             sequence,
+            published: None,
         }
     }
 

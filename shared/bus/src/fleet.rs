@@ -60,6 +60,8 @@ pub struct FleetMessage {
     pub name: String,
     pub payload: Bytes,
     pub sequence: u64,
+    /// When the server stored it (`None` when not known).
+    pub published: Option<std::time::SystemTime>,
 }
 
 /// What the feed yields.
@@ -101,11 +103,14 @@ fn resuming_feed(
                     let Ok(info) = msg.info() else { continue };
                     let (sequence, pending) = (info.stream_sequence, info.pending);
                     last = Some(sequence);
+                    let nanos = u64::try_from(info.published.unix_timestamp_nanos()).ok();
                     let message = FleetMessage {
                         kind,
                         name: bus.fleet_name(kind, &msg.subject).unwrap_or("").to_string(),
                         payload: msg.payload.clone(),
                         sequence,
+                        published: nanos
+                            .map(|n| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(n)),
                     };
                     return Some(((message, pending), (bus, messages, last)));
                 }
