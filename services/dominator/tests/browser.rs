@@ -183,6 +183,26 @@ fn status_of(host: &str) -> String {
     )
 }
 
+fn skipped() {
+    eprintln!(
+        "SKIPPED: no Chromium (/usr/bin/chromium): run ops/install-tools.sh as root, \
+         or `apt-get install chromium`, or set CHROMIUM=/path/to/chrome"
+    );
+}
+
+/// A fresh server with the user guide's tree as image `sparse.0`.
+async fn fleet_with_image() -> (NatsServer, Bus) {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let examples = dom_tests::repo_root().join("ops/examples");
+    let request =
+        imagetool::add::AddRequest::parse("sparse.0", &examples.join("path"), "", "", None)
+            .unwrap()
+            .with_hash_cache(None);
+    imagetool::add::add(&bus, request, false).await.unwrap();
+    (server, bus)
+}
+
 /// Made-up machines around the real one, so the page looks like a fleet.
 async fn neighbours(bus: &Bus) {
     for i in 1..=14 {
@@ -206,20 +226,9 @@ async fn neighbours(bus: &Bus) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_machine_turns_compliant_on_the_open_page() {
     let Some(binary) = chromium() else {
-        eprintln!(
-            "SKIPPED: no Chromium (/usr/bin/chromium): run ops/install-tools.sh as root, \
-             or `apt-get install chromium`, or set CHROMIUM=/path/to/chrome"
-        );
-        return;
+        return skipped();
     };
-    let server = NatsServer::start().unwrap();
-    let bus = connect(&server).await;
-    let examples = dom_tests::repo_root().join("ops/examples");
-    let request =
-        imagetool::add::AddRequest::parse("sparse.0", &examples.join("path"), "", "", None)
-            .unwrap()
-            .with_hash_cache(None);
-    imagetool::add::add(&bus, request, false).await.unwrap();
+    let (server, bus) = fleet_with_image().await;
     neighbours(&bus).await;
 
     // web1: a real agent, its updates disabled in the MDB, so it stays
@@ -311,18 +320,10 @@ async fn a_machine_turns_compliant_on_the_open_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_machines_stay_usable() {
     let Some(binary) = chromium() else {
-        eprintln!("SKIPPED: no Chromium (/usr/bin/chromium)");
-        return;
+        return skipped();
     };
     const MACHINES: usize = 10_000;
-    let server = NatsServer::start().unwrap();
-    let bus = connect(&server).await;
-    let examples = dom_tests::repo_root().join("ops/examples");
-    let request =
-        imagetool::add::AddRequest::parse("sparse.0", &examples.join("path"), "", "", None)
-            .unwrap()
-            .with_hash_cache(None);
-    imagetool::add::add(&bus, request, false).await.unwrap();
+    let (_server, bus) = fleet_with_image().await;
     let hosts: Vec<String> = (0..MACHINES).map(|i| format!("m{i:05}")).collect();
     futures::stream::iter(hosts.iter())
         .for_each_concurrent(256, |host| {
