@@ -360,12 +360,8 @@ async fn an_agent_writes_only_its_own_state_and_events() {
     assert_eq!(web1.state.unwrap().image.as_str(), "sparse.0");
 }
 
-#[tokio::test]
-async fn a_builder_adds_images_and_nothing_else() {
-    let secure = Secure::start();
-    let operator = secure.operator().await;
-    let builder = secure.bus("builder").await;
-
+/// Adds the user guide's tree as sparse image `sparse.0`, as `bus`.
+async fn add_user_guide_image(bus: &Bus) {
     let request = imagetool::add::AddRequest::parse(
         "sparse.0",
         &repo_root().join("ops/examples/path"),
@@ -375,7 +371,16 @@ async fn a_builder_adds_images_and_nothing_else() {
     )
     .unwrap()
     .with_hash_cache(None);
-    imagetool::add::add(&builder, request, false).await.unwrap();
+    imagetool::add::add(bus, request, false).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_builder_adds_images_and_nothing_else() {
+    let secure = Secure::start();
+    let operator = secure.operator().await;
+    let builder = secure.bus("builder").await;
+
+    add_user_guide_image(&builder).await;
     assert!(builder.image_record(&name("sparse.0")).await.is_ok());
     let objects = messages(&operator, "OBJ_dom-objects").await;
     assert!(objects > 0);
@@ -499,16 +504,7 @@ async fn the_user_guide_works_with_each_role() {
     let viewer = secure.bus("viewer").await;
 
     let builder = secure.bus("builder").await;
-    let request = imagetool::add::AddRequest::parse(
-        "sparse.0",
-        &repo_root().join("ops/examples/path"),
-        "",
-        "",
-        None,
-    )
-    .unwrap()
-    .with_hash_cache(None);
-    imagetool::add::add(&builder, request, false).await.unwrap();
+    add_user_guide_image(&builder).await;
 
     let settings = dominator::Settings {
         debounce: Duration::from_millis(20),
