@@ -8,10 +8,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dom_bus::{Bus, ConnectArgs, FleetKind};
+use dom_bus::{Bus, ConnectArgs, FleetKind, FleetUpdate};
 use dom_model::{DesiredState, Event, ImageName, ImageRecord, MdbRecord, ObjectId, StateReport};
 use dom_store::{ContentStore, NatsStore};
 use dom_tests::{repo_root, NatsServer};
+use futures::StreamExt;
 
 /// How long any one condition may take to come true.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -154,6 +155,18 @@ where
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn next_update<S>(feed: &mut std::pin::Pin<&mut S>) -> FleetUpdate
+where
+    S: futures::Stream<Item = Result<FleetUpdate, dom_bus::BusError>>,
+{
+    match tokio::time::timeout(DEADLINE, feed.next()).await {
+        Ok(Some(Ok(update))) => update,
+        Ok(Some(Err(e))) => panic!("fleet feed: {e}"),
+        Ok(None) => panic!("fleet feed ended"),
+        Err(_) => panic!("fleet feed: nothing within {DEADLINE:?}"),
     }
 }
 
@@ -300,7 +313,7 @@ async fn an_agent_writes_only_its_own_state_and_events() {
     );
     assert_denied(
         subd.follow_desired("web2", None).await.map(|_| ()),
-        "$JS.API.CONSUMER.CREATE.DOM_DESIRED.",
+        "$JS.API.DIRECT.GET.DOM_DESIRED.dom.desired.web2",
     );
     let store = NatsStore::open(&subd).await.unwrap();
     assert_denied(
@@ -450,6 +463,19 @@ async fn a_viewer_reads_everything_and_writes_nothing() {
         1
     );
     assert!(viewer.state("web1").await.unwrap().is_some());
+    // A dashboard follows the fleet without a consumer.
+    let feed = viewer.watch_fleet(&[FleetKind::Mdb]).await.unwrap();
+    let mut feed = std::pin::pin!(feed);
+    assert!(matches!(next_update(&mut feed).await, FleetUpdate::Message(m) if m.name == "web1"));
+    assert!(matches!(
+        next_update(&mut feed).await,
+        FleetUpdate::CaughtUp
+    ));
+    operator
+        .publish_mdb("web2", MdbRecord::new("web2").encode().into())
+        .await
+        .unwrap();
+    assert!(matches!(next_update(&mut feed).await, FleetUpdate::Message(m) if m.name == "web2"));
 
     assert_denied(
         viewer.publish_image(&record("evil.0")).await,
@@ -486,12 +512,141 @@ async fn a_viewer_reads_everything_and_writes_nothing() {
     );
 
     assert_eq!(messages(&operator, "DOM_IMAGES").await, 1);
-    assert_eq!(messages(&operator, "DOM_MDB").await, 1);
+    assert_eq!(messages(&operator, "DOM_MDB").await, 2);
     assert_eq!(messages(&operator, "DOM_STATE").await, 1);
     assert_eq!(messages(&operator, "DOM_DESIRED").await, 0);
     assert_eq!(messages(&operator, "DOM_EVENTS").await, 0);
     assert_eq!(messages(&operator, "DOM_CTL").await, 0);
     assert_eq!(messages(&operator, "OBJ_dom-objects").await, 0);
+}
+
+/// The streams whose messages only their own roles may write.
+const GUARDED_STREAMS: [&str; 6] = [
+    "DOM_DESIRED",
+    "DOM_MDB",
+    "DOM_CTL",
+    "DOM_STATE",
+    "DOM_IMAGES",
+    "DOM_EVENTS",
+];
+
+async fn guarded_counts(operator: &Bus) -> Vec<u64> {
+    let mut out = Vec::new();
+    for stream in GUARDED_STREAMS {
+        out.push(messages(operator, stream).await);
+    }
+    out
+}
+
+/// The server answers a JetStream request on whatever reply subject the
+/// asker names, and a consumer delivers wherever its creator says; it
+/// checks neither against the asker's permissions. Builders, agents and
+/// viewers live in accounts of their own that import no consumer
+/// requests, so they cannot use either to have the server write into a
+/// stream for them: not even a builder that stored a forged desired state
+/// as an object and asks for it to be answered on `dom.desired.web1`.
+#[tokio::test]
+async fn no_credential_has_the_server_write_into_a_stream_for_it() {
+    let secure = Secure::start();
+    let operator = secure.operator().await;
+    let builder = secure.bus("builder").await;
+    let forged = Bytes::from(desired("web1", "evil.0").encode());
+    NatsStore::open(&builder)
+        .await
+        .unwrap()
+        .put(ObjectId::of(&forged), forged.clone())
+        .await
+        .unwrap();
+    secure
+        .bus("dominator")
+        .await
+        .publish_desired(&desired("web1", "base.0"))
+        .await
+        .unwrap();
+    let objects = operator.subjects.object_stream();
+    let object_api = format!("$JS.API.DIRECT.GET.{objects}");
+    let first_chunk = serde_json::json!({
+        "seq": 1,
+        "next_by_subj": format!("{}>", operator.subjects.object_chunk_prefix()),
+    })
+    .to_string();
+    let targets = [
+        "dom.desired.web1",
+        "dom.mdb.web1",
+        "dom.ctl.updates",
+        "dom.state.web2",
+        "dom.image.evil.1",
+        "dom.event.web2.update",
+    ];
+    let before = guarded_counts(&operator).await;
+    let attempts = [
+        ("builder", object_api.clone(), first_chunk.clone()),
+        ("subd-web1", object_api.clone(), first_chunk.clone()),
+        (
+            "subd-web1",
+            "$JS.API.DIRECT.GET.DOM_DESIRED.dom.desired.web1".to_string(),
+            String::new(),
+        ),
+        ("viewer", object_api.clone(), first_chunk.clone()),
+    ];
+    for (credential, request, payload) in attempts {
+        let bus = secure.bus(credential).await;
+        for target in targets {
+            bus.client
+                .publish_with_reply(request.clone(), target, payload.clone().into())
+                .await
+                .unwrap();
+        }
+        // A push consumer over the objects, delivering onto a desired
+        // state's subject.
+        let create = serde_json::json!({
+            "stream_name": objects,
+            "config": {
+                "deliver_subject": "dom.desired.web1",
+                "deliver_policy": "all",
+                "ack_policy": "none",
+            },
+        });
+        let created = bus
+            .guarded(
+                |s| s.starts_with("$JS.API.CONSUMER."),
+                bus.client.request(
+                    format!("$JS.API.CONSUMER.CREATE.{objects}"),
+                    create.to_string().into(),
+                ),
+            )
+            .await;
+        assert!(
+            !matches!(created, Ok(Ok(_))),
+            "{credential} created a consumer"
+        );
+        // The same request answered to the asker: the ones before it on
+        // this connection have been handled.
+        let answer = bus
+            .client
+            .request(request.clone(), payload.clone().into())
+            .await
+            .unwrap();
+        assert!(!answer.payload.is_empty(), "{credential}: {request}");
+    }
+    // The control: the operator, inside the streams' account, can do it,
+    // and the test sees it.
+    operator
+        .client
+        .publish_with_reply(object_api, "dom.mdb.web9", first_chunk.into())
+        .await
+        .unwrap();
+    eventually("the operator's copy", || async {
+        (messages(&operator, "DOM_MDB").await > before[1]).then_some(())
+    })
+    .await;
+    let mut expected = before;
+    expected[1] += 1;
+    assert_eq!(guarded_counts(&operator).await, expected);
+    // The agent still reads the dominator's desired state.
+    let subd = secure.bus("subd-web1").await;
+    let read = subd.desired("web1").await.unwrap().unwrap();
+    assert_eq!(read.state.unwrap().image.as_str(), "base.0");
 }
 
 /// The user guide over TLS, each part with its own credential: imagetool

@@ -14,7 +14,6 @@ use std::pin::pin;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use dom_bus::{Bus, FleetKind, FleetUpdate};
 use dom_model::policy::Updates;
 use dom_model::{Decision, Event};
@@ -29,7 +28,7 @@ const REDRAW: Duration = Duration::from_millis(500);
 /// Runs the screen until interrupted; with `once`, prints one screen
 /// (without terminal control sequences) once the streams are read.
 pub async fn screen(bus: &Bus, once: bool) -> anyhow::Result<ExitCode> {
-    let feed = bus.follow_fleet(&FleetKind::ALL).await?;
+    let feed = bus.watch_fleet(&FleetKind::ALL).await?;
     let mut feed = pin!(feed);
     let (events, mut events_pending) = recent_events(bus, EVENTS_KEPT).await?;
     let mut events = pin!(events);
@@ -102,7 +101,9 @@ pub async fn screen(bus: &Bus, once: bool) -> anyhow::Result<ExitCode> {
 
 /// The last `n` events, oldest first, then every new one, each with the
 /// number of events still to come of those stored when it was read; and
-/// how many there are to read.
+/// how many there are to read. Read without a consumer, so a viewer's
+/// credential will do: the stored ones with direct gets, new ones from a
+/// subscription made before they are read.
 async fn recent_events(
     bus: &Bus,
     n: usize,
@@ -110,6 +111,8 @@ async fn recent_events(
     impl Stream<Item = anyhow::Result<(Event, u64)>> + Send + 'static,
     u64,
 )> {
+    let filter = bus.subjects.all("event");
+    let live = bus.client.subscribe(filter.clone()).await?;
     let name = bus.subjects.events_stream();
     let mut stream = bus.js.get_stream(&name).await?;
     let state = stream.info().await?.state.clone();
@@ -118,30 +121,25 @@ async fn recent_events(
         .saturating_sub(n as u64)
         .max(state.first_sequence)
         .max(1);
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: bus.subjects.all("event"),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: start,
-            },
-            ..Default::default()
-        })
-        .await?;
-    let pending = consumer.cached_info().num_pending;
-    let messages = consumer.messages().await?;
-    let events = messages.filter_map(|message| async move {
-        let message = match message {
-            Ok(message) => message,
-            Err(e) => return Some(Err(anyhow::anyhow!(e))),
-        };
-        let pending = message.info().map(|i| i.pending).unwrap_or(0);
-        // Anyone may publish on an event subject: what does not decode is
-        // left out.
+    // Anyone may publish on an event subject: what does not decode is
+    // left out.
+    let mut stored = Vec::new();
+    let mut read = pin!(bus.read_stream(&name, &filter, start));
+    while let Some(message) = read.next().await {
+        stored.extend(Event::decode(&message?.payload).ok());
+    }
+    let count = stored.len() as u64;
+    let replay = stored
+        .into_iter()
+        .enumerate()
+        .map(move |(i, event)| Ok((event, count - 1 - i as u64)));
+    let live = live.filter_map(|message| async move {
         Event::decode(&message.payload)
             .ok()
-            .map(|event| Ok((event, pending)))
+            .map(|event| Ok((event, 0)))
     });
-    Ok((events, pending))
+    let events = futures::stream::iter(replay).chain(live);
+    Ok((events, count))
 }
 
 /// What one screen shows.

@@ -3,12 +3,12 @@
 //! - Connecting is retried until it works (a machine may boot long before
 //!   NATS is reachable); after that the client rides out outages on its
 //!   own.
-//! - The host's desired state is followed from the last one stored, and
-//!   followed again from the last one stored whenever the consumer fails;
-//!   the last one is also read every few seconds, in case the consumer
-//!   has not noticed an outage yet. So nothing published during an outage
-//!   is missed. The same state may be handed over more than once; the
-//!   agent ignores repeats.
+//! - The host's desired state is followed from the last one stored
+//!   ([`Bus::follow_desired`], which reads it again on every cue and
+//!   reconnect), followed again whenever a read fails, and also read every
+//!   30 s whatever happens. So nothing published during an outage is
+//!   missed. The same state may be handed over more than once; the agent
+//!   ignores repeats.
 //! - State reports and events are queued and published in order, retried
 //!   until they are stored. Only the newest state report matters, so older
 //!   unsent ones are dropped; events are kept, up to a bound.
@@ -26,11 +26,13 @@ use tokio::task::JoinHandle;
 
 /// Longest wait between two connection attempts.
 const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(5);
-/// Wait before following again after the consumer failed, and before
+/// Wait before following again after a read failed, and before
 /// retrying a publish.
 const RETRY: Duration = Duration::from_secs(1);
-/// How often the last desired state is read besides following it.
-const CHECK_LAST: Duration = Duration::from_secs(5);
+/// How often the last desired state is read besides following it: a
+/// safety net for a cue the connection dropped (the follow itself reads
+/// again on every cue and every reconnect).
+const CHECK_LAST: Duration = Duration::from_secs(30);
 /// Most events kept while the bus is unreachable; the oldest go first.
 const MAX_QUEUED_EVENTS: usize = 10_000;
 
@@ -156,9 +158,8 @@ async fn follow(
                 let mut last = 0;
                 let mut check = tokio::time::interval(CHECK_LAST);
                 loop {
-                    // A consumer lost in an outage can take a while to
-                    // notice; reading the last desired state now and then
-                    // bounds how late a change is seen.
+                    // Reading the last desired state now and then bounds
+                    // how late a change is seen, whatever was missed.
                     let item = tokio::select! {
                         item = states.next() => item,
                         _ = check.tick() => match bus.desired(&host).await {

@@ -8,13 +8,12 @@
 //! ([`Bus::follow_desired`]) starts with the last one stored, so an agent
 //! that was down catches up, then yields each new one.
 
-use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use bytes::Bytes;
 use dom_model::desired::DesiredError;
 use dom_model::report::ReportError;
 use dom_model::{DesiredState, Event, StateReport};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, StreamExt};
 use thiserror::Error;
 
 use crate::connect::{Bus, BusError};
@@ -38,6 +37,17 @@ pub enum Refused {
     Invalid(#[from] DesiredError),
     #[error("desired state published for host {subject_host} names host {named}")]
     OtherHost { subject_host: String, named: String },
+}
+
+/// Following one host's desired state ([`Bus::follow_desired`]).
+struct Follow {
+    bus: Bus,
+    host: String,
+    cues: async_nats::Subscriber,
+    reconnects: tokio::sync::watch::Receiver<u64>,
+    last: u64,
+    found: Option<DesiredMessage>,
+    failed: bool,
 }
 
 /// A desired state as stored on the bus.
@@ -103,64 +113,73 @@ impl Bus {
         }
     }
 
-    /// `host`'s desired states from the last one stored on (or, with
-    /// `after`, from the first one after that stream sequence), then each
-    /// new one as it is published. The stream ends with an error when the
-    /// consumer fails for good; callers follow again from the last
-    /// sequence they saw.
+    /// `host`'s last stored desired state (when its sequence is after
+    /// `after`), then each newer one as it is published. An agent needs
+    /// only the latest, so one published and replaced while it was not
+    /// looking is skipped.
+    ///
+    /// No consumer is involved, since an agent may not create one
+    /// (see [`crate::direct`]): a subscription to the host's subject says
+    /// when to read the stored one again, with a direct get the server
+    /// answers to this connection alone. What arrives on the subject is
+    /// only a cue, so a message no stream stored changes nothing. It is
+    /// also read again whenever the connection comes back. The stream
+    /// ends with an error when a read fails; callers follow again.
     pub async fn follow_desired(
         &self,
         host: &str,
         after: Option<u64>,
-    ) -> Result<impl Stream<Item = Result<DesiredMessage, BusError>> + Send + 'static, BusError>
+    ) -> Result<futures::stream::BoxStream<'static, Result<DesiredMessage, BusError>>, BusError>
     {
-        let stream = self
-            .js
-            .get_stream_no_info(self.subjects.desired_stream())
+        let subject = self.subjects.desired(host);
+        // Subscribed before the first read, so nothing published after
+        // it goes unnoticed.
+        let cues = self
+            .client
+            .subscribe(subject)
             .await
-            .map_err(|e| self.js_error(e))?;
-        let deliver_policy = match after {
-            Some(sequence) => DeliverPolicy::ByStartSequence {
-                start_sequence: sequence + 1,
-            },
-            None => DeliverPolicy::LastPerSubject,
+            .map_err(|e| self.js_error(format!("following desired state of {host}: {e}")))?;
+        let reconnects = self.reconnects();
+        let first = self.desired(host).await?;
+        let state = Follow {
+            bus: self.clone(),
+            host: host.to_string(),
+            cues,
+            reconnects,
+            last: after.unwrap_or(0),
+            found: first,
+            failed: false,
         };
-        // Named, so the request names the stream, the consumer and the
-        // filter (`$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`) and an
-        // agent's credential can be limited to its own desired state.
-        let name = format!("desired_{}", nuid::next());
-        let filter_subject = self.subjects.desired(host);
-        let request = format!(
-            "$JS.API.CONSUMER.CREATE.{}.{name}.{filter_subject}",
-            self.subjects.desired_stream()
-        );
-        let consumer = self
-            .guarded_on(
-                &request,
-                stream.create_consumer(OrderedConfig {
-                    name: Some(name.clone()),
-                    filter_subject,
-                    deliver_policy,
-                    ..Default::default()
-                }),
-            )
-            .await?
-            .map_err(|e| self.js_error(format!("following desired state of {host}: {e}")))?;
-        let messages = consumer
-            .messages()
-            .await
-            .map_err(|e| self.js_error(format!("following desired state of {host}: {e}")))?;
-        let bus = self.clone();
-        let host = host.to_string();
-        Ok(messages.map(move |msg| {
-            let msg = msg.map_err(|e| bus.js_error(format!("following desired state: {e}")))?;
-            let info = msg.info().map_err(|e| bus.js_error(e))?;
-            Ok(DesiredMessage::new(
-                &host,
-                info.stream_sequence,
-                &msg.payload,
-            ))
-        }))
+        Ok(futures::stream::unfold(state, |mut follow| async move {
+            if follow.failed {
+                return None;
+            }
+            loop {
+                if let Some(message) = follow.found.take() {
+                    if message.sequence > follow.last {
+                        follow.last = message.sequence;
+                        return Some((Ok(message), follow));
+                    }
+                }
+                tokio::select! {
+                    cue = follow.cues.next() => {
+                        cue?;
+                        // A burst of cues needs one read.
+                        while let Some(Some(_)) = follow.cues.next().now_or_never() {}
+                    }
+                    changed = follow.reconnects.changed() => changed.ok()?,
+                }
+                match follow.bus.desired(&follow.host).await {
+                    Ok(found) => follow.found = found,
+                    Err(e) => {
+                        // Ends after this error; the caller follows again.
+                        follow.failed = true;
+                        return Some((Err(e), follow));
+                    }
+                }
+            }
+        })
+        .boxed())
     }
 
     /// Publishes a state report on its host's subject.
@@ -199,36 +218,18 @@ impl Bus {
     /// Every stored event of `host`, oldest first. Events that do not
     /// decode are skipped with a warning.
     pub async fn events(&self, host: &str) -> Result<Vec<Event>, BusError> {
-        let stream = self
-            .js
-            .get_stream_no_info(self.subjects.events_stream())
-            .await
-            .map_err(|e| self.js_error(e))?;
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: self.subjects.host_events(host),
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| self.js_error(format!("reading events of {host}: {e}")))?;
+        let stream = self.subjects.events_stream();
+        let filter = self.subjects.host_events(host);
+        let mut messages = std::pin::pin!(self.read_stream(&stream, &filter, 1));
         let mut out = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(out);
-        }
-        let mut messages = consumer.messages().await.map_err(|e| self.js_error(e))?;
-        while let Some(msg) = messages.next().await {
-            let msg = msg.map_err(|e| self.js_error(e))?;
-            let pending = msg.info().map_err(|e| self.js_error(e))?.pending;
-            match Event::decode(&msg.payload) {
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            match Event::decode(&message.payload) {
                 Ok(event) if event.host == host => out.push(event),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(subject = %msg.subject, error = %e, "skipping malformed event")
+                    tracing::warn!(subject = %message.subject, error = %e, "skipping malformed event")
                 }
-            }
-            if pending == 0 {
-                break;
             }
         }
         Ok(out)

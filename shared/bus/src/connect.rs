@@ -91,6 +91,8 @@ pub struct Bus {
     server: String,
     inbox_prefix: String,
     pub(crate) denials: Denials,
+    /// Bumped each time the connection is (re)established.
+    connects: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Bus {
@@ -101,14 +103,21 @@ impl Bus {
         let subjects = Subjects::new(&args.prefix)?;
         let denials = Denials::new();
         let heard = denials.clone();
+        let (connected, connects) = tokio::sync::watch::channel(0u64);
+        let connected = std::sync::Arc::new(connected);
         let mut options = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(CONNECT_TIMEOUT)
             .max_reconnects(None)
             .event_callback(move |event| {
                 let heard = heard.clone();
+                let connected = connected.clone();
                 async move {
                     match event {
+                        async_nats::Event::Connected => {
+                            tracing::debug!("NATS connected");
+                            connected.send_modify(|n| *n += 1);
+                        }
                         async_nats::Event::ServerError(async_nats::ServerError::Other(e)) => {
                             heard.server_error(&e)
                         }
@@ -165,7 +174,16 @@ impl Bus {
             server,
             inbox_prefix,
             denials,
+            connects,
         })
+    }
+
+    /// Changes each time the connection comes back after an outage, so
+    /// what is followed by plain subscriptions can be read again.
+    pub fn reconnects(&self) -> tokio::sync::watch::Receiver<u64> {
+        let mut connects = self.connects.clone();
+        connects.mark_unchanged();
+        connects
     }
 
     /// The prefix of this connection's reply subjects.

@@ -223,17 +223,106 @@ impl Bus {
         Ok(messages.boxed())
     }
 
-    /// The last message of every subject of `kind`, in subject order.
-    pub async fn last_per_subject(&self, kind: FleetKind) -> Result<Vec<FleetMessage>, BusError> {
-        let feed = self.follow_fleet(&[kind]).await?;
-        let mut feed = std::pin::pin!(feed);
-        let mut out = Vec::new();
-        while let Some(update) = feed.next().await {
-            match update? {
-                FleetUpdate::Message(message) => out.push(message),
-                FleetUpdate::CaughtUp => break,
-            }
+    /// Like [`Bus::follow_fleet`] but without consumers, for dashboards
+    /// on a credential that may not create one (see [`crate::direct`]):
+    /// the last message of every subject of `kinds`, then
+    /// [`FleetUpdate::CaughtUp`], then each message published on their
+    /// subjects as it is published (with sequence 0 and no time: it comes
+    /// from a plain subscription). Whenever the connection comes back the
+    /// last messages are read again, so what was published during an
+    /// outage is not missed.
+    pub async fn watch_fleet(
+        &self,
+        kinds: &[FleetKind],
+    ) -> Result<impl Stream<Item = Result<FleetUpdate, BusError>> + Send + 'static, BusError> {
+        let mut live = Vec::new();
+        for &kind in kinds {
+            let subject = self.subjects.all(kind.token());
+            let subscription = self
+                .client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| self.js_error(format!("subscribing to {subject}: {e}")))?;
+            live.push(subscription.map(move |message| (kind, message)).boxed());
         }
+        let reconnects = self.reconnects();
+        let mut queue = std::collections::VecDeque::new();
+        for message in self.last_of_kinds(kinds).await? {
+            queue.push_back(FleetUpdate::Message(message));
+        }
+        queue.push_back(FleetUpdate::CaughtUp);
+        let state = (
+            self.clone(),
+            kinds.to_vec(),
+            futures::stream::select_all(live),
+            reconnects,
+            queue,
+        );
+        Ok(futures::stream::unfold(
+            state,
+            |(bus, kinds, mut live, mut reconnects, mut queue)| async move {
+                loop {
+                    if let Some(update) = queue.pop_front() {
+                        return Some((Ok(update), (bus, kinds, live, reconnects, queue)));
+                    }
+                    tokio::select! {
+                        message = live.next() => {
+                            let (kind, message) = message?;
+                            let Some(name) = bus.fleet_name(kind, &message.subject) else {
+                                continue;
+                            };
+                            queue.push_back(FleetUpdate::Message(FleetMessage {
+                                kind,
+                                name: name.to_string(),
+                                payload: message.payload,
+                                sequence: 0,
+                                published: None,
+                            }));
+                        }
+                        changed = reconnects.changed() => {
+                            changed.ok()?;
+                            match bus.last_of_kinds(&kinds).await {
+                                Ok(messages) => {
+                                    queue.extend(messages.into_iter().map(FleetUpdate::Message))
+                                }
+                                Err(e) => {
+                                    return Some((Err(e), (bus, kinds, live, reconnects, queue)))
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        ))
+    }
+
+    async fn last_of_kinds(&self, kinds: &[FleetKind]) -> Result<Vec<FleetMessage>, BusError> {
+        let mut out = Vec::new();
+        for &kind in kinds {
+            out.extend(self.last_per_subject(kind).await?);
+        }
+        Ok(out)
+    }
+
+    /// The last message of every subject of `kind`, in subject order,
+    /// read without a consumer (see [`crate::direct`]).
+    pub async fn last_per_subject(&self, kind: FleetKind) -> Result<Vec<FleetMessage>, BusError> {
+        let latest = self
+            .last_of_each(&self.fleet_stream(kind), &self.subjects.all(kind.token()))
+            .await?;
+        let mut out: Vec<FleetMessage> = latest
+            .into_iter()
+            .map(|message| FleetMessage {
+                kind,
+                name: self
+                    .fleet_name(kind, &message.subject)
+                    .unwrap_or("")
+                    .to_string(),
+                payload: message.payload,
+                sequence: message.sequence,
+                published: message.published,
+            })
+            .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }

@@ -4,12 +4,10 @@
 //! can be taken once only; deleting publishes a tombstone on the same
 //! subject, which keeps the name taken forever.
 
-use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use dom_model::{ImageMessage, ImageName, ImageRecord, Tombstone};
-use futures::StreamExt;
 use thiserror::Error;
 
 use crate::connect::{Bus, BusError};
@@ -117,33 +115,17 @@ impl Bus {
     /// that do not decode, or whose subject and name disagree, are skipped
     /// with a warning: anyone allowed to publish could have put them there.
     pub async fn images(&self) -> Result<Vec<Stored>, ImageError> {
-        let stream = self
-            .js
-            .get_stream(self.subjects.images_stream())
-            .await
-            .map_err(|e| self.js_error(e))?;
+        let latest = self
+            .last_of_each(&self.subjects.images_stream(), &self.subjects.images())
+            .await?;
         let mut out = Vec::new();
-        if stream.cached_info().state.messages == 0 {
-            return Ok(out);
-        }
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: self.subjects.images(),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| self.js_error(e))?;
-        let mut messages = consumer.messages().await.map_err(|e| self.js_error(e))?;
-        while let Some(msg) = messages.next().await {
-            let msg = msg.map_err(|e| self.js_error(e))?;
-            let info = msg.info().map_err(|e| self.js_error(e))?;
-            let (sequence, pending) = (info.stream_sequence, info.pending);
+        for msg in latest {
             let subject_name = self.subjects.image_name(&msg.subject).unwrap_or("");
             match ImageMessage::decode(&msg.payload) {
-                Ok(message) if message.name().as_str() == subject_name => {
-                    out.push(Stored { message, sequence })
-                }
+                Ok(message) if message.name().as_str() == subject_name => out.push(Stored {
+                    message,
+                    sequence: msg.sequence,
+                }),
                 Ok(message) => tracing::warn!(
                     subject = %msg.subject,
                     named = %message.name(),
@@ -152,9 +134,6 @@ impl Bus {
                 Err(e) => {
                     tracing::warn!(subject = %msg.subject, error = %e, "skipping malformed image record")
                 }
-            }
-            if pending == 0 {
-                break;
             }
         }
         out.sort_by(|a, b| a.message.name().cmp(b.message.name()));

@@ -8,6 +8,8 @@
 //!   nkey, TLS, prefix) and [`Bus`], a connected handle.
 //! - [`denied`]: permission violations, heard at once, so a denied
 //!   publish fails with the subject it names instead of timing out.
+//! - [`direct`]: reading streams with batched direct gets, for the roles
+//!   that may not create consumers.
 //! - [`roles`]: what each role (operator, builder, dominator, subd,
 //!   viewer) may do, as nats-server permissions.
 //! - [`logging`]: the logging set-up every binary shares.
@@ -23,6 +25,7 @@
 pub mod agent;
 pub mod connect;
 pub mod denied;
+pub mod direct;
 pub mod fleet;
 pub mod images;
 pub mod logging;
@@ -32,6 +35,7 @@ pub mod subjects;
 
 pub use agent::{DesiredMessage, MessageError, Refused};
 pub use connect::{Bus, BusError, ConnectArgs};
+pub use direct::StoredMessage;
 pub use fleet::{FleetKind, FleetMessage, FleetUpdate};
 pub use images::ImageError;
 pub use logging::init_logging;

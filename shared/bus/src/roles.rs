@@ -1,5 +1,5 @@
-//! Who may do what: the roles of a fleet and their nats-server
-//! permissions (docs/SECURITY.md explains them).
+//! Who may do what: the roles of a fleet, the NATS accounts they live in,
+//! and their nats-server permissions (docs/SECURITY.md explains them).
 //!
 //! - **operator**: publishes images, MDB records and fleet controls,
 //!   writes objects, reads everything, creates and updates the streams
@@ -14,10 +14,20 @@
 //!
 //! Every permission is an allow list, so anything not named here, such as
 //! deleting or purging a stream or a message, is refused to every role.
-//! Requests the JetStream API can restrict by subject are used in that
-//! form: a subd reads its desired state with
-//! `$JS.API.DIRECT.GET.<stream>.<subject>` and follows it through a
-//! consumer created with `$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`.
+//!
+//! Subject permissions alone are not enough: the server itself publishes
+//! on a client's behalf, to the reply subject of a JetStream request and
+//! to a consumer's delivery subject, and checks neither against the
+//! client's permissions. So the streams live in one account, `FLEET`,
+//! with the two roles trusted to write anywhere in it (operator and
+//! dominator). Builders, agents and viewers each have an account of their
+//! own, `BUILDERS`, `AGENTS` and `VIEWERS`, which imports only what the
+//! role needs: publishing to its subjects (with the stream's
+//! acknowledgement), the JetStream requests that read (stream info and
+//! direct gets; never creating a consumer), and, for agents and viewers,
+//! the messages they follow. An answer to an imported request goes back
+//! into the asker's account, where no stream captures anything, so no
+//! reply subject can make the server write into a stream.
 
 use std::fmt::Write;
 
@@ -128,13 +138,11 @@ impl Role {
             "$JS.FC.>".into(),
         ];
         // Reading objects: an object's metadata and chunks by subject,
-        // and a large object through a consumer on the bucket.
+        // and a large object's chunks in batches.
         let read_objects = vec![
             api(format!("STREAM.INFO.{objects}")),
             api(format!("DIRECT.GET.{objects}")),
             api(format!("DIRECT.GET.{objects}.>")),
-            api(format!("CONSUMER.CREATE.{objects}")),
-            format!("$JS.FC.{objects}.>"),
         ];
         let write_objects = vec![
             format!("{}>", s.object_meta_prefix()),
@@ -163,12 +171,10 @@ impl Role {
                 publish.extend(write_objects);
                 publish.extend(read_objects);
                 publish.extend([
+                    api("INFO".into()),
                     api(format!("STREAM.INFO.{images}")),
+                    api(format!("DIRECT.GET.{images}")),
                     api(format!("DIRECT.GET.{images}.>")),
-                    api(format!("CONSUMER.CREATE.{images}")),
-                    api(format!("CONSUMER.CREATE.{images}.>")),
-                    api(format!("CONSUMER.MSG.NEXT.{images}.*")),
-                    api(format!("CONSUMER.INFO.{images}.*")),
                 ]);
                 Permissions {
                     publish,
@@ -190,20 +196,40 @@ impl Role {
                 publish.extend(AGENT_EVENT_KINDS.iter().map(|kind| s.event(host, kind)));
                 publish.extend(read_objects);
                 publish.extend([
+                    api("INFO".into()),
                     api(format!("DIRECT.GET.{desired}.{}", s.desired(host))),
-                    api(format!("CONSUMER.CREATE.{desired}.*.{}", s.desired(host))),
-                    api(format!("CONSUMER.MSG.NEXT.{desired}.*")),
                 ]);
                 Permissions {
                     publish,
-                    subscribe: vec![own_inbox],
+                    subscribe: vec![own_inbox, s.desired(host)],
                 }
             }
             Role::Viewer => Permissions {
-                publish: read_all,
+                publish: viewer_requests(),
                 subscribe: vec![any_inbox, s.all_subjects()],
             },
         }
+    }
+
+    /// The account this role's users live in.
+    pub fn account(&self) -> Account {
+        match self {
+            Role::Operator | Role::Dominator => Account::Fleet,
+            Role::Builder => Account::Builders,
+            Role::Subd { .. } => Account::Agents,
+            Role::Viewer => Account::Viewers,
+        }
+    }
+
+    /// The role a credential file is named after: [`Role::name`], or
+    /// `ROLE-ANYTHING` for a second credential of the role (while rotating
+    /// one, say).
+    pub fn from_name(name: &str) -> Result<Self, RoleError> {
+        if let Some(host) = name.strip_prefix("subd-") {
+            return Role::new("subd", Some(host));
+        }
+        let role = name.split_once('-').map_or(name, |(role, _)| role);
+        Role::new(role, None)
     }
 
     /// The nats-server `authorization.users` entry of the user whose nkey
@@ -225,6 +251,159 @@ impl Role {
             subscribe = list(&permissions.subscribe),
         )
     }
+}
+
+/// The JetStream requests a viewer makes: reading only.
+fn viewer_requests() -> Vec<String> {
+    [
+        "INFO",
+        "STREAM.NAMES",
+        "STREAM.LIST",
+        "STREAM.INFO.*",
+        "STREAM.MSG.GET.*",
+        "DIRECT.GET.>",
+    ]
+    .iter()
+    .map(|rest| format!("$JS.API.{rest}"))
+    .collect()
+}
+
+/// The NATS accounts of a secured fleet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Account {
+    /// The streams and the bucket; the operator and the dominator.
+    Fleet,
+    Builders,
+    Agents,
+    Viewers,
+}
+
+impl Account {
+    pub const ALL: [Account; 4] = [
+        Account::Fleet,
+        Account::Builders,
+        Account::Agents,
+        Account::Viewers,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Account::Fleet => "FLEET",
+            Account::Builders => "BUILDERS",
+            Account::Agents => "AGENTS",
+            Account::Viewers => "VIEWERS",
+        }
+    }
+
+    /// What `FLEET` lends this account: (subject, is a request service
+    /// rather than messages to follow). Empty for `FLEET` itself.
+    pub fn imports(self, subjects: &Subjects) -> Vec<(String, Import)> {
+        let s = subjects;
+        let mut requests: Vec<String> = match self {
+            Account::Fleet => return Vec::new(),
+            Account::Viewers => viewer_requests(),
+            Account::Builders | Account::Agents => ["INFO", "STREAM.INFO.*", "DIRECT.GET.>"]
+                .iter()
+                .map(|rest| format!("$JS.API.{rest}"))
+                .collect(),
+        };
+        let mut follows = Vec::new();
+        match self {
+            Account::Fleet => {}
+            Account::Builders => {
+                requests.push(s.images());
+                requests.push(format!("{}>", s.object_meta_prefix()));
+                requests.push(format!("{}>", s.object_chunk_prefix()));
+            }
+            Account::Agents => {
+                requests.push(s.all("state"));
+                requests.push(s.all("event"));
+                follows.push(s.all("desired"));
+            }
+            Account::Viewers => follows.push(s.all_subjects()),
+        }
+        let mut out: Vec<(String, Import)> =
+            requests.into_iter().map(|r| (r, Import::Request)).collect();
+        out.extend(follows.into_iter().map(|f| (f, Import::Follow)));
+        out
+    }
+}
+
+/// How an account imports a subject from `FLEET`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Import {
+    /// A service: requests (and publishes awaiting the stream's
+    /// acknowledgement) go to `FLEET`, answers come back.
+    Request,
+    /// A stream: messages published in `FLEET` are seen here.
+    Follow,
+}
+
+/// The nats-server `accounts` block of a secured fleet: every account with
+/// what it imports from `FLEET`, and each user (the entry
+/// [`Role::user_entry`] renders) in its role's account.
+pub fn accounts_config(subjects: &Subjects, users: &[(Role, String)]) -> String {
+    let mut out = String::from("accounts {\n");
+    for account in Account::ALL {
+        let _ = writeln!(out, "  {} {{", account.name());
+        if account == Account::Fleet {
+            out.push_str("    jetstream: enabled\n    exports = [\n");
+            for (subject, how, takers) in fleet_exports(subjects) {
+                let takers = takers
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let _ = match how {
+                    Import::Request => writeln!(
+                        out,
+                        "      {{ service: {subject:?}, response_type: stream, accounts: [{takers}] }}"
+                    ),
+                    Import::Follow => {
+                        writeln!(out, "      {{ stream: {subject:?}, accounts: [{takers}] }}")
+                    }
+                };
+            }
+            out.push_str("    ]\n");
+        } else {
+            out.push_str("    imports = [\n");
+            for (subject, how) in account.imports(subjects) {
+                let kind = match how {
+                    Import::Request => "service",
+                    Import::Follow => "stream",
+                };
+                let _ = writeln!(
+                    out,
+                    "      {{ {kind}: {{ account: FLEET, subject: {subject:?} }} }}"
+                );
+            }
+            out.push_str("    ]\n");
+        }
+        out.push_str("    users = [\n");
+        for (_, entry) in users.iter().filter(|(role, _)| role.account() == account) {
+            for line in entry.lines() {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+        out.push_str("    ]\n  }\n");
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// What `FLEET` exports: each subject every other account imports, with
+/// the accounts that import it.
+fn fleet_exports(subjects: &Subjects) -> Vec<(String, Import, Vec<Account>)> {
+    let mut out: Vec<(String, Import, Vec<Account>)> = Vec::new();
+    for account in Account::ALL {
+        for (subject, how) in account.imports(subjects) {
+            match out.iter_mut().find(|(s, h, _)| *s == subject && *h == how) {
+                Some((_, _, takers)) => takers.push(account),
+                None => out.push((subject, how, vec![account])),
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -256,7 +435,12 @@ mod tests {
             || s.contains("PURGE")
             || s.contains("STREAM.CREATE")
             || s.contains("STREAM.UPDATE")));
-        assert_eq!(p.subscribe, vec!["_INBOX.UKEY.>".to_string()]);
+        assert_eq!(
+            p.subscribe,
+            vec!["_INBOX.UKEY.>".to_string(), "dom.desired.web1".to_string()]
+        );
+        // No consumers outside the fleet's own account.
+        assert!(!p.publish.iter().any(|s| s.contains("CONSUMER")));
     }
 
     #[test]
@@ -283,6 +467,56 @@ mod tests {
     }
 
     #[test]
+    fn untrusted_roles_get_accounts_of_their_own() {
+        let users: Vec<(Role, String)> = ["operator", "builder", "viewer"]
+            .iter()
+            .map(|name| Role::from_name(name).unwrap())
+            .chain([Role::from_name("subd-web1").unwrap()])
+            .map(|role| {
+                let entry = role.user_entry(&Subjects::default(), &format!("U{}", role.name()));
+                (role, entry)
+            })
+            .collect();
+        let config = accounts_config(&Subjects::default(), &users);
+        let section = |name: &str| {
+            let start = config.find(&format!("  {name} {{")).unwrap();
+            let end = config[start..].find("\n  }\n").unwrap();
+            config[start..start + end].to_string()
+        };
+        let fleet = section("FLEET");
+        assert!(fleet.contains("jetstream: enabled"));
+        assert!(fleet.contains("nkey: Uoperator"));
+        assert!(fleet
+            .contains(r#"{ service: "dom.state.>", response_type: stream, accounts: [AGENTS] }"#));
+        assert!(fleet.contains(r#"{ stream: "dom.>", accounts: [VIEWERS] }"#));
+        let agents = section("AGENTS");
+        assert!(agents.contains("nkey: Usubd-web1"));
+        assert!(agents.contains(r#"{ stream: { account: FLEET, subject: "dom.desired.>" } }"#));
+        assert!(!agents.contains("jetstream"));
+        // No account outside FLEET may create a consumer: one can deliver
+        // anywhere in FLEET.
+        for name in ["BUILDERS", "AGENTS", "VIEWERS"] {
+            assert!(!section(name).contains("CONSUMER"), "{name}");
+        }
+        assert!(section("BUILDERS").contains("nkey: Ubuilder"));
+        assert!(section("VIEWERS").contains("nkey: Uviewer"));
+    }
+
+    #[test]
+    fn roles_from_credential_names() {
+        assert_eq!(
+            Role::from_name("subd-web1.example.com").unwrap(),
+            Role::Subd {
+                host: "web1.example.com".into()
+            }
+        );
+        assert_eq!(Role::from_name("viewer").unwrap(), Role::Viewer);
+        assert_eq!(Role::from_name("builder-next").unwrap(), Role::Builder);
+        assert!(Role::from_name("subd-").is_err());
+        assert!(Role::from_name("nobody").is_err());
+    }
+
+    #[test]
     fn bad_roles() {
         assert!(matches!(
             Role::new("root", None),
@@ -306,6 +540,6 @@ mod tests {
             .user_entry(&Subjects::default(), KEY);
         assert!(entry.contains("nkey: UKEY"));
         assert!(entry.contains("\"dom.state.web1.example.com\""));
-        assert!(entry.contains("\"$JS.API.CONSUMER.MSG.NEXT.DOM_DESIRED.*\""));
+        assert!(entry.contains("\"dom.desired.web1.example.com\""));
     }
 }

@@ -118,3 +118,54 @@ async fn an_empty_fleet_is_caught_up_at_once() {
         .unwrap()
         .is_empty());
 }
+
+/// Reading without a consumer, as builders, agents and viewers must: every
+/// message of a filter from a sequence on, over more pages than one, and
+/// the last message of each subject.
+#[tokio::test]
+async fn streams_are_read_in_pages_without_a_consumer() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let hosts = 2_500;
+    for round in 0..2 {
+        let publishes = (0..hosts).map(|i| {
+            let bus = bus.clone();
+            async move {
+                let payload = Bytes::from(format!("{{\"round\":{round}}}"));
+                bus.publish_mdb(&format!("web{i}"), payload).await.unwrap()
+            }
+        });
+        futures::future::join_all(publishes).await;
+    }
+    let stream = bus.subjects.mdb_stream();
+
+    let all: Vec<_> = bus
+        .read_stream(&stream, &bus.subjects.all("mdb"), 1)
+        .map(|m| m.unwrap())
+        .collect()
+        .await;
+    assert_eq!(all.len(), 2 * hosts);
+    assert!(all.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    assert!(all.iter().all(|m| m.published.is_some()));
+
+    let from = all[4_000].sequence;
+    let rest = bus.read_stream(&stream, &bus.subjects.all("mdb"), from);
+    assert_eq!(rest.count().await, 1_000);
+
+    let one: Vec<_> = bus
+        .read_stream(&stream, &bus.subjects.mdb("web7"), 1)
+        .map(|m| m.unwrap().payload)
+        .collect()
+        .await;
+    assert_eq!(
+        one,
+        vec![Bytes::from("{\"round\":0}"), Bytes::from("{\"round\":1}")]
+    );
+
+    let last = bus.last_per_subject(FleetKind::Mdb).await.unwrap();
+    assert_eq!(last.len(), hosts);
+    assert!(last.iter().all(|m| m.payload == "{\"round\":1}"));
+
+    let none = bus.read_stream(&stream, &bus.subjects.mdb("nobody"), 1);
+    assert_eq!(none.count().await, 0);
+}

@@ -16,7 +16,6 @@ use dom_bus::{Bus, BusError};
 use dom_model::ObjectId;
 use futures::StreamExt;
 use thiserror::Error;
-use tokio::io::AsyncReadExt;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -118,7 +117,6 @@ impl Size {
 /// Objects in the fleet's JetStream object bucket.
 #[derive(Clone)]
 pub struct NatsStore {
-    bucket: async_nats::jetstream::object_store::ObjectStore,
     bucket_name: String,
     js: async_nats::jetstream::Context,
     bus: Bus,
@@ -132,8 +130,8 @@ impl NatsStore {
     /// Opens (creating when missing) the fleet's object bucket.
     pub async fn open(bus: &Bus) -> Result<Self, StoreError> {
         let max_payload = bus.client.server_info().max_payload;
+        bus.object_bucket().await?;
         Ok(Self {
-            bucket: bus.object_bucket().await?,
             bucket_name: bus.subjects.object_bucket(),
             js: bus.js.clone(),
             bus: bus.clone(),
@@ -333,15 +331,20 @@ impl NatsStore {
                 Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
                 Err(e) => return Err(failed(&e)),
             },
-            // A large object: one ordered consumer over its chunks.
-            _ => {
-                let object = self.bucket.get(id.to_hex()).await.map_err(|e| failed(&e))?;
-                // Never more than the metadata said, whatever the chunks hold.
-                object
-                    .take(info.size as u64 + 1)
-                    .read_to_end(&mut content)
-                    .await
-                    .map_err(|e| failed(&e))?;
+            // A large object: its chunks in pages of batched direct gets,
+            // never more than the metadata said, whatever they hold.
+            chunks => {
+                let mut pages =
+                    std::pin::pin!(self.bus.read_stream(&self.stream, &chunk_subject, 1));
+                let mut read = 0;
+                while let Some(chunk) = pages.next().await {
+                    let chunk = chunk.map_err(|e| failed(&e))?;
+                    content.extend_from_slice(&chunk.payload);
+                    read += 1;
+                    if read == chunks || content.len() > info.size {
+                        break;
+                    }
+                }
             }
         }
         let actual = ObjectId::of(&content);

@@ -38,6 +38,8 @@ async fn objects_round_trip_and_follow_the_standard_layout() {
         content(1, 10),
         content(2, CHUNK_SIZE),
         content(3, 3 * CHUNK_SIZE + 17),
+        // More chunks than one batch of direct gets carries.
+        content(4, 20 * CHUNK_SIZE + 5),
     ];
     for data in &objects {
         store.put(ObjectId::of(data), data.clone()).await.unwrap();
