@@ -2,6 +2,7 @@
 //! port and its own temporary store, stopped when dropped. Tests can stop
 //! and restart it (same port, same store) to test outages. Every NATS test
 //! in the workspace uses it, so tests run in parallel without sharing state.
+//! [`fixtures`] has the other helpers tests share.
 //!
 //! The server binary is `$NATS_SERVER`, else the project's pinned one in
 //! `.tools/bin/nats-server` (installed by `ops/install-tools.sh`), else
@@ -13,6 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+pub mod fixtures;
+pub use fixtures::{eventually, normal_record, sparse_record, Run, DEADLINE};
 
 /// A running (or stopped) nats-server owned by one test.
 pub struct NatsServer {

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dom_bus::{Bus, ConnectArgs, FleetKind, FleetUpdate};
-use dom_model::{DesiredState, Event, ImageName, ImageRecord, MdbRecord, ObjectId, StateReport};
+use dom_model::{DesiredState, Event, MdbRecord, ObjectId, StateReport};
 use dom_store::{ContentStore, NatsStore};
-use dom_tests::{repo_root, NatsServer};
+use dom_tests::fixtures::{image_name as name, sparse_record as record};
+use dom_tests::{eventually, repo_root, NatsServer};
 use futures::StreamExt;
 
 /// How long any one condition may take to come true.
@@ -86,28 +87,6 @@ impl Secure {
     }
 }
 
-fn name(image: &str) -> ImageName {
-    ImageName::parse(image).unwrap()
-}
-
-fn record(image: &str) -> ImageRecord {
-    ImageRecord {
-        v: 1,
-        name: name(image),
-        manifest: ObjectId::of(image.as_bytes()),
-        sparse: true,
-        filter: None,
-        triggers: vec![],
-        files: 1,
-        bytes: 10,
-        inodes: 3,
-        created: "2026-11-26T09:00:00Z".into(),
-        creator: "root@build1".into(),
-        expires: None,
-        expires_unix: None,
-    }
-}
-
 fn desired(host: &str, image: &str) -> DesiredState {
     DesiredState::for_image(host, &record(image))
 }
@@ -137,25 +116,6 @@ fn assert_denied<T: std::fmt::Debug, E: std::fmt::Display>(result: Result<T, E>,
 async fn messages(operator: &Bus, stream: &str) -> u64 {
     let mut stream = operator.js.get_stream(stream).await.unwrap();
     stream.info().await.unwrap().state.messages
-}
-
-/// Waits until `check` returns `Some`, polling.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn next_update<S>(feed: &mut std::pin::Pin<&mut S>) -> FleetUpdate

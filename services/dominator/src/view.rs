@@ -258,21 +258,7 @@ mod tests {
     #[test]
     fn own_desired_echoes_are_ignored() {
         let mut view = View::default();
-        let image = dom_model::ImageRecord {
-            v: 1,
-            name: ImageName::parse("sparse.0").unwrap(),
-            manifest: dom_model::ObjectId::of(b"m"),
-            sparse: true,
-            filter: None,
-            triggers: vec![],
-            files: 1,
-            bytes: 1,
-            inodes: 2,
-            created: "2026-11-26T09:00:00Z".into(),
-            creator: "a@b".into(),
-            expires: None,
-            expires_unix: None,
-        };
+        let image = dom_tests::sparse_record("sparse.0");
         let first = DesiredState::for_image("web1", &image);
         let mut second = first.clone();
         second.updates_allowed = false;

@@ -2,20 +2,20 @@
 //! dominator running in-process, image records and state reports made up
 //! by the test, and waiting for conditions with a deadline.
 
-#![allow(dead_code)]
+// Each test binary uses its own part of these.
+#![allow(dead_code, unused_imports)]
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use dom_bus::{Bus, ConnectArgs};
-use dom_model::{DesiredState, Event, ImageName, ImageRecord, MdbRecord, ObjectId, StateReport};
+use dom_model::{DesiredState, Event, ImageRecord, MdbRecord, StateReport};
 use dominator::{Dominator, Settings};
 
-pub use dom_tests::NatsServer;
-
-/// How long any condition may take to come true.
-pub const DEADLINE: Duration = Duration::from_secs(60);
+pub use dom_tests::fixtures::{
+    image_name as name, normal_record as normal, sparse_record as sparse,
+};
+pub use dom_tests::{eventually, NatsServer, DEADLINE};
 
 pub async fn connect(server: &NatsServer) -> Bus {
     let args = ConnectArgs {
@@ -37,60 +37,6 @@ pub async fn dominator(bus: &Bus, max_concurrent: usize) -> Dominator {
     Dominator::start(bus.clone(), settings, Some("127.0.0.1:0"))
         .await
         .unwrap()
-}
-
-/// Waits until `check` returns `Some`, polling; panics naming `what` after
-/// the deadline.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-pub fn name(s: &str) -> ImageName {
-    ImageName::parse(s).unwrap()
-}
-
-/// A sparse image record (its manifest need not exist: the dominator
-/// never reads it).
-pub fn sparse(image: &str) -> ImageRecord {
-    ImageRecord {
-        v: 1,
-        name: name(image),
-        manifest: ObjectId::of(image.as_bytes()),
-        sparse: true,
-        filter: None,
-        triggers: vec![],
-        files: 1,
-        bytes: 10,
-        inodes: 3,
-        created: "2026-11-26T09:00:00Z".into(),
-        creator: "root@build1".into(),
-        expires: None,
-        expires_unix: None,
-    }
-}
-
-/// A normal image record with `inodes` entries.
-pub fn normal(image: &str, inodes: u64) -> ImageRecord {
-    ImageRecord {
-        sparse: false,
-        filter: Some(vec!["/etc/hostname".into()]),
-        inodes,
-        ..sparse(image)
-    }
 }
 
 pub async fn add_image(bus: &Bus, record: &ImageRecord) {

@@ -292,7 +292,7 @@ impl Drop for Terminal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dom_model::{Fleet, ImageMessage, ImageName, ImageRecord, MdbRecord, ObjectId};
+    use dom_model::{Fleet, ImageMessage, ImageName, MdbRecord};
 
     fn event(host: &str, message: &str) -> Event {
         Event {
@@ -308,21 +308,7 @@ mod tests {
 
     fn fleet() -> Fleet {
         let mut fleet = Fleet::default();
-        let image = ImageRecord {
-            v: 1,
-            name: ImageName::parse("sparse.0").unwrap(),
-            manifest: ObjectId::of(b"m"),
-            sparse: true,
-            filter: None,
-            triggers: vec![],
-            files: 1,
-            bytes: 1,
-            inodes: 2,
-            created: "2026-11-26T09:00:00Z".into(),
-            creator: "a@b".into(),
-            expires: None,
-            expires_unix: None,
-        };
+        let image = dom_tests::sparse_record("sparse.0");
         fleet.add_image(ImageMessage::Record(image));
         for host in ["web1", "web2", "web3"] {
             let record = MdbRecord::new(host).requiring(ImageName::parse("sparse.0").unwrap());

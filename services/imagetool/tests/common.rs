@@ -4,45 +4,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-pub use dom_tests::NatsServer;
-
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    fn from(output: Output) -> Self {
-        Self {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Asserts success and returns stdout.
-    pub fn ok(self) -> String {
-        assert_eq!(
-            self.code, 0,
-            "stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self.stdout
-    }
-
-    /// Asserts a non-zero exit with exactly one line on stderr, and
-    /// returns that line.
-    pub fn one_line_error(self) -> String {
-        assert_ne!(self.code, 0, "expected failure; stdout: {}", self.stdout);
-        let lines: Vec<_> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "expected one line, got: {:?}", self.stderr);
-        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
-        lines[0].to_string()
-    }
-}
+pub use dom_tests::{NatsServer, Run};
 
 /// Runs imagetool with `args`, in `cwd`.
 pub fn imagetool_in(cwd: &Path, args: &[&str]) -> Run {

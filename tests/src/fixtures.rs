@@ -1,0 +1,104 @@
+//! Helpers every crate's tests share: waiting for a condition with a
+//! deadline, the outcome of running a tool, and made-up image records.
+
+use std::future::Future;
+use std::process::Output;
+use std::time::Duration;
+
+use dom_model::{ImageName, ImageRecord, ObjectId};
+
+/// How long any condition may take to come true.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Waits until `check` returns `Some`, polling; panics naming `what` after
+/// [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What a tool run by a test did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    pub fn ok(self) -> String {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self.stdout
+    }
+
+    /// Asserts a non-zero exit with exactly one line on stderr, and
+    /// returns that line.
+    pub fn one_line_error(self) -> String {
+        assert_ne!(self.code, 0, "expected failure; stdout: {}", self.stdout);
+        let lines: Vec<_> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one line, got: {:?}", self.stderr);
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        lines[0].to_string()
+    }
+}
+
+pub fn image_name(image: &str) -> ImageName {
+    ImageName::parse(image).unwrap()
+}
+
+/// A sparse image record of one 10-byte file (3 inodes); its manifest
+/// need not exist, for tests of what never reads it.
+pub fn sparse_record(image: &str) -> ImageRecord {
+    ImageRecord {
+        v: 1,
+        name: image_name(image),
+        manifest: ObjectId::of(image.as_bytes()),
+        sparse: true,
+        filter: None,
+        triggers: vec![],
+        files: 1,
+        bytes: 10,
+        inodes: 3,
+        created: "2026-11-26T09:00:00Z".into(),
+        creator: "root@build1".into(),
+        expires: None,
+        expires_unix: None,
+    }
+}
+
+/// A normal image record with `inodes` entries, filtering `/etc/hostname`.
+pub fn normal_record(image: &str, inodes: u64) -> ImageRecord {
+    ImageRecord {
+        sparse: false,
+        filter: Some(vec!["/etc/hostname".into()]),
+        inodes,
+        ..sparse_record(image)
+    }
+}
