@@ -5,7 +5,7 @@ use std::future::Future;
 use std::process::Output;
 use std::time::Duration;
 
-use dom_model::{ImageName, ImageRecord, ObjectId};
+use dom_model::{ImageName, ImageRecord, ObjectId, StateReport};
 
 /// How long any condition may take to come true.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -101,4 +101,19 @@ pub fn normal_record(image: &str, inodes: u64) -> ImageRecord {
         inodes,
         ..sparse_record(image)
     }
+}
+
+/// The state report of a machine with 1000 inodes that has planned against
+/// `image`: compliant, or with 5 deviations and 5 inodes it would delete.
+pub fn planned_report(host: &str, image: &str, compliant: bool) -> StateReport {
+    let mut report = StateReport::new(host);
+    report.scan.inodes = Some(1000);
+    report.desired_image = Some(image.into());
+    report.would_delete = Some(if compliant { 0 } else { 5 });
+    report.compliant = compliant;
+    report.deviations = if compliant { 0 } else { 5 };
+    if compliant {
+        report.image = Some(image.into());
+    }
+    report
 }

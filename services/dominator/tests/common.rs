@@ -13,7 +13,7 @@ use dom_model::{DesiredState, Event, ImageRecord, MdbRecord, StateReport};
 use dominator::{Dominator, Settings};
 
 pub use dom_tests::fixtures::{
-    image_name as name, normal_record as normal, sparse_record as sparse,
+    image_name as name, normal_record as normal, planned_report as report, sparse_record as sparse,
 };
 pub use dom_tests::{eventually, NatsServer, DEADLINE};
 
@@ -46,21 +46,6 @@ pub async fn add_image(bus: &Bus, record: &ImageRecord) {
 pub async fn set_mdb(bus: &Bus, host: &str, image: &str) {
     let record = MdbRecord::new(host).requiring(name(image));
     bus.publish_mdb(host, record.encode().into()).await.unwrap();
-}
-
-/// A report of a machine that has planned against `image` (1000 inodes,
-/// `would_delete` given), compliant or not.
-pub fn report(host: &str, image: &str, compliant: bool) -> StateReport {
-    let mut report = StateReport::new(host);
-    report.scan.inodes = Some(1000);
-    report.desired_image = Some(image.into());
-    report.would_delete = Some(if compliant { 0 } else { 5 });
-    report.compliant = compliant;
-    report.deviations = if compliant { 0 } else { 5 };
-    if compliant {
-        report.image = Some(image.into());
-    }
-    report
 }
 
 pub async fn desired(bus: &Bus, host: &str) -> Option<DesiredState> {

@@ -11,7 +11,9 @@ use dom_bus::{Bus, ConnectArgs};
 use dom_model::{DesiredState, StateReport};
 use dominator::{Dominator, Settings};
 
-pub use dom_tests::fixtures::{normal_record as normal, sparse_record as sparse};
+pub use dom_tests::fixtures::{
+    normal_record as normal, planned_report as report, sparse_record as sparse,
+};
 pub use dom_tests::{eventually, NatsServer, Run, DEADLINE};
 
 pub fn domtool_command(server: &NatsServer, args: &[&str]) -> Command {
@@ -49,21 +51,6 @@ pub async fn dominator(bus: &Bus) -> Dominator {
         ..Settings::default()
     };
     Dominator::start(bus.clone(), settings, None).await.unwrap()
-}
-
-/// A report of a machine with 1000 inodes that has planned against
-/// `image`.
-pub fn report(host: &str, image: &str, compliant: bool) -> StateReport {
-    let mut report = StateReport::new(host);
-    report.scan.inodes = Some(1000);
-    report.desired_image = Some(image.into());
-    report.would_delete = Some(if compliant { 0 } else { 5 });
-    report.compliant = compliant;
-    report.deviations = if compliant { 0 } else { 5 };
-    if compliant {
-        report.image = Some(image.into());
-    }
-    report
 }
 
 pub async fn wait_desired(
