@@ -118,6 +118,15 @@ async fn messages(operator: &Bus, stream: &str) -> u64 {
     stream.info().await.unwrap().state.messages
 }
 
+/// The operator's MDB record: `host` requires `image`.
+async fn require(operator: &Bus, host: &str, image: &str) {
+    let record = MdbRecord::new(host).requiring(name(image));
+    operator
+        .publish_mdb(host, record.encode().into())
+        .await
+        .unwrap();
+}
+
 async fn next_update<S>(feed: &mut std::pin::Pin<&mut S>) -> FleetUpdate
 where
     S: futures::Stream<Item = Result<FleetUpdate, dom_bus::BusError>>,
@@ -399,16 +408,7 @@ async fn a_viewer_reads_everything_and_writes_nothing() {
     let secure = Secure::start();
     let operator = secure.operator().await;
     operator.publish_image(&record("sparse.0")).await.unwrap();
-    operator
-        .publish_mdb(
-            "web1",
-            MdbRecord::new("web1")
-                .requiring(name("sparse.0"))
-                .encode()
-                .into(),
-        )
-        .await
-        .unwrap();
+    require(&operator, "web1", "sparse.0").await;
     secure
         .bus("subd-web1")
         .await
@@ -629,8 +629,16 @@ async fn the_user_guide_works_with_each_role() {
         .await
         .unwrap();
 
+    // The dominator is following the fleet before a machine is added.
+    require(&operator, "web1", "sparse.0").await;
+    eventually("the dominator to follow the fleet", || async {
+        viewer.desired("web1").await.ok().flatten()
+    })
+    .await;
+
     // A machine added while the server runs: one command, and its
-    // credential works without a restart.
+    // credential works without a restart. The server reloads its
+    // accounts; what the dominator follows goes on.
     let host = "db1.example.com";
     let output = domsecure(secure.dir.path(), &["add-host", host]);
     assert!(output.contains("reloaded the server"), "{output}");
@@ -640,16 +648,7 @@ async fn the_user_guide_works_with_each_role() {
     })
     .await;
 
-    operator
-        .publish_mdb(
-            host,
-            MdbRecord::new(host)
-                .requiring(name("sparse.0"))
-                .encode()
-                .into(),
-        )
-        .await
-        .unwrap();
+    require(&operator, host, "sparse.0").await;
 
     let machine = tempfile::tempdir().unwrap();
     let root = machine.path().join("root");

@@ -63,16 +63,47 @@ impl Default for Settings {
     }
 }
 
+/// Sets up the fleet feed, trying again while the server cannot answer
+/// (it may be restarting, or briefly reloading its accounts); fails only
+/// when this credential is refused.
+async fn follow(
+    bus: &Bus,
+) -> Result<impl futures::Stream<Item = Result<FleetUpdate, BusError>> + Send + 'static, BusError> {
+    let mut wait = SETUP_RETRY;
+    let mut failures = 0u32;
+    loop {
+        let setup = async {
+            bus.ensure_streams().await?;
+            bus.follow_fleet(&FleetKind::ALL).await
+        };
+        match setup.await {
+            Ok(feed) => return Ok(feed),
+            Err(e) if e.is_permission_denied() => return Err(e),
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(10) {
+                    tracing::warn!(error = %e, failures, "cannot follow the fleet yet; trying again");
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_SETUP_RETRY);
+            }
+        }
+    }
+}
+
+/// First and longest wait before setting the feed up again.
+const SETUP_RETRY: Duration = Duration::from_millis(250);
+const MAX_SETUP_RETRY: Duration = Duration::from_secs(5);
+
 /// Desired states published at once.
 const PUBLISH_IN_FLIGHT: usize = 256;
 /// How soon to try again after a publish failed.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Follows the fleet and decides, for ever. Returns only if the feed
-/// cannot be set up or ends.
+/// Follows the fleet and decides, for ever. Returns only if this
+/// credential may not read the fleet, or the feed ends.
 pub async fn run(bus: Bus, settings: Settings, board: Arc<Board>) -> Result<(), BusError> {
-    bus.ensure_streams().await?;
-    let feed = bus.follow_fleet(&FleetKind::ALL).await?;
+    let feed = follow(&bus).await?;
     let mut feed = pin!(feed);
     let mut herd = Herd {
         view: View::new(FleetControls {
