@@ -480,6 +480,43 @@ async fn a_viewer_reads_everything_and_writes_nothing() {
     assert_eq!(messages(&operator, "OBJ_dom-objects").await, 0);
 }
 
+/// Rotating without a gap: a second credential of a role, added by hand
+/// as `users/ROLE-next.conf` and gathered by `domsecure reload`, works at
+/// once with the role's rights, while the first still does.
+#[tokio::test]
+async fn a_second_credential_of_a_role_is_taken_on_reload() {
+    let secure = Secure::start();
+    let operator = secure.operator().await;
+    let dir = secure.dir.path();
+    let entry = Command::new(domsetup())
+        .args(["credential", "builder", "--seed"])
+        .arg(dir.join("creds/builder-next.nk"))
+        .output()
+        .unwrap();
+    assert!(entry.status.success());
+    std::fs::write(dir.join("users/builder-next.conf"), &entry.stdout).unwrap();
+    let output = domsecure(dir, &["reload"]);
+    assert!(output.contains("reloaded the server"), "{output}");
+    let next = eventually("the second credential to be accepted", || async {
+        Bus::connect(&secure.args("builder-next"), "builder-next")
+            .await
+            .ok()
+    })
+    .await;
+    next.publish_image(&record("next.0")).await.unwrap();
+    assert_denied(
+        next.publish_desired(&desired("web1", "next.0")).await,
+        "dom.desired.web1",
+    );
+    secure
+        .bus("builder")
+        .await
+        .publish_image(&record("first.0"))
+        .await
+        .unwrap();
+    assert_eq!(messages(&operator, "DOM_IMAGES").await, 2);
+}
+
 /// The streams whose messages only their own roles may write.
 const GUARDED_STREAMS: [&str; 6] = [
     "DOM_DESIRED",
