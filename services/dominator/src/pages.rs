@@ -459,14 +459,7 @@ fn files(manifest: &Manifest) -> String {
     let mut out = String::from("<pre id=\"files\">");
     for entry in manifest.entries.iter().take(PATHS_SHOWN) {
         let inode = manifest.resolve(entry);
-        let kind = match inode {
-            Inode::Dir { .. } => 'd',
-            Inode::File { .. } | Inode::Link { .. } => '-',
-            Inode::Symlink { .. } => 'l',
-            Inode::Char { .. } => 'c',
-            Inode::Block { .. } => 'b',
-            Inode::Fifo { .. } => 'p',
-        };
+        let kind = inode.type_char();
         let mode = inode
             .mode()
             .map_or_else(|| "777".into(), |m| format!("{:04o}", m & 0o7777));
