@@ -32,13 +32,13 @@ test: tools
     fi
 
 # Check formatting and lints (warnings are errors)
-lint:
+lint: tools
     cd "{{root}}" && cargo fmt --all --check
     cd "{{root}}/fuzz" && cargo fmt --check
     cd "{{root}}" && cargo clippy --workspace --all-targets -- -D warnings
 
 # Build release binaries
-build:
+build: tools
     cd "{{root}}" && cargo build --release
 
 # The whole story on a private fleet: NATS, the dominator and two agents

@@ -10,6 +10,9 @@
 #   .tools/bin/cargo-fuzz
 #                       only with --fuzz: the fuzzing driver (crates.io,
 #                       built with the stable toolchain; see docs/FUZZING.md)
+#   libssl-dev, pkg-config
+#                       OpenSSL's development files, which the build needs
+#                       (Debian packages, with apt-get as root, when missing)
 #
 # Idempotent and quiet when there is nothing to do. Safe to run from any
 # directory. Set TOOLS_VERBOSE=1 to see what it does.
@@ -144,6 +147,29 @@ for tool in "${tools[@]}"; do
         exit 1
     fi
 done
+
+# --- OpenSSL's development files, to build --------------------------------
+# The tools hash with libcrypto (its SHA-512 is the fastest on x86-64), so
+# the build needs its headers and pkg-config to find them. Installed with
+# apt-get when missing and this runs as root; otherwise a clear request.
+# OPENSSL_DIR (openssl-sys's own setting) means the user points at one.
+if [[ -z "${OPENSSL_DIR:-}" ]] && ! pkg-config --exists openssl 2>/dev/null; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        say "installing libssl-dev and pkg-config (apt-get): the build links libcrypto"
+        apt_openssl() {
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q libssl-dev pkg-config >/dev/null 2>&1
+        }
+        if ! apt_openssl && ! { apt-get update -q >/dev/null 2>&1 && apt_openssl; }; then
+            say "error: could not install libssl-dev and pkg-config with apt-get"
+            exit 1
+        fi
+    else
+        say "error: the build needs OpenSSL's development files and pkg-config:" \
+            "install libssl-dev and pkg-config (Debian, Ubuntu) or openssl-devel and" \
+            "pkgconf (Fedora), or set OPENSSL_DIR"
+        exit 1
+    fi
+fi
 
 # --- Chromium, for the dominator's status-page browser test ---------------
 # Debian's chromium, installed with apt-get when it is missing and this runs

@@ -193,8 +193,8 @@ impl HashCache {
                 out.extend_from_slice(value.id.as_bytes());
             }
         }
-        let sum = ring::digest::digest(&ring::digest::SHA256, &out);
-        out.extend_from_slice(sum.as_ref());
+        let sum = openssl::sha::sha256(&out);
+        out.extend_from_slice(&sum);
         out
     }
 
@@ -204,7 +204,7 @@ impl HashCache {
             return Err("not a hash cache file");
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
-        if ring::digest::digest(&ring::digest::SHA256, body).as_ref() != sum {
+        if openssl::sha::sha256(body) != sum {
             return Err("checksum mismatch");
         }
         let entries = &body[head..];

@@ -225,7 +225,7 @@ impl NatsStore {
             acks.push(ack);
             chunks += 1;
         }
-        let digest = ring::digest::digest(&ring::digest::SHA256, &content);
+        let digest = openssl::sha::sha256(&content);
         let info = ObjectInfo {
             name: id.to_hex(),
             description: None,
