@@ -8,7 +8,7 @@
 //! policy on its own view, kept up to date from the streams (the last
 //! message per subject, then every new one).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
 use std::pin::pin;
 use std::process::ExitCode;
@@ -111,8 +111,22 @@ async fn recent_events(
     impl Stream<Item = anyhow::Result<(Event, u64)>> + Send + 'static,
     u64,
 )> {
+    let live = bus.client.subscribe(bus.subjects.all("event")).await?;
+    recent_events_then(bus, n, live).await
+}
+
+/// [`recent_events`] with the subscription for new events already made.
+/// An event published after it was made and before the stored ones are
+/// read arrives both ways; it is shown once.
+pub async fn recent_events_then(
+    bus: &Bus,
+    n: usize,
+    live: async_nats::Subscriber,
+) -> anyhow::Result<(
+    impl Stream<Item = anyhow::Result<(Event, u64)>> + Send + 'static,
+    u64,
+)> {
     let filter = bus.subjects.all("event");
-    let live = bus.client.subscribe(filter.clone()).await?;
     let name = bus.subjects.events_stream();
     let mut stream = bus.js.get_stream(&name).await?;
     let state = stream.info().await?.state.clone();
@@ -124,19 +138,38 @@ async fn recent_events(
     // Anyone may publish on an event subject: what does not decode is
     // left out.
     let mut stored = Vec::new();
+    // What was read, so that the same message coming in live is dropped:
+    // each stored copy stands for at most one live one.
+    let mut read_payloads: HashMap<bytes::Bytes, usize> = HashMap::new();
     let mut read = pin!(bus.read_stream(&name, &filter, start));
     while let Some(message) = read.next().await {
-        stored.extend(Event::decode(&message?.payload).ok());
+        let payload = message?.payload;
+        if let Ok(event) = Event::decode(&payload) {
+            stored.push(event);
+            *read_payloads.entry(payload).or_default() += 1;
+        }
     }
     let count = stored.len() as u64;
     let replay = stored
         .into_iter()
         .enumerate()
         .map(move |(i, event)| Ok((event, count - 1 - i as u64)));
-    let live = live.filter_map(|message| async move {
-        Event::decode(&message.payload)
-            .ok()
-            .map(|event| Ok((event, 0)))
+    let live = live.filter_map(move |message| {
+        let seen = match read_payloads.get_mut(&message.payload) {
+            Some(copies) if *copies > 0 => {
+                *copies -= 1;
+                true
+            }
+            _ => false,
+        };
+        let event = if seen {
+            None
+        } else {
+            Event::decode(&message.payload)
+                .ok()
+                .map(|event| Ok((event, 0)))
+        };
+        async move { event }
     });
     let events = futures::stream::iter(replay).chain(live);
     Ok((events, count))

@@ -240,3 +240,56 @@ async fn watch_once_prints_the_status_screen() {
     );
     assert!(!screen.contains('\x1b'), "{screen:?}");
 }
+
+#[tokio::test]
+async fn the_screen_shows_an_event_published_while_it_starts_once() {
+    use futures::StreamExt;
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let event = |message: &str| {
+        dom_model::Event::new(
+            "web1",
+            "update",
+            "2026-11-26T09:00:01Z",
+            message.to_string(),
+        )
+    };
+    bus.publish_event(&event("before")).await.unwrap();
+    // The screen has subscribed but not yet read the stored events when
+    // "during" is published: it is both stored and delivered live.
+    let live = bus
+        .client
+        .subscribe(bus.subjects.all("event"))
+        .await
+        .unwrap();
+    bus.client.flush().await.unwrap();
+    bus.publish_event(&event("during")).await.unwrap();
+    let (events, stored) = domtool::screen::recent_events_then(&bus, 10, live)
+        .await
+        .unwrap();
+    assert_eq!(stored, 2);
+    // Identical events published afterwards are each shown.
+    bus.publish_event(&event("after")).await.unwrap();
+    bus.publish_event(&event("after")).await.unwrap();
+    let shown: Vec<(String, u64)> = tokio::time::timeout(
+        DEADLINE,
+        events
+            .take(4)
+            .map(|e| {
+                let (event, pending) = e.unwrap();
+                (event.message, pending)
+            })
+            .collect(),
+    )
+    .await
+    .expect("four events");
+    assert_eq!(
+        shown,
+        [
+            ("before".to_string(), 1),
+            ("during".to_string(), 0),
+            ("after".to_string(), 0),
+            ("after".to_string(), 0),
+        ]
+    );
+}
