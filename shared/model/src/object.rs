@@ -36,7 +36,14 @@ impl ObjectId {
 
     /// The id as 128 lowercase hex digits, the object's name in the store.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        self.hex_str(&mut [0; DIGEST_LEN * 2]).to_owned()
+    }
+
+    /// The id in hex, written into `buf` (no allocation: manifests hold
+    /// one id per file).
+    fn hex_str<'a>(&self, buf: &'a mut [u8; DIGEST_LEN * 2]) -> &'a str {
+        hex::encode_to_slice(self.0, buf).expect("buffer fits a digest");
+        std::str::from_utf8(buf).expect("hex digits are ASCII")
     }
 }
 
@@ -83,7 +90,7 @@ impl FromStr for ObjectId {
 
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(self.hex_str(&mut [0; DIGEST_LEN * 2]))
     }
 }
 
@@ -95,7 +102,7 @@ impl fmt::Debug for ObjectId {
 
 impl Serialize for ObjectId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_hex())
+        serializer.serialize_str(self.hex_str(&mut [0; DIGEST_LEN * 2]))
     }
 }
 

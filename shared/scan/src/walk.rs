@@ -293,7 +293,9 @@ impl Walk<'_> {
             if self.skipped(&child_path) {
                 continue;
             }
-            let meta = match fs::symlink_metadata(&child_disk) {
+            // Relative to the open directory (fstatat), not by full path:
+            // the kernel does not walk the path again for every entry.
+            let meta = match child.metadata() {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(read_error(&child_disk, e)),
