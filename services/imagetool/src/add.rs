@@ -133,7 +133,7 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
         None => {}
     }
     let store = NatsStore::open(bus).await?;
-    let listing = {
+    let mut listing = {
         let store = store.clone();
         tokio::spawn(async move { store.ids().await })
     };
@@ -177,14 +177,29 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
             scan
         })
     };
-    let existing = listing.await.context("listing objects stopped")??;
-    tracing::info!(elapsed = ?started.elapsed(), objects = existing.len(), "listed bucket");
-    let mut queued = HashSet::new();
-    let to_upload = futures::stream::poll_fn(|cx| found_rx.poll_recv(cx)).filter(
-        |(id, _): &(ObjectId, Content)| {
-            futures::future::ready(!existing.contains(id) && queued.insert(*id))
-        },
+    // Objects found while the bucket is still being listed wait here, so
+    // that the listing (a large bucket takes a while) never holds up the
+    // scan; once it is known what is stored, the queue's back-pressure
+    // paces the scan to the upload again.
+    let mut found_early = Vec::new();
+    let existing = loop {
+        tokio::select! {
+            listed = &mut listing => break listed.context("listing objects stopped")??,
+            Some(found) = found_rx.recv() => found_early.push(found),
+        }
+    };
+    tracing::info!(
+        elapsed = ?started.elapsed(),
+        objects = existing.len(),
+        found_meanwhile = found_early.len(),
+        "listed bucket"
     );
+    let mut queued = HashSet::new();
+    let found = futures::stream::iter(found_early)
+        .chain(futures::stream::poll_fn(|cx| found_rx.poll_recv(cx)));
+    let to_upload = found.filter(|(id, _): &(ObjectId, Content)| {
+        futures::future::ready(!existing.contains(id) && queued.insert(*id))
+    });
     let uploaded = to_upload
         .map(|(id, content)| {
             let store = store.clone();
