@@ -8,6 +8,8 @@
 //! ([`Bus::follow_desired`]) starts with the last one stored, so an agent
 //! that was down catches up, then yields each new one.
 
+use std::time::Duration;
+
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use bytes::Bytes;
 use dom_model::desired::DesiredError;
@@ -73,6 +75,19 @@ impl DesiredMessage {
     }
 }
 
+/// Waits before reading a desired state again, after a cue whose read
+/// found nothing newer: the stream may not have stored it yet.
+const CUE_REREADS: &[Duration] = &[
+    Duration::from_millis(2),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+];
+
 impl Bus {
     /// Publishes a desired state on its host's subject.
     pub async fn publish_desired(&self, state: &DesiredState) -> Result<u64, BusError> {
@@ -122,8 +137,10 @@ impl Bus {
     /// (see [`crate::direct`]): a subscription to the host's subject says
     /// when to read the stored one again, with a direct get the server
     /// answers to this connection alone. What arrives on the subject is
-    /// only a cue, so a message no stream stored changes nothing. It is
-    /// also read again whenever the connection comes back. The stream
+    /// only a cue, so a message no stream stored changes nothing; as the
+    /// cue may come before the stream has stored its message, a read that
+    /// finds nothing newer is repeated a few times over about a second.
+    /// It is also read again whenever the connection comes back. The stream
     /// ends with an error when a read fails; callers follow again.
     pub async fn follow_desired(
         &self,
@@ -161,20 +178,39 @@ impl Bus {
                         return Some((Ok(message), follow));
                     }
                 }
-                tokio::select! {
+                let cued = tokio::select! {
                     cue = follow.cues.next() => {
                         cue?;
                         // A burst of cues needs one read.
                         while let Some(Some(_)) = follow.cues.next().now_or_never() {}
+                        true
                     }
-                    changed = follow.reconnects.changed() => changed.ok()?,
-                }
-                match follow.bus.desired(&follow.host).await {
-                    Ok(found) => follow.found = found,
-                    Err(e) => {
-                        // Ends after this error; the caller follows again.
-                        follow.failed = true;
-                        return Some((Err(e), follow));
+                    changed = follow.reconnects.changed() => {
+                        changed.ok()?;
+                        false
+                    }
+                };
+                // The server hands a cue to subscribers before its stream
+                // has necessarily stored the message: when the read finds
+                // nothing newer, it is tried again, a little later each
+                // time. (A cue for a message no stream stored runs out of
+                // tries and changes nothing.)
+                let mut waits = if cued { CUE_REREADS } else { &[] }.iter();
+                loop {
+                    match follow.bus.desired(&follow.host).await {
+                        Ok(found) => {
+                            let newer = found.as_ref().is_some_and(|m| m.sequence > follow.last);
+                            follow.found = found;
+                            match waits.next() {
+                                Some(wait) if !newer => tokio::time::sleep(*wait).await,
+                                _ => break,
+                            }
+                        }
+                        Err(e) => {
+                            // Ends after this error; the caller follows again.
+                            follow.failed = true;
+                            return Some((Err(e), follow));
+                        }
                     }
                 }
             }

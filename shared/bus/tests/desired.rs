@@ -1,0 +1,104 @@
+//! Following a machine's desired state against a real server: every state
+//! published for a machine reaches its follower, although a publish's cue
+//! (the subscription's copy) can reach the agent before the stream has
+//! stored the message the agent then reads.
+
+use std::time::Duration;
+
+use dom_bus::{Bus, BusError, ConnectArgs, DesiredMessage};
+use dom_tests::NatsServer;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+async fn connect(server: &NatsServer, name: &str) -> Bus {
+    let args = ConnectArgs {
+        server: server.url(),
+        ..Default::default()
+    };
+    Bus::connect(&args, name).await.unwrap()
+}
+
+type Follow = BoxStream<'static, Result<DesiredMessage, BusError>>;
+
+/// The next desired state followed; none within 20 s fails the test.
+async fn next_state(follow: &mut Follow) -> DesiredMessage {
+    tokio::time::timeout(Duration::from_secs(20), follow.next())
+        .await
+        .expect("a desired state within 20 s")
+        .expect("the follow goes on")
+        .expect("no error")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_follower_sees_the_state_published_for_it() {
+    // Many agents, each on its own connection, all told at once: the
+    // race between a cue and the store shows up among them, as in a fleet.
+    const HOSTS: usize = 200;
+    const ROUNDS: u64 = 3;
+    let server = NatsServer::start().unwrap();
+    let dominator = connect(&server, "dominator").await;
+    dominator.ensure_streams().await.unwrap();
+    let mut followers = Vec::new();
+    for i in 0..HOSTS {
+        let agent = connect(&server, &format!("agent-{i}")).await;
+        let follow = agent
+            .follow_desired(&format!("host-{i:04}"), None)
+            .await
+            .unwrap();
+        followers.push((agent, follow));
+    }
+    for round in 1..=ROUNDS {
+        let publishes = (0..HOSTS).map(|i| {
+            let dominator = dominator.clone();
+            async move {
+                let payload = format!("round {round}").into_bytes().into();
+                dominator
+                    .publish_desired_payload(&format!("host-{i:04}"), payload)
+                    .await
+                    .unwrap()
+            }
+        });
+        let sequences = futures::future::join_all(publishes).await;
+        for (i, ((_, follow), sequence)) in followers.iter_mut().zip(sequences).enumerate() {
+            // Nothing else is published for this host: a follower that
+            // missed this state would wait for ever.
+            let seen = next_state(follow).await;
+            assert_eq!(seen.sequence, sequence, "host-{i:04}, round {round}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cue_for_a_message_no_stream_stored_changes_nothing() {
+    let server = NatsServer::start().unwrap();
+    let dominator = connect(&server, "dominator").await;
+    dominator.ensure_streams().await.unwrap();
+    let agent = connect(&server, "agent").await;
+    let mut follow = agent.follow_desired("web1", None).await.unwrap();
+    let first = dominator
+        .publish_desired_payload("web1", "first".into())
+        .await
+        .unwrap();
+    assert_eq!(next_state(&mut follow).await.sequence, first);
+
+    // The stream refuses this one (wrong expected last sequence), but the
+    // agent's subscription still gets it: a cue with nothing new stored.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Expected-Last-Subject-Sequence", "999");
+    let refused = dominator
+        .js
+        .publish_with_headers(dominator.subjects.desired("web1"), headers, "forged".into())
+        .await
+        .unwrap()
+        .await;
+    assert!(refused.is_err(), "the stream stored it: {refused:?}");
+    // Long enough for the agent to give up reading again and go back to
+    // waiting for cues.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let second = dominator
+        .publish_desired_payload("web1", "second".into())
+        .await
+        .unwrap();
+    assert_eq!(next_state(&mut follow).await.sequence, second);
+}
