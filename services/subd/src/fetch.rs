@@ -258,7 +258,8 @@ impl<S: ContentStore> Fetcher<'_, S> {
         }
         let content = self.get(id, size).await?;
         let cache = self.cache.clone();
-        tokio::task::spawn_blocking(move || cache.insert_bytes(&id, &content))
+        // The store has checked the content against its id.
+        tokio::task::spawn_blocking(move || cache.insert_checked(&id, &content))
             .await
             .map_err(|e| FetchError::Cache {
                 id,

@@ -148,6 +148,13 @@ impl ObjectCache {
                 actual: Box::new(actual),
             });
         }
+        self.insert_checked(id, content)
+    }
+
+    /// Stores `content` as object `id` when it has already been checked to
+    /// hash to `id`, as everything a [`dom_store::ContentStore`] returns
+    /// has: hashing it a second time would double the fetch's hashing.
+    pub fn insert_checked(&self, id: &ObjectId, content: &[u8]) -> Result<(), FetchError> {
         if self.contains(id) {
             return Ok(());
         }
