@@ -156,11 +156,14 @@ pub async fn recent_events_then(
         .map(move |(i, event)| Ok((event, count - 1 - i as u64)));
     let live = live.filter_map(move |message| {
         let seen = match read_payloads.get_mut(&message.payload) {
-            Some(copies) if *copies > 0 => {
+            Some(copies) => {
                 *copies -= 1;
+                if *copies == 0 {
+                    read_payloads.remove(&message.payload);
+                }
                 true
             }
-            _ => false,
+            None => false,
         };
         let event = if seen {
             None

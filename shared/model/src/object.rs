@@ -50,8 +50,8 @@ impl ObjectId {
 /// Incremental SHA-512, for content that arrives in pieces.
 ///
 /// libcrypto's SHA-512 picks the widest vector code the CPU has (AVX2 on
-/// current x86-64, where the pure-Rust and ring implementations stay on
-/// scalar code): about 1.4x their speed, and hashing is most of a scan.
+/// current x86-64): about 1.4x the speed ring, sha2 and aws-lc-rs measured
+/// on the same machine (docs/BENCHMARKS.md), and hashing is most of a scan.
 pub struct Hasher(openssl::sha::Sha512);
 
 impl Hasher {
