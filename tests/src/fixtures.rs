@@ -2,6 +2,7 @@
 //! deadline, the outcome of running a tool, and made-up image records.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
@@ -28,6 +29,25 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Every file (anything but a directory) under `dir`, at any depth,
+/// sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable directory") {
+            let entry = entry.expect("readable entry");
+            if entry.file_type().expect("file type").is_dir() {
+                dirs.push(entry.path());
+            } else {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 /// What a tool run by a test did.

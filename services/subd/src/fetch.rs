@@ -91,7 +91,7 @@ impl Default for FetchOptions {
     fn default() -> Self {
         Self {
             rate: None,
-            concurrency: 32,
+            concurrency: 128,
             memory_budget: 256 << 20,
         }
     }

@@ -1,15 +1,23 @@
 //! The agent's private object cache, `<state-dir>/objects`: one file per
-//! object, named by its lowercase hex id.
+//! object, named by its lowercase hex id, in a subdirectory named by the
+//! id's first two hex digits (`objects/3f/3f9a…`).
+//!
+//! The subdirectories are there for speed: creating and renaming files
+//! takes the directory's lock, and with every object in one directory a
+//! whole-image fetch spent most of its time waiting on it and in the file
+//! system's inode allocator (docs/BENCHMARKS.md). A cache written by an
+//! older agent, with its objects at the top, is moved into subdirectories
+//! when it is opened.
 //!
 //! The cache lives on the same file system as the root it serves, so an
 //! object is installed by renaming it into place. It only ever holds whole,
 //! verified objects under their id: content is written to a temporary name
-//! (`.subd-tmp.*`), checked against its SHA-512, flushed to disk and only
-//! then renamed to its id. Temporary names left by a crash are removed when
-//! the cache is opened.
+//! (`.subd-tmp.*`, in its subdirectory), checked against its SHA-512,
+//! flushed to disk and only then renamed to its id. Temporary names left by
+//! a crash are removed when the cache is opened.
 //!
 //! An update moves the objects it needs aside to staged names
-//! (`.subd-staged.<id>`) before it starts changing the tree, gives them
+//! (`.subd-staged.<id>`, at the top) before it starts changing the tree, gives them
 //! their final mode, owner and mtime there, and renames them into place.
 //! A staged object is still whole (only its metadata changed), so one left
 //! by a crash goes back under its id when the cache is next opened.
@@ -22,7 +30,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dom_model::object::Hasher;
 use dom_model::ObjectId;
@@ -47,6 +55,9 @@ pub struct ObjectCache {
 struct Inner {
     dir: PathBuf,
     fd: OwnedFd,
+    /// The subdirectories, by an id's first byte; each opened when first
+    /// used (and made when missing).
+    shards: [OnceLock<OwnedFd>; 256],
     /// Numbers temporary names, so concurrent writers never collide.
     counter: AtomicU64,
 }
@@ -74,6 +85,7 @@ impl ObjectCache {
             inner: Arc::new(Inner {
                 dir,
                 fd,
+                shards: std::array::from_fn(|_| OnceLock::new()),
                 counter: AtomicU64::new(0),
             }),
         };
@@ -82,12 +94,18 @@ impl ObjectCache {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(TEMP_PREFIX) {
-                cache.remove(name)?;
+                cache.remove_top(name)?;
             } else if let Some(hex) = name.strip_prefix(STAGED_PREFIX) {
                 match hex.parse::<ObjectId>() {
                     Ok(id) => cache.give_back(&sys::cstr(name)?, Some(id)),
-                    Err(_) => cache.remove(name)?,
+                    Err(_) => cache.remove_top(name)?,
                 }
+            } else if let Ok(id) = name.parse::<ObjectId>() {
+                // Kept at the top by an older agent.
+                let shard = cache.shard(&id)?;
+                sys::rename_at(cache.fd(), &sys::cstr(name)?, shard, &object_name(&id))?;
+            } else if let Some(shard) = shard_index(name) {
+                cache.tidy_shard(shard)?;
             }
         }
         Ok(cache)
@@ -100,13 +118,16 @@ impl ObjectCache {
 
     /// Where object `id` is (or would be) kept.
     pub fn path(&self, id: &ObjectId) -> PathBuf {
-        self.inner.dir.join(id.to_hex())
+        let hex = id.to_hex();
+        self.inner.dir.join(&hex[..2]).join(hex)
     }
 
     /// Whether object `id` is held.
     pub fn contains(&self, id: &ObjectId) -> bool {
-        let name = sys::cstr(&id.to_hex()).expect("hex has no NUL");
-        sys::stat_at(self.fd(), &name).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+        self.shard(id).is_ok_and(|shard| {
+            sys::stat_at(shard, &object_name(id))
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+        })
     }
 
     /// Every object held.
@@ -125,7 +146,7 @@ impl ObjectCache {
         let (mut count, mut bytes) = (0, 0);
         for (id, size) in self.objects()? {
             if !keep.contains(&id) {
-                match self.remove(&id.to_hex()) {
+                match self.remove(&id) {
                     Ok(()) => {
                         count += 1;
                         bytes += size;
@@ -213,9 +234,8 @@ impl ObjectCache {
     /// Moves object `id` aside to its staged name, for an update to give
     /// its metadata and rename into place. Fails if the object is missing.
     pub(crate) fn stage(&self, id: &ObjectId) -> io::Result<CString> {
-        let hex = id.to_hex();
-        let staged = sys::cstr(&format!("{STAGED_PREFIX}{hex}"))?;
-        sys::rename_at(self.fd(), &sys::cstr(&hex)?, self.fd(), &staged)?;
+        let staged = sys::cstr(&format!("{STAGED_PREFIX}{}", id.to_hex()))?;
+        sys::rename_at(self.shard(id)?, &object_name(id), self.fd(), &staged)?;
         Ok(staged)
     }
 
@@ -224,8 +244,8 @@ impl ObjectCache {
     /// Shares blocks with the original where the file system can.
     pub(crate) fn stage_copy(&self, id: &ObjectId) -> io::Result<CString> {
         let src = File::from(sys::open_at(
-            self.fd(),
-            &sys::cstr(&id.to_hex())?,
+            self.shard(id)?,
+            &object_name(id),
             libc::O_RDONLY | libc::O_NOFOLLOW,
             0,
         )?);
@@ -254,11 +274,12 @@ impl ObjectCache {
         if let Some(id) = object {
             let staged = format!("{STAGED_PREFIX}{}", id.to_hex());
             if name.to_bytes() == staged.as_bytes() && !self.contains(&id) {
-                let hex = sys::cstr(&id.to_hex()).expect("hex has no NUL");
-                if sys::chmod_at(self.fd(), name, 0o600).is_ok()
-                    && sys::rename_at(self.fd(), name, self.fd(), &hex).is_ok()
-                {
-                    return;
+                if let Ok(shard) = self.shard(&id) {
+                    if sys::chmod_at(self.fd(), name, 0o600).is_ok()
+                        && sys::rename_at(self.fd(), name, shard, &object_name(&id)).is_ok()
+                    {
+                        return;
+                    }
                 }
             }
         }
@@ -276,6 +297,43 @@ impl ObjectCache {
         self.inner.fd.as_raw_fd()
     }
 
+    /// The descriptor of the subdirectory holding object `id`, made when
+    /// missing.
+    fn shard(&self, id: &ObjectId) -> io::Result<RawFd> {
+        self.shard_at(id.as_bytes()[0])
+    }
+
+    fn shard_at(&self, index: u8) -> io::Result<RawFd> {
+        let slot = &self.inner.shards[usize::from(index)];
+        if let Some(fd) = slot.get() {
+            return Ok(fd.as_raw_fd());
+        }
+        let name = sys::cstr(&format!("{index:02x}"))?;
+        match sys::mkdir_at(self.fd(), &name, 0o700) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        let fd = sys::open_dir_at(self.fd(), &name)?;
+        // Another thread may have opened it meanwhile; either is the same.
+        Ok(slot.get_or_init(|| fd).as_raw_fd())
+    }
+
+    /// Removes the partial writes a crash left in subdirectory `index`.
+    fn tidy_shard(&self, index: u8) -> io::Result<()> {
+        let shard = self.shard_at(index)?;
+        for entry in std::fs::read_dir(self.inner.dir.join(format!("{index:02x}")))? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str().filter(|n| n.starts_with(TEMP_PREFIX)) else {
+                continue;
+            };
+            match sys::unlink_at(shard, &sys::cstr(name)?, false) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Writes an object through `fill` to a temporary name, flushes it and
     /// renames it to its id; the temporary file is removed on any failure.
     fn write_object(
@@ -283,18 +341,19 @@ impl ObjectCache {
         id: &ObjectId,
         fill: impl FnOnce(&mut File) -> Result<(), FetchError>,
     ) -> Result<(), FetchError> {
+        // Written in its subdirectory, so that writers of different objects
+        // seldom wait for the same directory.
+        let shard = self.shard(id).map_err(|e| self.cache_error(id, e))?;
         let name = self.temp_name();
-        let mut file = File::from(
-            sys::create_at(self.fd(), &name, 0o600).map_err(|e| self.cache_error(id, e))?,
-        );
+        let mut file =
+            File::from(sys::create_at(shard, &name, 0o600).map_err(|e| self.cache_error(id, e))?);
         let result = fill(&mut file).and_then(|()| {
-            let hex = sys::cstr(&id.to_hex()).expect("hex has no NUL");
             file.sync_data()
-                .and_then(|()| sys::rename_at(self.fd(), &name, self.fd(), &hex))
+                .and_then(|()| sys::rename_at(shard, &name, shard, &object_name(id)))
                 .map_err(|e| self.cache_error(id, e))
         });
         if result.is_err() {
-            let _ = sys::unlink_at(self.fd(), &name, false);
+            let _ = sys::unlink_at(shard, &name, false);
         }
         result
     }
@@ -307,25 +366,57 @@ impl ObjectCache {
         }
     }
 
-    fn remove(&self, name: &str) -> io::Result<()> {
+    fn remove(&self, id: &ObjectId) -> io::Result<()> {
+        sys::unlink_at(self.shard(id)?, &object_name(id), false)
+    }
+
+    fn remove_top(&self, name: &str) -> io::Result<()> {
         sys::unlink_at(self.fd(), &sys::cstr(name)?, false)
     }
 
     /// Every object file and its size.
     fn objects(&self) -> io::Result<Vec<(ObjectId, u64)>> {
         let mut list = Vec::new();
-        for entry in std::fs::read_dir(&self.inner.dir)? {
-            let entry = entry?;
-            let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+        for shard in std::fs::read_dir(&self.inner.dir)? {
+            let shard = shard?;
+            let Some(index) = shard.file_name().to_str().and_then(shard_index) else {
                 continue;
             };
-            match entry.metadata() {
-                Ok(meta) if meta.is_file() => list.push((id, meta.size())),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(shard.path())? {
+                let entry = entry?;
+                let Some(id) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<ObjectId>().ok())
+                    .filter(|id| id.as_bytes()[0] == index)
+                else {
+                    continue;
+                };
+                match entry.metadata() {
+                    Ok(meta) if meta.is_file() => list.push((id, meta.size())),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(list)
     }
+}
+
+/// Object `id`'s name in its subdirectory.
+fn object_name(id: &ObjectId) -> CString {
+    sys::cstr(&id.to_hex()).expect("hex has no NUL")
+}
+
+/// The first byte of the ids a subdirectory named `name` holds, if `name`
+/// is one (two lowercase hex digits).
+fn shard_index(name: &str) -> Option<u8> {
+    let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    (name.len() == 2 && name.bytes().all(lower_hex))
+        .then(|| u8::from_str_radix(name, 16).ok())
+        .flatten()
 }

@@ -54,8 +54,8 @@ async fn a_corrupt_object_is_never_installed() {
         fs::read(at(&root, "/etc/victim")).unwrap(),
         b"the machine's own\n"
     );
-    for entry in fs::read_dir(root.join(".subd/objects")).unwrap() {
-        let content = fs::read(entry.unwrap().path()).unwrap();
+    for path in dom_tests::files_under(&root.join(".subd/objects")) {
+        let content = fs::read(path).unwrap();
         assert_ne!(content, b"the evil content\n");
     }
     agent.stop().await;

@@ -225,8 +225,7 @@ async fn an_object_of_another_size_than_its_image_says_is_not_installed() {
         fs::read(at(&root, "/etc/motd")).unwrap(),
         b"the machine's own\n"
     );
-    for entry in fs::read_dir(root.join(".subd/objects")).unwrap() {
-        let path = entry.unwrap().path();
+    for path in dom_tests::files_under(&root.join(".subd/objects")) {
         assert!(fs::metadata(&path).unwrap().len() < 1 << 20, "{path:?}");
     }
     agent.stop().await;

@@ -34,8 +34,8 @@ async fn planned_image_objects_are_fetched_ahead() {
     fleet.wait_compliant("plan1", "plan.0").await;
 
     let cached = |content: &[u8]| {
-        root.join(".subd/objects")
-            .join(ObjectId::of(content).to_hex())
+        let hex = ObjectId::of(content).to_hex();
+        root.join(".subd/objects").join(&hex[..2]).join(hex)
     };
     wait_for("planned objects fetched", || {
         cached(b"version 1\n").exists() && cached(b"new in version 1\n").exists()

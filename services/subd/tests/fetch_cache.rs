@@ -4,19 +4,25 @@ mod update_support;
 
 use std::collections::HashSet;
 use std::fs;
+use std::path::Path;
 
 use dom_model::ObjectId;
 use subd::fetch::FetchError;
 use subd::objects::ObjectCache;
 use update_support::*;
 
-fn names(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
+/// Every file under the cache directory, as `SUBDIR/NAME` or `NAME`.
+fn objects(dir: &Path) -> Vec<String> {
+    dom_tests::files_under(dir)
+        .iter()
+        .map(|p| p.strip_prefix(dir).unwrap().to_str().unwrap().to_string())
+        .collect()
+}
+
+/// Where the cache keeps `id`, relative to its directory.
+fn shard_path(id: &ObjectId) -> String {
+    let hex = id.to_hex();
+    format!("{}/{hex}", &hex[..2])
 }
 
 #[test]
@@ -30,12 +36,12 @@ fn content_that_does_not_match_its_id_is_refused() {
     assert!(message.contains(&id.to_hex()), "{message}");
     assert!(!message.contains('\n'));
     assert!(!cache.contains(&id));
-    assert!(names(cache.dir()).is_empty(), "nothing written");
+    assert!(objects(cache.dir()).is_empty(), "nothing written");
 
     cache.insert_bytes(&id, b"what the image says").unwrap();
     assert!(cache.contains(&id));
     assert_eq!(fs::read(cache.path(&id)).unwrap(), b"what the image says");
-    assert_eq!(names(cache.dir()), [id.to_hex()]);
+    assert_eq!(objects(cache.dir()), [shard_path(&id)]);
 }
 
 #[test]
@@ -53,7 +59,7 @@ fn a_machine_file_is_copied_only_while_it_still_matches() {
     let err = cache.insert_from_file(&other, &file).unwrap_err();
     assert!(matches!(err, FetchError::Changed { .. }), "{err}");
     assert!(!cache.contains(&other));
-    assert_eq!(names(cache.dir()), [id.to_hex()]);
+    assert_eq!(objects(cache.dir()), [shard_path(&id)]);
 
     // A fifo or a symlink in its place is not read.
     let fifo = dir.path().join("fifo");
@@ -92,18 +98,48 @@ fn opening_tidies_what_a_crash_left() {
     let content = b"a whole object";
     let id = ObjectId::of(content);
     m.cache.insert_bytes(&id, content).unwrap();
-    let objects = m.path("/.subd/objects");
+    let top = m.path("/.subd/objects");
     // A partial write, and an object moved aside for installing (whole,
     // already given an image's mode).
-    fs::write(objects.join(".subd-tmp.99.1"), b"a who").unwrap();
-    let staged = objects.join(format!(".subd-staged.{}", id.to_hex()));
-    fs::rename(objects.join(id.to_hex()), &staged).unwrap();
+    fs::write(top.join(".subd-tmp.99.1"), b"a who").unwrap();
+    let shard = top.join(&id.to_hex()[..2]);
+    fs::write(shard.join(".subd-tmp.99.2"), b"a wh").unwrap();
+    let staged = top.join(format!(".subd-staged.{}", id.to_hex()));
+    fs::rename(m.cache.path(&id), &staged).unwrap();
     chmod(&staged, "/", 0o4000);
 
-    let cache = ObjectCache::open(&objects).unwrap();
-    assert_eq!(names(&objects), [id.to_hex()]);
+    let cache = ObjectCache::open(&top).unwrap();
+    assert_eq!(objects(&top), [shard_path(&id)]);
     assert!(cache.contains(&id));
     assert_eq!(fs::read(cache.path(&id)).unwrap(), content);
+}
+
+#[test]
+fn a_cache_with_every_object_at_the_top_is_moved_into_subdirectories() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("objects");
+    fs::create_dir(&top).unwrap();
+    let contents: [&[u8]; 3] = [b"one", b"two", b"three"];
+    for content in contents {
+        fs::write(top.join(ObjectId::of(content).to_hex()), content).unwrap();
+    }
+    // Not an object: left alone.
+    fs::write(top.join("README"), "notes").unwrap();
+
+    let cache = ObjectCache::open(&top).unwrap();
+    let mut expected: Vec<String> = contents
+        .iter()
+        .map(|c| shard_path(&ObjectId::of(c)))
+        .chain(["README".to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(objects(&top), expected);
+    for content in contents {
+        let id = ObjectId::of(content);
+        assert!(cache.contains(&id));
+        assert_eq!(fs::read(cache.path(&id)).unwrap(), content);
+    }
+    assert_eq!(cache.total_bytes().unwrap(), 11);
 }
 
 fn mkfifo(path: &std::path::Path) {
