@@ -58,6 +58,7 @@ else
 fi
 BENCH="$ROOT/.bench"
 TMP="$BENCH/tmp"
+TRASH="$BENCH/trash"
 RESULTS="$BENCH/results.md"
 DATA="$TMP/results.tsv"
 IMAGETOOL="$ROOT/target/release/imagetool"
@@ -70,9 +71,21 @@ DOMINATOR_BENCH="$ROOT/target/release/dominator-bench"
 say() { printf 'bench: %s\n' "$*" >&2; }
 want() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
 
+# discard DIR: moves a tree out of the way, to be removed when the bench
+# ends. Removing tens of thousands of files between measurements would slow
+# the next ones on a file system that avoids reusing recently freed inodes
+# (ext4 without a journal scans past every inode freed in the last minutes
+# for each file it creates): a measurement would pay for the last one's
+# clean-up.
+discard() {
+    [[ -e "$1" ]] || return 0
+    mkdir -p "$TRASH"
+    mv "$1" "$(mktemp -d "$TRASH/XXXXXX")/"
+}
+
 cleanup() {
     nats_stop
-    rm -rf "$TMP/ostree-repo" "$TMP/nats"
+    rm -rf "$TMP/ostree-repo" "$TMP/nats" "$TRASH"
     [[ "$FLEET_DIR" != /dev/shm/dom-bench-fleet ]] || rm -rf "$FLEET_DIR"
 }
 trap cleanup EXIT
@@ -103,7 +116,7 @@ if want fleet; then
 fi
 "$ROOT/ops/bench/corpora.sh" "${CORPORA[@]}"
 
-rm -rf "$TMP"
+rm -rf "$TMP" "$TRASH"
 mkdir -p "$TMP"
 : >"$DATA"
 
@@ -149,12 +162,12 @@ warm() {
 
 ostree_commit() {
     local dir="$1" repo="$TMP/ostree-repo"
-    rm -rf "$repo"
+    discard "$repo"
     ostree --repo="$repo" init --mode=bare-user
     timed ostree commit --repo="$repo" --branch=bench --fsync=false --tree=dir="$dir" \
         >/dev/null
     OSTREE_BYTES=$(du -sb "$repo" | cut -f1)
-    rm -rf "$repo"
+    discard "$repo"
 }
 
 # imagetool_add PORT NAME DIR [FLAGS...]: timed add; sets ELAPSED, SUMMARY,
@@ -181,7 +194,7 @@ key() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 # same with rsync, fetch all of synth, and time a 1,000-file update.
 converge_runs() {
     local run="$1" machine="$TMP/machine" out
-    rm -rf "$machine"
+    discard "$machine"
     cp -a "$BENCH/synth" "$machine"
     # The agent trusts its hash cache only for changes older than two
     # seconds; a machine's tree has long settled.
@@ -190,19 +203,19 @@ converge_runs() {
         die "converge-bench failed"
     record synth converge "$run" "$(key seconds "$out")" "$out"
     say "synth run $run: agent converge $(key seconds "$out")s ($out)"
-    rm -rf "$machine"
+    discard "$machine"
     cp -a "$BENCH/synth" "$machine"
     sync
     timed rsync -a --delete --checksum "$BENCH/synth-1pct/" "$machine/"
     record synth rsync "$run" "$ELAPSED" "" "$CPU" "$BUSY"
     say "synth run $run: rsync --checksum ${ELAPSED}s"
-    rm -rf "$machine"
+    discard "$machine"
     mkdir -p "$machine"
     out=$("$CONVERGE_BENCH" --server "nats://127.0.0.1:$NATS_PORT" --fetch-all bench.synth "$machine") ||
         die "converge-bench --fetch-all failed"
     record synth fetch "$run" "$(key seconds "$out")" "$(key bytes "$out")"
     say "synth run $run: fetch all $(key seconds "$out")s ($out)"
-    rm -rf "$machine"
+    discard "$machine"
     out=$("$WINDOW_BENCH" --files 1000 --dir "$TMP") || die "window-bench failed"
     record synth window "$run" "$(key window "$out")" "$(key transition "$out")"
     say "synth run $run: 1,000-file update: $out"
