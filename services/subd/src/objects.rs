@@ -124,7 +124,8 @@ impl ObjectCache {
 
     /// Whether object `id` is held.
     pub fn contains(&self, id: &ObjectId) -> bool {
-        self.shard(id).is_ok_and(|shard| {
+        // A query makes no subdirectory.
+        self.shard_at(id.as_bytes()[0], false).is_ok_and(|shard| {
             sys::stat_at(shard, &object_name(id))
                 .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
         })
@@ -300,18 +301,22 @@ impl ObjectCache {
     /// The descriptor of the subdirectory holding object `id`, made when
     /// missing.
     fn shard(&self, id: &ObjectId) -> io::Result<RawFd> {
-        self.shard_at(id.as_bytes()[0])
+        self.shard_at(id.as_bytes()[0], true)
     }
 
-    fn shard_at(&self, index: u8) -> io::Result<RawFd> {
+    /// The descriptor of subdirectory `index`; with `make`, the
+    /// subdirectory is made when missing, else that is an error.
+    fn shard_at(&self, index: u8, make: bool) -> io::Result<RawFd> {
         let slot = &self.inner.shards[usize::from(index)];
         if let Some(fd) = slot.get() {
             return Ok(fd.as_raw_fd());
         }
         let name = sys::cstr(&format!("{index:02x}"))?;
-        match sys::mkdir_at(self.fd(), &name, 0o700) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
+        if make {
+            match sys::mkdir_at(self.fd(), &name, 0o700) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
         }
         let fd = sys::open_dir_at(self.fd(), &name)?;
         // Another thread may have opened it meanwhile; either is the same.
@@ -320,7 +325,7 @@ impl ObjectCache {
 
     /// Removes the partial writes a crash left in subdirectory `index`.
     fn tidy_shard(&self, index: u8) -> io::Result<()> {
-        let shard = self.shard_at(index)?;
+        let shard = self.shard_at(index, false)?;
         for entry in std::fs::read_dir(self.inner.dir.join(format!("{index:02x}")))? {
             let name = entry?.file_name();
             let Some(name) = name.to_str().filter(|n| n.starts_with(TEMP_PREFIX)) else {
