@@ -17,8 +17,9 @@
 //! a crash are removed when the cache is opened.
 //!
 //! An update moves the objects it needs aside to staged names
-//! (`.subd-staged.<id>`, at the top) before it starts changing the tree, gives them
-//! their final mode, owner and mtime there, and renames them into place.
+//! (`.subd-staged.<id>`, at the top) before it starts changing the tree,
+//! gives them their final mode, owner and mtime there, and renames them
+//! into place.
 //! A staged object is still whole (only its metadata changed), so one left
 //! by a crash goes back under its id when the cache is next opened.
 
@@ -421,7 +422,9 @@ fn object_name(id: &ObjectId) -> CString {
 /// is one (two lowercase hex digits).
 fn shard_index(name: &str) -> Option<u8> {
     let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    (name.len() == 2 && name.bytes().all(lower_hex))
-        .then(|| u8::from_str_radix(name, 16).ok())
-        .flatten()
+    if name.len() == 2 && name.bytes().all(lower_hex) {
+        u8::from_str_radix(name, 16).ok()
+    } else {
+        None
+    }
 }
