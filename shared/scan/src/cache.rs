@@ -5,9 +5,16 @@
 //! size, mtime and ctime (to the nanosecond) are what they were. Writing a
 //! file changes its mtime and ctime; mtime can be set back by anyone, but
 //! ctime only moves forward with the clock, so this is the rule git uses
-//! for its index. Files changed within [`SETTLE`] of being hashed are not
+//! for its index. Files changed shortly before being hashed are not
 //! cached: a write in the same clock tick as the hash would leave the times
-//! unchanged.
+//! unchanged. How shortly follows the file system's clock: where its times
+//! carry nanoseconds, the kernel's clock tick (at most 10 ms) is the bound,
+//! and [`FINE_SETTLE`] leaves a wide margin; where they are whole seconds,
+//! [`SETTLE`].
+//!
+//! The agent also [`learn`](HashCache::learn)s what it writes itself: a
+//! file it installed from a verified object, right after the rename, so
+//! the scan after an update reads none of them.
 //!
 //! The cache is a plain file (see [`HashCache::save`]), written to a temporary
 //! name and renamed, with a checksum: a damaged or foreign file is ignored,
@@ -25,12 +32,59 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dom_model::object::DIGEST_LEN;
 use dom_model::ObjectId;
 
-/// How old a change must be before its hash is remembered.
+/// How old a change must be before its hash is remembered, on a file
+/// system whose times are whole seconds.
 pub const SETTLE: Duration = Duration::from_secs(2);
+/// The same where times carry nanoseconds.
+pub const FINE_SETTLE: Duration = Duration::from_millis(100);
 /// Entries not seen by this many saves in a row are dropped.
 const KEEP_SAVES: u32 = 8;
 const MAGIC: &[u8; 8] = b"DOMHC01\n";
 const SHARDS: usize = 64;
+
+/// What identifies a file's content without reading it: which inode, and
+/// the times and size any write changes. Public so that a writer holding
+/// a `stat` of its own (not a [`fs::Metadata`]) can [`learn`](HashCache::learn).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_ns: i64,
+    pub ctime: i64,
+    pub ctime_ns: i64,
+}
+
+impl Identity {
+    pub fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: meta.mtime(),
+            mtime_ns: meta.mtime_nsec(),
+            ctime: meta.ctime(),
+            ctime_ns: meta.ctime_nsec(),
+        }
+    }
+
+    fn split(&self) -> (Key, Stamp) {
+        (
+            Key {
+                dev: self.dev,
+                ino: self.ino,
+            },
+            Stamp {
+                size: self.size,
+                mtime: self.mtime,
+                mtime_ns: self.mtime_ns,
+                ctime: self.ctime,
+                ctime_ns: self.ctime_ns,
+            },
+        )
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
@@ -45,6 +99,13 @@ struct Stamp {
     mtime_ns: i64,
     ctime: i64,
     ctime_ns: i64,
+}
+
+impl Stamp {
+    /// When the inode last changed: its ctime, which only moves forward.
+    fn changed(&self) -> (i64, i64) {
+        (self.ctime, self.ctime_ns)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -67,22 +128,6 @@ impl Default for HashCache {
     }
 }
 
-fn split(meta: &fs::Metadata) -> (Key, Stamp) {
-    (
-        Key {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        },
-        Stamp {
-            size: meta.size(),
-            mtime: meta.mtime(),
-            mtime_ns: meta.mtime_nsec(),
-            ctime: meta.ctime(),
-            ctime_ns: meta.ctime_nsec(),
-        },
-    )
-}
-
 impl HashCache {
     pub fn new() -> Self {
         Self {
@@ -99,7 +144,12 @@ impl HashCache {
     /// The id of the file `meta` describes, if it was hashed before and has
     /// not changed since.
     pub fn lookup(&self, meta: &fs::Metadata) -> Option<ObjectId> {
-        let (key, stamp) = split(meta);
+        self.lookup_identity(&Identity::of(meta))
+    }
+
+    /// The same for a file's identity.
+    pub fn lookup_identity(&self, identity: &Identity) -> Option<ObjectId> {
+        let (key, stamp) = identity.split();
         let mut shard = self.shard(&key).lock().expect("cache lock");
         let value = shard.get_mut(&key)?;
         if value.stamp != stamp {
@@ -112,19 +162,44 @@ impl HashCache {
     /// Remembers that the file `meta` describes (stat-ed before it was
     /// read) hashed to `id`, unless it changed too recently to be sure.
     pub fn record(&self, meta: &fs::Metadata, id: ObjectId, hashed_at: SystemTime) {
-        let (key, stamp) = split(meta);
+        let (key, stamp) = Identity::of(meta).split();
         let changed = UNIX_EPOCH + Duration::new(stamp.ctime.max(0) as u64, stamp.ctime_ns as u32);
+        let settle = if stamp.ctime_ns != 0 {
+            FINE_SETTLE
+        } else {
+            SETTLE
+        };
         let settled = hashed_at
-            .checked_sub(SETTLE)
+            .checked_sub(settle)
             .is_some_and(|limit| changed < limit);
-        if !settled {
+        if settled {
+            self.insert(key, stamp, id);
+        }
+    }
+
+    /// Remembers that the file `identity` describes holds `id`, however
+    /// recently it changed: for a writer that knows the content it just
+    /// put there (the agent, after installing a verified object), and
+    /// looked at the file right after its last change.
+    pub fn learn(&self, identity: &Identity, id: ObjectId) {
+        let (key, stamp) = identity.split();
+        self.insert(key, stamp, id);
+    }
+
+    /// Keeps `id` for the inode `key` as `stamp` describes it, unless the
+    /// cache knows it as it was after a later change: a slow scan that
+    /// stat-ed the file before someone (the agent's own update, say)
+    /// changed it must not put back what it saw then.
+    fn insert(&self, key: Key, stamp: Stamp, id: ObjectId) {
+        let seen = self.saves.load(Ordering::Relaxed);
+        let mut shard = self.shard(&key).lock().expect("cache lock");
+        if shard
+            .get(&key)
+            .is_some_and(|known| known.stamp.changed() > stamp.changed())
+        {
             return;
         }
-        let seen = self.saves.load(Ordering::Relaxed);
-        self.shard(&key)
-            .lock()
-            .expect("cache lock")
-            .insert(key, Value { stamp, id, seen });
+        shard.insert(key, Value { stamp, id, seen });
     }
 
     pub fn len(&self) -> usize {
@@ -247,15 +322,21 @@ impl HashCache {
 mod tests {
     use super::*;
 
+    /// A file holding `one`, in a directory of its own.
+    fn one_file() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"one").unwrap();
+        (dir, file)
+    }
+
     fn long_ago() -> SystemTime {
         SystemTime::now() + Duration::from_secs(3600)
     }
 
     #[test]
     fn unchanged_file_hits_changed_file_misses() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f");
-        fs::write(&file, b"one").unwrap();
+        let (_dir, file) = one_file();
         let cache = HashCache::new();
         let meta = fs::metadata(&file).unwrap();
         let id = ObjectId::of(b"one");
@@ -267,9 +348,7 @@ mod tests {
 
     #[test]
     fn recently_changed_files_are_not_remembered() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f");
-        fs::write(&file, b"one").unwrap();
+        let (_dir, file) = one_file();
         let cache = HashCache::new();
         let meta = fs::metadata(&file).unwrap();
         cache.record(&meta, ObjectId::of(b"one"), SystemTime::now());
@@ -277,10 +356,65 @@ mod tests {
     }
 
     #[test]
+    fn a_change_a_moment_ago_is_remembered_on_a_fine_grained_clock() {
+        let (_dir, file) = one_file();
+        let meta = fs::metadata(&file).unwrap();
+        let cache = HashCache::new();
+        let id = ObjectId::of(b"one");
+        let hashed_at = SystemTime::now() + FINE_SETTLE * 2;
+        cache.record(&meta, id, hashed_at);
+        if meta.ctime_nsec() != 0 {
+            assert_eq!(cache.lookup(&meta), Some(id));
+        } else {
+            // Whole seconds: the long settle applies.
+            assert_eq!(cache.lookup(&meta), None);
+        }
+    }
+
+    #[test]
+    fn what_the_agent_wrote_is_learned_at_once_and_forgotten_when_changed() {
+        let (_dir, file) = one_file();
+        let cache = HashCache::new();
+        let id = ObjectId::of(b"one");
+        cache.learn(&Identity::of(&fs::metadata(&file).unwrap()), id);
+        assert_eq!(cache.lookup(&fs::metadata(&file).unwrap()), Some(id));
+        // Same size, same mtime put back: the ctime still moved.
+        let mtime = fs::metadata(&file).unwrap().modified().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        fs::write(&file, b"two").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_eq!(cache.lookup(&fs::metadata(&file).unwrap()), None);
+    }
+
+    #[test]
+    fn what_a_slow_scan_saw_before_a_change_does_not_replace_what_came_after() {
+        let (_dir, file) = one_file();
+        let seen_early = fs::metadata(&file).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let mtime = seen_early.modified().unwrap() - Duration::from_secs(60);
+        fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let now = fs::metadata(&file).unwrap();
+        assert_ne!(now.ctime_nsec(), seen_early.ctime_nsec());
+        let cache = HashCache::new();
+        let id = ObjectId::of(b"one");
+        cache.learn(&Identity::of(&now), id);
+        cache.record(&seen_early, id, long_ago());
+        assert_eq!(cache.lookup(&now), Some(id));
+    }
+
+    #[test]
     fn saves_and_loads_and_ignores_damage() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f");
-        fs::write(&file, b"one").unwrap();
+        let (dir, file) = one_file();
         let meta = fs::metadata(&file).unwrap();
         let cache = HashCache::new();
         cache.record(&meta, ObjectId::of(b"one"), long_ago());
@@ -299,9 +433,7 @@ mod tests {
 
     #[test]
     fn entries_unused_for_many_saves_are_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f");
-        fs::write(&file, b"one").unwrap();
+        let (dir, file) = one_file();
         let meta = fs::metadata(&file).unwrap();
         let cache = HashCache::new();
         cache.record(&meta, ObjectId::of(b"one"), long_ago());

@@ -45,6 +45,10 @@ pub struct ScanOptions {
     pub protected: Vec<String>,
     /// Hashes of unchanged inodes to reuse, and to fill.
     pub cache: Option<Arc<HashCache>>,
+    /// Reuse the cache's hashes (`true`, the default), or hash every file
+    /// and only fill the cache: a full rehash, which corrects what the
+    /// cache says about content that changed without touching the times.
+    pub trust_cache: bool,
     /// A limit on the bytes read per second while hashing.
     pub rate: Option<Arc<RateLimit>>,
     /// Do not descend into other file systems (mount points are listed,
@@ -72,6 +76,7 @@ impl Default for ScanOptions {
             filter: Filter::empty(),
             protected: Vec::new(),
             cache: None,
+            trust_cache: true,
             rate: None,
             one_file_system: false,
             threads: 0,
@@ -351,6 +356,7 @@ impl Walk<'_> {
             .options
             .cache
             .as_ref()
+            .filter(|_| self.options.trust_cache)
             .and_then(|c| c.lookup(&file.meta))
         {
             self.hand_over(id, || Content::File(file.disk.clone(), size));
