@@ -11,7 +11,10 @@
 //!   generation; it is compared with the image, and when they differ and
 //!   updates are allowed, the plan is fetched and applied
 //!   ([`crate::enforce`]), after asking the dominator when it fires
-//!   HighImpact triggers ([`crate::high_impact`]);
+//!   HighImpact triggers ([`crate::high_impact`]). A new desired state
+//!   asks for an urgent scan (at full speed, whatever the rate limit),
+//!   and an update is confirmed by a look at what it changed
+//!   ([`crate::confirm`]), so neither waits for background scanning;
 //! - a request to stop.
 //!
 //! Until the bus is reachable the agent enforces the desired state it
@@ -24,7 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dom_model::{DesiredState, Filter, Manifest, StateReport, Triggers};
-use dom_scan::RateLimit;
 use dom_store::NatsStore;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
@@ -172,8 +174,10 @@ pub(crate) struct Core {
     pub link: Option<Link>,
     pub store: Option<NatsStore>,
     pub media_speed: Option<u64>,
-    pub scan_limit: Option<Arc<RateLimit>>,
     pub current: Option<Current>,
+    /// The agent waits for a scan to act on (a new desired state, an update
+    /// to confirm): scans are asked for as urgent until one comes.
+    pub urgent: bool,
     /// A desired state accepted but not yet enforced: its manifest is
     /// still to be read.
     pub waiting: Option<(u64, DesiredState)>,
@@ -262,8 +266,8 @@ impl Core {
             link: None,
             store: None,
             media_speed: config.media_speed,
-            scan_limit: None,
             current: None,
+            urgent: false,
             waiting: None,
             epoch: 0,
             applied,
@@ -314,10 +318,15 @@ impl Core {
             rehash_interval: self.config.rehash_interval,
             threads: self.config.scan_threads,
             cache_path: self.state_dir.hash_cache(),
+            limit_urgent: self.config.limit_urgent_scans,
         };
         self.scanner = Some(Scanner::start(settings, spec, move |event| {
             let _ = scan_tx.send(event);
         }));
+        if self.current.is_some() {
+            // The kept desired state is enforced from the first scan on.
+            self.scan_urgently();
+        }
         self.publish();
         let exit = loop {
             let work = tokio::select! {
@@ -351,6 +360,7 @@ impl Core {
                 Inbound::Desired(message) => self.desired(message).await,
             },
             Work::Scan(ScanEvent::Quick(scanned)) => self.scanned(scanned).await,
+            Work::Scan(ScanEvent::Rehashing) => self.observed.rehashing(true),
             Work::Scan(ScanEvent::Rehashed { duration, error }) => self.rehashed(duration, error),
         }
     }
@@ -372,6 +382,7 @@ impl Core {
     }
 
     fn rehashed(&mut self, duration: Duration, error: Option<String>) {
+        self.observed.rehashing(false);
         match error {
             None => {
                 self.full_scans += 1;
@@ -379,6 +390,14 @@ impl Core {
                 tracing::debug!(?duration, "full rehash done");
             }
             Some(e) => tracing::warn!(error = %e, "full rehash failed"),
+        }
+    }
+
+    /// Asks for a scan to act on, at full speed.
+    pub(crate) fn scan_urgently(&mut self) {
+        self.urgent = true;
+        if let Some(scanner) = &self.scanner {
+            scanner.urgent();
         }
     }
 

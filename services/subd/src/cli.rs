@@ -54,6 +54,12 @@ pub struct Cli {
     /// Pause between scans.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     pub scan_interval: Duration,
+    /// Hold the scans an update waits for (after a new desired state, and
+    /// after the update, to report it) to the scan's rate limit too. By
+    /// default the limit governs background verification only and never
+    /// delays acting on a desired state.
+    #[arg(long)]
+    pub limit_urgent_scans: bool,
     /// Least time between full rehashes, which read every file again at
     /// the scan's rate limit (0: one after the other, as the original).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
@@ -103,6 +109,7 @@ impl Cli {
         config.media_speed = self.media_speed;
         config.fetch_rate = self.fetch_rate;
         config.scan_interval = self.scan_interval;
+        config.limit_urgent_scans = self.limit_urgent_scans;
         config.rehash_interval = self.rehash_interval;
         config.high_impact_permission = !self.no_high_impact_permission;
         config.http = match self.http.trim() {
@@ -144,6 +151,7 @@ mod tests {
         assert_eq!(config.service_command.to_string(), "service");
         assert!(config.reboot_command.is_some());
         assert!(config.high_impact_permission);
+        assert!(!config.limit_urgent_scans);
     }
 
     #[test]
@@ -168,6 +176,7 @@ mod tests {
             "--prefix",
             "fleet-b",
             "--no-high-impact-permission",
+            "--limit-urgent-scans",
         ])
         .unwrap();
         assert_eq!(config.state_dir, PathBuf::from("/srv/m/.subd"));
@@ -178,6 +187,7 @@ mod tests {
         assert_eq!(config.fetch_rate, Some(1000));
         assert_eq!(config.scan_interval, Duration::from_millis(250));
         assert!(!config.high_impact_permission);
+        assert!(config.limit_urgent_scans);
     }
 
     #[test]

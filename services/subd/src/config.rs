@@ -41,6 +41,11 @@ pub struct Config {
     pub fetch_rate: Option<u64>,
     /// Pause between the end of one scan and the start of the next.
     pub scan_interval: Duration,
+    /// Hold the scans the agent acts on (after a new desired state, after
+    /// an update) to the scan rate limit too. By default only background
+    /// verification is limited, so the limit never delays an update or
+    /// its report.
+    pub limit_urgent_scans: bool,
     /// Least time between the starts of two full rehashes (scans that
     /// trust no remembered hash, to catch changes that leave no trace in
     /// the inode's times). Zero: one after the other, as the original
@@ -81,6 +86,7 @@ impl Config {
             media_speed: None,
             fetch_rate: None,
             scan_interval: Duration::from_secs(1),
+            limit_urgent_scans: false,
             rehash_interval: Duration::from_secs(3600),
             scan_threads: 0,
             retry_min: Duration::from_secs(1),

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use dom_bus::DesiredMessage;
 use dom_model::{DesiredState, Filter, Manifest};
-use dom_scan::RateLimit;
 
 use crate::agent::{Core, Current};
 use crate::config::scan_rate;
@@ -35,6 +34,8 @@ impl Core {
         let known = self.current.as_ref().is_some_and(|c| c.state == state)
             || self.waiting.as_ref().is_some_and(|(_, w)| *w == state);
         if !known {
+            // The scan to act on runs while the manifest is read.
+            self.scan_urgently();
             self.waiting = Some((message.sequence, state));
             self.load_waiting().await;
         }
@@ -149,10 +150,15 @@ impl Core {
             if let Some(scanner) = &self.scanner {
                 scanner.set_spec(spec);
             }
+            // With a new filter the scan asked for on arrival was made
+            // with the old one; the next one must be urgent too.
+            self.scan_urgently();
         }
     }
 
-    /// The filter and rate limit scans use now.
+    /// The filter and rate limit scans use now. The limit is for
+    /// background scans; urgent ones go at full speed unless the operator
+    /// chose otherwise.
     pub(crate) async fn scan_spec(&mut self) -> ScanSpec {
         let percent = self
             .current
@@ -178,10 +184,6 @@ impl Core {
                 scan_rate(percent, speed)
             }
         };
-        let same = self.scan_limit.as_ref().map(|l| l.bytes_per_second()) == bytes_per_second;
-        if !same {
-            self.scan_limit = bytes_per_second.map(|r| Arc::new(RateLimit::new(r)));
-        }
         ScanSpec {
             filter: self
                 .current
@@ -189,7 +191,7 @@ impl Core {
                 .and_then(|c| c.filter.clone())
                 .unwrap_or_else(Filter::empty),
             epoch: self.epoch,
-            rate: self.scan_limit.clone(),
+            rate: bytes_per_second,
         }
     }
 }

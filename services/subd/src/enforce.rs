@@ -26,8 +26,12 @@ use crate::update::ServicePlan;
 impl Core {
     /// A quick scan finished.
     pub(crate) async fn scanned(&mut self, scanned: Scanned) {
-        self.observed
-            .scanned(scanned.duration, scanned.files, scanned.bytes);
+        self.observed.scanned(
+            scanned.duration,
+            scanned.files,
+            scanned.bytes,
+            scanned.hashed_bytes,
+        );
         self.report.scan = ScanStats {
             started: Some(rfc3339(scanned.started_at)),
             duration_ms: millis(scanned.duration),
@@ -53,11 +57,14 @@ impl Core {
         self.report.scan.inodes = Some(tree.entries.len() as u64);
         if scanned.started < self.settled || scanned.epoch != self.epoch {
             // Made before the last update, or with another filter.
-            if let Some(scanner) = &self.scanner {
-                scanner.rescan();
+            match &self.scanner {
+                Some(_) if self.urgent => self.scan_urgently(),
+                Some(scanner) => scanner.rescan(),
+                None => {}
             }
             return;
         }
+        self.urgent = false;
         if self.tree.as_ref() != Some(&tree) {
             self.generation += 1;
             tracing::debug!(generation = self.generation, "the tree changed");
@@ -159,6 +166,8 @@ impl Core {
             self.publish();
         }
         let plan = Arc::new(plan);
+        // The full rehash steps aside for the whole update.
+        self.scanner_updating(true);
         let fetched = self
             .converger
             .fetch(plan.clone(), self.store.clone(), fetch_rate)
@@ -177,6 +186,7 @@ impl Core {
                 };
                 tracing::warn!(image, "update not applied: fetching objects: {e}");
                 let event = report::failed_update_event(&self.config.host, &image, &result);
+                self.scanner_updating(false);
                 self.withdraw_high_impact();
                 self.finish(result, false, event).await;
                 return;
@@ -185,6 +195,7 @@ impl Core {
         if !permitted {
             // Everything is in the cache: once the grant arrives, the
             // update only renames.
+            self.scanner_updating(false);
             self.ask_high_impact(&image, &services);
             return;
         }
@@ -194,13 +205,26 @@ impl Core {
         if let Some(scanner) = &self.scanner {
             scanner.hold(true);
         }
-        let outcome = self.converger.apply(plan, old_triggers, new_triggers).await;
+        let outcome = self
+            .converger
+            .apply(plan.clone(), old_triggers, new_triggers)
+            .await;
         self.settled = Instant::now();
         if let Some(scanner) = &self.scanner {
+            scanner.learn(&outcome.installed, &outcome.touched);
             scanner.hold(false);
-            scanner.rescan();
         }
         self.report.updating = false;
+        if outcome.ok {
+            self.confirm_update(&plan);
+        } else {
+            // What the failed update left is for a scan to find.
+            self.scan_urgently();
+        }
+        self.scanner_updating(false);
+        if let Some(scanner) = &self.scanner {
+            scanner.save_cache_soon();
+        }
         if services.high_impact {
             self.used_high_impact();
         } else {
@@ -219,6 +243,50 @@ impl Core {
         let event = report::update_event(&self.config.host, &image, &outcome, &result);
         self.restart = outcome.restart_agent;
         self.finish(result, outcome.ok, event).await;
+    }
+
+    /// Tells the scanner an update is under way, or over.
+    fn scanner_updating(&self, updating: bool) {
+        if let Some(scanner) = &self.scanner {
+            scanner.updating(updating);
+        }
+    }
+
+    /// After an update that went well: a stat-only look at what it
+    /// changed ([`crate::confirm`]) gives the tree as it is now, and with
+    /// it the machine's compliance, for the report that follows at once.
+    /// When the look finds anything unexpected, a scan decides instead.
+    fn confirm_update(&mut self, plan: &Plan) {
+        let (Some(current), Some(tree), Some(scanner)) = (&self.current, &self.tree, &self.scanner)
+        else {
+            return;
+        };
+        let started = Instant::now();
+        let cache = scanner.cache();
+        let after =
+            crate::confirm::confirm(&self.config.root, plan, &current.manifest, &cache, tree)
+                .and_then(|after| {
+                    let left = plan_for(&self.config.root, current, &after, &self.protected);
+                    if left.is_empty() {
+                        Ok(after)
+                    } else {
+                        Err(format!("still {}", left.summary()))
+                    }
+                });
+        match after {
+            Ok(after) => {
+                tracing::debug!(elapsed = ?started.elapsed(), "update confirmed");
+                self.tree = Some(after);
+                self.compliant = Some(true);
+                self.report.compliant = true;
+                self.report.deviations = 0;
+                self.report.would_delete = Some(0);
+            }
+            Err(why) => {
+                tracing::info!("update not confirmed ({why}); scanning");
+                self.scan_urgently();
+            }
+        }
     }
 
     /// The tree already is the desired image (say, the same tree as the

@@ -11,6 +11,8 @@
 //!   full rehash, at a share of the disk's speed ([`media`]).
 //! - `desired` and `enforce`: taking on a desired state; comparing each
 //!   scan with the image and updating.
+//! - `confirm`: checking what an update changed without a scan, so its
+//!   report goes out at once.
 //! - `high_impact`: asking the dominator's permission before an update
 //!   that fires HighImpact triggers.
 //! - [`converge`]: one fetch-then-apply step; `prefetch`: fetching a
@@ -29,6 +31,7 @@
 pub mod agent;
 pub mod cli;
 pub mod config;
+mod confirm;
 pub mod converge;
 mod desired;
 mod enforce;

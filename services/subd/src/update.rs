@@ -28,7 +28,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dom_model::report::UpdateResult;
-use dom_model::{Plan, Triggers};
+use dom_model::{ObjectId, Plan, Triggers};
+use dom_scan::cache::Identity;
 
 use crate::objects::ObjectCache;
 use crate::services::{RebootCommand, ServiceAction, ServiceCommand};
@@ -88,6 +89,12 @@ pub struct UpdateOutcome {
     /// The agent's own service's triggers fired: it should report, then
     /// restart itself (it is never stopped by the service command).
     pub restart_agent: bool,
+    /// Every file installed, as it was right after its rename, with the
+    /// object it holds: for the hash cache, so that no scan reads them.
+    pub installed: Vec<(Identity, ObjectId)>,
+    /// Files whose content the update left alone but whose inode it
+    /// changed (mode, owner, mtime, a new hard link), before and after.
+    pub touched: Vec<(Identity, Identity)>,
 }
 
 impl UpdateOutcome {
@@ -179,7 +186,14 @@ pub fn apply(plan: &Plan, ctx: &UpdateContext<'_>) -> UpdateOutcome {
     }
 
     let window = Instant::now();
-    out.changed = change_tree(plan, &mut tree, &mut staging, ctx.objects, &mut errors);
+    out.changed = change_tree(
+        plan,
+        &mut tree,
+        &mut staging,
+        ctx.objects,
+        &mut errors,
+        &mut out,
+    );
     out.window = window.elapsed();
     drop(staging);
 
@@ -247,32 +261,42 @@ impl Commands {
     }
 }
 
-/// The tree changes, in order. Returns how many paths changed.
+/// The tree changes, in order. Returns how many paths changed; what the
+/// hash cache should learn goes into `out`.
 fn change_tree(
     plan: &Plan,
     tree: &mut Tree,
     staging: &mut Staging<'_>,
     cache: &ObjectCache,
     errors: &mut Errors,
+    out: &mut UpdateOutcome,
 ) -> u64 {
     let mut changed = 0u64;
     let mut count = |result: Option<std::io::Result<()>>, op: &str, path: &str| match result {
-        Some(Ok(())) => changed += 1,
-        Some(Err(e)) => errors.record(op, path, e),
-        None => {}
+        Some(Ok(())) => {
+            changed += 1;
+            true
+        }
+        Some(Err(e)) => {
+            errors.record(op, path, e);
+            false
+        }
+        None => false,
     };
     for p in &plan.clear {
         match tree.remove(p) {
             Ok(Removed::Gone | Removed::Absent) => {}
-            Ok(Removed::Kept) => count(Some(Err(not_empty())), "clear", p),
-            Err(e) => count(Some(Err(e)), "clear", p),
+            Ok(Removed::Kept) => _ = count(Some(Err(not_empty())), "clear", p),
+            Err(e) => _ = count(Some(Err(e)), "clear", p),
         }
     }
     for d in &plan.mkdirs {
         count(Some(tree.mkdir(d)), "make directory", &d.path);
     }
     for (i, install) in plan.installs.iter().enumerate() {
-        count(staging.install(i, tree), "install", &install.path);
+        if count(staging.install(i, tree), "install", &install.path) {
+            out.installed.extend(installed(tree, install));
+        }
     }
     for (i, s) in plan.symlinks.iter().enumerate() {
         count(staging.symlink(i, tree), "symlink", &s.path);
@@ -281,20 +305,33 @@ fn change_tree(
         count(staging.device(i, tree), "make device", &d.path);
     }
     for l in &plan.links {
-        count(Some(tree.link(cache, l)), "hard link", &l.path);
+        let linked = tree.link(cache, l, &mut out.touched);
+        count(Some(linked), "hard link", &l.path);
     }
     for p in &plan.deletes {
         match tree.remove(p) {
-            Ok(Removed::Gone) => count(Some(Ok(())), "delete", p),
+            Ok(Removed::Gone) => _ = count(Some(Ok(())), "delete", p),
             Ok(Removed::Absent) => {}
             Ok(Removed::Kept) => tracing::debug!(path = %p, "directory not empty: kept"),
-            Err(e) => count(Some(Err(e)), "delete", p),
+            Err(e) => _ = count(Some(Err(e)), "delete", p),
         }
     }
     for m in &plan.metadata {
-        count(Some(tree.set_metadata(m)), "set metadata of", &m.path);
+        let set = tree.set_metadata(m, &mut out.touched);
+        count(Some(set), "set metadata of", &m.path);
     }
     changed
+}
+
+/// The identity of the file `install` just put in place, with its object:
+/// `None` unless it is the file the install made (a regular file of its
+/// size and mtime).
+fn installed(tree: &mut Tree, install: &dom_model::plan::Install) -> Option<(Identity, ObjectId)> {
+    let st = tree.stat(&install.path)?;
+    let made = sys::is_file(&st)
+        && st.st_size as u64 == install.size
+        && (st.st_mtime, st.st_mtime_nsec) == (install.mtime, i64::from(install.mtime_ns));
+    made.then(|| (sys::identity(&st), install.object))
 }
 
 fn not_empty() -> std::io::Error {

@@ -54,6 +54,8 @@ struct Metrics {
     scan_seconds: Histogram,
     scan_bytes_per_second: Gauge<f64, AtomicU64>,
     scanned_files: Gauge,
+    scan_hashed_bytes: Counter,
+    rehashing: Gauge,
     generation: Gauge,
     deviations: Gauge,
     compliant: Gauge,
@@ -81,6 +83,8 @@ impl Observed {
             scan_seconds: seconds(),
             scan_bytes_per_second: Gauge::default(),
             scanned_files: Gauge::default(),
+            scan_hashed_bytes: Counter::default(),
+            rehashing: Gauge::default(),
             generation: Gauge::default(),
             deviations: Gauge::default(),
             compliant: Gauge::default(),
@@ -113,6 +117,16 @@ impl Observed {
             "scanned_files",
             "Regular files the last scan found",
             m.scanned_files.clone(),
+        );
+        registry.register(
+            "scan_hashed_bytes",
+            "Bytes quick scans read and hashed (the rest the hash cache knew)",
+            m.scan_hashed_bytes.clone(),
+        );
+        registry.register(
+            "rehash_running",
+            "1 while a full rehash of the tree is under way",
+            m.rehashing.clone(),
         );
         registry.register(
             "generation",
@@ -190,17 +204,23 @@ impl Observed {
         }
     }
 
-    /// A scan of `files` regular files and `bytes` read ended after
-    /// `duration`.
-    pub(crate) fn scanned(&self, duration: Duration, files: u64, bytes: u64) {
+    /// A scan of `files` regular files holding `bytes`, of which it read
+    /// `hashed`, ended after `duration`.
+    pub(crate) fn scanned(&self, duration: Duration, files: u64, bytes: u64, hashed: u64) {
         let m = &self.metrics;
         m.scans.inc();
+        m.scan_hashed_bytes.inc_by(hashed);
         m.scan_seconds.observe(duration.as_secs_f64());
         m.scanned_files.set(files as i64);
         if !duration.is_zero() {
             m.scan_bytes_per_second
                 .set(bytes as f64 / duration.as_secs_f64());
         }
+    }
+
+    /// A full rehash started (`true`) or ended.
+    pub(crate) fn rehashing(&self, running: bool) {
+        self.metrics.rehashing.set(i64::from(running));
     }
 
     /// An update ended.

@@ -7,10 +7,10 @@ mod agent_support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use agent_support::{at, wait_for, write, Fleet};
+use agent_support::{at, wait_for, write, Fleet, Running};
 
 const FILES: usize = 2000;
 const NEW_ONLY: usize = 100;
@@ -72,22 +72,6 @@ fn start(fleet: &Fleet, root: &Path, service: &Path) -> Running {
         .spawn()
         .expect("subd starts");
     Running(child)
-}
-
-/// The agent process, killed when dropped (also when a check fails).
-struct Running(Child);
-
-impl Running {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A small pseudo-random sequence, to choose when to kill.

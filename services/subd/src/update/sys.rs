@@ -230,6 +230,24 @@ pub(crate) fn stat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
+/// What the hash cache knows a file by, from its status.
+pub(crate) fn identity(st: &libc::stat) -> dom_scan::cache::Identity {
+    dom_scan::cache::Identity {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: st.st_size as u64,
+        mtime: st.st_mtime,
+        mtime_ns: st.st_mtime_nsec,
+        ctime: st.st_ctime,
+        ctime_ns: st.st_ctime_nsec,
+    }
+}
+
+/// Whether a status is a regular file's.
+pub(crate) fn is_file(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
 /// Makes `dst` share `src`'s blocks where the file system can (btrfs, XFS);
 /// `false` when it cannot and the caller must copy.
 pub(crate) fn reflink(src: RawFd, dst: RawFd) -> bool {

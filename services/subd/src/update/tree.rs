@@ -17,6 +17,7 @@ use std::path::Path;
 
 use dom_model::path;
 use dom_model::plan::{HardLink, MakeDir, MetadataChange};
+use dom_scan::cache::Identity;
 
 use super::sys;
 use crate::objects::ObjectCache;
@@ -151,10 +152,24 @@ impl Tree {
         sys::rename_at(from, name, dir, &final_name)
     }
 
+    /// The status of `p` itself, if it can be had.
+    pub(super) fn stat(&mut self, p: &str) -> Option<libc::stat> {
+        let (dir, name) = self.locate(p).ok()?;
+        sys::stat_at(dir, &name).ok()
+    }
+
     /// Makes `l.path` another name for the inode at `l.target`: linked under
-    /// a temporary name, then renamed over whatever is at the path.
-    pub(super) fn link(&mut self, cache: &ObjectCache, l: &HardLink) -> io::Result<()> {
+    /// a temporary name, then renamed over whatever is at the path. A new
+    /// name changes the inode's ctime: `touched` gets the file's identity
+    /// before and after.
+    pub(super) fn link(
+        &mut self,
+        cache: &ObjectCache,
+        l: &HardLink,
+        touched: &mut Vec<(Identity, Identity)>,
+    ) -> io::Result<()> {
         let (target_dir, target) = self.locate(&l.target)?;
+        let before = sys::stat_at(target_dir, &target).ok();
         let (dir, name) = self.locate(&l.path)?;
         self.changed_in(&l.path);
         let temp = cache.temp_name();
@@ -174,16 +189,25 @@ impl Tree {
         if renamed.is_err() || sys::stat_at(staged_in, &temp).is_ok() {
             let _ = sys::unlink_at(staged_in, &temp, false);
         }
-        renamed
+        renamed?;
+        if let (Some(before), Ok(after)) = (before, sys::stat_at(dir, &name)) {
+            touched.extend(same_file(&before, &after));
+        }
+        Ok(())
     }
 
     /// Sets what `m` changes, never following a symlink: owner first (a
     /// change of owner clears setuid and setgid), then mode, then mtime.
-    pub(super) fn set_metadata(&mut self, m: &MetadataChange) -> io::Result<()> {
+    /// For a regular file, `touched` gets its identity before and after.
+    pub(super) fn set_metadata(
+        &mut self,
+        m: &MetadataChange,
+        touched: &mut Vec<(Identity, Identity)>,
+    ) -> io::Result<()> {
         let (dir, name) = self.locate(&m.path)?;
         self.changed_in(&m.path);
+        let before = sys::stat_at(dir, &name)?;
         if let Some((uid, gid)) = m.owner {
-            let before = sys::stat_at(dir, &name)?;
             self.owner_result(sys::chown_at(dir, &name, uid, gid))?;
             let special = before.st_mode & (libc::S_ISUID | libc::S_ISGID) as libc::mode_t;
             let is_link = before.st_mode & libc::S_IFMT == libc::S_IFLNK;
@@ -196,6 +220,9 @@ impl Tree {
         }
         if let Some(mtime) = m.mtime {
             sys::set_mtime_at(dir, &name, mtime)?;
+        }
+        if let Ok(after) = sys::stat_at(dir, &name) {
+            touched.extend(same_file(&before, &after));
         }
         Ok(())
     }
@@ -232,6 +259,16 @@ impl Tree {
     pub(super) fn owner_result(&self, result: io::Result<()>) -> io::Result<()> {
         owner_result(self.root_user, result)
     }
+}
+
+/// The identities of one regular file before and after a change that left
+/// its content alone; `None` when the two are not the same file.
+fn same_file(before: &libc::stat, after: &libc::stat) -> Option<(Identity, Identity)> {
+    let same = sys::is_file(before)
+        && sys::is_file(after)
+        && (before.st_dev, before.st_ino, before.st_size)
+            == (after.st_dev, after.st_ino, after.st_size);
+    same.then(|| (sys::identity(before), sys::identity(after)))
 }
 
 /// A failed change of owner counts only when `root_user`.

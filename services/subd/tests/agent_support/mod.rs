@@ -36,6 +36,11 @@ pub struct Fleet {
 
 impl Fleet {
     pub async fn start() -> Self {
+        // `RUST_LOG=subd=debug` shows what the agents do.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let server = NatsServer::start().expect("nats-server starts");
         let bus = Bus::connect(&connect(&server.url()), "agent tests")
             .await
@@ -148,6 +153,23 @@ pub fn connect(url: &str) -> ConnectArgs {
     ConnectArgs {
         server: url.to_string(),
         ..ConnectArgs::default()
+    }
+}
+
+/// An agent process, killed when dropped (also when a check fails).
+pub struct Running(pub std::process::Child);
+
+impl Running {
+    /// Kills it at once (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
