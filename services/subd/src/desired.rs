@@ -61,6 +61,7 @@ impl Core {
         let Some(store) = &self.store else {
             return;
         };
+        let started = std::time::Instant::now();
         let fetched = dom_store::ContentStore::get_at_most(
             store,
             state.manifest,
@@ -80,8 +81,16 @@ impl Core {
                 return;
             }
         };
+        let read = started.elapsed();
         match Manifest::decode(&encoded) {
             Ok(manifest) => {
+                tracing::debug!(
+                    bytes = encoded.len(),
+                    entries = manifest.entries.len(),
+                    ?read,
+                    decoded = ?started.elapsed() - read,
+                    "manifest read"
+                );
                 self.adopt(sequence, state, Arc::new(manifest), &encoded, true)
                     .await
             }
@@ -115,10 +124,12 @@ impl Core {
             return;
         };
         if keep {
+            let started = std::time::Instant::now();
             let (dir, kept, encoded) = (self.state_dir.clone(), state.clone(), encoded.to_vec());
             if let Err(e) = off_thread(move || dir.save_desired(sequence, &kept, &encoded)).await {
                 tracing::warn!(error = %e, "cannot keep the desired state; it is enforced, but not across a restart without NATS");
             }
+            tracing::debug!(elapsed = ?started.elapsed(), "desired state kept");
         }
         let old = self.current.take();
         let image_changed = old.as_ref().is_none_or(|c| c.state.image != state.image);

@@ -89,7 +89,9 @@ impl Core {
             self.withdraw_high_impact();
             return;
         };
+        let started = Instant::now();
         let plan = plan_for(&self.config.root, current, tree, &self.protected);
+        tracing::debug!(elapsed = ?started.elapsed(), "planned");
         let image = current.state.image.to_string();
         let compliant = plan.is_empty();
         self.report.compliant = compliant;
@@ -173,6 +175,7 @@ impl Core {
             .fetch(plan.clone(), self.store.clone(), fetch_rate)
             .await;
         self.report.fetching = false;
+        let fetch_time = started.elapsed();
         let stats = match fetched {
             Ok(stats) => stats,
             Err(e) => {
@@ -236,7 +239,14 @@ impl Core {
         result.fetched_objects = stats.objects;
         result.fetched_bytes = stats.bytes;
         if outcome.ok {
-            tracing::info!(image, changed = outcome.changed, "update applied");
+            tracing::info!(
+                image,
+                changed = outcome.changed,
+                fetch = ?fetch_time,
+                apply = ?outcome.duration,
+                window = ?outcome.window,
+                "update applied"
+            );
         } else {
             tracing::warn!(image, error = ?outcome.error, "update failed");
         }

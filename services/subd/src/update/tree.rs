@@ -236,22 +236,36 @@ impl Tree {
     }
 
     /// Flushes every directory that changed (and is still there) to
-    /// stable storage.
+    /// stable storage. The flushes are issued from several threads at
+    /// once: the disk (and a journalling file system, which commits the
+    /// waiting flushes together) serves them in a fraction of the time
+    /// one after the other takes, which for a whole image's 1,500
+    /// directories was seconds.
     pub(super) fn sync(&self) -> io::Result<()> {
-        let mut first = Ok(());
-        for dir in &self.dirty {
-            let fd = match dir.as_str() {
-                "/" => self.root.as_raw_fd(),
-                d => match self.dirs.get(d) {
-                    Some(fd) => fd.as_raw_fd(),
-                    None => continue,
-                },
-            };
-            if let Err(e) = sys::fsync(fd) {
-                first = first.and(Err(e));
-            }
-        }
-        first
+        const FLUSHERS: usize = 16;
+        let fds: Vec<RawFd> = self
+            .dirty
+            .iter()
+            .filter_map(|dir| match dir.as_str() {
+                "/" => Some(self.root.as_raw_fd()),
+                d => self.dirs.get(d).map(|fd| fd.as_raw_fd()),
+            })
+            .collect();
+        let chunk = fds.len().div_ceil(FLUSHERS).max(1);
+        let results: Vec<io::Result<()>> = std::thread::scope(|scope| {
+            let flushers: Vec<_> = fds
+                .chunks(chunk)
+                .map(|fds| scope.spawn(move || flush_all(fds)))
+                .collect();
+            flushers
+                .into_iter()
+                .map(|f| {
+                    f.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("flush panicked")))
+                })
+                .collect()
+        });
+        results.into_iter().collect()
     }
 
     /// A failed change of owner counts only for root: anyone else cannot
@@ -269,6 +283,18 @@ fn same_file(before: &libc::stat, after: &libc::stat) -> Option<(Identity, Ident
         && (before.st_dev, before.st_ino, before.st_size)
             == (after.st_dev, after.st_ino, after.st_size);
     same.then(|| (sys::identity(before), sys::identity(after)))
+}
+
+/// Flushes each of `fds`, all of them even when one fails: the first
+/// failure is the result.
+fn flush_all(fds: &[RawFd]) -> io::Result<()> {
+    let mut result = Ok(());
+    for fd in fds {
+        if let Err(e) = sys::fsync(*fd) {
+            result = result.and(Err(e));
+        }
+    }
+    result
 }
 
 /// A failed change of owner counts only when `root_user`.
