@@ -35,6 +35,9 @@
 # "debian-minbase synth"), BENCH_TOOLS (default "sha512sum ostree imagetool
 # scan converge fleet"), BENCH_FLEET_DIR (where the fleet's machines live;
 # default /dev/shm when it is a memory file system, else under .bench).
+#
+# A corpus may be a symlink to one kept elsewhere (.bench/synth ->
+# /data/bench/synth): the trees are read through their real paths.
 set -euo pipefail
 export LC_ALL=C
 
@@ -47,6 +50,7 @@ read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool scan converge fle
 SCAN_RATE="${BENCH_SCAN_RATE:-100000000}"
 FLEET_AGENTS="${BENCH_FLEET_AGENTS:-1000}"
 FLEET_MACHINES="${BENCH_FLEET_MACHINES:-100000}"
+BENCH="$ROOT/.bench"
 # The fleet's trees and state directories: a memory file system when there
 # is one, so a thousand agents' flushed writes do not all queue on one disk
 # (see ops/bench/harness/src/bin/fleet-bench.rs).
@@ -56,7 +60,6 @@ if [[ -z "${BENCH_FLEET_DIR:-}" && -d /dev/shm && -w /dev/shm &&
 else
     FLEET_DIR="${BENCH_FLEET_DIR:-$BENCH/tmp}"
 fi
-BENCH="$ROOT/.bench"
 TMP="$BENCH/tmp"
 TRASH="$BENCH/trash"
 RESULTS="$BENCH/results.md"
@@ -115,6 +118,10 @@ if want fleet; then
         die "the fleet benchmark drivers failed to build"
 fi
 "$ROOT/ops/bench/corpora.sh" "${CORPORA[@]}"
+
+# corpus NAME: the corpus's directory, by its real path (it may be a
+# symlink, which find and cp -a would not follow).
+corpus() { (cd "$BENCH/$1" && pwd -P); }
 
 rm -rf "$TMP" "$TRASH"
 mkdir -p "$TMP"
@@ -195,7 +202,7 @@ key() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 converge_runs() {
     local run="$1" machine="$TMP/machine" out
     discard "$machine"
-    cp -a "$BENCH/synth" "$machine"
+    cp -a "$(corpus synth)" "$machine"
     # The agent trusts its hash cache only for changes older than two
     # seconds; a machine's tree has long settled.
     sleep 2.5
@@ -204,12 +211,7 @@ converge_runs() {
     record synth converge "$run" "$(key seconds "$out")" "$out"
     say "synth run $run: agent converge $(key seconds "$out")s ($out)"
     discard "$machine"
-    cp -a "$BENCH/synth" "$machine"
-    sync
-    timed rsync -a --delete --checksum "$BENCH/synth-1pct/" "$machine/"
-    record synth rsync "$run" "$ELAPSED" "" "$CPU" "$BUSY"
-    say "synth run $run: rsync --checksum ${ELAPSED}s"
-    discard "$machine"
+    rsync_checksum_run "$run"
     mkdir -p "$machine"
     out=$("$CONVERGE_BENCH" --server "nats://127.0.0.1:$NATS_PORT" --fetch-all bench.synth "$machine") ||
         die "converge-bench --fetch-all failed"
@@ -219,6 +221,20 @@ converge_runs() {
     out=$("$WINDOW_BENCH" --files 1000 --dir "$TMP") || die "window-bench failed"
     record synth window "$run" "$(key window "$out")" "$(key transition "$out")"
     say "synth run $run: 1,000-file update: $out"
+}
+
+# rsync_checksum_run RUN: a fresh copy of synth brought to synth-1pct by
+# rsync comparing every byte of both trees: what converging a machine takes
+# without an agent.
+rsync_checksum_run() {
+    local machine="$TMP/machine"
+    discard "$machine"
+    cp -a "$(corpus synth)" "$machine"
+    sync
+    timed rsync -a --delete --checksum "$(corpus synth-1pct)/" "$machine/"
+    record synth rsync "$1" "$ELAPSED" "" "$CPU" "$BUSY"
+    say "synth run $1: rsync --checksum ${ELAPSED}s"
+    discard "$machine"
 }
 
 start_fresh_nats() {
@@ -231,13 +247,13 @@ start_fresh_nats() {
 }
 
 for corpus in "${CORPORA[@]}"; do
-    dir="$BENCH/$corpus"
+    dir="$(corpus "$corpus")"
     files=$(find "$dir" -type f | wc -l)
     bytes=$(find "$dir" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }')
     record "$corpus" corpus 0 "$files" "$bytes"
     say "$corpus: $files files, $bytes bytes; warming the page cache"
     warm "$dir"
-    [[ "$corpus" != synth ]] || warm "$BENCH/synth-1pct"
+    [[ "$corpus" != synth ]] || warm "$(corpus synth-1pct)"
 
     for ((run = 1; run <= RUNS; run++)); do
         if want sha512sum; then
@@ -270,12 +286,12 @@ for corpus in "${CORPORA[@]}"; do
             record "$corpus" servercpu-imagetool "$run" "$SERVER_CPU"
             say "$corpus run $run: imagetool add ${ELAPSED}s"
             if [[ "$corpus" == synth ]]; then
-                imagetool_add "$NATS_PORT" "bench.synth-1pct" "$BENCH/synth-1pct" \
+                imagetool_add "$NATS_PORT" "bench.synth-1pct" "$(corpus synth-1pct)" \
                     --hash-cache "$TMP/hash-cache"
                 record "$corpus" readd "$run" "$ELAPSED" "$SUMMARY" "$CPU" "$BUSY"
                 record "$corpus" servercpu-readd "$run" "$SERVER_CPU"
                 say "$corpus run $run: imagetool re-add (synth-1pct) ${ELAPSED}s"
-                imagetool_add "$NATS_PORT" "bench.synth-1pct.nocache" "$BENCH/synth-1pct" \
+                imagetool_add "$NATS_PORT" "bench.synth-1pct.nocache" "$(corpus synth-1pct)" \
                     --no-hash-cache
                 record "$corpus" readdcold "$run" "$ELAPSED" "$SUMMARY" "$CPU" "$BUSY"
                 record "$corpus" servercpu-readdcold "$run" "$SERVER_CPU"
