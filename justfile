@@ -45,7 +45,7 @@ build: tools
 demo: tools
     @"{{root}}/ops/demo.sh"
 
-# Benchmark imagetool against sha512sum and ostree (slow; not run in CI)
+# Benchmarks: imagetool, the agent, the fleet, end to end (slow; not run in CI)
 bench: tools
     @"{{root}}/ops/bench/run.sh"
 

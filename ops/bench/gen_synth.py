@@ -3,6 +3,9 @@
 
     gen_synth.py generate OUT   # ~40,000 files, ~1 GB, see PARAMS
     gen_synth.py mutate DIR     # replace 1% of the files with changed copies
+    gen_synth.py --preset machine generate OUT
+                                # a smaller tree of the same shape (PRESETS):
+                                # one machine of the end-to-end fleet
 
 The same PARAMS always give byte-identical trees (content, modes, mtimes),
 so results are comparable across machines and runs.
@@ -45,6 +48,23 @@ PARAMS = {
     "max_depth": 12,
     "symlinks": 300,
     "mutate_fraction": 0.01,
+}
+
+# Smaller trees of the same shape. `machine`: 1,500 files, 20 MB, what each
+# of the end-to-end benchmark's hundred agents keeps (ops/bench/e2e.py).
+PRESETS = {
+    "machine": {
+        **PARAMS,
+        "files": 1_500,
+        "target_bytes": 20_000_000,
+        "large_files": 2,
+        "large_min": 1_000_000,
+        "large_max": 4_000_000,
+        "small_max": 1024 * 1024,
+        "dirs": 80,
+        "max_depth": 8,
+        "symlinks": 12,
+    },
 }
 
 WORDS = (
@@ -234,17 +254,20 @@ def mutate(root, p):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS),
+                    help="a smaller tree of the same shape instead of PARAMS")
     ap.add_argument("command", choices=["generate", "mutate", "params"])
     ap.add_argument("dir", nargs="?")
     args = ap.parse_args()
+    params = PRESETS[args.preset] if args.preset else PARAMS
     if args.command == "params":
-        print(json.dumps(PARAMS, sort_keys=True))
+        print(json.dumps(params, sort_keys=True))
     elif not args.dir:
         ap.error("DIR is required")
     elif args.command == "generate":
-        generate(args.dir, PARAMS)
+        generate(args.dir, params)
     else:
-        mutate(args.dir, PARAMS)
+        mutate(args.dir, params)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ Input rows: corpus <TAB> kind <TAB> run <TAB> value <TAB> extra <TAB> cpu <TAB> 
   kind servercpu-imagetool, servercpu-readd: value = nats-server CPU seconds
   corpus fleet, kind agents, dominator: value = seconds, extra = the driver's
        key=value line (fleet-bench, dominator-bench), cpu and busy as above
+  corpus e2e, kind a..e: value = seconds to compliant (the timeout when the
+       case timed out), extra = the line of ops/bench/e2e.py
+  corpus synth, kind rsynccopy, ostreepull: value = seconds (first rsync -a
+       of synth, ostree pull-local --untrusted of it), cpu and busy as above
 Machine facts come from M_* environment variables.
 """
 
@@ -28,6 +32,18 @@ FLEET_TARGET = 10.0          # 1,000 agents compliant in < 10 s
 PROJECTION_MACHINES = 100000  # the dominator targets' size:
 PROJECTION_TARGET = 10.0     # 100,000 desired states published in < 10 s
 PROJECTION_MEMORY = 1e9      # with the dominator's memory < 1 GB
+# End to end: (case, what, target in seconds; None for d, judged against a).
+E2E_CASES = [
+    ("a", "a machine on synth (compliant, at rest) → synth-1pct", 0.5),
+    ("b", "debian-minbase, first deploy to an empty root", 3.0),
+    ("c", "synth, first deploy to an empty root", 5.0),
+    ("d", "case a during a full rehash (synth-1pct → synth)", None),
+    ("e", "N agents, one MDB change for all", 5.0),
+]
+E2E_D_MARGIN = 0.2           # d within 0.2 s of a
+E2E_AGENTS = 100             # the target of e is for 100 agents
+# The Go Dominator, measured earlier on this machine with its defaults.
+GO_DOMINATOR = {"a": "3.9 s files in place, 8.7 s synced", "c": "21–51 s"}
 
 
 def mb(n):
@@ -155,6 +171,143 @@ def fleet_section(w, times, extra, cpu, other, server):
     for line in agents + dom:
         w(line)
     w("```\n")
+
+
+def spread(xs):
+    """Median and range of some seconds: `4.20 s (3.90–4.50)`."""
+    if not xs:
+        return None
+    m = median(xs)
+    if len(xs) == 1:
+        return f"{m:.2f} s"
+    return f"{m:.2f} s ({min(xs):.2f}–{max(xs):.2f})"
+
+
+def e2e_cell(values, timeouts, limit):
+    """The results of the runs of one case: the median and range of those
+    that finished, and how many timed out."""
+    done = spread(values)
+    if not timeouts:
+        return done or "—"
+    out = f"> {limit:g} s (timed out)" if not values else done
+    if values or timeouts > 1:
+        out += f"; {timeouts} of {timeouts + len(values)} runs timed out"
+    return out
+
+
+def e2e_section(w, times, extra):
+    runs = {case: [fields(line) for line in extra[("e2e", case)]] for case, _, _ in E2E_CASES}
+    if not any(runs.values()):
+        return
+
+    def measure(case, key):
+        """The runs' values of `key`, and how many runs have none (timed
+        out: the files may be in place in a run whose report was not)."""
+        done = [r for r in runs[case] if r.get(key, "none") not in ("none", "")]
+        values = [float(r[key]) for r in done]
+        return values, len(runs[case]) - len(done)
+
+    w("## End to end, as a user runs it\n")
+    w("nats-server, `imagetool`, `dominator` and every `subd` in processes of their own, "
+      "with their default flags (`ops/bench/e2e.py`). The change is an MDB record "
+      "published from outside (`dom.mdb.HOST {\"RequiredImage\": \"NAME\"}`) once the "
+      "machine has reported (and, when it is on an image, is compliant with it and has "
+      "stopped reading its disk). *Compliant*: from the publish to the first state report "
+      "on `dom.state.HOST` saying compliant with the new image (`image` and "
+      "`desired_image` both the new image). *Files in place*: to the moment the last "
+      "path the change touches had the new image's size and mtime (its ctime), found by "
+      "polling the tree. A case gets "
+      f"{_first(runs, 'timeout', '300')} s. Images are sparse; their adds are not timed.\n")
+    w("| case | what | target | compliant | files in place | target met (compliant / files) "
+      "| Go Dominator (its defaults, this machine) |")
+    w("|---|---|---|---:|---:|---|---|")
+    a_comp, _ = measure("a", "compliant")
+    a_files, _ = measure("a", "files")
+    for case, what, target in E2E_CASES:
+        if not runs[case]:
+            continue
+        limit = float(runs[case][-1].get("timeout", 300))
+        comp, comp_out = measure(case, "compliant")
+        files, files_out = measure(case, "files")
+        if case == "e":
+            n = int(runs[case][-1].get("agents", E2E_AGENTS))
+            what = what.replace("N agents", f"{n:,} agents in separate processes")
+        if target is None:
+            target_cell = f"within {E2E_D_MARGIN:g} s of a"
+
+            def ok(xs, out, base):
+                if out or not xs or not base:
+                    return "missed" if out or not xs else "—"
+                gap = median(xs) - median(base)
+                return f"{verdict(gap <= E2E_D_MARGIN)} ({gap:+.2f} s)"
+            met = f"{ok(comp, comp_out, a_comp)} / {ok(files, files_out, a_files)}"
+        else:
+            target_cell = f"< {target:g} s"
+
+            def ok(xs, out):
+                return verdict(not out and bool(xs) and median(xs) < target)
+            met = f"{ok(comp, comp_out)} / {ok(files, files_out)}"
+            if case == "e" and n != E2E_AGENTS:
+                met = f"— (the target is for {E2E_AGENTS})"
+        w(f"| {case} | {what} | {target_cell} | {e2e_cell(comp, comp_out, limit)} "
+          f"| {e2e_cell(files, files_out, limit)} | {met} | {GO_DOMINATOR.get(case, '—')} |")
+    w("")
+
+    comparisons = [
+        ("a", "`rsync -a --delete --checksum synth-1pct/ machine/` into a copy of synth",
+         times[("synth", "rsync")]),
+        ("c", "`rsync -a synth/ empty/`: a first copy", times[("synth", "rsynccopy")]),
+        ("c", "`ostree pull-local --untrusted` from a repository holding synth into a fresh "
+         "one (bare-user, ostree's defaults): every object copied and verified again",
+         times[("synth", "ostreepull")]),
+    ]
+    if any(t for _, _, t in comparisons):
+        w("Without an agent, for comparison (median and range of the runs):\n")
+        w("| case | what | time |")
+        w("|---|---|---:|")
+        for case, what, ts in comparisons:
+            if ts:
+                w(f"| {case} | {what} | {spread(ts)} |")
+        w("")
+
+    last = {case: rs[-1] for case, rs in runs.items() if rs}
+    notes = []
+    http = _first(runs, "dominator_http", "default")
+    notes.append("the dominator with its defaults (`--max-concurrent 10`)"
+                 + ("" if http == "default" else
+                    f", serving on `{http}` because its default port was taken"))
+    notes.append("each agent with its default flags and `--http \"\"` (no status page), "
+                 "its service command a script that logs its arguments")
+    if "d" in last:
+        notes.append("case d's agent with `--rehash-interval 0` (one full rehash after "
+                     "another), restarted on the machine of a, and the change published "
+                     "while it read "
+                     f"{int(last['d'].get('read_rate_before', 0)) / 1e6:.1f} MB/s")
+    if "e" in last:
+        notes.append(f"case e's machines (each its own copy of a 1,500-file, 20 MB tree) on "
+                     f"{last['e'].get('machine_fs', '?')}, the others' on "
+                     f"{last.get('a', last.get('b', {})).get('machine_fs', '?')}")
+    speeds = {case: r.get("media_speed") for case, r in last.items() if r.get("media_speed")}
+    if speeds:
+        notes.append("the disk speed each agent's 2% is of: " + ", ".join(
+            f"{c}: " + ("the default, 100 MiB/s (too little to measure)" if v == "default"
+                        else f"{int(v) / 1e6:,.0f} MB/s (measured)")
+            for c, v in sorted(speeds.items())))
+    w("Settings: " + "; ".join(notes) + ".\n")
+    w("Driver lines (last run):\n")
+    w("```")
+    for case, _, _ in E2E_CASES:
+        if case in last:
+            w(" ".join(f"{k}={v}" for k, v in last[case].items()))
+    w("```\n")
+
+
+def _first(runs, key, default):
+    for rs in runs.values():
+        for r in rs:
+            if key in r:
+                return r[key]
+    return default
 
 
 def main(path):
@@ -302,6 +455,7 @@ def main(path):
         w("The JetStream store of the synth row also holds the synth-1pct re-add.\n")
 
     fleet_section(w, times, extra, cpu, other, server)
+    e2e_section(w, times, extra)
 
     w("## Every run\n")
     w("Wall-clock seconds of each run, in order; the CPU seconds (user + "
@@ -316,7 +470,9 @@ def main(path):
              "imagetool": "imagetool add (first)", "readd": "imagetool re-add (1%)",
              "readdcold": "imagetool re-add (1%), no cache",
              "scan": "subd full scan", "converge": "subd converge synth → synth-1pct",
-             "rsync": "rsync --checksum synth → synth-1pct"}
+             "rsync": "rsync --checksum synth → synth-1pct",
+             "rsynccopy": "rsync -a synth into an empty directory",
+             "ostreepull": "ostree pull-local --untrusted of synth"}
     for c in corpora:
         for kind, label in names.items():
             if times[(c, kind)]:

@@ -31,10 +31,28 @@
 #              BENCH_FLEET_MACHINES machines (default 100,000) in the MDB:
 #              the time to publish their desired states for a fleet-wide
 #              image change, and its memory
+#   e2e        end to end, as a user runs it (ops/bench/e2e.py): nats-server,
+#              imagetool, the dominator and each agent in processes of their
+#              own with their default flags; from an MDB publish to the
+#              state report saying compliant, and to the files in place, for
+#              a machine on synth moved to synth-1pct, first deploys of
+#              debian-minbase and synth, the synth change during a full
+#              rehash, and BENCH_E2E_AGENTS agents (default 100) moved at
+#              once; with rsync -a (a first copy of synth) and ostree
+#              pull-local --untrusted (of a repository holding synth) as
+#              comparisons, and rsync --checksum from converge
 # Environment: BENCH_RUNS (default 5), BENCH_CORPORA (default
 # "debian-minbase synth"), BENCH_TOOLS (default "sha512sum ostree imagetool
-# scan converge fleet"), BENCH_FLEET_DIR (where the fleet's machines live;
-# default /dev/shm when it is a memory file system, else under .bench).
+# scan converge fleet e2e"), BENCH_FLEET_DIR (where the fleet's machines
+# live, and e2e's hundred agents' under it; default /dev/shm when it is a
+# memory file system, else under .bench), BENCH_E2E_AGENTS (100),
+# BENCH_E2E_TIMEOUT (seconds a case may take, 300), BENCH_E2E_CASES
+# (default "b,c,a,d,e"), BENCH_E2E_VERBOSE (1: the dominator and agents
+# log with -v; the logs are in .bench/tmp/e2e/runN/logs until the next
+# bench).
+#
+# A corpus may be a symlink to one kept elsewhere (.bench/synth ->
+# /data/bench/synth): the trees are read through their real paths.
 set -euo pipefail
 export LC_ALL=C
 
@@ -43,10 +61,14 @@ source "$ROOT/ops/lib.sh"
 
 RUNS="${BENCH_RUNS:-5}"
 read -r -a CORPORA <<<"${BENCH_CORPORA:-debian-minbase synth}"
-read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool scan converge fleet}"
+read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool scan converge fleet e2e}"
 SCAN_RATE="${BENCH_SCAN_RATE:-100000000}"
 FLEET_AGENTS="${BENCH_FLEET_AGENTS:-1000}"
 FLEET_MACHINES="${BENCH_FLEET_MACHINES:-100000}"
+E2E_AGENTS="${BENCH_E2E_AGENTS:-100}"
+E2E_TIMEOUT="${BENCH_E2E_TIMEOUT:-300}"
+E2E_CASES="${BENCH_E2E_CASES:-b,c,a,d,e}"
+BENCH="$ROOT/.bench"
 # The fleet's trees and state directories: a memory file system when there
 # is one, so a thousand agents' flushed writes do not all queue on one disk
 # (see ops/bench/harness/src/bin/fleet-bench.rs).
@@ -56,7 +78,6 @@ if [[ -z "${BENCH_FLEET_DIR:-}" && -d /dev/shm && -w /dev/shm &&
 else
     FLEET_DIR="${BENCH_FLEET_DIR:-$BENCH/tmp}"
 fi
-BENCH="$ROOT/.bench"
 TMP="$BENCH/tmp"
 TRASH="$BENCH/trash"
 RESULTS="$BENCH/results.md"
@@ -67,6 +88,7 @@ CONVERGE_BENCH="$ROOT/target/release/converge-bench"
 WINDOW_BENCH="$ROOT/target/release/window-bench"
 FLEET_BENCH="$ROOT/target/release/fleet-bench"
 DOMINATOR_BENCH="$ROOT/target/release/dominator-bench"
+E2E_PID=""
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 want() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
@@ -84,6 +106,11 @@ discard() {
 }
 
 cleanup() {
+    # The end-to-end driver stops its dominator and agents itself.
+    if [[ -n "$E2E_PID" ]]; then
+        kill -TERM "$E2E_PID" 2>/dev/null || true
+        wait "$E2E_PID" 2>/dev/null || true
+    fi
     nats_stop
     rm -rf "$TMP/ostree-repo" "$TMP/nats" "$TRASH"
     [[ "$FLEET_DIR" != /dev/shm/dom-bench-fleet ]] || rm -rf "$FLEET_DIR"
@@ -101,7 +128,13 @@ if want imagetool; then
     fi
     [[ -x "$IMAGETOOL" ]] || die "$IMAGETOOL was not produced by the build"
 fi
-if want converge; then command -v rsync >/dev/null || apt_install rsync; fi
+if want converge || want e2e; then command -v rsync >/dev/null || apt_install rsync; fi
+if want e2e; then
+    command -v ostree >/dev/null || apt_install ostree
+    say "building imagetool, dominator and subd (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p imagetool -p dominator -p subd) ||
+        die "imagetool, dominator or subd failed to build"
+fi
 if want scan || want converge; then
     say "building the benchmark drivers (release)"
     (cd "$ROOT" && cargo build --release --quiet -p dom-bench \
@@ -115,6 +148,11 @@ if want fleet; then
         die "the fleet benchmark drivers failed to build"
 fi
 "$ROOT/ops/bench/corpora.sh" "${CORPORA[@]}"
+if want e2e; then "$ROOT/ops/bench/corpora.sh" debian-minbase synth; fi
+
+# corpus NAME: the corpus's directory, by its real path (it may be a
+# symlink, which find and cp -a would not follow).
+corpus() { (cd "$BENCH/$1" && pwd -P); }
 
 rm -rf "$TMP" "$TRASH"
 mkdir -p "$TMP"
@@ -195,7 +233,7 @@ key() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 converge_runs() {
     local run="$1" machine="$TMP/machine" out
     discard "$machine"
-    cp -a "$BENCH/synth" "$machine"
+    cp -a "$(corpus synth)" "$machine"
     # The agent trusts its hash cache only for changes older than two
     # seconds; a machine's tree has long settled.
     sleep 2.5
@@ -204,12 +242,7 @@ converge_runs() {
     record synth converge "$run" "$(key seconds "$out")" "$out"
     say "synth run $run: agent converge $(key seconds "$out")s ($out)"
     discard "$machine"
-    cp -a "$BENCH/synth" "$machine"
-    sync
-    timed rsync -a --delete --checksum "$BENCH/synth-1pct/" "$machine/"
-    record synth rsync "$run" "$ELAPSED" "" "$CPU" "$BUSY"
-    say "synth run $run: rsync --checksum ${ELAPSED}s"
-    discard "$machine"
+    rsync_checksum_run "$run"
     mkdir -p "$machine"
     out=$("$CONVERGE_BENCH" --server "nats://127.0.0.1:$NATS_PORT" --fetch-all bench.synth "$machine") ||
         die "converge-bench --fetch-all failed"
@@ -219,6 +252,20 @@ converge_runs() {
     out=$("$WINDOW_BENCH" --files 1000 --dir "$TMP") || die "window-bench failed"
     record synth window "$run" "$(key window "$out")" "$(key transition "$out")"
     say "synth run $run: 1,000-file update: $out"
+}
+
+# rsync_checksum_run RUN: a fresh copy of synth brought to synth-1pct by
+# rsync comparing every byte of both trees: what converging a machine takes
+# without an agent.
+rsync_checksum_run() {
+    local machine="$TMP/machine"
+    discard "$machine"
+    cp -a "$(corpus synth)" "$machine"
+    sync
+    timed rsync -a --delete --checksum "$(corpus synth-1pct)/" "$machine/"
+    record synth rsync "$1" "$ELAPSED" "" "$CPU" "$BUSY"
+    say "synth run $1: rsync --checksum ${ELAPSED}s"
+    discard "$machine"
 }
 
 start_fresh_nats() {
@@ -231,13 +278,13 @@ start_fresh_nats() {
 }
 
 for corpus in "${CORPORA[@]}"; do
-    dir="$BENCH/$corpus"
+    dir="$(corpus "$corpus")"
     files=$(find "$dir" -type f | wc -l)
     bytes=$(find "$dir" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }')
     record "$corpus" corpus 0 "$files" "$bytes"
     say "$corpus: $files files, $bytes bytes; warming the page cache"
     warm "$dir"
-    [[ "$corpus" != synth ]] || warm "$BENCH/synth-1pct"
+    [[ "$corpus" != synth ]] || warm "$(corpus synth-1pct)"
 
     for ((run = 1; run <= RUNS; run++)); do
         if want sha512sum; then
@@ -270,12 +317,12 @@ for corpus in "${CORPORA[@]}"; do
             record "$corpus" servercpu-imagetool "$run" "$SERVER_CPU"
             say "$corpus run $run: imagetool add ${ELAPSED}s"
             if [[ "$corpus" == synth ]]; then
-                imagetool_add "$NATS_PORT" "bench.synth-1pct" "$BENCH/synth-1pct" \
+                imagetool_add "$NATS_PORT" "bench.synth-1pct" "$(corpus synth-1pct)" \
                     --hash-cache "$TMP/hash-cache"
                 record "$corpus" readd "$run" "$ELAPSED" "$SUMMARY" "$CPU" "$BUSY"
                 record "$corpus" servercpu-readd "$run" "$SERVER_CPU"
                 say "$corpus run $run: imagetool re-add (synth-1pct) ${ELAPSED}s"
-                imagetool_add "$NATS_PORT" "bench.synth-1pct.nocache" "$BENCH/synth-1pct" \
+                imagetool_add "$NATS_PORT" "bench.synth-1pct.nocache" "$(corpus synth-1pct)" \
                     --no-hash-cache
                 record "$corpus" readdcold "$run" "$ELAPSED" "$SUMMARY" "$CPU" "$BUSY"
                 record "$corpus" servercpu-readdcold "$run" "$SERVER_CPU"
@@ -323,6 +370,68 @@ if want fleet; then
     say "fleet: the dominator with $FLEET_MACHINES machines"
     fleet_run dominator "$DOMINATOR_BENCH" --machines "$FLEET_MACHINES"
     say "fleet: $FLEET_MACHINES desired states in $(key seconds "$FLEET_OUT")s ($FLEET_OUT)"
+fi
+
+# --- end to end ---------------------------------------------------------------
+# e2e_run RUN: the end-to-end driver against a fresh nats-server; each of
+# its lines (case=X seconds=S ...) is recorded as it is. The driver is
+# waited for in the background, so that an interrupted bench stops it (and
+# it everything it started).
+e2e_run() {
+    local run="$1" line case verbose=()
+    [[ "${BENCH_E2E_VERBOSE:-0}" == 0 ]] || verbose=(--verbose)
+    start_fresh_nats
+    "$ROOT/.tools/bin/python" -B "$ROOT/ops/bench/e2e.py" \
+        --server "nats://127.0.0.1:$NATS_PORT" --bin "$ROOT/target/release" --bench "$BENCH" \
+        --work "$TMP/e2e/run$run" --fleet-dir "$FLEET_DIR/e2e-fleet" --trash "$TRASH" \
+        --cases "$E2E_CASES" --agents "$E2E_AGENTS" --timeout "$E2E_TIMEOUT" "${verbose[@]}" \
+        >"$TMP/e2e.out" 2> >(tee "$TMP/e2e.err" >&2) &
+    E2E_PID=$!
+    wait "$E2E_PID" || { tail -n 20 "$TMP/e2e.err" >&2; die "ops/bench/e2e.py failed"; }
+    E2E_PID=""
+    nats_stop
+    rm -rf "$TMP/nats"
+    while read -r line; do
+        case=$(key case "$line")
+        [[ -n "$case" ]] || continue
+        record e2e "$case" "$run" "$(key seconds "$line")" "$line"
+        say "e2e run $run: $line"
+    done <"$TMP/e2e.out"
+}
+
+# e2e_comparisons RUN: deploying synth without an agent: a first rsync -a
+# into an empty directory, and ostree pull-local --untrusted (every object
+# copied and verified again) from a repository holding synth into a fresh
+# one, with ostree's defaults; rsync --checksum to synth-1pct as well,
+# unless converge measured it.
+e2e_comparisons() {
+    local run="$1" synth src="$TMP/ostree-src" dst="$TMP/ostree-pull" copy="$TMP/rsync-copy"
+    synth="$(corpus synth)"
+    discard "$copy"
+    mkdir -p "$copy"
+    timed rsync -a "$synth/" "$copy/"
+    record synth rsynccopy "$run" "$ELAPSED" "" "$CPU" "$BUSY"
+    say "synth run $run: rsync -a into an empty directory ${ELAPSED}s"
+    discard "$copy"
+    discard "$src"
+    discard "$dst"
+    ostree --repo="$src" init --mode=bare-user
+    ostree commit --repo="$src" --branch=bench --fsync=false --tree=dir="$synth" >/dev/null
+    ostree --repo="$dst" init --mode=bare-user
+    timed ostree --repo="$dst" pull-local --untrusted "$src" bench
+    record synth ostreepull "$run" "$ELAPSED" "" "$CPU" "$BUSY"
+    say "synth run $run: ostree pull-local --untrusted ${ELAPSED}s"
+    discard "$src"
+    discard "$dst"
+    if ! { want imagetool && want converge; }; then rsync_checksum_run "$run"; fi
+}
+
+if want e2e; then
+    for ((run = 1; run <= RUNS; run++)); do
+        say "e2e run $run: the real binaries, each in a process of its own"
+        e2e_run "$run"
+        e2e_comparisons "$run"
+    done
 fi
 
 # --- report -----------------------------------------------------------------
