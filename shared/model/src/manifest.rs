@@ -7,7 +7,9 @@
 //! decoder trusts nothing: every path, link and size is checked, so a
 //! manifest published by hand cannot make an agent write outside its root.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
@@ -232,8 +234,8 @@ impl Manifest {
         if root.path != "/" || !matches!(root.inode, Inode::Dir { .. }) {
             return Err(ManifestError::NoRoot);
         }
-        let mut dirs: HashSet<&str> = HashSet::new();
-        let mut linkable: HashSet<&str> = HashSet::new();
+        let mut dirs: HashSet<&str> = HashSet::default();
+        let mut linkable: HashSet<&str> = HashSet::default();
         let mut previous: Option<&str> = None;
         for entry in &self.entries {
             let p = path::normalise(&entry.path)?;
@@ -307,7 +309,7 @@ impl Manifest {
     /// Regular files (not counting extra hard links) and their total size.
     pub fn totals(&self) -> Totals {
         let mut totals = Totals::default();
-        let mut objects = HashSet::new();
+        let mut objects = HashSet::default();
         for entry in &self.entries {
             totals.inodes += 1;
             if let Inode::File { size, object, .. } = &entry.inode {
@@ -324,7 +326,7 @@ impl Manifest {
 
     /// Every distinct object the manifest needs, with its size.
     pub fn objects(&self) -> Vec<(ObjectId, u64)> {
-        let mut seen = HashMap::new();
+        let mut seen = HashMap::default();
         for entry in &self.entries {
             if let Inode::File { size, object, .. } = &entry.inode {
                 seen.entry(*object).or_insert(*size);
@@ -433,7 +435,7 @@ impl ManifestBuilder {
             }
         }
         // Hard links by key: the first path (in order) keeps the inode.
-        let mut first_of_key: HashMap<u64, String> = HashMap::new();
+        let mut first_of_key: HashMap<u64, String> = HashMap::default();
         let mut entries = Vec::with_capacity(self.entries.len());
         for (path, (inode, key)) in self.entries {
             let inode = match key {

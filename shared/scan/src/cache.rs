@@ -20,7 +20,6 @@
 //! name and renamed, with a checksum: a damaged or foreign file is ignored,
 //! never trusted.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
@@ -31,6 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dom_model::object::DIGEST_LEN;
 use dom_model::ObjectId;
+use rustc_hash::FxHashMap as HashMap;
 
 /// How old a change must be before its hash is remembered, on a file
 /// system whose times are whole seconds.
@@ -131,7 +131,9 @@ impl Default for HashCache {
 impl HashCache {
     pub fn new() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
             saves: AtomicU32::new(0),
         }
     }

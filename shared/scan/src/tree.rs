@@ -1,6 +1,6 @@
 //! From what the walk found to a manifest.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -26,7 +26,7 @@ pub fn scan_tree(
     let found = walk::walk(root, options, counters)?;
     tracing::debug!(paths = found.len(), root = %root.display(), "walked and hashed tree");
     let mut builder = ManifestBuilder::new();
-    let mut link_keys: HashMap<(u64, u64), u64> = HashMap::new();
+    let mut link_keys: HashMap<(u64, u64), u64> = HashMap::default();
     for f in found {
         let meta = &f.meta;
         let ft = meta.file_type();

@@ -2,7 +2,9 @@
 //! directory is settled before its children and a hard link's target
 //! before the link), then one over the machine's paths the image lacks.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::ops::Bound;
 
 use crate::manifest::{Entry, Inode, Manifest};
@@ -100,14 +102,14 @@ impl<'a> Planner<'a> {
                 .iter()
                 .map(|e| (e.path.as_str(), &e.inode))
                 .collect(),
-            unmanaged: HashSet::new(),
-            shared_with_unmanaged: HashSet::new(),
+            unmanaged: HashSet::default(),
+            shared_with_unmanaged: HashSet::default(),
             plan: Plan::default(),
-            kept: HashMap::new(),
-            claimed: HashSet::new(),
-            remade: HashSet::new(),
-            blocked: HashSet::new(),
-            cleared: HashSet::new(),
+            kept: HashMap::default(),
+            claimed: HashSet::default(),
+            remade: HashSet::default(),
+            blocked: HashSet::default(),
+            cleared: HashSet::default(),
             changed: BTreeSet::new(),
         };
         for &q in planner.machine.keys() {
@@ -414,7 +416,7 @@ impl<'a> Planner<'a> {
         if self.desired.sparse {
             return;
         }
-        let mut holds_unmanaged: HashSet<&str> = HashSet::new();
+        let mut holds_unmanaged: HashSet<&str> = HashSet::default();
         for &q in &self.unmanaged {
             let mut above = path::parent(q);
             while holds_unmanaged.insert(above) && above != "/" {
@@ -445,7 +447,7 @@ impl<'a> Planner<'a> {
         self.plan.clear.sort_by(deepest_first);
         self.plan.deletes.sort_by(deepest_first);
 
-        let mut on_machine: HashMap<ObjectId, &str> = HashMap::new();
+        let mut on_machine: HashMap<ObjectId, &str> = HashMap::default();
         for (&q, inode) in &self.machine {
             if let Inode::File { object, .. } = inode {
                 if !self.desired.protected.iter().any(|p| is_under(q, p)) {

@@ -45,6 +45,7 @@ fn main() -> anyhow::Result<()> {
     let scan = scan_tree(&args.root, &options, &counters)?;
     let seconds = started.elapsed().as_secs_f64();
     let bytes = counters.hashed_bytes.load(Ordering::Relaxed);
+    let cpu_before = cpu_seconds();
     let mut rescans: Vec<f64> = (0..args.rescans)
         .map(|_| {
             let started = Instant::now();
@@ -56,10 +57,11 @@ fn main() -> anyhow::Result<()> {
             Ok(started.elapsed().as_secs_f64())
         })
         .collect::<anyhow::Result<_>>()?;
+    let cpu = (cpu_seconds() - cpu_before) / args.rescans.max(1) as f64;
     rescans.sort_by(f64::total_cmp);
     let rescan = rescans
         .get(rescans.len() / 2)
-        .map(|s| format!(" rescan={s:.3}"))
+        .map(|s| format!(" rescan={s:.3} rescan_cpu={cpu:.3}"))
         .unwrap_or_default();
     println!(
         "seconds={seconds:.3} files={} bytes={bytes} rate={:.0} inodes={}{rescan}",
@@ -68,4 +70,16 @@ fn main() -> anyhow::Result<()> {
         scan.manifest.entries.len()
     );
     Ok(())
+}
+
+/// CPU seconds (user and system) this process has used.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
