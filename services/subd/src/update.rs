@@ -176,6 +176,7 @@ pub fn apply(plan: &Plan, ctx: &UpdateContext<'_>) -> UpdateOutcome {
     };
     let mut errors = Errors::default();
     let mut staging = Staging::prepare(plan, ctx.objects, &mut errors);
+    let staged = started.elapsed();
 
     let mut commands = Commands::default();
     for service in &services.stop {
@@ -206,9 +207,11 @@ pub fn apply(plan: &Plan, ctx: &UpdateContext<'_>) -> UpdateOutcome {
     }
     out.transition = commands.span();
 
+    let flushing = Instant::now();
     if let Err(e) = tree.sync() {
         errors.record("flush", &ctx.root.display().to_string(), e);
     }
+    tracing::debug!(?staged, window = ?out.window, flushed = ?flushing.elapsed(), "tree changed");
     if services.reboot {
         match ctx.reboot {
             Some(reboot) => match reboot.run() {

@@ -26,13 +26,16 @@ use super::tree::{owner_result, Tree};
 use super::{sys, Errors};
 use crate::objects::ObjectCache;
 
+/// A staged install: its name in the cache directory, and the object when
+/// the name is the object's own (to go back under its id).
+type StagedFile = (CString, Option<ObjectId>);
+
 pub(super) struct Staging<'a> {
     cache: &'a ObjectCache,
     plan: &'a Plan,
     root_user: bool,
-    /// Per install: its staged name, and the object when the name is the
-    /// object's own (to go back under its id).
-    installs: Vec<Option<(CString, Option<ObjectId>)>>,
+    /// Per install, what was staged for it.
+    installs: Vec<Option<StagedFile>>,
     symlinks: Vec<Option<CString>>,
     devices: Vec<Option<CString>>,
 }
@@ -66,32 +69,54 @@ impl<'a> Staging<'a> {
             symlinks: Vec::with_capacity(plan.symlinks.len()),
             devices: Vec::with_capacity(plan.devices.len()),
         };
-        let mut uses: HashMap<ObjectId, usize> = HashMap::new();
-        for install in &plan.installs {
-            *uses.entry(install.object).or_default() += 1;
+        // The last install of each object takes the object itself; the
+        // others take copies, made first, while the object is still
+        // under its id. Both steps wait on the disk (a copy is flushed),
+        // so each runs on several threads.
+        let mut last_use: HashMap<ObjectId, usize> = HashMap::new();
+        for (i, install) in plan.installs.iter().enumerate() {
+            last_use.insert(install.object, i);
         }
-        for install in &plan.installs {
-            let left = uses.get_mut(&install.object).expect("counted");
-            *left -= 1;
-            let staged = if *left == 0 {
-                cache
-                    .stage(&install.object)
-                    .map(|n| (n, Some(install.object)))
-            } else {
-                cache.stage_copy(&install.object).map(|n| (n, None))
-            };
-            let staged = staged.and_then(|(name, object)| {
-                match set_file_metadata(cache.fd(), &name, install, staging.root_user) {
+        let is_last = |i: usize, install: &Install| last_use.get(&install.object) == Some(&i);
+        let root_user = staging.root_user;
+        let with_metadata = |staged: io::Result<StagedFile>, install: &Install| {
+            staged.and_then(|(name, object)| {
+                match set_file_metadata(cache.fd(), &name, install, root_user) {
                     Ok(()) => Ok((name, object)),
                     Err(e) => {
                         cache.give_back(&name, object);
                         Err(e)
                     }
                 }
+            })
+        };
+        let mut staged: Vec<Option<io::Result<StagedFile>>> =
+            parallel(&plan.installs, |i, install| {
+                (!is_last(i, install)).then(|| {
+                    with_metadata(
+                        cache.stage_copy(&install.object).map(|n| (n, None)),
+                        install,
+                    )
+                })
             });
+        let copied = std::time::Instant::now();
+        let moved = parallel(&plan.installs, |i, install| {
+            is_last(i, install).then(|| {
+                let object = install.object;
+                with_metadata(cache.stage(&object).map(|n| (n, Some(object))), install)
+            })
+        });
+        tracing::debug!(moved = ?copied.elapsed(), "staged");
+        for (slot, moved) in staged.iter_mut().zip(moved) {
+            if moved.is_some() {
+                *slot = moved;
+            }
+        }
+        for (install, result) in plan.installs.iter().zip(staged) {
+            let result = result.expect("every install is staged or copied");
             staging
                 .installs
-                .push(keep(staged, errors, "install", &install.path));
+                .push(keep(result, errors, "install", &install.path));
         }
         for s in &plan.symlinks {
             let name = cache.temp_name();
@@ -197,6 +222,36 @@ impl Drop for Staging<'_> {
             let _ = sys::unlink_at(self.cache.fd(), &name, false);
         }
     }
+}
+
+/// `f` applied to every item (with its index) on a few threads, results
+/// in order: for steps that mostly wait on the disk.
+fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
+    const THREADS: usize = 16;
+    if items.len() < 64 {
+        return items.iter().enumerate().map(|(i, t)| f(i, t)).collect();
+    }
+    let chunk = items.len().div_ceil(THREADS);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let parts: Vec<_> = items
+            .chunks(chunk)
+            .enumerate()
+            .map(|(n, part)| {
+                scope.spawn(move || {
+                    let base = n * chunk;
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, t)| f(base + i, t))
+                        .collect::<Vec<R>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("a staging thread panicked"))
+            .collect()
+    })
 }
 
 /// The staged item, or `None` with the failure recorded.
