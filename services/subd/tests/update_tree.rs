@@ -160,6 +160,37 @@ fn one_object_at_several_paths_makes_separate_files() {
 }
 
 #[test]
+fn many_installs_of_shared_objects_each_get_a_file_of_their_own() {
+    // Enough installs for the staging to run on several threads: 30
+    // objects at 10 paths each, with their own modes.
+    let m = Machine::new();
+    let src = Source::new();
+    for i in 0..300 {
+        src.file(
+            &format!("/d{}/f{i}", i % 7),
+            &format!("content {}\n", i % 30),
+        );
+        chmod(
+            src.root(),
+            &format!("/d{}/f{i}", i % 7),
+            0o600 + (i % 2) * 0o44,
+        );
+    }
+    let image = src.image();
+    assert_eq!(m.plan(&image, None).installs.len(), 300);
+    m.converge(&image, src.root(), None);
+    let mut inodes = std::collections::HashSet::new();
+    for i in 0..300 {
+        let p = format!("/d{}/f{i}", i % 7);
+        assert_eq!(read(&m.root, &p), format!("content {}\n", i % 30), "{p}");
+        let meta = fs::metadata(m.path(&p)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600 + (i as u32 % 2) * 0o44, "{p}");
+        assert!(inodes.insert(meta.ino()), "{p} shares an inode");
+    }
+    assert!(m.plan(&image, None).is_empty());
+}
+
+#[test]
 fn metadata_is_fixed_in_place() {
     let m = Machine::new();
     write(&m.root, "/etc/passwd", "root:x:0:0\n");
