@@ -4,10 +4,12 @@
 //! It replays the last message of every subject of the MDB, image, state,
 //! control and desired-state streams, decides nothing until the replay is
 //! over, then follows them. Changes are batched: a round runs
-//! [`Settings::debounce`] after the first change, so a burst of messages
-//! costs one decision, not one per message. Rounds are also paced by their
+//! [`Settings::debounce`] after the change that calls for it, so a burst
+//! of messages costs a decision or two, not one per message. Rounds are also paced by their
 //! own cost: the next one starts no sooner than the last one took, after
-//! it ended. A round over a large fleet takes a while (about a third of a
+//! it ended. A change after a quiet spell (longer than the debounce and
+//! the last round's cost) is decided on at once, so a single change waits
+//! for nothing; a burst that follows it is batched as before. A round over a large fleet takes a while (about a third of a
 //! second for 100,000 machines), and while it runs no message is read; so
 //! during a long burst (a new image for 100,000 machines, arriving over
 //! seconds) the loop spends at least half its time taking in messages,
@@ -195,10 +197,17 @@ impl Pace {
     }
 
     fn next(&self) -> Instant {
-        let soonest = Instant::now() + self.debounce;
+        self.next_at(Instant::now())
+    }
+
+    fn next_at(&self, now: Instant) -> Instant {
         match self.last {
-            Some((ended, took)) => soonest.max(ended + took),
-            None => soonest,
+            // Quiet for a while: the change is decided on at once (what
+            // else is already waiting is taken in first), so one operator
+            // change waits for no debounce.
+            Some((ended, took)) if now >= ended + self.debounce.max(took) => now,
+            Some((ended, took)) => (now + self.debounce).max(ended + took),
+            None => now,
         }
     }
 }
@@ -399,5 +408,27 @@ impl Herd {
             status.rejected_mdb = rejected;
             status.decision = Some(Arc::new(decision));
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn a_change_after_a_quiet_spell_is_decided_at_once_and_a_burst_is_batched() {
+        let mut pace = Pace::new(MS(75));
+        let start = Instant::now();
+        assert_eq!(pace.next_at(start), start, "the first change");
+        pace.last = Some((start, MS(10)));
+        // Right after a round: the next change waits for the debounce.
+        assert_eq!(pace.next_at(start + MS(5)), start + MS(80));
+        // After a costly round, no sooner than its cost after it.
+        pace.last = Some((start, MS(300)));
+        assert_eq!(pace.next_at(start + MS(100)), start + MS(300));
+        // Quiet for longer than both: at once.
+        assert_eq!(pace.next_at(start + MS(400)), start + MS(400));
     }
 }

@@ -181,6 +181,8 @@ pub(crate) struct Core {
     /// A desired state accepted but not yet enforced: its manifest is
     /// still to be read.
     pub waiting: Option<(u64, DesiredState)>,
+    /// The desired state last accepted being kept in the state directory.
+    pub keeping: Option<JoinHandle<std::io::Result<()>>>,
     /// Names the filter scans are made with.
     pub epoch: u64,
     pub applied: Applied,
@@ -269,6 +271,7 @@ impl Core {
             current: None,
             urgent: false,
             waiting: None,
+            keeping: None,
             epoch: 0,
             applied,
             tree: None,
@@ -346,6 +349,7 @@ impl Core {
             }
         };
         self.observed.stopped();
+        self.kept().await;
         self.converger.idle().await;
         if let Some(link) = &self.link {
             link.flush(FLUSH_LIMIT).await;

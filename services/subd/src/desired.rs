@@ -11,7 +11,6 @@ use dom_model::{DesiredState, Filter, Manifest};
 
 use crate::agent::{Core, Current};
 use crate::config::scan_rate;
-use crate::persist::off_thread;
 use crate::report;
 use crate::scanner::ScanSpec;
 
@@ -124,12 +123,17 @@ impl Core {
             return;
         };
         if keep {
-            let started = std::time::Instant::now();
+            // Kept while the agent gets on with it: only an update must
+            // wait for it (see `kept`), so that a machine that restarts
+            // without NATS never goes back to the image before.
+            self.kept().await;
             let (dir, kept, encoded) = (self.state_dir.clone(), state.clone(), encoded.to_vec());
-            if let Err(e) = off_thread(move || dir.save_desired(sequence, &kept, &encoded)).await {
-                tracing::warn!(error = %e, "cannot keep the desired state; it is enforced, but not across a restart without NATS");
-            }
-            tracing::debug!(elapsed = ?started.elapsed(), "desired state kept");
+            let started = std::time::Instant::now();
+            self.keeping = Some(tokio::task::spawn_blocking(move || {
+                let saved = dir.save_desired(sequence, &kept, &encoded);
+                tracing::debug!(elapsed = ?started.elapsed(), "desired state kept");
+                saved
+            }));
         }
         let old = self.current.take();
         let image_changed = old.as_ref().is_none_or(|c| c.state.image != state.image);
@@ -164,6 +168,20 @@ impl Core {
             // With a new filter the scan asked for on arrival was made
             // with the old one; the next one must be urgent too.
             self.scan_urgently();
+        }
+    }
+
+    /// Waits until the last desired state accepted is kept in the state
+    /// directory.
+    pub(crate) async fn kept(&mut self) {
+        let Some(keeping) = self.keeping.take() else {
+            return;
+        };
+        let saved = keeping
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "cannot keep the desired state; it is enforced, but not across a restart without NATS");
         }
     }
 

@@ -205,6 +205,7 @@ impl Core {
 
         self.report.updating = true;
         self.publish();
+        self.kept().await;
         if let Some(scanner) = &self.scanner {
             scanner.hold(true);
         }

@@ -74,16 +74,40 @@ impl Default for Hasher {
     }
 }
 
+/// The value of each lowercase hex digit; 0xff for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
 impl FromStr for ObjectId {
     type Err = BadObjectId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || BadObjectId(s.chars().take(140).collect());
-        if s.len() != DIGEST_LEN * 2 || s.bytes().any(|b| b.is_ascii_uppercase()) {
+        if s.len() != DIGEST_LEN * 2 {
             return Err(bad());
         }
+        // A manifest holds one id per file: this runs tens of thousands
+        // of times per image, so a table rather than `hex`'s checks.
         let mut bytes = [0u8; DIGEST_LEN];
-        hex::decode_to_slice(s, &mut bytes).map_err(|_| bad())?;
+        for (byte, pair) in bytes.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+            let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+            if (hi | lo) & 0xf0 != 0 {
+                return Err(bad());
+            }
+            *byte = hi << 4 | lo;
+        }
         Ok(Self(bytes))
     }
 }
