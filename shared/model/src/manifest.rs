@@ -353,7 +353,9 @@ pub struct Totals {
 /// pointing at the first of their names.
 #[derive(Default)]
 pub struct ManifestBuilder {
-    entries: BTreeMap<String, (Inode, Option<u64>)>,
+    /// In the order added; sorted (and repeated paths dropped) by
+    /// `finish`, which costs far less than keeping them sorted all along.
+    entries: Vec<(String, Inode, Option<u64>)>,
 }
 
 impl ManifestBuilder {
@@ -386,7 +388,7 @@ impl ManifestBuilder {
                 target: target.clone(),
             })?;
         }
-        self.entries.insert(path, (inode, link_key));
+        self.entries.push((path, inode, link_key));
         Ok(())
     }
 
@@ -401,43 +403,61 @@ impl ManifestBuilder {
 
     /// Sorts, fills in parents, resolves hard links and validates.
     pub fn finish(mut self) -> Result<Manifest, ManifestError> {
-        // Parents that no entry names become plain root-owned directories.
-        let mut missing = Vec::new();
-        for path in self.entries.keys() {
-            let mut p = path::parent(path);
-            while p != "/" && !self.entries.contains_key(p) {
-                missing.push(p.to_string());
-                p = path::parent(p);
+        // Sorted by path; of a repeated path, the last added is kept (the
+        // sort is stable).
+        self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut sorted: Vec<(String, Inode, Option<u64>)> = Vec::with_capacity(self.entries.len());
+        for entry in self.entries {
+            match sorted.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => sorted.push(entry),
             }
         }
-        missing.push("/".into());
-        for p in missing {
-            self.entries.entry(p).or_insert((
-                Inode::Dir {
-                    mode: 0o755,
-                    uid: 0,
-                    gid: 0,
-                },
-                None,
-            ));
+        // Parents that no entry names become plain root-owned directories.
+        let mut missing: Vec<String> = Vec::new();
+        {
+            let known: HashSet<&str> = sorted.iter().map(|e| e.0.as_str()).collect();
+            let mut added: HashSet<String> = HashSet::default();
+            for (path, _, _) in &sorted {
+                let mut p = path::parent(path);
+                while p != "/" && !known.contains(p) && !added.contains(p) {
+                    added.insert(p.to_string());
+                    missing.push(p.to_string());
+                    p = path::parent(p);
+                }
+            }
+            if !known.contains("/") {
+                missing.push("/".into());
+            }
         }
-        for path in self.entries.keys() {
-            if path != "/"
-                && !matches!(
-                    self.entries.get(path::parent(path)),
-                    Some((Inode::Dir { .. }, _))
-                )
-            {
-                return Err(ManifestError::Conflict {
-                    path: path.clone(),
-                    reason: format!("its parent {:?} is not a directory", path::parent(path)),
-                });
+        if !missing.is_empty() {
+            let dir = Inode::Dir {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            };
+            sorted.extend(missing.into_iter().map(|p| (p, dir.clone(), None)));
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        {
+            let dirs: HashSet<&str> = sorted
+                .iter()
+                .filter(|e| matches!(e.1, Inode::Dir { .. }))
+                .map(|e| e.0.as_str())
+                .collect();
+            for (path, _, _) in &sorted {
+                if path != "/" && !dirs.contains(path::parent(path)) {
+                    return Err(ManifestError::Conflict {
+                        path: path.clone(),
+                        reason: format!("its parent {:?} is not a directory", path::parent(path)),
+                    });
+                }
             }
         }
         // Hard links by key: the first path (in order) keeps the inode.
         let mut first_of_key: HashMap<u64, String> = HashMap::default();
-        let mut entries = Vec::with_capacity(self.entries.len());
-        for (path, (inode, key)) in self.entries {
+        let mut entries = Vec::with_capacity(sorted.len());
+        for (path, inode, key) in sorted {
             let inode = match key {
                 Some(key) if !matches!(inode, Inode::Dir { .. } | Inode::Symlink { .. }) => {
                     match first_of_key.get(&key) {

@@ -137,6 +137,8 @@ struct Queue {
 
 struct Walk<'a> {
     options: &'a ScanOptions,
+    /// Worker threads.
+    threads: usize,
     counters: &'a Counters,
     root_dev: u64,
     started: SystemTime,
@@ -160,8 +162,13 @@ pub fn walk(
             reason: "not a directory".into(),
         });
     }
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()) * 4,
+        n => n,
+    };
     let walk = Walk {
         options,
+        threads,
         counters,
         root_dev: meta.dev(),
         started: SystemTime::now(),
@@ -179,10 +186,6 @@ pub fn walk(
             object: None,
             link_target: None,
         }]),
-    };
-    let threads = match options.threads {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()) * 4,
-        n => n,
     };
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -239,14 +242,26 @@ impl Walk<'_> {
             };
             let mut q = self.queue.lock().unwrap();
             q.busy -= 1;
+            let added = new_jobs.len();
+            let failed = outcome.is_err();
             match outcome {
                 Ok(()) => q.jobs.extend(new_jobs),
                 Err(e) => {
                     q.failed.get_or_insert(e);
                 }
             }
+            let finished = q.busy == 0 && q.jobs.is_empty();
             drop(q);
-            self.wake.notify_all();
+            // Wake as many idle workers as there is new work for; all of
+            // them only when the walk is over (or failed), so they can
+            // leave.
+            if finished || failed {
+                self.wake.notify_all();
+            } else {
+                for _ in 0..added.min(self.threads) {
+                    self.wake.notify_one();
+                }
+            }
         }
         self.results.lock().unwrap().extend(found);
     }
@@ -319,7 +334,15 @@ impl Walk<'_> {
                 }
                 found.push(entry);
             } else if ft.is_file() {
-                jobs.push(Job::Hash(Box::new(entry)));
+                // Most files of a tree scanned before are known: settled
+                // here, without a job of their own.
+                match self.known(&entry) {
+                    Some(object) => {
+                        entry.object = Some(object);
+                        found.push(entry);
+                    }
+                    None => jobs.push(Job::Hash(Box::new(entry))),
+                }
             } else {
                 if ft.is_symlink() {
                     let target = match fs::read_link(&entry.disk) {
@@ -346,22 +369,31 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Hashes a file (or finds it in the cache) and hands its object to the
-    /// sink. `None` when the file disappeared.
-    fn hash(&self, file: &Found, buf: &mut [u8]) -> io::Result<Option<(ObjectId, u64)>> {
-        let size = file.meta.len();
-        self.counters.files.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes.fetch_add(size, Ordering::Relaxed);
-        if let Some(id) = self
+    /// A file's object as the cache knows it, counted and handed to the
+    /// sink; `None` when it must be read.
+    fn known(&self, file: &Found) -> Option<(ObjectId, u64)> {
+        let id = self
             .options
             .cache
             .as_ref()
-            .filter(|_| self.options.trust_cache)
-            .and_then(|c| c.lookup(&file.meta))
-        {
-            self.hand_over(id, || Content::File(file.disk.clone(), size));
-            return Ok(Some((id, size)));
+            .filter(|_| self.options.trust_cache)?
+            .lookup(&file.meta)?;
+        let size = file.meta.len();
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(size, Ordering::Relaxed);
+        self.hand_over(id, || Content::File(file.disk.clone(), size));
+        Some((id, size))
+    }
+
+    /// Hashes a file (or finds it in the cache) and hands its object to the
+    /// sink. `None` when the file disappeared.
+    fn hash(&self, file: &Found, buf: &mut [u8]) -> io::Result<Option<(ObjectId, u64)>> {
+        if let Some(known) = self.known(file) {
+            return Ok(Some(known));
         }
+        let size = file.meta.len();
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(size, Ordering::Relaxed);
         let mut opened = match fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
