@@ -173,7 +173,12 @@ pub(crate) struct Core {
     pub scanner: Option<Scanner>,
     pub link: Option<Link>,
     pub store: Option<NatsStore>,
+    /// The disk's speed the background scans take their share of, once
+    /// known; assumed while the root was too small to measure, and
+    /// measured again after an update (`measuring`).
     pub media_speed: Option<u64>,
+    pub media_assumed: bool,
+    pub measuring: Option<JoinHandle<Option<u64>>>,
     pub current: Option<Current>,
     /// The agent waits for a scan to act on (a new desired state, an update
     /// to confirm): scans are asked for as urgent until one comes.
@@ -268,6 +273,8 @@ impl Core {
             link: None,
             store: None,
             media_speed: config.media_speed,
+            media_assumed: false,
+            measuring: None,
             current: None,
             urgent: false,
             waiting: None,

@@ -54,6 +54,7 @@ impl Core {
             }
         };
         self.scan_error = None;
+        self.measured_media().await;
         self.report.scan.inodes = Some(tree.entries.len() as u64);
         if scanned.started < self.settled || scanned.epoch != self.epoch {
             // Made before the last update, or with another filter.
@@ -336,12 +337,6 @@ impl Core {
             if planned.map(|p| p.manifest) != self.prefetch.done {
                 self.prefetch = Prefetch::default();
             }
-            let (converger, keep) = (self.converger.clone(), self.prefetch.keep.clone());
-            let _ = off_thread(move || {
-                converger.tidy(&keep);
-                Ok(())
-            })
-            .await;
         } else {
             self.retry_at = Some(Instant::now() + self.retry_delay);
             self.retry_delay = (self.retry_delay * 2).min(self.config.retry_max);
@@ -352,6 +347,18 @@ impl Core {
         self.report.last_update = Some(result);
         self.send_event(event);
         self.publish();
+        if ok {
+            self.measure_media_again();
+            // After the report: the objects the update used are not
+            // needed any more, and the report need not wait for their
+            // removal.
+            let (converger, keep) = (self.converger.clone(), self.prefetch.keep.clone());
+            let _ = off_thread(move || {
+                converger.tidy(&keep);
+                Ok(())
+            })
+            .await;
+        }
     }
 
     /// Records what the machine carries in the state directory, on a

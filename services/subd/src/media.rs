@@ -1,7 +1,11 @@
-//! How fast the machine's disk reads, so the scan can take its share (2%
-//! by default, as the original). Measured once, by reading the largest
-//! files near the top of the root after asking the kernel to drop their
-//! cached pages, and remembered in the state directory.
+//! How fast the machine's disk reads, so background scans can take their
+//! share (2% by default, as the original). Measured once, by reading the
+//! largest files near the top of the root after asking the kernel to drop
+//! their cached pages, and remembered in the state directory. A root too
+//! small to measure (a machine about to get its first image) gets a
+//! default, and is measured again after each update until it can be. The
+//! speed only paces background verification: nothing an operator waits
+//! for depends on it (DESIGN section 9).
 
 use std::collections::VecDeque;
 use std::fs;
@@ -27,25 +31,33 @@ const SEARCH_ENTRIES: usize = 20_000;
 const MIN_FILE: u64 = 256 << 10;
 
 /// The disk's read speed in bytes per second: `configured`, else the one
-/// measured before, else measured now (and remembered), else a default.
-pub fn media_speed(configured: Option<u64>, root: &Path, state: &StateDir) -> u64 {
-    if let Some(speed) = configured.or_else(|| state.load_media_speed()) {
-        return speed;
-    }
+/// measured before, else measured now (and remembered). `None` when the
+/// root holds too little to measure: the caller assumes
+/// [`DEFAULT_MEDIA_SPEED`] and may try again once it holds more
+/// ([`measure_and_keep`]).
+pub fn media_speed(configured: Option<u64>, root: &Path, state: &StateDir) -> Option<u64> {
+    configured
+        .or_else(|| state.load_media_speed())
+        .or_else(|| measure_and_keep(root, state))
+}
+
+/// Measures the disk's speed and remembers it in the state directory;
+/// `None` when the root holds too little to measure.
+pub fn measure_and_keep(root: &Path, state: &StateDir) -> Option<u64> {
     match measure(root) {
         Some(speed) => {
             tracing::info!(bytes_per_second = speed, "measured the disk's read speed");
             if let Err(e) = state.save_media_speed(speed) {
                 tracing::warn!(error = %e, "cannot remember the disk's read speed");
             }
-            speed
+            Some(speed)
         }
         None => {
             tracing::info!(
                 bytes_per_second = DEFAULT_MEDIA_SPEED,
-                "too little to read to measure the disk's speed; assuming a default"
+                "too little to read to measure the disk's speed; assuming a default until an update brings more"
             );
-            DEFAULT_MEDIA_SPEED
+            None
         }
     }
 }
@@ -117,9 +129,9 @@ mod tests {
         fs::write(tmp.path().join("small"), b"x").unwrap();
         let state = StateDir::open(&tmp.path().join(".subd")).unwrap();
         assert_eq!(measure(tmp.path()), None);
-        assert_eq!(media_speed(None, tmp.path(), &state), DEFAULT_MEDIA_SPEED);
+        assert_eq!(media_speed(None, tmp.path(), &state), None);
         assert_eq!(state.load_media_speed(), None);
-        assert_eq!(media_speed(Some(5), tmp.path(), &state), 5);
+        assert_eq!(media_speed(Some(5), tmp.path(), &state), Some(5));
     }
 
     #[test]

@@ -273,3 +273,34 @@ async fn after_a_kill_nothing_changed_meanwhile_is_trusted() {
     );
     fleet.wait_compliant("kill1", "kill.1").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disk_is_measured_once_an_image_gives_it_something_to_read() {
+    let fleet = Fleet::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    // 24 MiB in files of 1 MiB: enough to time the disk with.
+    let source = tmp.path().join("source");
+    for i in 0..24u8 {
+        write(&source, &format!("/opt/big/{i}"), &vec![i; 1 << 20], 0o644);
+    }
+    let image = fleet.add_image("measure.1", &source, None, None).await;
+    let root = tmp.path().join("machine");
+    fs::create_dir(&root).unwrap();
+    let mut config = slow_disk(&fleet, "measure1", &root);
+    config.media_speed = None;
+    let remembered = root.join(".subd/media-speed");
+    let agent = Agent::start(config).unwrap();
+
+    // An empty root says nothing about the disk: a default is assumed,
+    // and nothing is remembered.
+    fleet
+        .wait_state("measure1", "first report", |r| r.scan.started.is_some())
+        .await;
+    assert!(!remembered.exists());
+    take(&fleet, "measure1", &image).await;
+    wait_for("the disk's speed measured and remembered", || {
+        fs::read_to_string(&remembered).is_ok_and(|s| s.trim().parse::<u64>().is_ok_and(|n| n > 0))
+    })
+    .await;
+    agent.stop().await;
+}
