@@ -173,12 +173,8 @@ pub(crate) struct Core {
     pub scanner: Option<Scanner>,
     pub link: Option<Link>,
     pub store: Option<NatsStore>,
-    /// The disk's speed the background scans take their share of, once
-    /// known; assumed while the root was too small to measure, and
-    /// measured again after an update (`measuring`).
-    pub media_speed: Option<u64>,
-    pub media_assumed: bool,
-    pub measuring: Option<JoinHandle<Option<u64>>>,
+    /// The disk's speed the background scans take their share of.
+    pub media: crate::media::Media,
     pub current: Option<Current>,
     /// The agent waits for a scan to act on (a new desired state, an update
     /// to confirm): scans are asked for as urgent until one comes.
@@ -272,9 +268,7 @@ impl Core {
             scanner: None,
             link: None,
             store: None,
-            media_speed: config.media_speed,
-            media_assumed: false,
-            measuring: None,
+            media: crate::media::Media::new(config.media_speed),
             current: None,
             urgent: false,
             waiting: None,

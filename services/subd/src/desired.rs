@@ -171,31 +171,10 @@ impl Core {
         }
     }
 
-    /// After an update, while the disk's speed is only assumed (the root
-    /// was too small to measure): measures it again in the background.
-    pub(crate) fn measure_media_again(&mut self) {
-        if !self.media_assumed || self.measuring.is_some() {
-            return;
-        }
-        let (root, dir) = (self.config.root.clone(), self.state_dir.clone());
-        self.measuring = Some(tokio::task::spawn_blocking(move || {
-            crate::media::measure_and_keep(&root, &dir)
-        }));
-    }
-
     /// Takes the disk's speed on once a measurement under way is done, for
     /// background scans from then on.
     pub(crate) async fn measured_media(&mut self) {
-        if !self.measuring.as_ref().is_some_and(|m| m.is_finished()) {
-            return;
-        }
-        let measured = match self.measuring.take() {
-            Some(measuring) => measuring.await.ok().flatten(),
-            None => None,
-        };
-        if let Some(speed) = measured {
-            self.media_speed = Some(speed);
-            self.media_assumed = false;
+        if self.media.measured().await.is_some() {
             let spec = self.scan_spec().await;
             if let Some(scanner) = &self.scanner {
                 scanner.set_spec(spec);
@@ -229,22 +208,7 @@ impl Core {
         let bytes_per_second = match percent {
             100.. => None,
             _ => {
-                let speed = match self.media_speed {
-                    Some(speed) => speed,
-                    None => {
-                        let (root, dir) = (self.config.root.clone(), self.state_dir.clone());
-                        let measured = tokio::task::spawn_blocking(move || {
-                            crate::media::media_speed(None, &root, &dir)
-                        })
-                        .await
-                        .ok()
-                        .flatten();
-                        self.media_assumed = measured.is_none();
-                        let speed = measured.unwrap_or(crate::media::DEFAULT_MEDIA_SPEED);
-                        self.media_speed = Some(speed);
-                        speed
-                    }
-                };
+                let speed = self.media.speed(&self.config.root, &self.state_dir).await;
                 scan_rate(percent, speed)
             }
         };

@@ -348,7 +348,7 @@ impl Core {
         self.send_event(event);
         self.publish();
         if ok {
-            self.measure_media_again();
+            self.media.measure_again(&self.config.root, &self.state_dir);
             // After the report: the objects the update used are not
             // needed any more, and the report need not wait for their
             // removal.

@@ -62,6 +62,64 @@ pub fn measure_and_keep(root: &Path, state: &StateDir) -> Option<u64> {
     }
 }
 
+/// What the agent knows of its disk's speed: configured, remembered,
+/// measured, or assumed for now (and measured again in the background
+/// after an update, until it can be).
+pub(crate) struct Media {
+    speed: Option<u64>,
+    assumed: bool,
+    measuring: Option<tokio::task::JoinHandle<Option<u64>>>,
+}
+
+impl Media {
+    pub(crate) fn new(configured: Option<u64>) -> Self {
+        Self {
+            speed: configured,
+            assumed: false,
+            measuring: None,
+        }
+    }
+
+    /// The speed; found out (remembered, or measured now, which reads the
+    /// disk for up to a few seconds) on first use.
+    pub(crate) async fn speed(&mut self, root: &Path, state: &StateDir) -> u64 {
+        if let Some(speed) = self.speed {
+            return speed;
+        }
+        let (root, state) = (root.to_path_buf(), state.clone());
+        let known = tokio::task::spawn_blocking(move || media_speed(None, &root, &state))
+            .await
+            .ok()
+            .flatten();
+        self.assumed = known.is_none();
+        *self.speed.insert(known.unwrap_or(DEFAULT_MEDIA_SPEED))
+    }
+
+    /// After an update: while the speed is only assumed, measures again in
+    /// the background.
+    pub(crate) fn measure_again(&mut self, root: &Path, state: &StateDir) {
+        if !self.assumed || self.measuring.is_some() {
+            return;
+        }
+        let (root, state) = (root.to_path_buf(), state.clone());
+        self.measuring = Some(tokio::task::spawn_blocking(move || {
+            measure_and_keep(&root, &state)
+        }));
+    }
+
+    /// The speed a measurement under way found, once it is done: `Some`
+    /// when it changes what background scans may read.
+    pub(crate) async fn measured(&mut self) -> Option<u64> {
+        if !self.measuring.as_ref().is_some_and(|m| m.is_finished()) {
+            return None;
+        }
+        let speed = self.measuring.take()?.await.ok().flatten()?;
+        self.speed = Some(speed);
+        self.assumed = false;
+        Some(speed)
+    }
+}
+
 /// Reads up to [`SAMPLE_BYTES`] of the largest files found near the top of
 /// `root` (on its file system), uncached, and times it.
 pub fn measure(root: &Path) -> Option<u64> {
