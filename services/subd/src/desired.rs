@@ -165,9 +165,12 @@ impl Core {
             if let Some(scanner) = &self.scanner {
                 scanner.set_spec(spec);
             }
-            // With a new filter the scan asked for on arrival was made
-            // with the old one; the next one must be urgent too.
-            self.scan_urgently();
+            // The scan asked for on arrival serves, unless it was made
+            // with the old filter, or was taken already (the manifest
+            // could not be read then).
+            if filter_changed || !self.urgent {
+                self.scan_urgently();
+            }
         }
     }
 
