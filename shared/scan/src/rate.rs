@@ -96,6 +96,15 @@ impl RateLimit {
         }
     }
 
+    /// Blocks while a pause lasts (a walk calls it between jobs, so a
+    /// paused scan stops listing directories too, not only reading).
+    pub fn wait_while_paused(&self) {
+        let mut state = self.lock();
+        while state.paused {
+            state = self.changed.wait(state).expect("rate limit lock");
+        }
+    }
+
     /// Lifts the limit (`true`: readers go through at once, those waiting
     /// included) or puts it back (`false`: from now on, with nothing owed
     /// for what was read meanwhile).

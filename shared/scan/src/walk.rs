@@ -224,6 +224,9 @@ impl Walk<'_> {
                 self.wake.notify_all();
                 break;
             };
+            if let Some(rate) = &self.options.rate {
+                rate.wait_while_paused();
+            }
             let mut new_jobs = Vec::new();
             let outcome = match job {
                 Job::Dir(image_path, disk) => {
