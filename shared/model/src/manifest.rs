@@ -18,6 +18,8 @@ use thiserror::Error;
 use crate::object::ObjectId;
 use crate::path::{self, PathError};
 
+mod entry;
+
 /// Format version written into every manifest.
 pub const MANIFEST_VERSION: u32 = 1;
 /// Largest decoded manifest accepted (bytes of JSON).
@@ -145,8 +147,8 @@ impl Inode {
     }
 }
 
-/// A path and its inode.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A path and its inode (read by a reader of its own, in `entry.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Entry {
     pub path: String,
     #[serde(flatten)]
