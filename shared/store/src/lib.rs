@@ -17,6 +17,10 @@ use dom_model::ObjectId;
 use futures::StreamExt;
 use thiserror::Error;
 
+mod unverified;
+
+pub use unverified::{Unverified, Verified};
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("object {0} is not in the store")]
@@ -71,6 +75,20 @@ pub trait ContentStore: Send + Sync {
                 Some(refused) => Err(refused),
                 None => Ok(content),
             }
+        }
+    }
+    /// As [`ContentStore::get_sized`], leaving the check of the content
+    /// against `id` to the caller, who may do it where it suits
+    /// ([`Unverified::verify`]). A store that checks every read anyway
+    /// need not override this.
+    fn get_unverified(
+        &self,
+        id: ObjectId,
+        size: u64,
+    ) -> impl Future<Output = Result<Unverified, StoreError>> + Send {
+        async move {
+            let content = self.get_sized(id, size).await?;
+            Ok(Unverified::new(id, vec![content]))
         }
     }
     /// Reads object `id` if it holds at most `limit` bytes.
@@ -197,6 +215,10 @@ impl ContentStore for NatsStore {
         self.read(id, Size::Exactly(size)).await
     }
 
+    async fn get_unverified(&self, id: ObjectId, size: u64) -> Result<Unverified, StoreError> {
+        self.read_unverified(id, Size::Exactly(size)).await
+    }
+
     async fn get_at_most(&self, id: ObjectId, limit: u64) -> Result<Bytes, StoreError> {
         self.read(id, Size::AtMost(limit)).await
     }
@@ -281,12 +303,22 @@ impl NatsStore {
             .buffer_unordered(READ_CONCURRENCY)
     }
 
-    /// Reads one object with direct gets (the metadata message, then each
-    /// chunk by subject), which need no consumer, and verifies it. An
-    /// object whose metadata gives a size other than `expected` allows is
-    /// refused before any of its content is read, and no more than its
-    /// metadata says is read.
+    /// Reads one object and verifies it.
     async fn read(&self, id: ObjectId, expected: Size) -> Result<Bytes, StoreError> {
+        let content = self.read_unverified(id, expected).await?;
+        Ok(content.verify()?.into_bytes())
+    }
+
+    /// Reads one object with direct gets (the metadata message, then each
+    /// chunk by subject), which need no consumer. An object whose metadata
+    /// gives a size other than `expected` allows is refused before any of
+    /// its content is read, and no more than its metadata says is read.
+    /// The chunks are kept as they arrived, never copied into one buffer.
+    async fn read_unverified(
+        &self,
+        id: ObjectId,
+        expected: Size,
+    ) -> Result<Unverified, StoreError> {
         use async_nats::jetstream::stream::DirectGetErrorKind;
         let failed =
             |e: &dyn std::fmt::Display| StoreError::Backend(format!("reading object {id}: {e}"));
@@ -320,13 +352,13 @@ impl NatsStore {
             return Err(refused);
         }
         let chunk_subject = format!("{}{}", self.chunk_prefix, info.nuid);
-        let mut content = Vec::with_capacity(info.size.min(1 << 30));
+        let mut parts = Vec::with_capacity(info.chunks);
         match info.chunks {
             0 => {}
             // Most objects: the chunk subject's last (only) message, which
             // the server finds by subject without scanning the stream.
             1 => match stream.direct_get_last_for_subject(chunk_subject).await {
-                Ok(chunk) => content.extend_from_slice(&chunk.payload),
+                Ok(chunk) => parts.push(chunk.payload),
                 // A chunk gone missing: the object is damaged, not absent.
                 Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
                 Err(e) => return Err(failed(&e)),
@@ -339,18 +371,14 @@ impl NatsStore {
                 let mut read = 0;
                 while let Some(chunk) = pages.next().await {
                     let chunk = chunk.map_err(|e| failed(&e))?;
-                    content.extend_from_slice(&chunk.payload);
-                    read += 1;
-                    if read == chunks || content.len() > info.size {
+                    read += chunk.payload.len();
+                    parts.push(chunk.payload);
+                    if parts.len() == chunks || read > info.size {
                         break;
                     }
                 }
             }
         }
-        let actual = ObjectId::of(&content);
-        if actual != id {
-            return Err(StoreError::Corrupt { id, actual });
-        }
-        Ok(content.into())
+        Ok(Unverified::new(id, parts))
     }
 }

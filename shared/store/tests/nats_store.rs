@@ -126,3 +126,40 @@ async fn an_object_of_an_unexpected_size_is_refused_unread() {
         }
     }
 }
+
+#[tokio::test]
+async fn unverified_reads_keep_the_chunks_and_are_checked_when_asked() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let store = NatsStore::open(&bus).await.unwrap();
+    for len in [0, 10, 3 * CHUNK_SIZE + 17] {
+        let bytes = content(9, len);
+        let id = ObjectId::of(&bytes);
+        store.put(id, bytes.clone()).await.unwrap();
+        let read = store.get_unverified(id, len as u64).await.unwrap();
+        assert_eq!((read.id(), read.len()), (id, len as u64));
+        let verified = read.verify().unwrap();
+        assert_eq!(verified.parts().len(), len.div_ceil(CHUNK_SIZE));
+        assert_eq!(verified.into_bytes(), bytes);
+        // Another size than the image says: refused, nothing read.
+        assert!(matches!(
+            store.get_unverified(id, len as u64 + 1).await,
+            Err(StoreError::WrongSize { .. })
+        ));
+    }
+
+    // Other content under an id: read, and refused by the check.
+    let claimed = ObjectId::of(b"the real content!");
+    store
+        .put(claimed, Bytes::from_static(b"something else!!"))
+        .await
+        .unwrap();
+    let read = store.get_unverified(claimed, 16).await.unwrap();
+    match read.verify() {
+        Err(StoreError::Corrupt { id, actual }) => {
+            assert_eq!(id, claimed);
+            assert_eq!(actual, ObjectId::of(b"something else!!"));
+        }
+        other => panic!("expected a corrupt object, got {other:?}"),
+    }
+}
