@@ -17,6 +17,7 @@ use dom_model::ObjectId;
 use futures::StreamExt;
 use thiserror::Error;
 
+mod named;
 mod unverified;
 
 pub use unverified::{Unverified, Verified};
@@ -142,6 +143,8 @@ pub struct NatsStore {
     meta_prefix: String,
     chunk_prefix: String,
     chunk_size: usize,
+    /// Which way round reads go (see `named.rs`).
+    lookup: std::sync::Arc<named::Lookup>,
 }
 
 impl NatsStore {
@@ -158,6 +161,7 @@ impl NatsStore {
             chunk_prefix: bus.subjects.object_chunk_prefix(),
             // Room for the protocol's headers on top of the payload.
             chunk_size: CHUNK_SIZE.min(max_payload.saturating_sub(4096)).max(4096),
+            lookup: Default::default(),
         })
     }
 }
@@ -226,24 +230,34 @@ impl ContentStore for NatsStore {
 
 impl NatsStore {
     async fn put_unguarded(&self, id: ObjectId, content: Bytes) -> Result<(), StoreError> {
-        // The standard object-store layout (chunks under a fresh id, then
-        // the metadata message rolling up its subject), written without
-        // waiting for each chunk's acknowledgement: all of them are in
-        // flight at once and awaited together. Callers upload only objects
-        // the bucket lacks, so there is no old version to look up or purge.
+        // The standard object-store layout (chunks, then the metadata
+        // message rolling up its subject), written without waiting for
+        // each chunk's acknowledgement: all of them are in flight at once
+        // and awaited together. Callers upload only objects the bucket
+        // lacks, so there is no old version to look up or purge. The
+        // chunks go under the object's own id rather than a fresh NUID, so
+        // that readers who know the id can skip the metadata (named.rs);
+        // the first one rolls up its subject, clearing what an upload cut
+        // short may have left there.
         let failed =
             |e: &dyn std::fmt::Display| StoreError::Backend(format!("storing object {id}: {e}"));
-        let nuid = nuid::next().to_string();
-        let chunk_subject = format!("{}{nuid}", self.chunk_prefix);
+        let nuid = id.to_hex();
+        let chunk_subject = named::chunk_subject(&self.chunk_prefix, &id);
         let mut acks = Vec::with_capacity(content.len() / self.chunk_size + 2);
         let mut chunks = 0;
         for start in (0..content.len()).step_by(self.chunk_size) {
             let end = (start + self.chunk_size).min(content.len());
-            let ack = self
-                .js
-                .publish(chunk_subject.clone(), content.slice(start..end))
-                .await
-                .map_err(|e| failed(&e))?;
+            let chunk = content.slice(start..end);
+            let publish = if chunks == 0 {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(async_nats::header::NATS_ROLLUP, "sub");
+                self.js
+                    .publish_with_headers(chunk_subject.clone(), headers, chunk)
+                    .await
+            } else {
+                self.js.publish(chunk_subject.clone(), chunk).await
+            };
+            let ack = publish.map_err(|e| failed(&e))?;
             acks.push(ack);
             chunks += 1;
         }
@@ -309,11 +323,13 @@ impl NatsStore {
         Ok(content.verify()?.into_bytes())
     }
 
-    /// Reads one object with direct gets (the metadata message, then each
-    /// chunk by subject), which need no consumer. An object whose metadata
-    /// gives a size other than `expected` allows is refused before any of
-    /// its content is read, and no more than its metadata says is read.
-    /// The chunks are kept as they arrived, never copied into one buffer.
+    /// Reads one object with direct gets, which need no consumer: of a
+    /// known size, its chunks under its own id if they are there and hold
+    /// that many bytes (see `named.rs`), else the metadata message, then
+    /// each chunk by subject. An object whose metadata gives a size other
+    /// than `expected` allows is refused before any of its content is
+    /// read, and no more than its metadata says is read. The chunks are
+    /// kept as they arrived, never copied into one buffer.
     async fn read_unverified(
         &self,
         id: ObjectId,
@@ -327,6 +343,19 @@ impl NatsStore {
             .get_stream_no_info(&self.stream)
             .await
             .map_err(|e| failed(&e))?;
+        if let Size::Exactly(size) = expected {
+            // Its content is known: nothing to read.
+            if size == 0 {
+                return Ok(Unverified::new(id, Vec::new()));
+            }
+            if self.lookup.chunks_first() {
+                let found = self.read_named(&stream, id, size).await?;
+                self.lookup.found(found.is_some());
+                if let Some(parts) = found {
+                    return Ok(Unverified::new(id, parts));
+                }
+            }
+        }
         let subject = format!("{}{}", self.meta_prefix, URL_SAFE.encode(id.to_hex()));
         let meta = match stream.direct_get_last_for_subject(subject).await {
             Ok(meta) => meta,
