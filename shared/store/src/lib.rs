@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::object_store::{ObjectInfo, ObjectOptions};
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine;
@@ -234,33 +235,47 @@ impl NatsStore {
         // message rolling up its subject), written without waiting for
         // each chunk's acknowledgement: all of them are in flight at once
         // and awaited together. Callers upload only objects the bucket
-        // lacks, so there is no old version to look up or purge. The
-        // chunks go under the object's own id rather than a fresh NUID, so
-        // that readers who know the id can skip the metadata (named.rs);
-        // the first one rolls up its subject, clearing what an upload cut
-        // short may have left there.
+        // lacks, so there is no old version to look up or purge.
         let failed =
             |e: &dyn std::fmt::Display| StoreError::Backend(format!("storing object {id}: {e}"));
-        let nuid = id.to_hex();
-        let chunk_subject = named::chunk_subject(&self.chunk_prefix, &id);
+        let single = !content.is_empty() && content.len() <= self.chunk_size;
         let mut acks = Vec::with_capacity(content.len() / self.chunk_size + 2);
         let mut chunks = 0;
-        for start in (0..content.len()).step_by(self.chunk_size) {
-            let end = (start + self.chunk_size).min(content.len());
-            let chunk = content.slice(start..end);
-            let publish = if chunks == 0 {
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert(async_nats::header::NATS_ROLLUP, "sub");
-                self.js
-                    .publish_with_headers(chunk_subject.clone(), headers, chunk)
-                    .await
-            } else {
-                self.js.publish(chunk_subject.clone(), chunk).await
-            };
-            let ack = publish.map_err(|e| failed(&e))?;
+        let nuid = if single {
+            // Under its own id, so that readers who know the id can skip
+            // the metadata (named.rs), and only if nothing is there yet:
+            // what is there is the same object, stored by an upload cut
+            // short or by another one at the same time, and is kept, so
+            // that the subject never holds two copies for a reader of all
+            // its messages to put together.
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+            let subject = named::chunk_subject(&self.chunk_prefix, &id);
+            let ack = self
+                .js
+                .publish_with_headers(subject, headers, content.clone())
+                .await
+                .map_err(|e| failed(&e))?;
             acks.push(ack);
-            chunks += 1;
-        }
+            chunks = 1;
+            id.to_hex()
+        } else {
+            // Under a fresh NUID, as any object-store client does: each
+            // upload of a large object has its chunks to itself.
+            let nuid = nuid::next().to_string();
+            let chunk_subject = format!("{}{nuid}", self.chunk_prefix);
+            for start in (0..content.len()).step_by(self.chunk_size) {
+                let end = (start + self.chunk_size).min(content.len());
+                let ack = self
+                    .js
+                    .publish(chunk_subject.clone(), content.slice(start..end))
+                    .await
+                    .map_err(|e| failed(&e))?;
+                acks.push(ack);
+                chunks += 1;
+            }
+            nuid
+        };
         let digest = openssl::sha::sha256(&content);
         let info = ObjectInfo {
             name: id.to_hex(),
@@ -291,7 +306,11 @@ impl NatsStore {
         );
         let acks = acks.into_iter().map(std::future::IntoFuture::into_future);
         for ack in futures::future::join_all(acks).await {
-            ack.map_err(|e| failed(&e))?;
+            match ack {
+                // The single chunk is there already (see above).
+                Err(e) if single && e.kind() == PublishErrorKind::WrongLastSequence => {}
+                other => drop(other.map_err(|e| failed(&e))?),
+            }
         }
         Ok(())
     }
@@ -324,9 +343,9 @@ impl NatsStore {
     }
 
     /// Reads one object with direct gets, which need no consumer: of a
-    /// known size, its chunks under its own id if they are there and hold
-    /// that many bytes (see `named.rs`), else the metadata message, then
-    /// each chunk by subject. An object whose metadata gives a size other
+    /// known size of one chunk, that chunk under the object's own id if it
+    /// is there and holds that many bytes (see `named.rs`), else the
+    /// metadata message, then each chunk by subject. An object whose metadata gives a size other
     /// than `expected` allows is refused before any of its content is
     /// read, and no more than its metadata says is read. The chunks are
     /// kept as they arrived, never copied into one buffer.
@@ -348,11 +367,11 @@ impl NatsStore {
             if size == 0 {
                 return Ok(Unverified::new(id, Vec::new()));
             }
-            if self.lookup.chunks_first() {
+            if size <= self.chunk_size as u64 && self.lookup.chunks_first() {
                 let found = self.read_named(&stream, id, size).await?;
                 self.lookup.found(found.is_some());
-                if let Some(parts) = found {
-                    return Ok(Unverified::new(id, parts));
+                if let Some(chunk) = found {
+                    return Ok(Unverified::new(id, vec![chunk]));
                 }
             }
         }

@@ -3,22 +3,27 @@
 //! The standard object-store layout keeps an object's chunks under a
 //! subject named by a NUID, which only the object's metadata message
 //! records: every read costs two direct gets, one to learn the subject and
-//! one for the content, and for a whole image the server spent more of its
-//! time answering the first kind than the second. So [`crate::NatsStore`]
-//! stores each object's chunks under a subject named by the object's own
-//! id (`$O.<bucket>.C.<hex id>`) and records that name as the metadata's
-//! `nuid`. It is still the standard layout: any object-store client reads
-//! such an object through its metadata as it reads any other. But a reader
-//! that knows the id and how many bytes to expect (an agent, from its
-//! image's manifest) can read the chunks straight away.
+//! one for the content, and for a whole image the server spent about as
+//! long answering the first kind as the second. Most objects are small
+//! enough for one chunk (all but 30 of synth's 31,381), so
+//! [`crate::NatsStore`] stores such an object's one chunk under a subject
+//! named by the object's own id (`$O.<bucket>.C.<hex id>`) and records
+//! that name as the metadata's `nuid`. It is still the standard layout:
+//! any object-store client reads the object through its metadata as it
+//! reads any other. But a reader that knows the id and how many bytes to
+//! expect (an agent, from its image's manifest) can read the chunk
+//! straight away. The chunk is stored only if the subject holds nothing
+//! yet, so it never holds two messages, even when two uploads of the
+//! object race or one was cut short after its chunk. Larger objects keep
+//! a fresh NUID for each upload, as any client writes them, and are read
+//! through their metadata.
 //!
 //! What such a read finds is only content claiming to be the object. It is
 //! taken only when it holds exactly the bytes expected, and it is checked
 //! against the id as every read is. Anything else (nothing under that
 //! subject: an object another client put, or one stored before this
 //! layout; another size) sends the read the standard way, through the
-//! metadata, which refuses an object of another size before reading it. A
-//! read never takes more than the expected bytes and one page of chunks.
+//! metadata, which refuses an object of another size before reading it.
 //!
 //! Objects stored the old way would cost a vain request each, so
 //! [`Lookup`] learns from what the reads find which way round to go.
@@ -28,7 +33,6 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use bytes::Bytes;
 use dom_model::ObjectId;
-use futures::StreamExt;
 
 use crate::{NatsStore, StoreError};
 
@@ -75,46 +79,24 @@ impl Lookup {
 }
 
 impl NatsStore {
-    /// The chunks stored under object `id`'s own subject, if they hold
-    /// exactly `size` (more than zero) bytes; `None` when they do not.
+    /// The chunk stored under object `id`'s own subject, if it holds
+    /// exactly `size` bytes (more than none, at most one chunk's worth);
+    /// `None` when it does not. `stream` is the object stream.
     pub(crate) async fn read_named(
         &self,
         stream: &Stream<()>,
         id: ObjectId,
         size: u64,
-    ) -> Result<Option<Vec<Bytes>>, StoreError> {
-        let failed =
-            |e: &dyn std::fmt::Display| StoreError::Backend(format!("reading object {id}: {e}"));
+    ) -> Result<Option<Bytes>, StoreError> {
         let subject = chunk_subject(&self.chunk_prefix, &id);
-        if size <= self.chunk_size as u64 {
-            // One chunk, as this store writes it: the subject's last (only)
-            // message, found by subject without scanning the stream.
-            match stream.direct_get_last_for_subject(subject.as_str()).await {
-                Ok(chunk) => {
-                    let len = chunk.payload.len() as u64;
-                    if len == size {
-                        return Ok(Some(vec![chunk.payload]));
-                    }
-                    if len > size {
-                        return Ok(None);
-                    }
-                    // Smaller chunks than this store writes: read them all.
-                }
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(failed(&e)),
-            }
+        // The subject's last (only) message, found by subject without
+        // scanning the stream.
+        match stream.direct_get_last_for_subject(subject).await {
+            Ok(chunk) if chunk.payload.len() as u64 == size => Ok(Some(chunk.payload)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Backend(format!("reading object {id}: {e}"))),
         }
-        let mut chunks = std::pin::pin!(self.bus.read_stream(&self.stream, &subject, 1));
-        let (mut parts, mut read) = (Vec::new(), 0u64);
-        while read < size {
-            let Some(chunk) = chunks.next().await else {
-                break;
-            };
-            let chunk = chunk.map_err(|e| failed(&e))?;
-            read += chunk.payload.len() as u64;
-            parts.push(chunk.payload);
-        }
-        Ok((read == size).then_some(parts))
     }
 }
 

@@ -238,27 +238,45 @@ async fn chunks_under_an_object_s_id_are_taken_only_as_what_the_image_says() {
 }
 
 #[tokio::test]
-async fn an_upload_cut_short_leaves_nothing_the_next_one_reads() {
+async fn an_object_is_stored_whole_however_many_uploads_there_are() {
     let server = NatsServer::start().unwrap();
     let bus = connect(&server).await;
     let store = NatsStore::open(&bus).await.unwrap();
-    let data = content(5, 2 * CHUNK_SIZE + 3);
-    let id = ObjectId::of(&data);
-    // The first chunk of an earlier upload, whose metadata never came.
-    chunk_under_id(&bus, id, data.slice(..CHUNK_SIZE)).await;
+    let small = content(5, 1000);
+    let id = ObjectId::of(&small);
+    // The chunk of an upload cut short before its metadata.
+    chunk_under_id(&bus, id, small.clone()).await;
     assert!(store.ids().await.unwrap().is_empty());
+    let large = content(6, 2 * CHUNK_SIZE + 3);
+    let large_id = ObjectId::of(&large);
+    // Then two uploads of each at once.
+    let (a, b, c, d) = tokio::join!(
+        store.put(id, small.clone()),
+        store.put(id, small.clone()),
+        store.put(large_id, large.clone()),
+        store.put(large_id, large.clone()),
+    );
+    for put in [a, b, c, d] {
+        put.unwrap();
+    }
 
-    store.put(id, data.clone()).await.unwrap();
-    assert_eq!(store.get_sized(id, data.len() as u64).await.unwrap(), data);
-    assert_eq!(store.get(id).await.unwrap(), data);
-    let mut object = bus
-        .object_bucket()
-        .await
-        .unwrap()
-        .get(id.to_hex())
+    // One message under the small object's id, whatever reads it.
+    let stream = bus
+        .js
+        .get_stream(bus.subjects.object_stream())
         .await
         .unwrap();
-    let mut back = Vec::new();
-    object.read_to_end(&mut back).await.unwrap();
-    assert_eq!(back, data.as_ref());
+    let subject = format!("{}{}", bus.subjects.object_chunk_prefix(), id.to_hex());
+    let mut counts = stream.info_with_subjects(subject.as_str()).await.unwrap();
+    let (_, count) = counts.next().await.unwrap().unwrap();
+    assert_eq!(count, 1);
+    let bucket = bus.object_bucket().await.unwrap();
+    for (id, data) in [(id, &small), (large_id, &large)] {
+        assert_eq!(store.get_sized(id, data.len() as u64).await.unwrap(), data);
+        assert_eq!(store.get(id).await.unwrap(), data);
+        let mut object = bucket.get(id.to_hex()).await.unwrap();
+        let mut back = Vec::new();
+        object.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, data.as_ref());
+    }
 }
