@@ -5,8 +5,16 @@
 //! copied from there; one that changed since the scan, or that the machine
 //! lacks, comes from the content store. Every object is checked against its
 //! SHA-512 before it enters the cache, so a corrupt object is refused and
-//! can never be installed. Many objects are in flight at once, within a
-//! memory budget and, when one is set, a byte-rate limit.
+//! can never be installed; the check runs on the thread that writes the
+//! object, not on the runtime reading the network. Many objects are in
+//! flight at once, within a memory budget and, when one is set, a
+//! byte-rate limit.
+//!
+//! Objects are written into one [`Batch`]: the cache's file system is
+//! flushed once for many objects, and only then are they named by their
+//! ids (see `objects/batch.rs`). The fetch commits the batch before it
+//! returns, whether or not every object came, so each object it reports
+//! is durable under its id before an update can install it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -14,15 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use dom_model::{ObjectId, Plan};
 use dom_scan::RateLimit;
-use dom_store::{ContentStore, StoreError};
+use dom_store::{ContentStore, StoreError, Unverified};
 use futures::StreamExt;
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
-use crate::objects::ObjectCache;
+use crate::objects::{Batch, ObjectCache};
 
 #[derive(Debug, Error)]
 pub enum FetchError {
@@ -42,6 +49,8 @@ pub enum FetchError {
     Changed { path: PathBuf },
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
+    #[error("cannot flush the object cache {} to disk: {source}", dir.display())]
+    Flush { dir: PathBuf, source: io::Error },
     #[error("cannot write object {id} to the cache {}: {source}", dir.display())]
     Cache {
         id: ObjectId,
@@ -51,7 +60,7 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    fn from_store(id: ObjectId, e: StoreError) -> Self {
+    pub(crate) fn from_store(id: ObjectId, e: StoreError) -> Self {
         match e {
             StoreError::Corrupt { id, actual } => Self::Corrupt {
                 id,
@@ -100,7 +109,8 @@ impl Default for FetchOptions {
 /// Live counts, readable while a fetch runs.
 #[derive(Debug, Default)]
 pub struct FetchProgress {
-    /// Objects now in the cache, from the store or the machine.
+    /// Objects verified and written to the cache, from the store or the
+    /// machine (under their ids once their batch commits).
     pub objects: AtomicU64,
     /// Their bytes.
     pub bytes: AtomicU64,
@@ -164,6 +174,7 @@ pub async fn fetch_objects<S: ContentStore>(
     let fetcher = Fetcher {
         store,
         cache,
+        batch: Arc::new(cache.batch()),
         options,
         memory: Semaphore::new(budget_kib as usize),
         budget_kib,
@@ -199,6 +210,22 @@ pub async fn fetch_objects<S: ContentStore>(
             }
         }
     }
+    drop(results);
+    // Whatever failed, what was fetched is kept: made durable and named by
+    // its id before the update that needs it can run.
+    let batch = fetcher.batch.clone();
+    let committed = tokio::task::spawn_blocking(move || batch.commit())
+        .await
+        .unwrap_or_else(|e| {
+            Err(FetchError::Flush {
+                dir: cache.dir().to_path_buf(),
+                source: io::Error::other(e.to_string()),
+            })
+        });
+    if let Err(e) = committed {
+        tracing::warn!(error = %e, "fetched objects not kept");
+        first_error.get_or_insert(e);
+    }
     match first_error {
         None => Ok(stats),
         Some(e) => {
@@ -217,6 +244,8 @@ struct Got {
 struct Fetcher<'a, S> {
     store: &'a S,
     cache: &'a ObjectCache,
+    /// Where objects are written, to be made durable together.
+    batch: Arc<Batch>,
     options: &'a FetchOptions,
     /// Kibibytes of content that may be in memory at once.
     memory: Semaphore,
@@ -231,9 +260,9 @@ impl<S: ContentStore> Fetcher<'_, S> {
         local: Option<PathBuf>,
     ) -> Result<Got, FetchError> {
         if let Some(src) = local {
-            let cache = self.cache.clone();
+            let batch = self.batch.clone();
             let copied = tokio::task::spawn_blocking(move || {
-                let result = cache.insert_from_file(&id, &src);
+                let result = batch.insert_from_file(&id, &src);
                 (src, result)
             })
             .await;
@@ -257,9 +286,10 @@ impl<S: ContentStore> Fetcher<'_, S> {
             let _ = tokio::task::spawn_blocking(move || rate.take(size)).await;
         }
         let content = self.get(id, size).await?;
-        let cache = self.cache.clone();
-        // The store has checked the content against its id.
-        tokio::task::spawn_blocking(move || cache.insert_checked(&id, &content))
+        let batch = self.batch.clone();
+        // Checked against its id on the writing thread, off the runtime
+        // that reads the network.
+        tokio::task::spawn_blocking(move || batch.insert(content))
             .await
             .map_err(|e| FetchError::Cache {
                 id,
@@ -273,9 +303,9 @@ impl<S: ContentStore> Fetcher<'_, S> {
     }
 
     /// The one place objects are read from the store.
-    async fn get(&self, id: ObjectId, size: u64) -> Result<Bytes, FetchError> {
+    async fn get(&self, id: ObjectId, size: u64) -> Result<Unverified, FetchError> {
         self.store
-            .get_sized(id, size)
+            .get_unverified(id, size)
             .await
             .map_err(|e| FetchError::from_store(id, e))
     }

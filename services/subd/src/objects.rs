@@ -13,8 +13,10 @@
 //! object is installed by renaming it into place. It only ever holds whole,
 //! verified objects under their id: content is written to a temporary name
 //! (`.subd-tmp.*`, in its subdirectory), checked against its SHA-512,
-//! flushed to disk and only then renamed to its id. Temporary names left by
-//! a crash are removed when the cache is opened.
+//! flushed to disk and only then renamed to its id. A fetch writes many
+//! objects and flushes them together ([`Batch`]); a single insert flushes
+//! its own. Temporary names left by a crash are removed when the cache is
+//! opened.
 //!
 //! An update moves the objects it needs aside to staged names
 //! (`.subd-staged.<id>`, at the top) before it starts changing the tree,
@@ -38,6 +40,10 @@ use dom_model::ObjectId;
 
 use crate::fetch::FetchError;
 use crate::update::sys;
+
+mod batch;
+
+pub use batch::{Batch, COMMIT_AFTER, COMMIT_BYTES, COMMIT_OBJECTS};
 
 /// Prefix of names being written; never a whole object.
 pub const TEMP_PREFIX: &str = ".subd-tmp.";
@@ -195,42 +201,45 @@ impl ObjectCache {
         if self.contains(id) {
             return Ok(());
         }
-        let read_error = |source| FetchError::Read {
-            path: src.to_path_buf(),
-            source,
-        };
-        // Non-blocking, so a fifo put there since the scan cannot stall us.
-        let mut input = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(src)
-            .map_err(read_error)?;
-        if !input.metadata().map_err(read_error)?.is_file() {
+        let (mut input, _) = open_machine_file(src)?;
+        self.write_object(id, |file| self.copy_verified(id, &mut input, src, file))
+    }
+
+    /// Copies the machine file `src`, open as `input`, into `file`, hashing
+    /// it on the way: content that no longer hashes to `id` (the file
+    /// changed since it was scanned) is refused with
+    /// [`FetchError::Changed`].
+    fn copy_verified(
+        &self,
+        id: &ObjectId,
+        input: &mut File,
+        src: &Path,
+        file: &mut File,
+    ) -> Result<(), FetchError> {
+        let mut hasher = Hasher::new();
+        let mut buffer = vec![0u8; COPY_BUFFER];
+        loop {
+            let n = match input.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(FetchError::Read {
+                        path: src.to_path_buf(),
+                        source,
+                    })
+                }
+            };
+            hasher.update(&buffer[..n]);
+            file.write_all(&buffer[..n])
+                .map_err(|e| self.cache_error(id, e))?;
+        }
+        if hasher.finish() != *id {
             return Err(FetchError::Changed {
                 path: src.to_path_buf(),
             });
         }
-        self.write_object(id, |file| {
-            let mut hasher = Hasher::new();
-            let mut buffer = vec![0u8; COPY_BUFFER];
-            loop {
-                let n = match input.read(&mut buffer) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(read_error(e)),
-                };
-                hasher.update(&buffer[..n]);
-                file.write_all(&buffer[..n])
-                    .map_err(|e| self.cache_error(id, e))?;
-            }
-            if hasher.finish() != *id {
-                return Err(FetchError::Changed {
-                    path: src.to_path_buf(),
-                });
-            }
-            Ok(())
-        })
+        Ok(())
     }
 
     /// Moves object `id` aside to its staged name, for an update to give
@@ -347,12 +356,7 @@ impl ObjectCache {
         id: &ObjectId,
         fill: impl FnOnce(&mut File) -> Result<(), FetchError>,
     ) -> Result<(), FetchError> {
-        // Written in its subdirectory, so that writers of different objects
-        // seldom wait for the same directory.
-        let shard = self.shard(id).map_err(|e| self.cache_error(id, e))?;
-        let name = self.temp_name();
-        let mut file =
-            File::from(sys::create_at(shard, &name, 0o600).map_err(|e| self.cache_error(id, e))?);
+        let (shard, name, mut file) = self.create_temp(id)?;
         let result = fill(&mut file).and_then(|()| {
             file.sync_data()
                 .and_then(|()| sys::rename_at(shard, &name, shard, &object_name(id)))
@@ -362,6 +366,16 @@ impl ObjectCache {
             let _ = sys::unlink_at(shard, &name, false);
         }
         result
+    }
+
+    /// A new file under a temporary name in object `id`'s subdirectory,
+    /// so that writers of different objects seldom wait for the same
+    /// directory: the subdirectory's descriptor, the name and the file.
+    fn create_temp(&self, id: &ObjectId) -> Result<(RawFd, CString, File), FetchError> {
+        let shard = self.shard(id).map_err(|e| self.cache_error(id, e))?;
+        let name = self.temp_name();
+        let fd = sys::create_at(shard, &name, 0o600).map_err(|e| self.cache_error(id, e))?;
+        Ok((shard, name, File::from(fd)))
     }
 
     fn cache_error(&self, id: &ObjectId, source: io::Error) -> FetchError {
@@ -427,4 +441,26 @@ fn shard_index(name: &str) -> Option<u8> {
     } else {
         None
     }
+}
+
+/// Opens the machine file `src` to copy an object from, with its size:
+/// only a regular file, never through a symlink, and without blocking (a
+/// fifo put there since the scan cannot stall the fetch).
+fn open_machine_file(src: &Path) -> Result<(File, u64), FetchError> {
+    let read_error = |source| FetchError::Read {
+        path: src.to_path_buf(),
+        source,
+    };
+    let input = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(src)
+        .map_err(read_error)?;
+    let meta = input.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(FetchError::Changed {
+            path: src.to_path_buf(),
+        });
+    }
+    Ok((input, meta.len()))
 }

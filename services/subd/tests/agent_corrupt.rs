@@ -10,7 +10,6 @@ use std::fs;
 use agent_support::{at, write, Fleet};
 use bytes::Bytes;
 use dom_model::{Event, ObjectId};
-use dom_store::{ContentStore, NatsStore};
 use subd::Agent;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,11 +20,22 @@ async fn a_corrupt_object_is_never_installed() {
     write(&source, "/etc/good", b"good content\n", 0o644);
     write(&source, "/etc/victim", b"the real content\n", 0o644);
     let record = fleet.add_image("bad.0", &source, None, None).await;
-    // Someone with write access replaces the object's content.
-    let store = NatsStore::open(&fleet.bus).await.unwrap();
+    // Someone with write access replaces the object's content where the
+    // store keeps it, under the object's id, rolling up what was there.
     let id = ObjectId::of(b"the real content\n");
-    store
-        .put(id, Bytes::from_static(b"the evil content\n"))
+    let chunk = format!(
+        "{}{}",
+        fleet.bus.subjects.object_chunk_prefix(),
+        id.to_hex()
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_ROLLUP, "sub");
+    fleet
+        .bus
+        .js
+        .publish_with_headers(chunk, headers, Bytes::from_static(b"the evil content\n"))
+        .await
+        .unwrap()
         .await
         .unwrap();
 

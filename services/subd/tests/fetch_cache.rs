@@ -146,6 +146,87 @@ fn a_cache_with_every_object_at_the_top_is_moved_into_subdirectories() {
     assert_eq!(cache.total_bytes().unwrap(), 11);
 }
 
+#[test]
+fn a_batch_names_its_objects_by_their_ids_only_when_it_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ObjectCache::open(dir.path().join("objects")).unwrap();
+    let batch = cache.batch();
+    let contents: [&[u8]; 3] = [b"one", b"two", b""];
+    for content in contents {
+        batch.insert_bytes(&ObjectId::of(content), content).unwrap();
+    }
+    let file = dir.path().join("hosts");
+    fs::write(&file, "127.0.0.1 localhost\n").unwrap();
+    let copied = ObjectId::of(b"127.0.0.1 localhost\n");
+    batch.insert_from_file(&copied, &file).unwrap();
+    assert_eq!(batch.len(), 4);
+
+    // Written, but only under temporary names: not in the cache yet, and
+    // what a crash now would leave is removed when the cache is opened.
+    for content in contents {
+        assert!(!cache.contains(&ObjectId::of(content)));
+    }
+    assert!(!cache.contains(&copied));
+    let written = objects(cache.dir());
+    assert_eq!(written.len(), 4);
+    assert!(
+        written.iter().all(|p| p.contains("/.subd-tmp.")),
+        "{written:?}"
+    );
+
+    batch.commit().unwrap();
+    assert!(batch.is_empty());
+    let mut expected: Vec<String> = contents
+        .iter()
+        .map(|c| shard_path(&ObjectId::of(c)))
+        .chain([shard_path(&copied)])
+        .collect();
+    expected.sort();
+    assert_eq!(objects(cache.dir()), expected);
+    for content in contents {
+        assert_eq!(
+            fs::read(cache.path(&ObjectId::of(content))).unwrap(),
+            content
+        );
+    }
+}
+
+#[test]
+fn a_batch_refuses_what_does_not_match_and_drops_what_it_did_not_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ObjectCache::open(dir.path().join("objects")).unwrap();
+    let batch = cache.batch();
+    let id = ObjectId::of(b"what the image says");
+    let err = batch.insert_bytes(&id, b"something else").unwrap_err();
+    assert!(matches!(err, FetchError::Corrupt { .. }), "{err}");
+    let file = dir.path().join("hosts");
+    fs::write(&file, "edited since the scan\n").unwrap();
+    let err = batch.insert_from_file(&id, &file).unwrap_err();
+    assert!(matches!(err, FetchError::Changed { .. }), "{err}");
+    assert!(batch.is_empty());
+    assert!(objects(cache.dir()).is_empty());
+
+    batch.insert_bytes(&id, b"what the image says").unwrap();
+    drop(batch);
+    assert!(!cache.contains(&id));
+    assert!(
+        objects(cache.dir()).is_empty(),
+        "an abandoned batch leaves nothing"
+    );
+}
+
+#[test]
+fn a_full_batch_commits_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ObjectCache::open(dir.path().join("objects")).unwrap();
+    let batch = cache.batch();
+    let big = vec![7u8; subd::objects::COMMIT_BYTES as usize];
+    let id = ObjectId::of(&big);
+    batch.insert_bytes(&id, &big).unwrap();
+    assert!(cache.contains(&id));
+    assert!(batch.is_empty());
+}
+
 fn mkfifo(path: &std::path::Path) {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();

@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::object_store::{ObjectInfo, ObjectOptions};
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine;
@@ -16,6 +17,11 @@ use dom_bus::{Bus, BusError};
 use dom_model::ObjectId;
 use futures::StreamExt;
 use thiserror::Error;
+
+mod named;
+mod unverified;
+
+pub use unverified::{Unverified, Verified};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -73,6 +79,20 @@ pub trait ContentStore: Send + Sync {
             }
         }
     }
+    /// As [`ContentStore::get_sized`], leaving the check of the content
+    /// against `id` to the caller, who may do it where it suits
+    /// ([`Unverified::verify`]). A store that checks every read anyway
+    /// need not override this.
+    fn get_unverified(
+        &self,
+        id: ObjectId,
+        size: u64,
+    ) -> impl Future<Output = Result<Unverified, StoreError>> + Send {
+        async move {
+            let content = self.get_sized(id, size).await?;
+            Ok(Unverified::new(id, vec![content]))
+        }
+    }
     /// Reads object `id` if it holds at most `limit` bytes.
     fn get_at_most(
         &self,
@@ -124,6 +144,8 @@ pub struct NatsStore {
     meta_prefix: String,
     chunk_prefix: String,
     chunk_size: usize,
+    /// Which way round reads go (see `named.rs`).
+    lookup: std::sync::Arc<named::Lookup>,
 }
 
 impl NatsStore {
@@ -140,6 +162,7 @@ impl NatsStore {
             chunk_prefix: bus.subjects.object_chunk_prefix(),
             // Room for the protocol's headers on top of the payload.
             chunk_size: CHUNK_SIZE.min(max_payload.saturating_sub(4096)).max(4096),
+            lookup: Default::default(),
         })
     }
 }
@@ -197,6 +220,10 @@ impl ContentStore for NatsStore {
         self.read(id, Size::Exactly(size)).await
     }
 
+    async fn get_unverified(&self, id: ObjectId, size: u64) -> Result<Unverified, StoreError> {
+        self.read_unverified(id, Size::Exactly(size)).await
+    }
+
     async fn get_at_most(&self, id: ObjectId, limit: u64) -> Result<Bytes, StoreError> {
         self.read(id, Size::AtMost(limit)).await
     }
@@ -204,27 +231,51 @@ impl ContentStore for NatsStore {
 
 impl NatsStore {
     async fn put_unguarded(&self, id: ObjectId, content: Bytes) -> Result<(), StoreError> {
-        // The standard object-store layout (chunks under a fresh id, then
-        // the metadata message rolling up its subject), written without
-        // waiting for each chunk's acknowledgement: all of them are in
-        // flight at once and awaited together. Callers upload only objects
-        // the bucket lacks, so there is no old version to look up or purge.
+        // The standard object-store layout (chunks, then the metadata
+        // message rolling up its subject), written without waiting for
+        // each chunk's acknowledgement: all of them are in flight at once
+        // and awaited together. Callers upload only objects the bucket
+        // lacks, so there is no old version to look up or purge.
         let failed =
             |e: &dyn std::fmt::Display| StoreError::Backend(format!("storing object {id}: {e}"));
-        let nuid = nuid::next().to_string();
-        let chunk_subject = format!("{}{nuid}", self.chunk_prefix);
+        let single = !content.is_empty() && content.len() <= self.chunk_size;
         let mut acks = Vec::with_capacity(content.len() / self.chunk_size + 2);
         let mut chunks = 0;
-        for start in (0..content.len()).step_by(self.chunk_size) {
-            let end = (start + self.chunk_size).min(content.len());
+        let nuid = if single {
+            // Under its own id, so that readers who know the id can skip
+            // the metadata (named.rs), and only if nothing is there yet:
+            // what is there is the same object, stored by an upload cut
+            // short or by another one at the same time, and is kept, so
+            // that the subject never holds two copies for a reader of all
+            // its messages to put together.
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+            let subject = named::chunk_subject(&self.chunk_prefix, &id);
             let ack = self
                 .js
-                .publish(chunk_subject.clone(), content.slice(start..end))
+                .publish_with_headers(subject, headers, content.clone())
                 .await
                 .map_err(|e| failed(&e))?;
             acks.push(ack);
-            chunks += 1;
-        }
+            chunks = 1;
+            id.to_hex()
+        } else {
+            // Under a fresh NUID, as any object-store client does: each
+            // upload of a large object has its chunks to itself.
+            let nuid = nuid::next().to_string();
+            let chunk_subject = format!("{}{nuid}", self.chunk_prefix);
+            for start in (0..content.len()).step_by(self.chunk_size) {
+                let end = (start + self.chunk_size).min(content.len());
+                let ack = self
+                    .js
+                    .publish(chunk_subject.clone(), content.slice(start..end))
+                    .await
+                    .map_err(|e| failed(&e))?;
+                acks.push(ack);
+                chunks += 1;
+            }
+            nuid
+        };
         let digest = openssl::sha::sha256(&content);
         let info = ObjectInfo {
             name: id.to_hex(),
@@ -255,7 +306,11 @@ impl NatsStore {
         );
         let acks = acks.into_iter().map(std::future::IntoFuture::into_future);
         for ack in futures::future::join_all(acks).await {
-            ack.map_err(|e| failed(&e))?;
+            match ack {
+                // The single chunk is there already (see above).
+                Err(e) if single && e.kind() == PublishErrorKind::WrongLastSequence => {}
+                other => drop(other.map_err(|e| failed(&e))?),
+            }
         }
         Ok(())
     }
@@ -281,12 +336,24 @@ impl NatsStore {
             .buffer_unordered(READ_CONCURRENCY)
     }
 
-    /// Reads one object with direct gets (the metadata message, then each
-    /// chunk by subject), which need no consumer, and verifies it. An
-    /// object whose metadata gives a size other than `expected` allows is
-    /// refused before any of its content is read, and no more than its
-    /// metadata says is read.
+    /// Reads one object and verifies it.
     async fn read(&self, id: ObjectId, expected: Size) -> Result<Bytes, StoreError> {
+        let content = self.read_unverified(id, expected).await?;
+        Ok(content.verify()?.into_bytes())
+    }
+
+    /// Reads one object with direct gets, which need no consumer: of a
+    /// known size of one chunk, that chunk under the object's own id if it
+    /// is there and holds that many bytes (see `named.rs`), else the
+    /// metadata message, then each chunk by subject. An object whose metadata gives a size other
+    /// than `expected` allows is refused before any of its content is
+    /// read, and no more than its metadata says is read. The chunks are
+    /// kept as they arrived, never copied into one buffer.
+    async fn read_unverified(
+        &self,
+        id: ObjectId,
+        expected: Size,
+    ) -> Result<Unverified, StoreError> {
         use async_nats::jetstream::stream::DirectGetErrorKind;
         let failed =
             |e: &dyn std::fmt::Display| StoreError::Backend(format!("reading object {id}: {e}"));
@@ -295,6 +362,19 @@ impl NatsStore {
             .get_stream_no_info(&self.stream)
             .await
             .map_err(|e| failed(&e))?;
+        if let Size::Exactly(size) = expected {
+            // Its content is known: nothing to read.
+            if size == 0 {
+                return Ok(Unverified::new(id, Vec::new()));
+            }
+            if size <= self.chunk_size as u64 && self.lookup.chunks_first() {
+                let found = self.read_named(&stream, id, size).await?;
+                self.lookup.found(found.is_some());
+                if let Some(chunk) = found {
+                    return Ok(Unverified::new(id, vec![chunk]));
+                }
+            }
+        }
         let subject = format!("{}{}", self.meta_prefix, URL_SAFE.encode(id.to_hex()));
         let meta = match stream.direct_get_last_for_subject(subject).await {
             Ok(meta) => meta,
@@ -320,13 +400,13 @@ impl NatsStore {
             return Err(refused);
         }
         let chunk_subject = format!("{}{}", self.chunk_prefix, info.nuid);
-        let mut content = Vec::with_capacity(info.size.min(1 << 30));
+        let mut parts = Vec::with_capacity(info.chunks);
         match info.chunks {
             0 => {}
             // Most objects: the chunk subject's last (only) message, which
             // the server finds by subject without scanning the stream.
             1 => match stream.direct_get_last_for_subject(chunk_subject).await {
-                Ok(chunk) => content.extend_from_slice(&chunk.payload),
+                Ok(chunk) => parts.push(chunk.payload),
                 // A chunk gone missing: the object is damaged, not absent.
                 Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
                 Err(e) => return Err(failed(&e)),
@@ -339,18 +419,14 @@ impl NatsStore {
                 let mut read = 0;
                 while let Some(chunk) = pages.next().await {
                     let chunk = chunk.map_err(|e| failed(&e))?;
-                    content.extend_from_slice(&chunk.payload);
-                    read += 1;
-                    if read == chunks || content.len() > info.size {
+                    read += chunk.payload.len();
+                    parts.push(chunk.payload);
+                    if parts.len() == chunks || read > info.size {
                         break;
                     }
                 }
             }
         }
-        let actual = ObjectId::of(&content);
-        if actual != id {
-            return Err(StoreError::Corrupt { id, actual });
-        }
-        Ok(content.into())
+        Ok(Unverified::new(id, parts))
     }
 }

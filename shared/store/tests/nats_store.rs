@@ -126,3 +126,157 @@ async fn an_object_of_an_unexpected_size_is_refused_unread() {
         }
     }
 }
+
+#[tokio::test]
+async fn unverified_reads_keep_the_chunks_and_are_checked_when_asked() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let store = NatsStore::open(&bus).await.unwrap();
+    for len in [0, 10, 3 * CHUNK_SIZE + 17] {
+        let bytes = content(9, len);
+        let id = ObjectId::of(&bytes);
+        store.put(id, bytes.clone()).await.unwrap();
+        let read = store.get_unverified(id, len as u64).await.unwrap();
+        assert_eq!((read.id(), read.len()), (id, len as u64));
+        let verified = read.verify().unwrap();
+        assert_eq!(verified.parts().len(), len.div_ceil(CHUNK_SIZE));
+        assert_eq!(verified.into_bytes(), bytes);
+        // Another size than the image says: refused, nothing read.
+        assert!(matches!(
+            store.get_unverified(id, len as u64 + 1).await,
+            Err(StoreError::WrongSize { .. })
+        ));
+    }
+
+    // Other content under an id: read, and refused by the check.
+    let claimed = ObjectId::of(b"the real content!");
+    store
+        .put(claimed, Bytes::from_static(b"something else!!"))
+        .await
+        .unwrap();
+    let read = store.get_unverified(claimed, 16).await.unwrap();
+    match read.verify() {
+        Err(StoreError::Corrupt { id, actual }) => {
+            assert_eq!(id, claimed);
+            assert_eq!(actual, ObjectId::of(b"something else!!"));
+        }
+        other => panic!("expected a corrupt object, got {other:?}"),
+    }
+}
+
+/// Publishes `content` as a chunk under object `id`'s own subject, as a
+/// forger with write access (or an upload cut short) would leave it.
+async fn chunk_under_id(bus: &Bus, id: ObjectId, content: Bytes) {
+    let subject = format!("{}{}", bus.subjects.object_chunk_prefix(), id.to_hex());
+    bus.js
+        .publish(subject, content)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn objects_another_client_stored_are_read_through_their_metadata() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let store = NatsStore::open(&bus).await.unwrap();
+    let bucket = bus.object_bucket().await.unwrap();
+    // More objects than it takes the store to stop looking for chunks
+    // under their ids first.
+    let objects: Vec<Bytes> = (0..80).map(|i| content(i, 100 + i as usize)).collect();
+    for data in &objects {
+        let id = ObjectId::of(data);
+        bucket
+            .put(id.to_hex().as_str(), &mut data.as_ref())
+            .await
+            .unwrap();
+    }
+    for data in &objects {
+        let id = ObjectId::of(data);
+        assert_eq!(store.get_sized(id, data.len() as u64).await.unwrap(), data);
+    }
+    // And one stored the store's way among them.
+    let ours = content(200, 3 * CHUNK_SIZE + 1);
+    store.put(ObjectId::of(&ours), ours.clone()).await.unwrap();
+    let read = store.get_sized(ObjectId::of(&ours), ours.len() as u64);
+    assert_eq!(read.await.unwrap(), ours);
+}
+
+#[tokio::test]
+async fn chunks_under_an_object_s_id_are_taken_only_as_what_the_image_says() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let store = NatsStore::open(&bus).await.unwrap();
+    let bucket = bus.object_bucket().await.unwrap();
+
+    // Another client's object, with something else of another size under
+    // its id: the metadata is followed and the real content read.
+    let real = content(1, 1000);
+    let id = ObjectId::of(&real);
+    bucket
+        .put(id.to_hex().as_str(), &mut real.as_ref())
+        .await
+        .unwrap();
+    chunk_under_id(&bus, id, content(2, 999)).await;
+    assert_eq!(store.get_sized(id, 1000).await.unwrap(), real);
+
+    // Other content of the expected size: refused as corrupt.
+    let claimed = content(3, 500);
+    let forged = ObjectId::of(&claimed);
+    chunk_under_id(&bus, forged, content(4, 500)).await;
+    assert!(matches!(
+        store.get_sized(forged, 500).await,
+        Err(StoreError::Corrupt { id, .. }) if id == forged
+    ));
+    // Nothing of another size is taken for it, and without metadata it
+    // is not in the store.
+    assert!(matches!(
+        store.get_sized(forged, 501).await,
+        Err(StoreError::Missing(id)) if id == forged
+    ));
+}
+
+#[tokio::test]
+async fn an_object_is_stored_whole_however_many_uploads_there_are() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let store = NatsStore::open(&bus).await.unwrap();
+    let small = content(5, 1000);
+    let id = ObjectId::of(&small);
+    // The chunk of an upload cut short before its metadata.
+    chunk_under_id(&bus, id, small.clone()).await;
+    assert!(store.ids().await.unwrap().is_empty());
+    let large = content(6, 2 * CHUNK_SIZE + 3);
+    let large_id = ObjectId::of(&large);
+    // Then two uploads of each at once.
+    let (a, b, c, d) = tokio::join!(
+        store.put(id, small.clone()),
+        store.put(id, small.clone()),
+        store.put(large_id, large.clone()),
+        store.put(large_id, large.clone()),
+    );
+    for put in [a, b, c, d] {
+        put.unwrap();
+    }
+
+    // One message under the small object's id, whatever reads it.
+    let stream = bus
+        .js
+        .get_stream(bus.subjects.object_stream())
+        .await
+        .unwrap();
+    let subject = format!("{}{}", bus.subjects.object_chunk_prefix(), id.to_hex());
+    let mut counts = stream.info_with_subjects(subject.as_str()).await.unwrap();
+    let (_, count) = counts.next().await.unwrap().unwrap();
+    assert_eq!(count, 1);
+    let bucket = bus.object_bucket().await.unwrap();
+    for (id, data) in [(id, &small), (large_id, &large)] {
+        assert_eq!(store.get_sized(id, data.len() as u64).await.unwrap(), data);
+        assert_eq!(store.get(id).await.unwrap(), data);
+        let mut object = bucket.get(id.to_hex()).await.unwrap();
+        let mut back = Vec::new();
+        object.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, data.as_ref());
+    }
+}

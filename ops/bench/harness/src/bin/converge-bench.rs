@@ -10,6 +10,10 @@
 //! `--fetch-all` instead fetches every object of the image into an empty
 //! object cache, to measure fetch throughput from the bucket.
 //!
+//! Both fetch as the agent does, through its `Converger`: its batch of
+//! objects flushed together, on the blocking thread it drives the fetch
+//! from.
+//!
 //! Prints one line of `key=value` pairs (seconds, bytes, counts).
 
 use std::path::PathBuf;
@@ -23,7 +27,7 @@ use dom_model::plan::{plan, Desired};
 use dom_model::{ImageName, Manifest, Triggers};
 use dom_scan::{scan_tree, Counters, HashCache, ScanOptions};
 use dom_store::{ContentStore, NatsStore};
-use subd::fetch::{fetch, fetch_objects, FetchOptions, FetchProgress};
+use subd::converge::Converger;
 use subd::objects::ObjectCache;
 use subd::services::ServiceCommand;
 use subd::update::{apply, UpdateContext};
@@ -68,19 +72,16 @@ async fn main() -> Result<()> {
     let image = Manifest::decode(&store.get(record.manifest).await?)?;
     let objects = ObjectCache::open(args.root.join(".subd/objects"))?;
 
+    let services = ServiceCommand::parse("true")?;
+    let converger = Converger::new(args.root.clone(), objects.clone(), services.clone(), None);
+
     if args.fetch_all {
         let wanted = image.objects();
         let started = Instant::now();
-        let stats = fetch_objects(
-            &store,
-            &objects,
-            &args.root,
-            &wanted,
-            &Default::default(),
-            &FetchOptions::default(),
-            &FetchProgress::default(),
-        )
-        .await?;
+        let stats = converger
+            .fetch_objects(wanted, Default::default(), Some(store), None)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let seconds = started.elapsed().as_secs_f64();
         println!(
             "seconds={seconds:.3} objects={} bytes={} rate={:.0}",
@@ -116,17 +117,12 @@ async fn main() -> Result<()> {
     .protecting(&protected);
     let the_plan = plan(&machine, &desired);
     let planned = started.elapsed();
-    let fetched = fetch(
-        &store,
-        &objects,
-        &args.root,
-        &the_plan,
-        &FetchOptions::default(),
-        &FetchProgress::default(),
-    )
-    .await?;
+    let the_plan = Arc::new(the_plan);
+    let fetched = converger
+        .fetch(the_plan.clone(), Some(store), None)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let fetch_done = started.elapsed();
-    let services = ServiceCommand::parse("true")?;
     let outcome = tokio::task::block_in_place(|| {
         apply(
             &the_plan,
