@@ -9,10 +9,10 @@
 //! kernel time. A [`Batch`] instead writes each verified object to a
 //! temporary name; a commit then flushes the cache's file system once
 //! (`syncfs`) and only after that renames the objects to their ids.
-//! (Starting each object's write-back as soon as it is written,
-//! `sync_file_range`, cost more than it saved: the kernel writes many
-//! files back in one go at the commit, each on its own it asks the disk
-//! once a file.) So what a crash or power loss can leave is as
+//! (Starting each object's write-back as soon as it was written, with
+//! `sync_file_range`, cost more CPU than it saved: at a commit the kernel
+//! writes many files back in one go, where each call on its own notified
+//! the disk once a file.) So what a crash or power loss can leave is as
 //! before: whole objects under their ids, and temporary names, which
 //! opening the cache removes.
 //!
