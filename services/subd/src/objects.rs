@@ -250,9 +250,10 @@ impl ObjectCache {
         Ok(staged)
     }
 
-    /// A private copy of object `id` under a temporary name, flushed to
-    /// disk, for an update that installs one object at several paths.
-    /// Shares blocks with the original where the file system can.
+    /// A private copy of object `id` under a temporary name, for an update
+    /// that installs one object at several paths. Shares blocks with the
+    /// original where the file system can. Not flushed: the update flushes
+    /// all its copies at once before it renames any into place.
     pub(crate) fn stage_copy(&self, id: &ObjectId) -> io::Result<CString> {
         let src = File::from(sys::open_at(
             self.shard(id)?,
@@ -266,7 +267,7 @@ impl ObjectCache {
             if !sys::reflink(src.as_raw_fd(), dst.as_raw_fd()) {
                 io::copy(&mut &src, &mut dst)?;
             }
-            dst.sync_data()
+            Ok::<(), io::Error>(())
         })();
         match copied {
             Ok(()) => Ok(name),

@@ -29,7 +29,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::Write;
 use std::os::fd::RawFd;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -181,7 +181,7 @@ impl Batch {
             return Ok(());
         }
         let cache = &self.cache;
-        if let Err(source) = syncfs(cache.fd()) {
+        if let Err(source) = sys::syncfs(cache.fd()) {
             remove(&objects);
             return Err(FetchError::Flush {
                 dir: cache.dir().to_path_buf(),
@@ -218,15 +218,5 @@ impl Drop for Batch {
 fn remove(objects: &[Written]) {
     for written in objects {
         let _ = sys::unlink_at(written.shard, &written.name, false);
-    }
-}
-
-/// Flushes the whole file system holding `fd` to stable storage.
-fn syncfs(fd: RawFd) -> io::Result<()> {
-    // SAFETY: a plain system call on a descriptor the cache owns.
-    if unsafe { libc::syncfs(fd) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }

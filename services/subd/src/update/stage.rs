@@ -99,6 +99,19 @@ impl<'a> Staging<'a> {
                     )
                 })
             });
+        // Copies reach their paths by rename: their data must be on disk
+        // first. One flush of the file system does for all of them.
+        if staged.iter().any(|s| matches!(s, Some(Ok(_)))) {
+            if let Err(e) = sys::syncfs(cache.fd()) {
+                for slot in staged.iter_mut().filter(|s| matches!(s, Some(Ok(_)))) {
+                    if let Some(Ok((name, object))) = slot.take() {
+                        cache.give_back(&name, object);
+                    }
+                    let failed = io::Error::new(e.kind(), format!("flushing copies: {e}"));
+                    *slot = Some(Err(failed));
+                }
+            }
+        }
         let copied = std::time::Instant::now();
         let moved = parallel(&plan.installs, |i, install| {
             is_last(i, install).then(|| {

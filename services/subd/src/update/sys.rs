@@ -259,6 +259,12 @@ pub(crate) fn fsync(fd: RawFd) -> io::Result<()> {
     retry(|| unsafe { libc::fsync(fd) }).map(drop)
 }
 
+/// Flushes the whole file system holding `fd` to stable storage.
+pub(crate) fn syncfs(fd: RawFd) -> io::Result<()> {
+    // SAFETY: a plain system call on a descriptor the caller owns.
+    check(unsafe { libc::syncfs(fd) }).map(drop)
+}
+
 /// Whether this process may give files away to other owners.
 pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
