@@ -18,12 +18,14 @@
 //! its own. Temporary names left by a crash are removed when the cache is
 //! opened.
 //!
-//! An update moves the objects it needs aside to staged names
-//! (`.subd-staged.<id>`, at the top) before it starts changing the tree,
-//! gives them their final mode, owner and mtime there, and renames them
-//! into place.
-//! A staged object is still whole (only its metadata changed), so one left
-//! by a crash goes back under its id when the cache is next opened.
+//! An update gives each object it installs its final mode, owner and mtime
+//! where it is, under its id, before it starts changing the tree, and then
+//! renames it into place; an object installed at several paths is copied
+//! first (under temporary names in its subdirectory) for all but one. An
+//! object with its final metadata is still whole, so one left by a crash
+//! stays a good object. (Older agents moved such objects to staged names,
+//! `.subd-staged.<id>` at the top; those go back under their ids when the
+//! cache is opened.)
 
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
@@ -47,7 +49,16 @@ pub use batch::{Batch, COMMIT_AFTER, COMMIT_BYTES, COMMIT_OBJECTS};
 
 /// Prefix of names being written; never a whole object.
 pub const TEMP_PREFIX: &str = ".subd-tmp.";
-/// Prefix of whole objects an update has moved aside to install.
+/// What an update staged for one install: a name in one of the cache's
+/// directories (`dir`, a descriptor the cache keeps open), and the object
+/// when the name is the object's own rather than a copy's.
+pub(crate) struct Staged {
+    pub dir: RawFd,
+    pub name: CString,
+    pub object: Option<ObjectId>,
+}
+
+/// Prefix of whole objects an older agent moved aside to install.
 pub const STAGED_PREFIX: &str = ".subd-staged.";
 
 /// Size of the buffer content is copied through while being hashed.
@@ -104,7 +115,7 @@ impl ObjectCache {
                 cache.remove_top(name)?;
             } else if let Some(hex) = name.strip_prefix(STAGED_PREFIX) {
                 match hex.parse::<ObjectId>() {
-                    Ok(id) => cache.give_back(&sys::cstr(name)?, Some(id)),
+                    Ok(id) => cache.unstage_top(&sys::cstr(name)?, id),
                     Err(_) => cache.remove_top(name)?,
                 }
             } else if let Ok(id) = name.parse::<ObjectId>() {
@@ -242,27 +253,37 @@ impl ObjectCache {
         Ok(())
     }
 
-    /// Moves object `id` aside to its staged name, for an update to give
-    /// its metadata and rename into place. Fails if the object is missing.
-    pub(crate) fn stage(&self, id: &ObjectId) -> io::Result<CString> {
-        let staged = sys::cstr(&format!("{STAGED_PREFIX}{}", id.to_hex()))?;
-        sys::rename_at(self.shard(id)?, &object_name(id), self.fd(), &staged)?;
-        Ok(staged)
+    /// Object `id` as it is, for an update to give its metadata and
+    /// rename into place. Fails if the object is missing.
+    pub(crate) fn stage(&self, id: &ObjectId) -> io::Result<Staged> {
+        let dir = self.shard(id)?;
+        let name = object_name(id);
+        let st = sys::stat_at(dir, &name)?;
+        if !sys::is_file(&st) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "not an object"));
+        }
+        Ok(Staged {
+            dir,
+            name,
+            object: Some(*id),
+        })
     }
 
-    /// A private copy of object `id` under a temporary name, for an update
-    /// that installs one object at several paths. Shares blocks with the
-    /// original where the file system can. Not flushed: the update flushes
-    /// all its copies at once before it renames any into place.
-    pub(crate) fn stage_copy(&self, id: &ObjectId) -> io::Result<CString> {
+    /// A private copy of object `id` under a temporary name beside it, for
+    /// an update that installs one object at several paths. Shares blocks
+    /// with the original where the file system can. Not flushed: the
+    /// update flushes all its copies at once before it renames any into
+    /// place.
+    pub(crate) fn stage_copy(&self, id: &ObjectId) -> io::Result<Staged> {
+        let dir = self.shard(id)?;
         let src = File::from(sys::open_at(
-            self.shard(id)?,
+            dir,
             &object_name(id),
             libc::O_RDONLY | libc::O_NOFOLLOW,
             0,
         )?);
         let name = self.temp_name();
-        let mut dst = File::from(sys::create_at(self.fd(), &name, 0o600)?);
+        let mut dst = File::from(sys::create_at(dir, &name, 0o600)?);
         let copied = (|| {
             if !sys::reflink(src.as_raw_fd(), dst.as_raw_fd()) {
                 io::copy(&mut &src, &mut dst)?;
@@ -270,28 +291,41 @@ impl ObjectCache {
             Ok::<(), io::Error>(())
         })();
         match copied {
-            Ok(()) => Ok(name),
+            Ok(()) => Ok(Staged {
+                dir,
+                name,
+                object: None,
+            }),
             Err(e) => {
-                let _ = sys::unlink_at(self.fd(), &name, false);
+                let _ = sys::unlink_at(dir, &name, false);
                 Err(e)
             }
         }
     }
 
-    /// Puts back what an update staged and did not use: a staged object
-    /// under its id (unless the cache holds it again already), anything
-    /// else removed. Best effort: what cannot be put back is fetched again
-    /// when needed.
-    pub(crate) fn give_back(&self, name: &CStr, object: Option<ObjectId>) {
-        if let Some(id) = object {
-            let staged = format!("{STAGED_PREFIX}{}", id.to_hex());
-            if name.to_bytes() == staged.as_bytes() && !self.contains(&id) {
-                if let Ok(shard) = self.shard(&id) {
-                    if sys::chmod_at(self.fd(), name, 0o600).is_ok()
-                        && sys::rename_at(self.fd(), name, shard, &object_name(&id)).is_ok()
-                    {
-                        return;
-                    }
+    /// Takes back what an update staged and did not use: an object stays
+    /// under its id (its mode back to the cache's own), a copy is removed.
+    /// Best effort: what goes wrong here is fetched again when needed.
+    pub(crate) fn give_back(&self, staged: &Staged) {
+        match staged.object {
+            Some(_) => {
+                let _ = sys::chmod_at(staged.dir, &staged.name, 0o600);
+            }
+            None => {
+                let _ = sys::unlink_at(staged.dir, &staged.name, false);
+            }
+        }
+    }
+
+    /// Puts an object an older agent left at its staged name at the top
+    /// back under its id (unless the cache holds it again already).
+    fn unstage_top(&self, name: &CStr, id: ObjectId) {
+        if !self.contains(&id) {
+            if let Ok(shard) = self.shard(&id) {
+                if sys::chmod_at(self.fd(), name, 0o600).is_ok()
+                    && sys::rename_at(self.fd(), name, shard, &object_name(&id)).is_ok()
+                {
+                    return;
                 }
             }
         }

@@ -1,10 +1,11 @@
 //! New inodes made ready before any service stops.
 //!
 //! Every file, symlink and device an update makes is first prepared in the
-//! object cache's directory, complete with its mode, owner and mtime: an
-//! object used once is moved aside from its id, one used by several
-//! installs is copied for all but the last, symlinks and devices are made
-//! under temporary names. The update then only renames them into place,
+//! object cache, complete with its mode, owner and mtime: an object gets
+//! them where it is, under its id; one used by several installs is first
+//! copied (beside it, then flushed with one `syncfs`) for all but the last;
+//! symlinks and devices are made under temporary names. The files, tens of
+//! thousands for a whole image, are prepared on several threads. The update then only renames them into place,
 //! which keeps the services' downtime short, and a path only ever appears
 //! complete. What is not placed goes back to the cache (or away) when the
 //! staging is dropped.
@@ -24,18 +25,14 @@ use dom_model::{ObjectId, Plan};
 
 use super::tree::{owner_result, Tree};
 use super::{sys, Errors};
-use crate::objects::ObjectCache;
-
-/// A staged install: its name in the cache directory, and the object when
-/// the name is the object's own (to go back under its id).
-type StagedFile = (CString, Option<ObjectId>);
+use crate::objects::{ObjectCache, Staged};
 
 pub(super) struct Staging<'a> {
     cache: &'a ObjectCache,
     plan: &'a Plan,
     root_user: bool,
     /// Per install, what was staged for it.
-    installs: Vec<Option<StagedFile>>,
+    installs: Vec<Option<Staged>>,
     symlinks: Vec<Option<CString>>,
     devices: Vec<Option<CString>>,
 }
@@ -79,33 +76,28 @@ impl<'a> Staging<'a> {
         }
         let is_last = |i: usize, install: &Install| last_use.get(&install.object) == Some(&i);
         let root_user = staging.root_user;
-        let with_metadata = |staged: io::Result<StagedFile>, install: &Install| {
-            staged.and_then(|(name, object)| {
-                match set_file_metadata(cache.fd(), &name, install, root_user) {
-                    Ok(()) => Ok((name, object)),
+        let with_metadata = |staged: io::Result<Staged>, install: &Install| {
+            staged.and_then(|staged| {
+                match set_file_metadata(staged.dir, &staged.name, install, root_user) {
+                    Ok(()) => Ok(staged),
                     Err(e) => {
-                        cache.give_back(&name, object);
+                        cache.give_back(&staged);
                         Err(e)
                     }
                 }
             })
         };
-        let mut staged: Vec<Option<io::Result<StagedFile>>> =
-            parallel(&plan.installs, |i, install| {
-                (!is_last(i, install)).then(|| {
-                    with_metadata(
-                        cache.stage_copy(&install.object).map(|n| (n, None)),
-                        install,
-                    )
-                })
-            });
+        let mut staged: Vec<Option<io::Result<Staged>>> = parallel(&plan.installs, |i, install| {
+            (!is_last(i, install))
+                .then(|| with_metadata(cache.stage_copy(&install.object), install))
+        });
         // Copies reach their paths by rename: their data must be on disk
         // first. One flush of the file system does for all of them.
         if staged.iter().any(|s| matches!(s, Some(Ok(_)))) {
             if let Err(e) = sys::syncfs(cache.fd()) {
                 for slot in staged.iter_mut().filter(|s| matches!(s, Some(Ok(_)))) {
-                    if let Some(Ok((name, object))) = slot.take() {
-                        cache.give_back(&name, object);
+                    if let Some(Ok(copy)) = slot.take() {
+                        cache.give_back(&copy);
                     }
                     let failed = io::Error::new(e.kind(), format!("flushing copies: {e}"));
                     *slot = Some(Err(failed));
@@ -114,10 +106,7 @@ impl<'a> Staging<'a> {
         }
         let copied = std::time::Instant::now();
         let moved = parallel(&plan.installs, |i, install| {
-            is_last(i, install).then(|| {
-                let object = install.object;
-                with_metadata(cache.stage(&object).map(|n| (n, Some(object))), install)
-            })
+            is_last(i, install).then(|| with_metadata(cache.stage(&install.object), install))
         });
         tracing::debug!(moved = ?copied.elapsed(), "staged");
         for (slot, moved) in staged.iter_mut().zip(moved) {
@@ -150,13 +139,17 @@ impl<'a> Staging<'a> {
 
     /// Renames install `i` into place; `None` when it was never staged.
     pub(super) fn install(&mut self, i: usize, tree: &mut Tree) -> Option<io::Result<()>> {
-        let (name, object) = self.installs[i].take()?;
+        let staged = self.installs[i].take()?;
         let install = &self.plan.installs[i];
-        let placed = self.place(tree, &name, &install.path, |dir, temp| {
-            copy_staged(self.cache, &name, dir, temp, install, self.root_user)
-        });
+        let placed = self.place(
+            tree,
+            staged.dir,
+            &staged.name,
+            &install.path,
+            |dir, temp| copy_staged(&staged, dir, temp, install, self.root_user),
+        );
         if !matches!(placed, Ok(Placed::Renamed)) {
-            self.cache.give_back(&name, object);
+            self.cache.give_back(&staged);
         }
         Some(placed.map(drop))
     }
@@ -164,7 +157,7 @@ impl<'a> Staging<'a> {
     pub(super) fn symlink(&mut self, i: usize, tree: &mut Tree) -> Option<io::Result<()>> {
         let name = self.symlinks[i].take()?;
         let s = &self.plan.symlinks[i];
-        let placed = self.place(tree, &name, &s.path, |dir, temp| {
+        let placed = self.place(tree, self.cache.fd(), &name, &s.path, |dir, temp| {
             make_symlink(dir, temp, s, self.root_user)
         });
         if !matches!(placed, Ok(Placed::Renamed)) {
@@ -176,7 +169,7 @@ impl<'a> Staging<'a> {
     pub(super) fn device(&mut self, i: usize, tree: &mut Tree) -> Option<io::Result<()>> {
         let name = self.devices[i].take()?;
         let d = &self.plan.devices[i];
-        let placed = self.place(tree, &name, &d.path, |dir, temp| {
+        let placed = self.place(tree, self.cache.fd(), &name, &d.path, |dir, temp| {
             make_device(dir, temp, d, self.root_user)
         });
         if !matches!(placed, Ok(Placed::Renamed)) {
@@ -185,18 +178,19 @@ impl<'a> Staging<'a> {
         Some(placed.map(drop))
     }
 
-    /// Renames the staged `name` to `path`; across file systems, makes the
+    /// Renames the staged `name` (in `from`) to `path`; across file systems, makes the
     /// inode again with `remake` under a temporary name beside the path and
     /// renames that. Unless renamed, the staged name is left for the
     /// caller to clear.
     fn place(
         &self,
         tree: &mut Tree,
+        from: RawFd,
         name: &CStr,
         path: &str,
         remake: impl FnOnce(RawFd, &CStr) -> io::Result<()>,
     ) -> io::Result<Placed> {
-        match tree.place(self.cache.fd(), name, path) {
+        match tree.place(from, name, path) {
             Ok(()) => Ok(Placed::Renamed),
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
                 let (dir, final_name) = tree.locate(path)?;
@@ -223,8 +217,8 @@ enum Placed {
 
 impl Drop for Staging<'_> {
     fn drop(&mut self) {
-        for (name, object) in self.installs.drain(..).flatten() {
-            self.cache.give_back(&name, object);
+        for staged in self.installs.drain(..).flatten() {
+            self.cache.give_back(&staged);
         }
         for name in self
             .symlinks
@@ -280,19 +274,18 @@ fn set_file_metadata(dir: RawFd, name: &CStr, i: &Install, root_user: bool) -> i
     sys::set_mtime_at(dir, name, (i.mtime, i.mtime_ns))
 }
 
-/// Copies the staged object `name` to a new file `temp` in `dir`, with the
+/// Copies what was staged to a new file `temp` in `dir`, with the
 /// install's metadata, flushed.
 fn copy_staged(
-    cache: &ObjectCache,
-    name: &CStr,
+    staged: &Staged,
     dir: RawFd,
     temp: &CStr,
     install: &Install,
     root_user: bool,
 ) -> io::Result<()> {
     let src = File::from(sys::open_at(
-        cache.fd(),
-        name,
+        staged.dir,
+        &staged.name,
         libc::O_RDONLY | libc::O_NOFOLLOW,
         0,
     )?);
