@@ -24,6 +24,8 @@
 //! - [`update`]: applying a plan in the original's order, with the
 //!   triggers' service stops and starts around it.
 //! - [`services`]: running the configurable service and reboot commands.
+//! - `durable`: making many new files durable at once, by one flush of
+//!   the file system or one by one, whichever waits less.
 //! - [`persist`]: what the agent keeps in its state directory.
 //! - [`report`]: state reports and events.
 //! - [`web`]: the status page and metrics on `--http`.
@@ -34,6 +36,7 @@ pub mod config;
 mod confirm;
 pub mod converge;
 mod desired;
+mod durable;
 mod enforce;
 pub mod fetch;
 mod high_impact;

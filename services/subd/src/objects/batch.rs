@@ -128,8 +128,8 @@ impl Batch {
     /// Makes every object written so far durable and puts it under its id.
     /// On failure the objects not yet under their ids are removed.
     pub fn commit(&self) -> Result<(), FetchError> {
-        let objects = std::mem::take(&mut *self.pending()).objects;
-        self.flush(objects)
+        let pending = std::mem::take(&mut *self.pending());
+        self.flush(pending.objects, pending.bytes)
     }
 
     /// Objects written and not yet committed.
@@ -175,13 +175,18 @@ impl Batch {
         Ok(())
     }
 
-    /// Flushes the file system, then renames `objects` to their ids.
-    fn flush(&self, objects: Vec<Written>) -> Result<(), FetchError> {
+    /// Makes `objects` (`bytes` in all) durable, then renames them to
+    /// their ids.
+    fn flush(&self, objects: Vec<Written>, bytes: u64) -> Result<(), FetchError> {
         if objects.is_empty() {
             return Ok(());
         }
         let cache = &self.cache;
-        if let Err(source) = sys::syncfs(cache.fd()) {
+        let files: Vec<_> = objects
+            .iter()
+            .map(|w| (w.shard, w.name.as_c_str()))
+            .collect();
+        if let Err(source) = crate::durable::flush(cache.fd(), &files, bytes) {
             remove(&objects);
             return Err(FetchError::Flush {
                 dir: cache.dir().to_path_buf(),

@@ -92,16 +92,28 @@ impl<'a> Staging<'a> {
                 .then(|| with_metadata(cache.stage_copy(&install.object), install))
         });
         // Copies reach their paths by rename: their data must be on disk
-        // first. One flush of the file system does for all of them.
-        if staged.iter().any(|s| matches!(s, Some(Ok(_)))) {
-            if let Err(e) = sys::syncfs(cache.fd()) {
-                for slot in staged.iter_mut().filter(|s| matches!(s, Some(Ok(_)))) {
-                    if let Some(Ok(copy)) = slot.take() {
-                        cache.give_back(&copy);
-                    }
-                    let failed = io::Error::new(e.kind(), format!("flushing copies: {e}"));
-                    *slot = Some(Err(failed));
+        // first, flushed all together.
+        let (files, bytes) = staged.iter().zip(&plan.installs).fold(
+            (Vec::new(), 0),
+            |(mut files, bytes), (slot, install)| match slot {
+                Some(Ok(copy)) => {
+                    files.push((copy.dir, copy.name.clone()));
+                    (files, bytes + install.size)
                 }
+                _ => (files, bytes),
+            },
+        );
+        let names: Vec<_> = files
+            .iter()
+            .map(|(dir, name)| (*dir, name.as_c_str()))
+            .collect();
+        if let Err(e) = crate::durable::flush(cache.fd(), &names, bytes) {
+            for slot in staged.iter_mut().filter(|s| matches!(s, Some(Ok(_)))) {
+                if let Some(Ok(copy)) = slot.take() {
+                    cache.give_back(&copy);
+                }
+                let failed = io::Error::new(e.kind(), format!("flushing copies: {e}"));
+                *slot = Some(Err(failed));
             }
         }
         let copied = std::time::Instant::now();

@@ -259,6 +259,11 @@ pub(crate) fn fsync(fd: RawFd) -> io::Result<()> {
     retry(|| unsafe { libc::fsync(fd) }).map(drop)
 }
 
+/// Flushes the file `fd`'s data (and what it takes to read it back).
+pub(crate) fn fdatasync(fd: RawFd) -> io::Result<()> {
+    retry(|| unsafe { libc::fdatasync(fd) }).map(drop)
+}
+
 /// Flushes the whole file system holding `fd` to stable storage.
 pub(crate) fn syncfs(fd: RawFd) -> io::Result<()> {
     // SAFETY: a plain system call on a descriptor the caller owns.
