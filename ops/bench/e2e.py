@@ -50,11 +50,9 @@ Cases (the hosts are `e2e-b`, `e2e-c`, `e2e-a`, `e2e-e-000`...):
      requires the version with 1% of the files changed; the time runs
      from the first publish to the last machine
 
-a's machine is not c's: after a first deploy the agent hashes the new
-tree at 2% of a disk speed it could not measure on the empty root (100
-MiB/s assumed), twice over (the files it wrote changed within two seconds
-of the scan that hashed them starting, so that scan's hashes are not
-remembered), and is at rest only a quarter of an hour later.
+a's machine is a copy of synth rather than c's deployed tree, so that
+the case starts as an agent installed on a running machine does: from a
+tree it learned by hashing it, not from files it wrote itself.
 
 A case that does not finish within --timeout (300 s) is recorded as timed
 out (complete=false) and the next case runs; getting a machine ready for
