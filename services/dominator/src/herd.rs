@@ -31,15 +31,14 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dom_bus::{Bus, BusError, FleetKind, FleetUpdate};
+use dom_bus::{Applied, Bus, BusError, FleetKind, FleetUpdate, View};
 use dom_model::{Decision, DesiredState, FleetControls};
 use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
 use crate::notices::{self, Notices};
 use crate::status::Board;
-use crate::view::{Applied, View};
-use crate::{history, now_rfc3339, now_unix};
+use crate::{now_rfc3339, now_unix};
 
 /// How the dominator runs.
 #[derive(Clone, Debug)]
@@ -286,19 +285,12 @@ impl Herd {
     /// The replay is over: recover the records refused payloads hid, and
     /// announce refusals nobody has announced yet.
     async fn caught_up(&mut self) {
-        for host in self.view.rejected_without_record() {
-            match history::last_good_mdb(&self.bus, &host).await {
-                Ok(Some(record)) => {
-                    tracing::info!(%host, "using the last MDB record that was not refused");
-                    self.view.fleet.set_mdb(&host, record);
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(%host, error = %e, "cannot read the MDB history"),
-            }
+        for host in self.bus.recover_refused(&mut self.view).await {
+            tracing::info!(%host, "using the last MDB record that was not refused");
         }
         let now = now_rfc3339();
         for (host, (reason, sequence)) in std::mem::take(&mut self.replay_rejections) {
-            let announced = history::last_event(&self.bus, &host, &[notices::REJECTED]).await;
+            let announced = self.bus.last_event(&host, &[notices::REJECTED]).await;
             let same = matches!(&announced, Ok(Some((_, event))) if event.message == reason
                 && event.details.get("sequence").and_then(|s| s.as_u64()) == Some(sequence));
             if !same {

@@ -7,26 +7,21 @@
 //! ([`dom_model::policy`]) says it changed. It keeps no state of its own,
 //! so it can be restarted at any time.
 //!
-//! - [`herd`]: the decision loop.
-//! - [`view`]: the fleet built from bus messages, shared with `domtool`.
-//! - [`controls`]: the fleet controls on `dom.ctl.<control>`.
+//! - [`herd`]: the decision loop, over the fleet's view
+//!   ([`dom_bus::view`], the same `domtool` builds).
 //! - [`notices`]: the events the dominator publishes about machines.
 //! - [`status`]: the live status, shared by the loop and the HTTP side.
 //! - [`http`], [`live`], [`pages`], [`metrics`]: the status page, its
 //!   live feed, the machine and image pages, and Prometheus metrics.
-//! - [`history`]: reading back through a stream's history.
 
 pub mod cli;
-pub mod controls;
 pub mod herd;
-pub mod history;
 pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod notices;
 pub mod pages;
 pub mod status;
-pub mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,7 +32,6 @@ use tokio::task::JoinHandle;
 pub use cli::Cli;
 pub use herd::Settings;
 pub use status::{Board, Status};
-pub use view::View;
 
 /// A running dominator: its decision loop and, if asked for, its HTTP
 /// server. Dropping it stops both.
@@ -137,27 +131,4 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Logging as every tool sets it up (quiet by default, `-v`, `-vv`).
 pub use dom_bus::init_logging;
 
-/// Now, RFC 3339 in UTC to the second.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(0)
-        .unwrap_or(now)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// Now, Unix seconds.
-pub fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// `user@host`: who an operator's control says it came from.
-pub fn who() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    format!("{user}@{host}")
-}
+pub(crate) use dom_bus::stamp::{now_rfc3339, now_unix};

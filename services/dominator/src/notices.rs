@@ -17,8 +17,6 @@ use std::collections::{BTreeMap, HashMap};
 use dom_bus::Bus;
 use dom_model::{Decision, Event};
 
-use crate::history;
-
 /// Marks the events the dominator writes, in their `details`.
 pub const SOURCE: &str = "dominator";
 pub const REJECTED: &str = "rejected";
@@ -55,7 +53,7 @@ impl Notices {
                     self.announced.insert(host.to_string(), None);
                     continue;
                 }
-                None => match history::last_event(bus, host, &[ERROR, RESOLVED]).await {
+                None => match bus.last_event(host, &[ERROR, RESOLVED]).await {
                     Ok(Some((_, event))) if event.kind == ERROR => Some(event.message),
                     Ok(_) => None,
                     Err(e) => {

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use common::{eventually, name};
 use dom_bus::{Bus, ConnectArgs};
+use dom_model::controls::{UpdatesControl, UpdatesState};
 use dom_model::{ImageRecord, MdbRecord, StateReport};
 use dom_tests::NatsServer;
-use dominator::controls::{UpdatesControl, UpdatesState};
 use dominator::{Dominator, Settings};
 use subd::services::ServiceCommand;
 use subd::Agent;
@@ -343,7 +343,7 @@ async fn the_emergency_stop_holds_a_rollout() {
         UpdatesState::Disabled,
         "bad sshd in sparse.1",
         "alice@ops1",
-        &dominator::now_rfc3339(),
+        &dom_bus::stamp::now_rfc3339(),
     );
     fleet
         .bus
@@ -376,7 +376,7 @@ async fn the_emergency_stop_holds_a_rollout() {
         UpdatesState::Enabled,
         "sparse.1 checked",
         "alice@ops1",
-        &dominator::now_rfc3339(),
+        &dom_bus::stamp::now_rfc3339(),
     );
     fleet
         .bus

@@ -100,6 +100,16 @@ async fn malformed_mdb_payloads_are_refused_and_the_record_kept() {
         let event = wait_event(&bus, "web1", "rejected", |e| e.message.contains(says)).await;
         assert!(!event.message.contains('\n'), "{what}: {}", event.message);
     }
+    // A huge payload is echoed as a bounded prefix and its size.
+    let huge = format!("{:?}", "a".repeat(900_000));
+    bus.publish_mdb("web1", huge.into_bytes().into())
+        .await
+        .unwrap();
+    let event = wait_event(&bus, "web1", "rejected", |e| {
+        e.message.contains("bytes in all")
+    })
+    .await;
+    assert!(event.message.len() < 1_000, "{} bytes", event.message.len());
     let board = dominator.board().clone();
     board
         .wait_for(|s| s.rejected_mdb.contains_key("web1"))

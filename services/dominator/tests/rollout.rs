@@ -133,8 +133,8 @@ async fn emergency_stop_holds_and_enable_resumes() {
     wait_allowed(&bus, "web1", "sparse.0").await;
     wait_allowed(&bus, "web2", "sparse.0").await;
 
-    let stop = dominator::controls::UpdatesControl::new(
-        dominator::controls::UpdatesState::Disabled,
+    let stop = dom_model::controls::UpdatesControl::new(
+        dom_model::controls::UpdatesState::Disabled,
         "bad kernel in sparse.1",
         "alice@ops1",
         "2026-11-26T09:00:00Z",
@@ -157,8 +157,8 @@ async fn emergency_stop_holds_and_enable_resumes() {
         matches!(&summary.updates, dom_model::policy::Updates::Disabled { by, .. } if by == "alice@ops1")
     );
 
-    let go = dominator::controls::UpdatesControl::new(
-        dominator::controls::UpdatesState::Enabled,
+    let go = dom_model::controls::UpdatesControl::new(
+        dom_model::controls::UpdatesState::Enabled,
         "fixed",
         "alice@ops1",
         "2026-11-26T10:00:00Z",

@@ -4,12 +4,12 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use dom_bus::Bus;
-use dom_model::ImageName;
-use dominator::controls::{
+use dom_bus::stamp::{now_rfc3339, who};
+use dom_bus::{outln, Bus};
+use dom_model::controls::{
     safety_clear_control, SafetyClearance, UpdatesControl, UpdatesState, CONTROL_VERSION, UPDATES,
 };
-use dominator::{now_rfc3339, who};
+use dom_model::ImageName;
 
 /// `disable-updates REASON` / `enable-updates REASON`.
 pub async fn set_updates(bus: &Bus, enable: bool, reason: &str) -> anyhow::Result<ExitCode> {
@@ -25,7 +25,7 @@ pub async fn set_updates(bus: &Bus, enable: bool, reason: &str) -> anyhow::Resul
     let control = UpdatesControl::new(state, reason, &by, &now_rfc3339());
     bus.publish_ctl(UPDATES, control.encode().into()).await?;
     let what = if enable { "enabled" } else { "disabled" };
-    println!("updates {what} for the fleet by {by}: {reason}");
+    outln!("updates {what} for the fleet by {by}: {reason}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -56,6 +56,6 @@ pub async fn clear_safety_shutoff(
     };
     bus.publish_ctl(&safety_clear_control(host), clearance.encode().into())
         .await?;
-    println!("safety shutoff of {host} cleared for one update to {image}");
+    outln!("safety shutoff of {host} cleared for one update to {image}");
     Ok(ExitCode::SUCCESS)
 }

@@ -4,19 +4,17 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use dom_bus::Bus;
+use dom_bus::stamp::now_unix;
+use dom_bus::{outln, Bus};
 use dom_model::policy::{HoldReason, Updates};
 use dom_model::report::UpdateResult;
 use dom_model::{Decision, MachineStatus};
-use dominator::now_unix;
-
-use crate::snapshot;
 
 /// `domtool status`.
 pub async fn status(bus: &Bus) -> anyhow::Result<ExitCode> {
-    let mut view = snapshot(bus).await?;
+    let mut view = bus.fleet_view().await?;
     let decision = view.decide(now_unix());
-    println!("{}", summary_line(&decision));
+    outln!("{}", summary_line(&decision));
     let mut rows = vec![[
         "HOST",
         "REQUIRED",
@@ -43,7 +41,7 @@ pub async fn status(bus: &Bus) -> anyhow::Result<ExitCode> {
     }
     print_table(&rows);
     for host in &decision.unmanaged {
-        println!("{host}: not in the MDB (has a state report or a desired state)");
+        outln!("{host}: not in the MDB (has a state report or a desired state)");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -51,7 +49,7 @@ pub async fn status(bus: &Bus) -> anyhow::Result<ExitCode> {
 /// `domtool list-subs`.
 pub async fn list_subs(bus: &Bus) -> anyhow::Result<ExitCode> {
     for host in crate::mdb::mdb(bus).await?.keys() {
-        println!("{host}");
+        outln!("{host}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -59,7 +57,7 @@ pub async fn list_subs(bus: &Bus) -> anyhow::Result<ExitCode> {
 /// `domtool show HOST`.
 pub async fn show(bus: &Bus, host: &str, events: usize) -> anyhow::Result<ExitCode> {
     crate::mdb::check_host(host)?;
-    let mut view = snapshot(bus).await?;
+    let mut view = bus.fleet_view().await?;
     let decision = view.decide(now_unix());
     let machine = decision.machine(host);
     let report = view.fleet.reports.get(host);
@@ -67,13 +65,13 @@ pub async fn show(bus: &Bus, host: &str, events: usize) -> anyhow::Result<ExitCo
     if machine.is_none() && report.is_none() && desired.is_none() {
         bail!("{host} is not in the MDB and has never reported");
     }
-    println!("host:      {host}");
+    outln!("host:      {host}");
     match view.fleet.mdb.get(host) {
-        Some(record) => println!("mdb:       {}", String::from_utf8_lossy(&record.encode())),
-        None => println!("mdb:       (not in the MDB)"),
+        Some(record) => outln!("mdb:       {}", String::from_utf8_lossy(&record.encode())),
+        None => outln!("mdb:       (not in the MDB)"),
     }
     if let Some(reason) = view.rejected.get(host) {
-        println!("refused:   {reason}");
+        outln!("refused:   {reason}");
     }
     match desired {
         Some(d) => {
@@ -89,16 +87,16 @@ pub async fn show(bus: &Bus, host: &str, events: usize) -> anyhow::Result<ExitCo
                 .map(|p| format!(", pre-fetch {}", p.image))
                 .unwrap_or_default();
             let issued = d.issued.as_deref().unwrap_or("-");
-            println!(
+            outln!(
                 "desired:   {} ({kind}), {allowed}{planned}, issued {issued}",
                 d.image
             );
         }
-        None => println!("desired:   (none published)"),
+        None => outln!("desired:   (none published)"),
     }
     match report {
         Some(r) => {
-            println!(
+            outln!(
                 "state:     generation {}, image {}, {} ({} deviations){}{}",
                 r.generation,
                 r.image.as_deref().unwrap_or("-"),
@@ -111,37 +109,37 @@ pub async fn show(bus: &Bus, host: &str, events: usize) -> anyhow::Result<ExitCo
                 if r.fetching { ", fetching" } else { "" },
                 if r.updating { ", updating" } else { "" },
             );
-            println!(
+            outln!(
                 "agent:     version {}, up {}s, {} files scanned",
                 or_dash(Some(r.agent_version.clone()).filter(|v| !v.is_empty())),
                 r.uptime_s,
                 r.scan.files
             );
             if let Some(update) = &r.last_update {
-                println!("update:    {}", last_update(update));
+                outln!("update:    {}", last_update(update));
             }
             if let Some(error) = &r.error {
-                println!("agent error: {error}");
+                outln!("agent error: {error}");
             }
         }
-        None => println!("state:     (no report yet)"),
+        None => outln!("state:     (no report yet)"),
     }
     if let Some(machine) = machine {
         if let Some(error) = &machine.error {
-            println!("error:     {error}");
+            outln!("error:     {error}");
         }
         if let Some(held) = &machine.held {
-            println!("held:      {held}");
+            outln!("held:      {held}");
         }
         if let Some(error) = &machine.planned_error {
-            println!("planned:   {error}");
+            outln!("planned:   {error}");
         }
     }
     let all = bus.events(host).await?;
     if !all.is_empty() {
-        println!("events:");
+        outln!("events:");
         for event in &all[all.len().saturating_sub(events)..] {
-            println!("  {}", crate::watch::event_line(event));
+            outln!("  {}", crate::watch::event_line(event));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -204,6 +202,6 @@ fn print_table(rows: &[[String; 6]]) {
                 line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
             }
         }
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end());
     }
 }

@@ -17,8 +17,7 @@ pub mod watch;
 
 use std::process::ExitCode;
 
-use dom_bus::{Bus, BusError, FleetKind};
-use dominator::View;
+use dom_bus::Bus;
 
 pub use cli::{Cli, Command, MdbCommand};
 
@@ -47,16 +46,4 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reason,
         } => controls::clear_safety_shutoff(&bus, &host, image.as_deref(), &reason).await,
     }
-}
-
-/// The fleet as the dominator would see it now: the last message of every
-/// subject of the MDB, image, state, control and desired-state streams.
-pub async fn snapshot(bus: &Bus) -> Result<View, BusError> {
-    let mut view = View::default();
-    for kind in FleetKind::ALL {
-        for message in bus.last_per_subject(kind).await? {
-            view.apply(&message);
-        }
-    }
-    Ok(view)
 }

@@ -2,7 +2,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = domtool::Cli::parse();
-    dominator::init_logging(cli.verbose);
+    dom_bus::init_logging(cli.verbose);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(domtool::run(cli)) {
         Ok(code) => code,

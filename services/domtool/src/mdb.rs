@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use async_nats::jetstream::stream::DirectGetErrorKind;
 use bytes::Bytes;
-use dom_bus::{Bus, FleetKind};
+use dom_bus::{outln, Bus, FleetKind};
 use dom_model::desired::is_valid_host;
 use dom_model::mdb::{diff_mdb, parse_mdb_file};
+use dom_model::text::bounded;
 use dom_model::{ImageMessage, ImageName, MdbChange, MdbRecord};
 
 use crate::cli::MdbCommand;
@@ -41,14 +41,14 @@ pub async fn run(bus: &Bus, command: MdbCommand) -> anyhow::Result<ExitCode> {
                 record.tags.insert(key.to_string(), value.to_string());
             }
             bus.publish_mdb(&host, record.encode().into()).await?;
-            println!("{}", String::from_utf8_lossy(&record.encode()));
+            outln!("{}", String::from_utf8_lossy(&record.encode()));
             Ok(ExitCode::SUCCESS)
         }
         MdbCommand::Get { host } => {
             check_host(&host)?;
             match record(bus, &host).await? {
                 Some(record) => {
-                    println!("{}", serde_json::to_string_pretty(&record)?);
+                    outln!("{}", serde_json::to_string_pretty(&record)?);
                     Ok(ExitCode::SUCCESS)
                 }
                 None => bail!("{host} is not in the MDB"),
@@ -60,7 +60,7 @@ pub async fn run(bus: &Bus, command: MdbCommand) -> anyhow::Result<ExitCode> {
                 bail!("{host} is not in the MDB");
             }
             bus.publish_mdb(&host, Bytes::new()).await?;
-            println!("{host} removed from the MDB");
+            outln!("{host} removed from the MDB");
             Ok(ExitCode::SUCCESS)
         }
         MdbCommand::Load { file, replace } => {
@@ -87,12 +87,12 @@ pub async fn run(bus: &Bus, command: MdbCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             let unchanged = records.len() - set;
-            println!("{set} set, {removed} removed, {unchanged} unchanged");
+            outln!("{set} set, {removed} removed, {unchanged} unchanged");
             Ok(ExitCode::SUCCESS)
         }
         MdbCommand::Export => {
             let records: Vec<MdbRecord> = mdb(bus).await?.into_values().collect();
-            println!("{}", serde_json::to_string_pretty(&records)?);
+            outln!("{}", serde_json::to_string_pretty(&records)?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -105,42 +105,29 @@ pub fn check_host(host: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The MDB now, by host. Records that do not decode are left out, with a
-/// warning.
+/// The MDB now, by host, as the dominator holds it: a host whose latest
+/// payload was refused keeps the last record that was not.
 pub async fn mdb(bus: &Bus) -> anyhow::Result<BTreeMap<String, MdbRecord>> {
-    let mut out = BTreeMap::new();
-    for message in bus.last_per_subject(FleetKind::Mdb).await? {
-        match MdbRecord::decode(&message.name, &message.payload) {
-            Ok(Some(record)) => {
-                out.insert(message.name, record);
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!("skipping: {e}"),
-        }
+    let view = bus.view_of(&[FleetKind::Mdb]).await?;
+    for (host, reason) in &view.rejected {
+        tracing::warn!("{host}: latest MDB record refused, the one before it stands: {reason}");
     }
-    Ok(out)
+    Ok(view.fleet.mdb)
 }
 
-/// `host`'s record now, if any. A refused latest payload is an error.
+/// `host`'s record now, if any, as the dominator holds it: when the latest
+/// payload was refused, the last record that was not (with a warning).
 pub async fn record(bus: &Bus, host: &str) -> anyhow::Result<Option<MdbRecord>> {
-    let failed = |e: &dyn std::fmt::Display| {
-        anyhow::anyhow!(
-            "JetStream at {}: reading the MDB record of {host}: {e}",
-            bus.server()
-        )
+    let Some(message) = bus.last_mdb_message(host).await? else {
+        return Ok(None);
     };
-    let stream = bus
-        .js
-        .get_stream_no_info(bus.subjects.mdb_stream())
-        .await
-        .map_err(|e| failed(&e))?;
-    match stream
-        .direct_get_last_for_subject(bus.subjects.mdb(host))
-        .await
-    {
-        Ok(message) => Ok(MdbRecord::decode(host, &message.payload)?),
-        Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
-        Err(e) => Err(failed(&e)),
+    match MdbRecord::decode(host, &message.payload) {
+        Ok(record) => Ok(record),
+        Err(e) => {
+            let reason = bounded(&e.to_string());
+            tracing::warn!("{host}: latest MDB record refused, the one before it stands: {reason}");
+            Ok(bus.last_good_mdb(host).await?.flatten())
+        }
     }
 }
 

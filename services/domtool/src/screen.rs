@@ -8,17 +8,17 @@
 //! policy on its own view, kept up to date from the streams (the last
 //! message per subject, then every new one).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::pin::pin;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dom_bus::{Bus, FleetKind, FleetUpdate};
+use dom_bus::stamp::{now_rfc3339, now_unix};
+use dom_bus::{outln, Bus, FleetKind, FleetUpdate, View};
 use dom_model::policy::Updates;
 use dom_model::{Decision, Event};
-use dominator::{now_rfc3339, now_unix, View};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 
 /// Events kept for the screen.
 const EVENTS_KEPT: usize = 200;
@@ -30,7 +30,7 @@ const REDRAW: Duration = Duration::from_millis(500);
 pub async fn screen(bus: &Bus, once: bool) -> anyhow::Result<ExitCode> {
     let feed = bus.watch_fleet(&FleetKind::ALL).await?;
     let mut feed = pin!(feed);
-    let (events, mut events_pending) = recent_events(bus, EVENTS_KEPT).await?;
+    let (events, mut events_pending) = bus.recent_events(EVENTS_KEPT).await?;
     let mut events = pin!(events);
     let mut view = View::default();
     let mut latest: VecDeque<Event> = VecDeque::with_capacity(EVENTS_KEPT);
@@ -47,7 +47,10 @@ pub async fn screen(bus: &Bus, once: bool) -> anyhow::Result<ExitCode> {
                     view.apply(&message);
                     dirty = true;
                 }
-                Some(Ok(FleetUpdate::CaughtUp)) => caught_up = true,
+                Some(Ok(FleetUpdate::CaughtUp)) => {
+                    bus.recover_refused(&mut view).await;
+                    caught_up = true;
+                }
                 Some(Err(e)) => tracing::warn!(error = %e, "fleet feed"),
                 None => anyhow::bail!("the fleet feed from {} ended", bus.server()),
             },
@@ -83,7 +86,7 @@ pub async fn screen(bus: &Bus, once: bool) -> anyhow::Result<ExitCode> {
                         continue;
                     }
                     for line in lines {
-                        println!("{line}");
+                        outln!("{line}");
                     }
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -97,85 +100,6 @@ pub async fn screen(bus: &Bus, once: bool) -> anyhow::Result<ExitCode> {
     }
     drop(terminal);
     Ok(ExitCode::SUCCESS)
-}
-
-/// The last `n` events, oldest first, then every new one, each with the
-/// number of events still to come of those stored when it was read; and
-/// how many there are to read. Read without a consumer, so a viewer's
-/// credential will do: the stored ones with direct gets, new ones from a
-/// subscription made before they are read.
-async fn recent_events(
-    bus: &Bus,
-    n: usize,
-) -> anyhow::Result<(
-    impl Stream<Item = anyhow::Result<(Event, u64)>> + Send + 'static,
-    u64,
-)> {
-    let live = bus.client.subscribe(bus.subjects.all("event")).await?;
-    recent_events_then(bus, n, live).await
-}
-
-/// [`recent_events`] with the subscription for new events already made.
-/// An event published after it was made and before the stored ones are
-/// read arrives both ways; it is shown once.
-pub async fn recent_events_then(
-    bus: &Bus,
-    n: usize,
-    live: async_nats::Subscriber,
-) -> anyhow::Result<(
-    impl Stream<Item = anyhow::Result<(Event, u64)>> + Send + 'static,
-    u64,
-)> {
-    let filter = bus.subjects.all("event");
-    let name = bus.subjects.events_stream();
-    let mut stream = bus.js.get_stream(&name).await?;
-    let state = stream.info().await?.state.clone();
-    let start = state
-        .last_sequence
-        .saturating_sub(n as u64)
-        .max(state.first_sequence)
-        .max(1);
-    // Anyone may publish on an event subject: what does not decode is
-    // left out.
-    let mut stored = Vec::new();
-    // What was read, so that the same message coming in live is dropped:
-    // each stored copy stands for at most one live one.
-    let mut read_payloads: HashMap<bytes::Bytes, usize> = HashMap::new();
-    let mut read = pin!(bus.read_stream(&name, &filter, start));
-    while let Some(message) = read.next().await {
-        let payload = message?.payload;
-        if let Ok(event) = Event::decode(&payload) {
-            stored.push(event);
-            *read_payloads.entry(payload).or_default() += 1;
-        }
-    }
-    let count = stored.len() as u64;
-    let replay = stored
-        .into_iter()
-        .enumerate()
-        .map(move |(i, event)| Ok((event, count - 1 - i as u64)));
-    let live = live.filter_map(move |message| {
-        let seen = match read_payloads.get_mut(&message.payload) {
-            Some(copies) => {
-                *copies -= 1;
-                if *copies == 0 {
-                    read_payloads.remove(&message.payload);
-                }
-                true
-            }
-            None => false,
-        };
-        let event = if seen {
-            None
-        } else {
-            Event::decode(&message.payload)
-                .ok()
-                .map(|event| Ok((event, 0)))
-        };
-        async move { event }
-    });
-    let events = futures::stream::iter(replay).chain(live);
-    Ok((events, count))
 }
 
 /// What one screen shows.

@@ -2,57 +2,44 @@
 //! happens: events, state reports, desired states, MDB changes and
 //! controls.
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use dom_bus::{Bus, FleetKind};
+use dom_bus::stamp::now_rfc3339;
+use dom_bus::{outln, Bus, FleetKind, Heard};
+use dom_model::text::bounded;
 use dom_model::{DesiredState, Event, MdbRecord, StateReport};
-use dominator::now_rfc3339;
 use futures::StreamExt;
 
 pub async fn watch(bus: &Bus, count: Option<usize>) -> anyhow::Result<ExitCode> {
     // One subscription for everything, so lines come in the order the
     // server saw the messages.
-    let prefix = bus.subjects.prefix();
-    let mut messages = bus.client.subscribe(format!("{prefix}.>")).await?;
-    bus.client.flush().await?;
+    let messages = bus.hear_all().await?;
+    let mut messages = std::pin::pin!(messages);
     eprintln!(
-        "watching {prefix}.> on {} (interrupt to stop)",
+        "watching {}.> on {} (interrupt to stop)",
+        bus.subjects.prefix(),
         bus.server()
     );
     let mut printed = 0;
-    let mut stdout = std::io::stdout();
     while count.is_none_or(|n| printed < n) {
-        let Some(message) = messages.next().await else {
+        let Some(heard) = messages.next().await else {
             break;
         };
-        let subject = message.subject.as_str();
-        let kind = FleetKind::ALL
-            .into_iter()
-            .find(|&k| bus.fleet_name(k, subject).is_some());
-        let line = match kind {
-            None if subject.starts_with(&format!("{prefix}.event.")) => {
-                match Event::decode(&message.payload) {
-                    Ok(event) => event_line(&event),
-                    Err(e) => format!("{} {}: {e}", now_rfc3339(), message.subject),
-                }
-            }
-            None => continue,
-            Some(kind) => {
-                let name = bus.fleet_name(kind, &message.subject).unwrap_or("");
-                format!(
-                    "{} {}",
-                    now_rfc3339(),
-                    change_line(kind, name, &message.payload)
-                )
-            }
+        let line = match heard {
+            Heard::Event {
+                event: Ok(event), ..
+            } => event_line(&event),
+            Heard::Event {
+                subject,
+                event: Err(e),
+            } => format!("{} {subject}: {}", now_rfc3339(), bounded(&e)),
+            Heard::Fleet {
+                kind,
+                name,
+                payload,
+            } => format!("{} {}", now_rfc3339(), change_line(kind, &name, &payload)),
         };
-        if writeln!(stdout, "{line}")
-            .and_then(|_| stdout.flush())
-            .is_err()
-        {
-            break;
-        }
+        outln!("{line}");
         printed += 1;
     }
     Ok(ExitCode::SUCCESS)
@@ -103,9 +90,12 @@ fn change_line(kind: FleetKind, name: &str, payload: &[u8]) -> String {
         FleetKind::Mdb => match MdbRecord::decode(name, payload) {
             Ok(Some(record)) => format!("mdb {name} {}", String::from_utf8_lossy(&record.encode())),
             Ok(None) => format!("mdb {name} removed"),
-            Err(e) => format!("mdb {name} refused: {e}"),
+            Err(e) => format!("mdb {name} refused: {}", bounded(&e.to_string())),
         },
-        FleetKind::Ctl => format!("ctl {name} {}", String::from_utf8_lossy(payload).trim()),
+        FleetKind::Ctl => format!(
+            "ctl {name} {}",
+            bounded(String::from_utf8_lossy(payload).trim())
+        ),
         FleetKind::Image => format!("image {name}"),
     }
 }

@@ -264,9 +264,7 @@ async fn the_screen_shows_an_event_published_while_it_starts_once() {
         .unwrap();
     bus.client.flush().await.unwrap();
     bus.publish_event(&event("during")).await.unwrap();
-    let (events, stored) = domtool::screen::recent_events_then(&bus, 10, live)
-        .await
-        .unwrap();
+    let (events, stored) = bus.recent_events_then(10, live).await.unwrap();
     assert_eq!(stored, 2);
     // Identical events published afterwards are each shown.
     bus.publish_event(&event("after")).await.unwrap();

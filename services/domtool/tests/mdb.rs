@@ -150,3 +150,85 @@ async fn an_unreachable_server_is_one_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("cannot reach NATS"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_refused_record_leaves_the_previous_one_standing_for_every_command() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    bus.publish_image(&sparse("sparse.0")).await.unwrap();
+    domtool(&server, &["mdb", "set", "web6", "--required", "sparse.0"])
+        .await
+        .ok();
+    // Anyone may publish on the subject; the dominator refuses this and
+    // keeps web6 on its previous record, and so does every command.
+    bus.publish_mdb("web6", br#"{"RequiredImage":5}"#.to_vec().into())
+        .await
+        .unwrap();
+
+    let got: serde_json::Value =
+        serde_json::from_str(&domtool(&server, &["mdb", "get", "web6"]).await.ok()).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({"Hostname": "web6", "RequiredImage": "sparse.0"})
+    );
+    assert_eq!(domtool(&server, &["list-subs"]).await.ok(), "web6\n");
+    let status = domtool(&server, &["status"]).await.ok();
+    assert!(!status.contains("not in the MDB"), "{status}");
+    let row = status.lines().find(|l| l.starts_with("web6")).unwrap();
+    assert!(row.contains("sparse.0"), "{status}");
+    let exported = domtool(&server, &["mdb", "export"]).await.ok();
+    let records = parse_mdb_file(exported.as_bytes()).unwrap();
+    assert_eq!(records.len(), 1, "{exported}");
+    assert_eq!(records[0].hostname, "web6");
+
+    // Exporting and loading it back with --replace loses nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mdb.json");
+    std::fs::write(&file, exported).unwrap();
+    let out = domtool(
+        &server,
+        &["mdb", "load", "--replace", file.to_str().unwrap()],
+    )
+    .await
+    .ok();
+    assert_eq!(out.trim(), "0 set, 0 removed, 1 unchanged");
+    assert_eq!(domtool(&server, &["list-subs"]).await.ok(), "web6\n");
+}
+
+#[tokio::test]
+async fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    bus.publish_image(&sparse("sparse.0")).await.unwrap();
+    // More than a pipe holds (64 KiB), for each command.
+    for i in 0..2000 {
+        let host = format!("machine-{i:05}.rack-{:03}.west.example.com", i / 40);
+        let record = format!(r#"{{"RequiredImage":"sparse.0","Tags":{{"n":"{i}"}}}}"#);
+        bus.publish_mdb(&host, record.into_bytes().into())
+            .await
+            .unwrap();
+    }
+    for args in [&["status"][..], &["list-subs"], &["mdb", "export"]] {
+        let mut command = domtool_command(&server, args);
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let output = tokio::task::spawn_blocking(move || {
+            let mut child = command.spawn().unwrap();
+            // Read one line, then close the pipe, as `| head -1` does.
+            let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+            let mut first = String::new();
+            std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+            drop(stdout);
+            let output = child.wait_with_output().unwrap();
+            (first, output)
+        })
+        .await
+        .unwrap();
+        let (first, output) = output;
+        assert!(!first.is_empty(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}

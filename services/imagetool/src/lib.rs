@@ -99,36 +99,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 /// Logging as every tool sets it up (quiet by default, `-v`, `-vv`).
 pub use dom_bus::init_logging;
 
-/// `1.5 MiB`
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use dom_model::text::human_bytes;
 
-pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.replace_nanosecond(0)
-        .unwrap_or(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// `user@host`, recorded as the image's creator.
-pub(crate) fn creator() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    format!("{user}@{host}")
-}
+/// Images record when and by whom they were made.
+pub(crate) use dom_bus::stamp::{rfc3339, who as creator};

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use dom_bus::stamp::{now_rfc3339, rfc3339};
 use dom_model::plan::{plan, Desired, Plan};
 use dom_model::report::{ScanStats, UpdateResult};
 use dom_model::{path, Entry, Inode, Manifest, Triggers};
@@ -19,7 +20,7 @@ use dom_model::{path, Entry, Inode, Manifest, Triggers};
 use crate::agent::{Core, Current};
 use crate::persist::off_thread;
 use crate::prefetch::Prefetch;
-use crate::report::{self, millis, rfc3339};
+use crate::report::{self, millis};
 use crate::scanner::Scanned;
 use crate::update::ServicePlan;
 
@@ -148,7 +149,7 @@ impl Core {
         let image = current.state.image.to_string();
         let new_triggers = current.triggers.clone();
         let fetch_rate = current.state.config.fetch_rate.or(self.config.fetch_rate);
-        let (started, started_at) = (Instant::now(), report::now());
+        let (started, started_at) = (Instant::now(), now_rfc3339());
         let sequence = current.sequence;
         let old_triggers = self.old_triggers();
         let services = ServicePlan::new(&plan.changed, old_triggers.as_ref(), &new_triggers);

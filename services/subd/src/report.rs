@@ -6,29 +6,17 @@
 //! a scan that finds the same tree sends nothing new.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use dom_bus::stamp::now_rfc3339;
 use dom_model::plan::Plan;
 use dom_model::report::UpdateResult;
 use dom_model::{Event, StateReport};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use crate::update::UpdateOutcome;
 
 /// The agent's version, reported in every state report.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// RFC 3339, to the second, in UTC.
-pub fn rfc3339(at: SystemTime) -> String {
-    let at = OffsetDateTime::from(at);
-    let at = at.replace_nanosecond(0).unwrap_or(at);
-    at.format(&Rfc3339).unwrap_or_default()
-}
-
-pub fn now() -> String {
-    rfc3339(SystemTime::now())
-}
 
 /// Whether `next` says something `published` did not: everything but the
 /// clock-driven fields is compared.
@@ -94,7 +82,7 @@ pub fn update_event(
             result.trigger_failures.len()
         ));
     }
-    Event::new(host, Event::UPDATE, &now(), message)
+    Event::new(host, Event::UPDATE, &now_rfc3339(), message)
         .with_image(image)
         .with_details(serde_json::to_value(result).unwrap_or_default())
 }
@@ -106,7 +94,7 @@ pub fn failed_update_event(host: &str, image: &str, result: &UpdateResult) -> Ev
     Event::new(
         host,
         Event::UPDATE,
-        &now(),
+        &now_rfc3339(),
         format!("{image} not applied: {error}"),
     )
     .with_image(image)
@@ -123,7 +111,7 @@ pub fn drift_event(host: &str, image: &str, plan: &Plan) -> Event {
     Event::new(
         host,
         Event::DRIFT,
-        &now(),
+        &now_rfc3339(),
         format!("drifted from {image}: {}", plan.summary()),
     )
     .with_image(image)
@@ -135,12 +123,12 @@ pub fn drift_event(host: &str, image: &str, plan: &Plan) -> Event {
 
 /// The `rejected` event for a desired state refused.
 pub fn rejected_event(host: &str, reason: &str) -> Event {
-    Event::new(host, Event::REJECTED, &now(), reason)
+    Event::new(host, Event::REJECTED, &now_rfc3339(), reason)
 }
 
 /// An `error` event.
 pub fn error_event(host: &str, image: Option<&str>, message: &str) -> Event {
-    let event = Event::new(host, Event::ERROR, &now(), message);
+    let event = Event::new(host, Event::ERROR, &now_rfc3339(), message);
     match image {
         Some(image) => event.with_image(image),
         None => event,
@@ -221,11 +209,5 @@ mod tests {
         );
         assert_eq!(event.kind, "update");
         assert_eq!(event.details["changed"], 3);
-    }
-
-    #[test]
-    fn times_are_rfc3339_seconds() {
-        let t = SystemTime::UNIX_EPOCH + Duration::new(1_795_770_000, 123);
-        assert_eq!(rfc3339(t), "2026-11-27T09:00:00Z");
     }
 }

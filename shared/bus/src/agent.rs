@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::stream::DirectGetErrorKind;
 use bytes::Bytes;
 use dom_model::desired::DesiredError;
 use dom_model::report::ReportError;
@@ -108,24 +107,12 @@ impl Bus {
 
     /// The last desired state stored for `host`, if any.
     pub async fn desired(&self, host: &str) -> Result<Option<DesiredMessage>, BusError> {
-        let stream = self
-            .js
-            .get_stream_no_info(self.subjects.desired_stream())
-            .await
-            .map_err(|e| self.js_error(e))?;
-        let subject = self.subjects.desired(host);
-        let request = format!(
-            "$JS.API.DIRECT.GET.{}.{subject}",
-            self.subjects.desired_stream()
-        );
-        match self
-            .guarded_on(&request, stream.direct_get_last_for_subject(subject))
-            .await?
-        {
-            Ok(msg) => Ok(Some(DesiredMessage::new(host, msg.sequence, &msg.payload))),
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.js_error(format!("reading desired state of {host}: {e}"))),
-        }
+        let what = format!("reading desired state of {host}");
+        let stream = self.subjects.desired_stream();
+        let message = self
+            .last_on(&stream, self.subjects.desired(host), &what)
+            .await?;
+        Ok(message.map(|msg| DesiredMessage::new(host, msg.sequence, &msg.payload)))
     }
 
     /// `host`'s last stored desired state (when its sequence is after
@@ -227,21 +214,15 @@ impl Bus {
 
     /// The last state report of `host`, if any.
     pub async fn state(&self, host: &str) -> Result<Option<StateReport>, MessageError> {
-        let stream = self
-            .js
-            .get_stream_no_info(self.subjects.state_stream())
-            .await
-            .map_err(|e| self.js_error(e))?;
+        let what = format!("reading state report of {host}");
         let subject = self.subjects.state(host);
-        match stream.direct_get_last_for_subject(subject.clone()).await {
-            Ok(msg) => StateReport::decode(&msg.payload)
-                .map(Some)
-                .map_err(|source| MessageError::Malformed { subject, source }),
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self
-                .js_error(format!("reading state report of {host}: {e}"))
-                .into()),
-        }
+        let stored = self
+            .last_on(&self.subjects.state_stream(), subject.clone(), &what)
+            .await?;
+        stored
+            .map(|msg| StateReport::decode(&msg.payload))
+            .transpose()
+            .map_err(|source| MessageError::Malformed { subject, source })
     }
 
     /// Publishes an event on `dom.event.<host>.<kind>`.

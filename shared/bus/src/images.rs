@@ -6,7 +6,6 @@
 
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage as Publish;
-use async_nats::jetstream::stream::DirectGetErrorKind;
 use dom_model::{ImageMessage, ImageName, ImageRecord, Tombstone};
 use thiserror::Error;
 
@@ -68,35 +67,26 @@ impl Bus {
 
     /// The latest message on an image's subject, if any.
     pub async fn image(&self, name: &ImageName) -> Result<Option<Stored>, ImageError> {
-        let stream = self
-            .js
-            .get_stream_no_info(self.subjects.images_stream())
-            .await
-            .map_err(|e| self.js_error(e))?;
-        match stream
-            .direct_get_last_for_subject(self.subjects.image(name.as_str()))
-            .await
-        {
-            Ok(msg) => {
-                let message =
-                    ImageMessage::decode(&msg.payload).map_err(|e| ImageError::Malformed {
-                        name: name.to_string(),
-                        reason: e.to_string(),
-                    })?;
-                if message.name() != name {
-                    return Err(ImageError::Malformed {
-                        name: name.to_string(),
-                        reason: format!("it names image {}", message.name()),
-                    });
-                }
-                Ok(Some(Stored {
-                    message,
-                    sequence: msg.sequence,
-                }))
-            }
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.js_error(format!("reading image {name}: {e}")).into()),
+        let what = format!("reading image {name}");
+        let stream = self.subjects.images_stream();
+        let subject = self.subjects.image(name.as_str());
+        let Some(msg) = self.last_on(&stream, subject, &what).await? else {
+            return Ok(None);
+        };
+        let message = ImageMessage::decode(&msg.payload).map_err(|e| ImageError::Malformed {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
+        if message.name() != name {
+            return Err(ImageError::Malformed {
+                name: name.to_string(),
+                reason: format!("it names image {}", message.name()),
+            });
         }
+        Ok(Some(Stored {
+            message,
+            sequence: msg.sequence,
+        }))
     }
 
     /// The record of a live (not deleted) image.

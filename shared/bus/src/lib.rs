@@ -13,25 +13,39 @@
 //! - [`roles`]: what each role (operator, builder, dominator, subd,
 //!   viewer) may do, as nats-server permissions.
 //! - [`logging`]: the logging set-up every binary shares.
+//! - [`output`]: printing for people and scripts ([`outln!`]), quiet
+//!   when the reader has gone.
 //! - [`streams`]: checks the streams and the bucket, creating or updating
 //!   them only when needed (and allowed).
 //! - [`images`]: publishing, reading, listing and deleting image records.
 //! - [`agent`]: desired states, state reports and events, between the
 //!   fleet and each machine's agent.
-//! - [`fleet`]: the whole fleet's view (MDB, images, states, controls,
-//!   desired states), replayed and then followed, for controllers and
-//!   dashboards; publishing MDB records and controls.
+//! - [`fleet`]: the whole fleet's messages (MDB, images, states,
+//!   controls, desired states), replayed and then followed, for
+//!   controllers and dashboards; publishing MDB records and controls.
+//! - [`view`]: those messages folded into one view of the fleet, the same
+//!   for the dominator and every tool.
+//! - [`history`]: reading back: one subject's last message, the MDB
+//!   record a refused payload hides, a host's last events.
+//! - [`tail`]: following what happens: recent events then new ones, and
+//!   everything under the fleet's prefix.
+//! - [`stamp`]: when and by whom a message was made.
 
 pub mod agent;
 pub mod connect;
 pub mod denied;
 pub mod direct;
 pub mod fleet;
+pub mod history;
 pub mod images;
 pub mod logging;
+pub mod output;
 pub mod roles;
+pub mod stamp;
 pub mod streams;
 pub mod subjects;
+pub mod tail;
+pub mod view;
 
 pub use agent::{DesiredMessage, MessageError, Refused};
 pub use connect::{Bus, BusError, ConnectArgs};
@@ -40,3 +54,5 @@ pub use fleet::{FleetKind, FleetMessage, FleetUpdate};
 pub use images::ImageError;
 pub use logging::init_logging;
 pub use subjects::Subjects;
+pub use tail::Heard;
+pub use view::{Applied, View};

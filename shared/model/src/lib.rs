@@ -14,12 +14,16 @@
 //! - [`report`]: what a machine says back: its state report and events.
 //! - [`mdb`]: the MDB record, which image each machine should carry, and
 //!   the original's `mdb.json` file.
+//! - [`controls`]: the operators' fleet controls on `dom.ctl.<control>`
+//!   (the emergency stop, safety-shutoff clearances).
 //! - [`policy`]: the dominator's decisions: what each machine's desired
 //!   state should be, which machines may update now, and why others wait.
+//! - [`text`]: sizes as people read them, bounded echoes of others' text.
 //!
 //! Nothing here touches the network, the file system or a clock, so every
 //! rule can be tested exhaustively and reused by every service.
 
+pub mod controls;
 pub mod desired;
 pub mod diff;
 pub mod filter;
@@ -31,6 +35,7 @@ pub mod path;
 pub mod plan;
 pub mod policy;
 pub mod report;
+pub mod text;
 pub mod triggers;
 
 pub use desired::DesiredState;

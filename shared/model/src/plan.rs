@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::filter::Filter;
 use crate::manifest::Manifest;
 use crate::object::ObjectId;
+use crate::text::human_bytes;
 
 mod planner;
 #[cfg(test)]
@@ -352,21 +353,6 @@ fn count(parts: &mut Vec<String>, n: usize, one: &str, many: &str) {
     if n > 0 {
         parts.push(format!("{n} {}", if n == 1 { one } else { many }));
     }
-}
-
-/// Bytes with a binary unit, one decimal above a KiB.
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// The plan that turns `machine` into `desired`.

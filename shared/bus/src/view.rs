@@ -9,16 +9,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use dom_bus::{FleetKind, FleetMessage};
+use dom_model::controls::{Control, SafetyClearance, UPDATES};
 use dom_model::desired::is_valid_host;
 use dom_model::policy::Updates;
+use dom_model::text::bounded;
 use dom_model::{
     Decision, DesiredState, Fleet, FleetControls, ImageMessage, MdbRecord, StateReport,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::controls::{Control, SafetyClearance};
+use crate::{FleetKind, FleetMessage};
 
 /// What applying a message did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +35,8 @@ pub enum Applied {
         host: Option<String>,
         reason: String,
     },
-    /// Another message did not decode and was skipped.
+    /// Another message did not decode and was skipped. Reasons repeat at
+    /// most a bounded prefix of what the message said.
     Skipped(String),
 }
 
@@ -66,7 +68,7 @@ impl View {
     pub fn apply(&mut self, message: &FleetMessage) -> Applied {
         let name = message.name.as_str();
         let payload = &message.payload[..];
-        match message.kind {
+        let applied = match message.kind {
             FleetKind::Mdb => match MdbRecord::decode(name, payload) {
                 Ok(record) => {
                     self.rejected.remove(name);
@@ -74,7 +76,7 @@ impl View {
                     Applied::Changed
                 }
                 Err(e) => {
-                    let reason = e.to_string();
+                    let reason = bounded(&e.to_string());
                     self.rejected.insert(name.to_string(), reason.clone());
                     Applied::Rejected {
                         host: is_valid_host(name).then(|| name.to_string()),
@@ -109,6 +111,10 @@ impl View {
                 Ok(control) => self.apply_control(control),
                 Err(e) => Applied::Skipped(e.to_string()),
             },
+        };
+        match applied {
+            Applied::Skipped(why) => Applied::Skipped(bounded(&why)),
+            applied => applied,
         }
     }
 
@@ -140,7 +146,7 @@ impl View {
             Control::SafetyClear(clearance) => {
                 self.clearances.insert(clearance.host.clone(), clearance);
             }
-            Control::Withdrawn(name) if name == crate::controls::UPDATES => {
+            Control::Withdrawn(name) if name == UPDATES => {
                 self.fleet.controls.updates = Updates::Enabled
             }
             Control::Withdrawn(name) => {

@@ -13,9 +13,9 @@
 //! controls this reader does not know are skipped, so newer tools can add
 //! controls without breaking older dominators.
 
-use dom_model::desired::is_valid_host;
-use dom_model::policy::Updates;
-use dom_model::ImageName;
+use crate::desired::is_valid_host;
+use crate::policy::Updates;
+use crate::ImageName;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
