@@ -15,17 +15,7 @@ use dominator::{Dominator, Settings};
 pub use dom_tests::fixtures::{
     image_name as name, normal_record as normal, planned_report as report, sparse_record as sparse,
 };
-pub use dom_tests::{eventually, NatsServer, DEADLINE};
-
-pub async fn connect(server: &NatsServer) -> Bus {
-    let args = ConnectArgs {
-        server: server.url(),
-        ..ConnectArgs::default()
-    };
-    let bus = Bus::connect(&args, "dominator-tests").await.unwrap();
-    bus.ensure_streams().await.unwrap();
-    bus
-}
+pub use dom_tests::{connect, eventually, wait_desired, NatsServer, DEADLINE};
 
 /// A dominator on `bus` with at most `max_concurrent` machines updating.
 pub async fn dominator(bus: &Bus, max_concurrent: usize) -> Dominator {
@@ -50,19 +40,6 @@ pub async fn set_mdb(bus: &Bus, host: &str, image: &str) {
 
 pub async fn desired(bus: &Bus, host: &str) -> Option<DesiredState> {
     bus.desired(host).await.unwrap().map(|m| m.state.unwrap())
-}
-
-/// Waits for `host`'s desired state to satisfy `check`.
-pub async fn wait_desired(
-    bus: &Bus,
-    host: &str,
-    what: &str,
-    check: impl Fn(&DesiredState) -> bool,
-) -> DesiredState {
-    eventually(&format!("{host}: {what}"), || async {
-        desired(bus, host).await.filter(|d| check(d))
-    })
-    .await
 }
 
 /// Waits for `host`'s desired state to put it on `image` with updates

@@ -14,7 +14,7 @@ use dominator::{Dominator, Settings};
 pub use dom_tests::fixtures::{
     normal_record as normal, planned_report as report, sparse_record as sparse,
 };
-pub use dom_tests::{eventually, NatsServer, Run, DEADLINE};
+pub use dom_tests::{connect, eventually, wait_desired, NatsServer, Run, DEADLINE};
 
 pub fn domtool_command(server: &NatsServer, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_domtool"));
@@ -35,36 +35,10 @@ pub async fn domtool(server: &NatsServer, args: &[&str]) -> Run {
         .unwrap()
 }
 
-pub async fn connect(server: &NatsServer) -> Bus {
-    let args = ConnectArgs {
-        server: server.url(),
-        ..ConnectArgs::default()
-    };
-    let bus = Bus::connect(&args, "domtool-tests").await.unwrap();
-    bus.ensure_streams().await.unwrap();
-    bus
-}
-
 pub async fn dominator(bus: &Bus) -> Dominator {
     let settings = Settings {
         debounce: Duration::from_millis(20),
         ..Settings::default()
     };
     Dominator::start(bus.clone(), settings, None).await.unwrap()
-}
-
-pub async fn wait_desired(
-    bus: &Bus,
-    host: &str,
-    what: &str,
-    check: impl Fn(&DesiredState) -> bool,
-) -> DesiredState {
-    eventually(&format!("{host}: {what}"), || async {
-        bus.desired(host)
-            .await
-            .unwrap()
-            .and_then(|m| m.state.ok())
-            .filter(|d| check(d))
-    })
-    .await
 }

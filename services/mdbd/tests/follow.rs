@@ -4,20 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use dom_bus::{Bus, ConnectArgs, FleetKind};
+use dom_bus::{Bus, FleetKind};
 use dom_model::{ImageName, MdbRecord};
+use dom_tests::connect;
 use dom_tests::NatsServer;
 use mdbd::Watcher;
-
-async fn connect(server: &NatsServer) -> Bus {
-    let args = ConnectArgs {
-        server: server.url(),
-        ..ConnectArgs::default()
-    };
-    let bus = Bus::connect(&args, "mdbd-tests").await.unwrap();
-    bus.ensure_streams().await.unwrap();
-    bus
-}
 
 async fn mdb_sequence(bus: &Bus) -> u64 {
     let mut stream = bus.js.get_stream(bus.subjects.mdb_stream()).await.unwrap();

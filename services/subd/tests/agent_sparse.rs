@@ -6,7 +6,7 @@ mod agent_support;
 
 use std::time::{Duration, SystemTime};
 
-use agent_support::{at, set_mtime, snap, tree, write, Fleet};
+use agent_support::{at, set_mtime, snap, tree, wait_scans, write, Fleet};
 use subd::Agent;
 
 fn is_root() -> bool {
@@ -53,7 +53,9 @@ async fn sparse_image_adds_its_files_and_touches_nothing_else() {
     set_mtime(&root, "/etc/passwd", then - Duration::from_secs(3600));
     let before = tree(&root);
 
-    let agent = Agent::start(fleet.config("sparse1", &root, "/bin/true")).unwrap();
+    let mut config = fleet.config("sparse1", &root, "/bin/true");
+    config.http = Some("127.0.0.1:0".into());
+    let agent = Agent::start(config).unwrap();
     fleet.assign("sparse1", &record).await;
     let report = fleet.wait_compliant("sparse1", "sparse.0").await;
     assert_eq!(report.deviations, 0);
@@ -117,7 +119,7 @@ async fn sparse_image_adds_its_files_and_touches_nothing_else() {
 
     // A scan that finds the same tree publishes nothing new.
     let settled = fleet.wait_compliant("sparse1", "sparse.0").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_scans(agent.http_address().unwrap(), 2).await;
     let later = fleet.bus.state("sparse1").await.unwrap().unwrap();
     assert_eq!(later.generation, settled.generation);
     agent.stop().await;

@@ -5,18 +5,11 @@
 
 use std::time::Duration;
 
-use dom_bus::{Bus, BusError, ConnectArgs, DesiredMessage};
+use dom_bus::{BusError, DesiredMessage};
+use dom_tests::connect_bare;
 use dom_tests::NatsServer;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-
-async fn connect(server: &NatsServer, name: &str) -> Bus {
-    let args = ConnectArgs {
-        server: server.url(),
-        ..Default::default()
-    };
-    Bus::connect(&args, name).await.unwrap()
-}
 
 type Follow = BoxStream<'static, Result<DesiredMessage, BusError>>;
 
@@ -36,11 +29,11 @@ async fn every_follower_sees_the_state_published_for_it() {
     const HOSTS: usize = 200;
     const ROUNDS: u64 = 3;
     let server = NatsServer::start().unwrap();
-    let dominator = connect(&server, "dominator").await;
+    let dominator = connect_bare(&server, "dominator").await;
     dominator.ensure_streams().await.unwrap();
     let mut followers = Vec::new();
     for i in 0..HOSTS {
-        let agent = connect(&server, &format!("agent-{i}")).await;
+        let agent = connect_bare(&server, &format!("agent-{i}")).await;
         let follow = agent
             .follow_desired(&format!("host-{i:04}"), None)
             .await
@@ -71,9 +64,9 @@ async fn every_follower_sees_the_state_published_for_it() {
 #[tokio::test]
 async fn a_cue_for_a_message_no_stream_stored_changes_nothing() {
     let server = NatsServer::start().unwrap();
-    let dominator = connect(&server, "dominator").await;
+    let dominator = connect_bare(&server, "dominator").await;
     dominator.ensure_streams().await.unwrap();
-    let agent = connect(&server, "agent").await;
+    let agent = connect_bare(&server, "agent").await;
     let mut follow = agent.follow_desired("web1", None).await.unwrap();
     let first = dominator
         .publish_desired_payload("web1", "first".into())

@@ -6,18 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dom_bus::{Bus, ConnectArgs, FleetKind, FleetMessage, FleetUpdate};
+use dom_tests::connect;
 use dom_tests::NatsServer;
 use futures::{Stream, StreamExt};
-
-async fn connect(server: &NatsServer) -> Bus {
-    let args = ConnectArgs {
-        server: server.url(),
-        ..Default::default()
-    };
-    let bus = Bus::connect(&args, "fleet-test").await.unwrap();
-    bus.ensure_streams().await.unwrap();
-    bus
-}
 
 async fn next<S>(feed: &mut S) -> FleetUpdate
 where

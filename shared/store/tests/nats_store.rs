@@ -3,22 +3,13 @@
 //! and refusal of corrupt or missing objects.
 
 use bytes::Bytes;
-use dom_bus::{Bus, ConnectArgs};
+use dom_bus::Bus;
 use dom_model::ObjectId;
 use dom_store::{ContentStore, NatsStore, StoreError, CHUNK_SIZE};
+use dom_tests::connect;
 use dom_tests::NatsServer;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncReadExt;
-
-async fn connect(server: &NatsServer) -> Bus {
-    let args = ConnectArgs {
-        server: server.url(),
-        ..Default::default()
-    };
-    let bus = Bus::connect(&args, "store-test").await.unwrap();
-    bus.ensure_streams().await.unwrap();
-    bus
-}
 
 /// Content of `len` bytes that differs for every `seed`.
 fn content(seed: u8, len: usize) -> Bytes {

@@ -312,3 +312,33 @@ impl Recorder {
         let _ = fs::remove_file(&self.log);
     }
 }
+
+/// How many scans the agent serving `http` (its `--http` address) has
+/// finished, from its `/metrics`.
+pub async fn scans(http: std::net::SocketAddr) -> u64 {
+    let body = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    body.lines()
+        .find_map(|line| line.strip_prefix("subd_scans_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("subd_scans_total in /metrics")
+}
+
+/// Waits until the agent serving `http` has finished `n` more scans, so
+/// that a test can say "and nothing else happened" without guessing how
+/// long that takes.
+pub async fn wait_scans(http: std::net::SocketAddr, n: u64) {
+    let start = scans(http).await;
+    let deadline = tokio::time::Instant::now() + dom_tests::DEADLINE;
+    while scans(http).await < start + n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} more scans did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
