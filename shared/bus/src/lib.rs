@@ -12,7 +12,9 @@
 //!   that may not create consumers.
 //! - [`roles`]: what each role (operator, builder, dominator, subd,
 //!   viewer) may do, as nats-server permissions.
-//! - [`logging`]: the logging set-up every binary shares.
+//! - [`cli`], [`logging`], [`shutdown`]: what every binary's `main`
+//!   shares: parsing flags with one-line errors, the `-v` flags and the
+//!   logging set-up, and stopping cleanly on SIGINT or SIGTERM.
 //! - [`streams`]: checks the streams and the bucket, creating or updating
 //!   them only when needed (and allowed).
 //! - [`images`]: publishing, reading, listing and deleting image records.
@@ -23,6 +25,7 @@
 //!   dashboards; publishing MDB records and controls.
 
 pub mod agent;
+pub mod cli;
 pub mod connect;
 pub mod denied;
 pub mod direct;
@@ -30,6 +33,7 @@ pub mod fleet;
 pub mod images;
 pub mod logging;
 pub mod roles;
+pub mod shutdown;
 pub mod streams;
 pub mod subjects;
 
@@ -38,5 +42,5 @@ pub use connect::{Bus, BusError, ConnectArgs};
 pub use direct::StoredMessage;
 pub use fleet::{FleetKind, FleetMessage, FleetUpdate};
 pub use images::ImageError;
-pub use logging::init_logging;
+pub use logging::{init_logging, LogArgs};
 pub use subjects::Subjects;
