@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod fixtures;
-pub use fixtures::{eventually, files_under, normal_record, sparse_record, Run, DEADLINE};
+pub use fixtures::{
+    eventually, files_under, normal_record, sparse_record, terminate, Run, DEADLINE,
+};
 
 /// A running (or stopped) nats-server owned by one test.
 pub struct NatsServer {
