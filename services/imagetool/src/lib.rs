@@ -96,9 +96,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Logging as every tool sets it up (quiet by default, `-v`, `-vv`).
-pub use dom_bus::init_logging;
-
 /// `1.5 MiB`
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
