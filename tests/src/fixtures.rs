@@ -3,8 +3,8 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::Duration;
+use std::process::{Child, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 use dom_model::{ImageName, ImageRecord, ObjectId, StateReport};
 
@@ -86,6 +86,27 @@ impl Run {
         assert_eq!(lines.len(), 1, "expected one line, got: {:?}", self.stderr);
         assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
         lines[0].to_string()
+    }
+}
+
+/// How long a service may take to stop once asked.
+pub const STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// Sends SIGTERM (what systemd sends) to `child` and waits for it to
+/// exit; panics, killing it, if it takes longer than [`STOP_LIMIT`].
+pub fn terminate(child: &mut Child) -> ExitStatus {
+    // SAFETY: kill(2) on our own child, which has not been reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let asked = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            return status;
+        }
+        if asked.elapsed() > STOP_LIMIT {
+            let _ = child.kill();
+            panic!("still running {STOP_LIMIT:?} after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -18,7 +18,9 @@ use anyhow::{bail, Context, Result};
 pub mod bus;
 pub mod fixtures;
 pub use bus::{connect, connect_bare, wait_desired};
-pub use fixtures::{eventually, files_under, normal_record, sparse_record, Run, DEADLINE};
+pub use fixtures::{
+    eventually, files_under, normal_record, sparse_record, terminate, Run, DEADLINE,
+};
 
 /// A running (or stopped) nats-server owned by one test.
 pub struct NatsServer {

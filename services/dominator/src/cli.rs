@@ -1,7 +1,7 @@
 //! Command-line flags.
 
 use clap::Parser;
-use dom_bus::ConnectArgs;
+use dom_bus::{ConnectArgs, LogArgs};
 
 /// The fleet's controller: turns MDB records, images and state reports into
 /// each machine's desired state.
@@ -22,8 +22,8 @@ pub struct Cli {
     pub connect: ConnectArgs,
     /// Serve the live status page, the machine and image pages, /metrics
     /// (Prometheus), /healthz and /status (JSON) on this address; `:PORT`
-    /// listens on every interface, `off` serves nothing.
-    #[arg(long, env = "DOM_HTTP", value_name = "ADDR", default_value = ":6970")]
+    /// listens on every interface, `off` (or "") serves nothing.
+    #[arg(long, env = "DOM_HTTP", value_name = "ADDR", default_value = ":6970", value_parser = dom_web::parse_flag)]
     pub http: String,
     /// Most machines updating at once.
     #[arg(long, value_name = "N", default_value_t = dom_model::policy::DEFAULT_MAX_UPDATING)]
@@ -32,8 +32,6 @@ pub struct Cli {
     /// such an update, and wait for a grant.
     #[arg(long, value_name = "M", default_value_t = dom_model::policy::DEFAULT_MAX_HIGH_IMPACT)]
     pub max_high_impact: usize,
-    /// More logging (-v: every desired state published; -vv: debug);
-    /// RUST_LOG also works.
-    #[arg(long, short, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    #[command(flatten)]
+    pub log: LogArgs,
 }

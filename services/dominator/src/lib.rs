@@ -23,6 +23,7 @@ pub mod notices;
 pub mod pages;
 pub mod status;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -109,22 +110,24 @@ impl Drop for Dominator {
     }
 }
 
-/// Runs the dominator the command line describes, until it fails.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the dominator the command line describes, until `shutdown`
+/// completes (the binary passes [`dom_bus::shutdown::signalled`]) or it
+/// fails.
+pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let bus = Bus::connect(&cli.connect, "dominator").await?;
     let settings = Settings {
         max_concurrent: cli.max_concurrent,
         max_high_impact: cli.max_high_impact,
         ..Settings::default()
     };
-    let http = (cli.http != "off").then_some(cli.http.as_str());
+    let http = dom_web::serves(&cli.http);
     let dominator = Dominator::start(bus, settings, http).await?;
     if let Some(addr) = dominator.http_addr() {
         tracing::info!(%addr, "serving the status page, /metrics, /healthz and /status");
     }
     tokio::select! {
         result = dominator.wait() => result,
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        () = shutdown => Ok(()),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use dom_bus::ConnectArgs;
+use dom_bus::{ConnectArgs, LogArgs};
 
 /// The operators' tool for a fleet managed by the dominator.
 ///
@@ -16,9 +16,8 @@ use dom_bus::ConnectArgs;
 pub struct Cli {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// More logging (repeat for more); RUST_LOG also works.
-    #[arg(long, short, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
+    #[command(flatten)]
+    pub log: LogArgs,
     #[command(subcommand)]
     pub command: Command,
 }

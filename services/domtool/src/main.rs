@@ -1,8 +1,6 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = domtool::Cli::parse();
-    dom_bus::init_logging(cli.verbose);
+    let cli: domtool::Cli = dom_bus::cli::parse();
+    cli.log.init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(domtool::run(cli)) {
         Ok(code) => code,

@@ -2,11 +2,13 @@
 //! single-dash flags (`-imageServerHostname=HOST`), which are rewritten to
 //! their double-dash spelling before parsing.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use dom_bus::ConnectArgs;
+use clap::{CommandFactory, Parser, Subcommand};
+use dom_bus::{ConnectArgs, LogArgs};
+use thiserror::Error;
 
 /// Build, inspect and delete images held on NATS JetStream.
 ///
@@ -36,9 +38,8 @@ pub struct Cli {
     /// No progress display.
     #[arg(long, short, global = true)]
     pub quiet: bool,
-    /// More logging (repeat for more); RUST_LOG also works.
-    #[arg(long, short, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
+    #[command(flatten)]
+    pub log: LogArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -95,23 +96,101 @@ pub enum Command {
 /// Go-style flags accepted with a single dash.
 const GO_FLAGS: &[&str] = &["imageServerHostname", "imageServerPortNum", "expiresIn"];
 
+/// A single-dash flag that is neither one of the original's Go-style
+/// flags nor a group of short flags (`-qv`).
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("unknown flag {flag}{}", .suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
+pub struct UnknownFlag {
+    pub flag: String,
+    /// The closest known spelling, if one is close.
+    pub suggestion: Option<String>,
+}
+
 /// Rewrites `-imageServerHostname=H` (and `-imageServerHostname H`) to the
-/// double-dash form clap parses.
-pub fn normalise_args<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
-    args.into_iter()
-        .map(|arg| {
-            let is_go = arg
-                .strip_prefix('-')
-                .filter(|rest| !rest.starts_with('-'))
-                .map(|rest| rest.split('=').next().unwrap_or(""))
-                .is_some_and(|name| GO_FLAGS.contains(&name));
-            if is_go {
-                format!("-{arg}")
-            } else {
-                arg
-            }
+/// double-dash form clap parses. Any other single-dash word before `--`
+/// must be short flags; otherwise clap would read `-imageServerHostName`
+/// as `-i -m -a ...`, so it is refused here, with the spelling meant.
+pub fn normalise_args<I, T>(args: I) -> Result<Vec<OsString>, UnknownFlag>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let mut out = Vec::new();
+    let mut flags_end = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        let arg = arg.into();
+        let word = arg.to_str().filter(|_| i > 0 && !flags_end);
+        let Some(name) = word.and_then(single_dash_name) else {
+            flags_end |= arg == "--";
+            out.push(arg);
+            continue;
+        };
+        if GO_FLAGS.contains(&name) {
+            out.push(format!("-{}", arg.to_string_lossy()).into());
+        } else if !name.contains('=') && name.chars().all(|c| SHORT_FLAGS.contains(c)) {
+            out.push(arg);
+        } else {
+            return Err(UnknownFlag {
+                flag: format!("-{name}"),
+                suggestion: suggest(name),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The short flags there are: `-q`, `-v`, `-h`, `-V`.
+const SHORT_FLAGS: &str = "qvhV";
+
+/// `name` in `-name` or `-name=value`, for words of more than one letter
+/// after a single dash.
+fn single_dash_name(word: &str) -> Option<&str> {
+    let rest = word.strip_prefix('-').filter(|r| !r.starts_with('-'))?;
+    let name = rest.split('=').next().unwrap_or("");
+    (name.len() > 1 || rest.contains('=')).then_some(name)
+}
+
+/// The known flag closest to `name` (same letters in another case, or at
+/// most two edits away), spelt as it is accepted.
+fn suggest(name: &str) -> Option<String> {
+    let longs: Vec<String> = {
+        let command = Cli::command();
+        let mut longs: Vec<String> = command
+            .get_arguments()
+            .chain(command.get_subcommands().flat_map(|c| c.get_arguments()))
+            .filter_map(|a| a.get_long())
+            .filter(|long| !GO_FLAGS.contains(long))
+            .map(|long| format!("--{long}"))
+            .collect();
+        longs.extend(GO_FLAGS.iter().map(|go| format!("-{go}")));
+        longs
+    };
+    let wanted = name.to_lowercase();
+    longs
+        .into_iter()
+        .map(|spelling| {
+            let known = spelling.trim_start_matches('-').to_lowercase();
+            (edits(&wanted, &known), spelling)
         })
-        .collect()
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, spelling)| spelling)
+}
+
+/// The Levenshtein distance between `a` and `b`.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substituted = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
 }
 
 impl Cli {
@@ -144,7 +223,8 @@ mod tests {
                 "",
             ]
             .map(String::from),
-        );
+        )
+        .unwrap();
         let cli = Cli::try_parse_from(args).unwrap();
         assert_eq!(cli.connect_args().server, "nats://h:4333");
         assert!(matches!(cli.command, Command::Add { .. }));
@@ -161,9 +241,38 @@ mod tests {
                 "list",
             ]
             .map(String::from),
-        );
+        )
+        .unwrap();
         let cli = Cli::try_parse_from(args).unwrap();
         assert_eq!(cli.connect_args().server, "nats://a:1");
         assert_eq!(cli.expires_in, Some(Duration::from_secs(7200)));
+    }
+
+    fn unknown(args: &[&str]) -> UnknownFlag {
+        normalise_args(std::iter::once("imagetool").chain(args.iter().copied())).unwrap_err()
+    }
+
+    #[test]
+    fn a_misspelt_go_flag_is_named_with_its_spelling() {
+        let err = unknown(&["-imageServerHostName=h", "list"]);
+        assert_eq!(
+            err.to_string(),
+            "unknown flag -imageServerHostName (did you mean -imageServerHostname?)"
+        );
+        assert_eq!(
+            unknown(&["-sever", "x", "list"]).suggestion.as_deref(),
+            Some("--server")
+        );
+        assert_eq!(
+            unknown(&["-nothinglikeit", "list"]).to_string(),
+            "unknown flag -nothinglikeit"
+        );
+    }
+
+    #[test]
+    fn short_flags_and_operands_pass() {
+        let args = ["imagetool", "-qvv", "add", "x", "-", "", "", "--", "-odd"];
+        let out = normalise_args(args).unwrap();
+        assert_eq!(out, args.map(OsString::from));
     }
 }

@@ -52,6 +52,12 @@ fn under(dir: &Path, image_path: &str) -> PathBuf {
 
 pub async fn get(bus: &Bus, name: &ImageName, dir: &Path) -> Result<GetSummary> {
     let started = Instant::now();
+    if fs::metadata(dir).is_ok_and(|meta| !meta.is_dir()) {
+        bail!(
+            "{} is not a directory; give a new or empty directory",
+            dir.display()
+        );
+    }
     if let Ok(mut entries) = fs::read_dir(dir) {
         if entries.next().is_some() {
             bail!(

@@ -96,9 +96,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Logging as every tool sets it up (quiet by default, `-v`, `-vv`).
-pub use dom_bus::init_logging;
-
 pub use dom_model::text::human_bytes;
 
 /// Images record when and by whom they were made.

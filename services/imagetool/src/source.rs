@@ -19,6 +19,8 @@ use thiserror::Error;
 pub enum SourceError {
     #[error("cannot read source {path}: {reason}")]
     Read { path: PathBuf, reason: String },
+    #[error("{} is neither a directory nor a .tar or .tar.gz archive", path.display())]
+    NotArchive { path: PathBuf },
     #[error("tar entry {entry:?}: {reason}")]
     Tar { entry: String, reason: String },
     #[error("{0}")]
@@ -91,15 +93,64 @@ pub fn scan_archive<R: BufRead>(
         .map_err(read_err)?
         .starts_with(&[0x1f, 0x8b]);
     if gzip {
-        scan_tar(
-            flate2::read::MultiGzDecoder::new(reader),
-            source,
-            options,
-            counters,
-        )
+        let reader = tar_start(flate2::read::MultiGzDecoder::new(reader), source)?;
+        scan_tar(reader, source, options, counters)
     } else {
+        let reader = tar_start(reader, source)?;
         scan_tar(reader, source, options, counters)
     }
+}
+
+/// Size of a tar header block.
+const BLOCK: usize = 512;
+
+/// Checks that `reader` starts with a tar header (or the empty archive's
+/// zero block), so that a file that is no archive is named as such rather
+/// than failing somewhere in the tar reader; returns the same stream.
+fn tar_start<R: Read>(mut reader: R, source: &Path) -> Result<impl Read, SourceError> {
+    let mut head = Vec::with_capacity(BLOCK);
+    (&mut reader)
+        .take(BLOCK as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| SourceError::Read {
+            path: source.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if !is_tar_header(&head) {
+        return Err(SourceError::NotArchive {
+            path: source.to_path_buf(),
+        });
+    }
+    Ok(io::Cursor::new(head).chain(reader))
+}
+
+/// Whether `block` is a whole tar header whose checksum is right, or all
+/// zeros (the end of an archive with nothing in it).
+fn is_tar_header(block: &[u8]) -> bool {
+    if block.len() != BLOCK {
+        return false;
+    }
+    if block.iter().all(|b| *b == 0) {
+        return true;
+    }
+    let header = tar::Header::from_byte_slice(block);
+    let Ok(stored) = header.cksum() else {
+        return false;
+    };
+    // The checksum is the sum of the header's bytes, its own field
+    // counted as spaces.
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    stored == sum
 }
 
 fn scan_tar<R: Read>(

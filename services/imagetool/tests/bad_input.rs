@@ -215,3 +215,80 @@ fn corrupt_object_is_refused_by_get() {
         );
     }
 }
+
+#[test]
+fn a_file_that_is_no_archive_is_named_as_such() {
+    let server = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = write(dir.path(), "somefile", b"just some text, no tar\n");
+    let long_text = write(dir.path(), "notes.tar", &b"0123456789".repeat(100));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, b"text squeezed, still no tar").unwrap();
+    let gzip = write(dir.path(), "text.tar.gz", &gz.finish().unwrap());
+    for (name, path) in [("f.0", text), ("f.1", long_text), ("f.2", gzip)] {
+        let run = imagetool(&server, &["add", name, path.to_str().unwrap(), "", ""]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert_eq!(
+            run.one_line_error(),
+            format!(
+                "imagetool: {} is neither a directory nor a .tar or .tar.gz archive",
+                path.display()
+            )
+        );
+    }
+    assert_eq!(imagetool(&server, &["list", "--all"]).ok(), "");
+}
+
+#[test]
+fn get_into_an_existing_file_says_it_is_not_a_directory() {
+    let server = NatsServer::start().unwrap();
+    imagetool(&server, &["add", "img", &tree(), "", ""]).ok();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "existing-file", b"keep me\n");
+    let run = imagetool(&server, &["get", "img", file.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.one_line_error(),
+        format!(
+            "imagetool: {} is not a directory; give a new or empty directory",
+            file.display()
+        )
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me\n");
+}
+
+#[test]
+fn a_misspelt_go_style_flag_is_named_with_its_spelling() {
+    let run = imagetool_in(
+        &examples(),
+        &["-imageServerHostName=", "add", "x", "path", "", ""],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.one_line_error(),
+        "imagetool: unknown flag -imageServerHostName (did you mean -imageServerHostname?)"
+    );
+}
+
+#[test]
+fn flags_clap_refuses_are_one_line_and_help_still_prints() {
+    let run = imagetool_in(&examples(), &["-expiresIn=soon", "list"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = run.one_line_error();
+    assert!(
+        line.starts_with("imagetool: invalid value 'soon' for '--expiresIn <DURATION>'"),
+        "{line}"
+    );
+    let run = imagetool_in(&examples(), &["add", "x"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.one_line_error(),
+        "imagetool: the following required arguments were not provided: \
+         <SOURCE> <FILTERFILE> <TRIGGERSFILE>"
+    );
+    for flag in ["--help", "--version"] {
+        let run = imagetool_in(&examples(), &[flag]);
+        assert!(run.stdout.contains("imagetool"), "{flag}: {}", run.stdout);
+        run.ok();
+    }
+}

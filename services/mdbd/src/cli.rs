@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use dom_bus::ConnectArgs;
+use dom_bus::{ConnectArgs, LogArgs};
 
 /// Publishes the changes of a Dominator mdb.json file to the MDB.
 ///
@@ -25,8 +25,6 @@ pub struct Cli {
     /// How often to look at the file's metadata.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
-    /// More logging (-v: every record published; -vv: debug); RUST_LOG
-    /// also works.
-    #[arg(long, short, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    #[command(flatten)]
+    pub log: LogArgs,
 }

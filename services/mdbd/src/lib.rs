@@ -14,14 +14,17 @@
 pub mod cli;
 pub mod watcher;
 
+use std::future::Future;
+
 use anyhow::Context;
 use dom_bus::Bus;
 
 pub use cli::Cli;
 pub use watcher::{Progress, Watcher};
 
-/// Runs mdbd as the command line says, until interrupted.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs mdbd as the command line says, until `shutdown` completes (the
+/// binary passes [`dom_bus::shutdown::signalled`]).
+pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let bus = Bus::connect(&cli.connect, "mdbd").await?;
     bus.ensure_streams().await?;
     let watcher = Watcher::new(bus, cli.file.clone(), cli.interval)
@@ -29,9 +32,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .context("reading the MDB")?;
     tokio::select! {
         () = watcher.run() => Ok(()),
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        () = shutdown => Ok(()),
     }
 }
-
-/// Logging as every tool sets it up (quiet by default, `-v`, `-vv`).
-pub use dom_bus::init_logging;

@@ -1,10 +1,8 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = mdbd::Cli::parse();
-    mdbd::init_logging(cli.verbose);
+    let cli: mdbd::Cli = dom_bus::cli::parse();
+    cli.log.init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(mdbd::run(cli)) {
+    match runtime.block_on(async { mdbd::run(cli, dom_bus::shutdown::signalled()).await }) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mdbd: {e:#}");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use dom_bus::ConnectArgs;
+use dom_bus::{ConnectArgs, LogArgs};
 
 use crate::config::{Config, DEFAULT_SCAN_SPEED_PERCENT};
 use crate::services::{RebootCommand, ServiceCommand};
@@ -70,15 +70,14 @@ pub struct Cli {
     #[arg(long)]
     pub no_high_impact_permission: bool,
     /// Serve the status page and metrics here (`:6969` is every
-    /// interface; "" serves nothing).
-    #[arg(long, value_name = "ADDR", default_value = ":6969")]
+    /// interface; `off` or "" serves nothing).
+    #[arg(long, value_name = "ADDR", default_value = ":6969", value_parser = dom_web::parse_flag)]
     pub http: String,
     /// CPU niceness of the agent (0-19).
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub nice: i32,
-    /// More logging (repeat for more); RUST_LOG also works.
-    #[arg(long, short, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 impl Cli {
@@ -112,10 +111,7 @@ impl Cli {
         config.limit_urgent_scans = self.limit_urgent_scans;
         config.rehash_interval = self.rehash_interval;
         config.high_impact_permission = !self.no_high_impact_permission;
-        config.http = match self.http.trim() {
-            "" | "off" => None,
-            addr => Some(addr.to_string()),
-        };
+        config.http = dom_web::serves(&self.http).map(str::to_string);
         Ok(config)
     }
 }
@@ -191,12 +187,23 @@ mod tests {
     }
 
     #[test]
+    fn off_and_empty_both_serve_no_http() {
+        for off in ["off", ""] {
+            let config = parse(&["--hostname", "h1", "--http", off]).unwrap();
+            assert_eq!(config.http, None, "{off:?}");
+        }
+        let config = parse(&["--hostname", "h1"]).unwrap();
+        assert_eq!(config.http.as_deref(), Some(":6969"));
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for args in [
             &["--hostname", "bad host"][..],
             &["--hostname", "h1", "--scan-speed-percent", "0"],
             &["--hostname", "h1", "--fetch-rate", "0"],
             &["--hostname", "h1", "--service-command", "'unclosed"],
+            &["--hostname", "h1", "--http", "nonsense"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }

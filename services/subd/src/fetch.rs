@@ -43,6 +43,13 @@ pub enum FetchError {
         expected: u64,
         actual: u64,
     },
+    #[error("{first}; {others} more objects not fetched")]
+    Several {
+        /// The first failure.
+        first: Box<FetchError>,
+        /// How many more objects failed.
+        others: u64,
+    },
     #[error("fetching object {id}: {reason}")]
     Store { id: ObjectId, reason: String },
     #[error("{} changed since it was scanned", path.display())]
@@ -144,8 +151,9 @@ pub fn missing(plan: &Plan, cache: &ObjectCache) -> Vec<(ObjectId, u64)> {
 /// machine (under `root`) where the plan says it holds the content, else
 /// from `store`. Objects the cache holds already are skipped.
 ///
-/// Every object is attempted; the first failure is returned. A corrupt
-/// object is never cached, so an update that needs it cannot run.
+/// Every object is attempted; the first failure is returned, counting the
+/// others ([`FetchError::Several`]). A corrupt object is never cached, so
+/// an update that needs it cannot run.
 pub async fn fetch<S: ContentStore>(
     store: &S,
     cache: &ObjectCache,
@@ -204,13 +212,18 @@ pub async fn fetch_objects<S: ContentStore>(
                 progress.bytes.fetch_add(size, Ordering::Relaxed);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "object not fetched");
+                // The caller logs the one error returned, which counts
+                // the others: a store that went away fails every object
+                // in flight at once, and a line for each says nothing
+                // more.
+                tracing::debug!(error = %e, "object not fetched");
                 failures += 1;
                 first_error.get_or_insert(e);
             }
         }
     }
     drop(results);
+
     // Whatever failed, what was fetched is kept: made durable and named by
     // its id before the update that needs it can run.
     let batch = fetcher.batch.clone();
@@ -228,10 +241,11 @@ pub async fn fetch_objects<S: ContentStore>(
     }
     match first_error {
         None => Ok(stats),
-        Some(e) => {
-            tracing::debug!(failures, "fetch incomplete");
-            Err(e)
-        }
+        Some(e) if failures > 1 => Err(FetchError::Several {
+            first: Box::new(e),
+            others: failures - 1,
+        }),
+        Some(e) => Err(e),
     }
 }
 

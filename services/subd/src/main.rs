@@ -4,15 +4,14 @@ use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use subd::{Cli, Exit};
 
 /// How long stopping may wait for background work.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    dom_bus::init_logging(cli.verbose);
+    let cli: Cli = dom_bus::cli::parse();
+    cli.log.init();
     let config = match cli.config() {
         Ok(config) => config,
         Err(e) => {
@@ -34,7 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let exit = runtime.block_on(subd::run(config, shutdown()));
+    let exit = runtime.block_on(async { subd::run(config, dom_bus::shutdown::signalled()).await });
     // Work still waiting on the bus is abandoned, not waited for.
     runtime.shutdown_timeout(SHUTDOWN_LIMIT);
     match exit {
@@ -43,22 +42,6 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("subd: {e}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

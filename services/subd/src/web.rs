@@ -313,11 +313,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, observed: Arc<Obser
 
 /// Binds the `--http` address now, so a bad one is refused at start.
 pub(crate) fn bind(flag: &str) -> Result<(tokio::net::TcpListener, SocketAddr), String> {
-    let address = dom_web::listen_address(flag);
-    let listener = std::net::TcpListener::bind(&address)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .and_then(tokio::net::TcpListener::from_std)
-        .map_err(|e| format!("cannot serve HTTP on {flag}: {e} (`--http \"\"` serves nothing)"))?;
+    let listener = dom_web::bind_now(flag).map_err(|e| e.to_string())?;
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot serve HTTP on {flag}: {e}"))?;

@@ -155,6 +155,62 @@ async fn a_missing_object_is_named() {
     assert_eq!(err.to_string(), format!("object {id} is not in the store"));
 }
 
+/// What is logged while a test runs, for asserting on.
+#[derive(Clone, Default)]
+struct Logged(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn many_missing_objects_are_one_error_that_counts_them_and_no_log_flood() {
+    let server = NatsServer::start().unwrap();
+    let store = store(&server).await;
+    let src = Source::new();
+    for i in 0..50 {
+        src.file(&format!("/data/f{i:02}"), &format!("not uploaded {i}\n"));
+    }
+    let m = Machine::new();
+    let plan = m.plan(&src.image(), None);
+    let logged = Logged::default();
+    let writer = logged.clone();
+    let _guard = tracing_subscriber::util::SubscriberInitExt::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+            .finish(),
+    );
+    let err = fetch(
+        &store,
+        &m.cache,
+        &m.root,
+        &plan,
+        &FetchOptions::default(),
+        &FetchProgress::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Several { others: 49, .. }),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("is not in the store; 49 more objects not fetched"),
+        "{message}"
+    );
+    // The caller logs this one error; the fetch adds no line per object.
+    let logged = String::from_utf8(logged.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(logged, "", "the fetch logged: {logged}");
+}
+
 #[tokio::test]
 async fn content_already_on_the_machine_is_copied_not_fetched() {
     let server = NatsServer::start().unwrap();

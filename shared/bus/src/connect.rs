@@ -153,6 +153,17 @@ impl Bus {
             options = options.nkey(seed);
         }
         options = options.custom_inbox_prefix(&inbox_prefix);
+        // The client reads these files only once it is connecting, and its
+        // error then names none of them: check them here.
+        for (what, path) in [
+            ("TLS CA certificate", &args.tls_ca),
+            ("TLS client certificate", &args.tls_cert),
+            ("TLS client key", &args.tls_key),
+        ] {
+            if let Some(path) = path {
+                readable(what, path)?;
+            }
+        }
         if let Some(ca) = &args.tls_ca {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
@@ -210,6 +221,21 @@ pub fn inbox_prefix_for(public_key: &str) -> String {
     format!("_INBOX.{public_key}")
 }
 
+/// Fails naming `path` unless it is a file this process can read.
+fn readable(what: &'static str, path: &std::path::Path) -> Result<(), BusError> {
+    let unreadable = |reason: String| BusError::Credentials {
+        what,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
+    match file.metadata() {
+        Ok(meta) if meta.is_dir() => Err(unreadable("it is a directory".into())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(unreadable(e.to_string())),
+    }
+}
+
 /// One line saying why the first connect failed and, where it can, what
 /// to do about it.
 fn connect_error(server: &str, args: &ConnectArgs, error: &async_nats::ConnectError) -> BusError {
@@ -218,7 +244,15 @@ fn connect_error(server: &str, args: &ConnectArgs, error: &async_nats::ConnectEr
     let tls = matches!(error.kind(), async_nats::ConnectErrorKind::Tls)
         || lower.contains("certificate")
         || lower.contains("tls");
-    let reason = if tls && args.tls_ca.is_none() {
+    // rustls's words for a reply that is not TLS at all: the server
+    // answered the handshake in plain text.
+    // It comes back as an I/O error.
+    let plain = lower.contains("invalidcontenttype") || lower.contains("corrupt message");
+    let reason = if plain {
+        "the server did not speak TLS: it listens in plain text there; \
+         use its TLS port, or connect without the --tls-* flags"
+            .to_string()
+    } else if tls && args.tls_ca.is_none() {
         format!(
             "the server requires TLS and its certificate is not trusted here ({reason}); \
              pass --tls-ca with the fleet's CA certificate"

@@ -12,7 +12,9 @@
 //!   that may not create consumers.
 //! - [`roles`]: what each role (operator, builder, dominator, subd,
 //!   viewer) may do, as nats-server permissions.
-//! - [`logging`]: the logging set-up every binary shares.
+//! - [`cli`], [`logging`], [`shutdown`]: what every binary's `main`
+//!   shares: parsing flags with one-line errors, the `-v` flags and the
+//!   logging set-up, and stopping cleanly on SIGINT or SIGTERM.
 //! - [`output`]: printing for people and scripts ([`outln!`]), quiet
 //!   when the reader has gone.
 //! - [`streams`]: checks the streams and the bucket, creating or updating
@@ -32,6 +34,7 @@
 //! - [`stamp`]: when and by whom a message was made.
 
 pub mod agent;
+pub mod cli;
 pub mod connect;
 pub mod denied;
 pub mod direct;
@@ -42,6 +45,7 @@ pub mod logging;
 pub mod output;
 pub mod roles;
 pub mod stamp;
+pub mod shutdown;
 pub mod streams;
 pub mod subjects;
 pub mod tail;
@@ -52,7 +56,7 @@ pub use connect::{Bus, BusError, ConnectArgs};
 pub use direct::StoredMessage;
 pub use fleet::{FleetKind, FleetMessage, FleetUpdate};
 pub use images::ImageError;
-pub use logging::init_logging;
+pub use logging::{init_logging, LogArgs};
 pub use subjects::Subjects;
 pub use tail::Heard;
 pub use view::{Applied, View};

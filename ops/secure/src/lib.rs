@@ -1,0 +1,140 @@
+//! domsetup: sets a secured fleet up (see docs/SECURITY.md); the
+//! `domsetup` binary is a thin wrapper over [`run`].
+//!
+//! - `domsetup credential ROLE [HOST] --seed FILE`: a new nkey for a role,
+//!   its seed written to FILE (readable by its owner only), and the
+//!   nats-server `authorization.users` entry with the role's permissions
+//!   printed on stdout. `ops/secure` keeps one such entry per file.
+//! - `domsetup auth DIR`: the nats-server `accounts` block, with every
+//!   user entry of DIR (one file per credential, named after its role:
+//!   `viewer.conf`, `subd-web1.conf`) in its role's account.
+//! - `domsetup streams`: creates or updates the fleet's streams and object
+//!   bucket; run it once with the operator's credentials before the
+//!   other roles, which may not create them.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dom_bus::roles::Role;
+use dom_bus::{Bus, ConnectArgs, LogArgs, Subjects};
+
+/// Sets a secured fleet up: credentials for each role, and the streams.
+#[derive(Debug, Parser)]
+#[command(name = "domsetup", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make a new nkey for ROLE (operator, builder, dominator, subd HOST,
+    /// viewer): its seed goes to --seed, the nats-server user entry with
+    /// the role's permissions to stdout.
+    Credential {
+        /// operator, builder, dominator, subd or viewer.
+        role: String,
+        /// The machine, for role subd.
+        host: Option<String>,
+        /// Where to write the new seed; refused if the file exists.
+        #[arg(long, value_name = "FILE")]
+        seed: PathBuf,
+        /// Subject prefix of the fleet.
+        #[arg(long, env = "DOM_PREFIX", default_value = dom_bus::subjects::DEFAULT_PREFIX)]
+        prefix: String,
+    },
+    /// Print the nats-server `accounts` block: the fleet's accounts, what
+    /// each imports, and every user entry of DIR (files ROLE.conf or
+    /// subd-HOST.conf, as `credential` prints them) in its role's account.
+    Auth {
+        /// Directory of user entries.
+        dir: PathBuf,
+        /// Subject prefix of the fleet.
+        #[arg(long, env = "DOM_PREFIX", default_value = dom_bus::subjects::DEFAULT_PREFIX)]
+        prefix: String,
+    },
+    /// Create or update the streams and the object bucket (operator).
+    Streams {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+}
+
+/// Runs one command; errors are returned for the caller to print as one
+/// line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Credential {
+            role,
+            host,
+            seed,
+            prefix,
+        } => credential(&role, host.as_deref(), &seed, &prefix),
+        Command::Auth { dir, prefix } => auth(&dir, &prefix),
+        Command::Streams { connect } => tokio::runtime::Runtime::new()
+            .context("tokio runtime")
+            .and_then(|runtime| runtime.block_on(streams(&connect))),
+    }
+}
+
+fn credential(role: &str, host: Option<&str>, seed: &PathBuf, prefix: &str) -> anyhow::Result<()> {
+    let role = Role::new(role, host)?;
+    let subjects = Subjects::new(prefix)?;
+    let key = nkeys::KeyPair::new_user();
+    let secret = key.seed().context("encoding the new seed")?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(seed)
+        .with_context(|| format!("cannot write seed file {}", seed.display()))?;
+    writeln!(file, "{secret}")
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write seed file {}", seed.display()))?;
+    print!("{}", role.user_entry(&subjects, &key.public_key()));
+    Ok(())
+}
+
+fn auth(dir: &std::path::Path, prefix: &str) -> anyhow::Result<()> {
+    let subjects = Subjects::new(prefix)?;
+    let mut users = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "conf"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let role = Role::from_name(name)
+            .with_context(|| format!("{}: not named after a role", path.display()))?;
+        let entry = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        users.push((role, entry));
+    }
+    print!(
+        "# Written by ops/secure/domsecure from users/*.conf; do not edit.\n{}",
+        dom_bus::roles::accounts_config(&subjects, &users)
+    );
+    Ok(())
+}
+
+async fn streams(connect: &ConnectArgs) -> anyhow::Result<()> {
+    let bus = Bus::connect(connect, "domsetup").await?;
+    bus.ensure_streams().await?;
+    println!(
+        "streams and object bucket of prefix {} are set up on {}",
+        bus.subjects.prefix(),
+        bus.server()
+    );
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! The `subd` binary's flags: what it refuses is one line naming the
+//! flag, with exit status 1; `--help` and `--version` print and exit 0.
+
+use std::process::Command;
+
+use dom_tests::Run;
+
+fn subd(args: &[&str]) -> Run {
+    Run::from(
+        Command::new(env!("CARGO_BIN_EXE_subd"))
+            .args(args)
+            .env_remove("DOM_SERVER")
+            .output()
+            .expect("run subd"),
+    )
+}
+
+#[track_caller]
+fn refused(args: &[&str]) -> String {
+    let run = subd(args);
+    assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+    run.one_line_error()
+}
+
+#[test]
+fn a_value_out_of_range_is_one_line_naming_the_flag() {
+    assert_eq!(
+        refused(&["--scan-speed-percent", "0"]),
+        "subd: invalid value '0' for '--scan-speed-percent <PERCENT>': 0 is not in 1..=100"
+    );
+    assert_eq!(
+        refused(&["--fetch-rate", "10M"]),
+        "subd: invalid value '10M' for '--fetch-rate <BYTES>': invalid digit found in string"
+    );
+}
+
+#[test]
+fn a_misspelt_flag_is_one_line_with_the_spelling() {
+    assert_eq!(
+        refused(&["--scan-speed", "5"]),
+        "subd: unexpected argument '--scan-speed' found; \
+         tip: a similar argument exists: '--scan-speed-percent'"
+    );
+}
+
+#[test]
+fn an_http_flag_that_is_no_address_is_one_line() {
+    assert_eq!(
+        refused(&["--http", "nonsense"]),
+        "subd: invalid value 'nonsense' for '--http <ADDR>': \
+         not an address: give HOST:PORT, :PORT (every interface) or off"
+    );
+}
+
+#[test]
+fn help_and_version_print_and_exit_0() {
+    for flag in ["--help", "--version"] {
+        let run = subd(&[flag]);
+        assert!(run.stdout.contains("subd"), "{flag}: {}", run.stdout);
+        assert_eq!(run.stderr, "", "{flag}");
+        run.ok();
+    }
+}
