@@ -38,7 +38,7 @@ pub async fn screen(bus: &Bus, once: bool) -> anyhow::Result<ExitCode> {
     let terminal = (!once).then(Terminal::enter);
     let mut redraw = tokio::time::interval(REDRAW);
     let mut dirty = true;
-    let interrupted = tokio::signal::ctrl_c();
+    let interrupted = dom_bus::shutdown::signalled();
     let mut interrupted = pin!(interrupted);
     loop {
         tokio::select! {
