@@ -10,14 +10,12 @@
 //! when it can); `CHROMIUM=/path` picks another. Without one the test
 //! says so and passes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use dom_bus::{Bus, ConnectArgs};
 use dom_model::report::UpdateResult;
 use dom_model::MdbRecord;

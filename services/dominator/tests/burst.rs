@@ -1,11 +1,9 @@
 //! Many changes at once cost a few decisions, not one each; and the
 //! binary fails in one line when it cannot start.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use dom_model::MdbRecord;
 use dominator::{Dominator, Settings};
 

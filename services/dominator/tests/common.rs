@@ -2,18 +2,15 @@
 //! dominator running in-process, image records and state reports made up
 //! by the test, and waiting for conditions with a deadline.
 
-// Each test binary uses its own part of these.
-#![allow(dead_code, unused_imports)]
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dom_bus::{Bus, ConnectArgs};
-use dom_model::{DesiredState, Event, ImageRecord, MdbRecord, StateReport};
+use dom_bus::Bus;
+use dom_model::{DesiredState, Event, ImageRecord, MdbRecord};
 use dominator::{Dominator, Settings};
 
 pub use dom_tests::fixtures::{
-    image_name as name, normal_record as normal, planned_report as report, sparse_record as sparse,
+    image_name as name, planned_report as report, sparse_record as sparse,
 };
 pub use dom_tests::{connect, eventually, wait_desired, NatsServer, DEADLINE};
 

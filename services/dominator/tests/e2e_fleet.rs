@@ -4,14 +4,12 @@
 //! from start to finish, a machine that is down while its MDB record
 //! changes three times, and the emergency stop holding a rollout.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{eventually, name};
+use crate::common::{eventually, name};
 use dom_bus::{Bus, ConnectArgs};
 use dom_model::controls::{UpdatesControl, UpdatesState};
 use dom_model::{ImageRecord, MdbRecord, StateReport};
@@ -35,7 +33,7 @@ struct Fleet {
 impl Fleet {
     async fn start() -> Self {
         let server = NatsServer::start().unwrap();
-        let bus = common::connect(&server).await;
+        let bus = crate::common::connect(&server).await;
         let settings = Settings {
             debounce: Duration::from_millis(20),
             ..Settings::default()
@@ -308,7 +306,7 @@ async fn a_machine_down_during_three_changes_catches_up() {
     }
     // The machine that was down is told the last one and goes straight
     // to it.
-    common::wait_allowed(&fleet.bus, &down.host, "sparse.3").await;
+    crate::common::wait_allowed(&fleet.bus, &down.host, "sparse.3").await;
     assert!(down
         .read("etc/ssh/sshd.conf")
         .unwrap()
@@ -351,7 +349,7 @@ async fn the_emergency_stop_holds_a_rollout() {
         .await
         .unwrap();
     for m in &machines {
-        common::wait_desired(&fleet.bus, &m.host, "held", |d| !d.updates_allowed).await;
+        crate::common::wait_desired(&fleet.bus, &m.host, "held", |d| !d.updates_allowed).await;
     }
     for m in &machines {
         fleet.require(&m.host, "sparse.1").await;

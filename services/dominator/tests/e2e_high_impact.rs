@@ -4,8 +4,6 @@
 //! desired state published on the bus ever leaves two machines holding a
 //! grant at once.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, name, set_mdb, NatsServer};
+use crate::common::{eventually, name, set_mdb, NatsServer};
 use dom_bus::{Bus, ConnectArgs};
 use dom_model::DesiredState;
 use dominator::{Dominator, Settings};
@@ -142,7 +140,7 @@ async fn wait_compliant(bus: &Bus, machines: &[Machine], image: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_cap_of_one_machines_take_turns_at_high_impact_updates() {
     let server = NatsServer::start().unwrap();
-    let bus = common::connect(&server).await;
+    let bus = crate::common::connect(&server).await;
     let seen = record_desired(&bus).await;
     let settings = Settings {
         max_high_impact: 1,
@@ -203,7 +201,7 @@ async fn with_a_cap_of_one_machines_take_turns_at_high_impact_updates() {
     // The status shows the cap and nobody asking.
     let board = dominator.board().clone();
     tokio::time::timeout(
-        common::DEADLINE,
+        crate::common::DEADLINE,
         board.wait_for(|s| {
             s.decision.as_ref().is_some_and(|d| {
                 d.summary.max_high_impact == 1

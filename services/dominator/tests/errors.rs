@@ -2,9 +2,7 @@
 //! that do not decode: clear errors, events once per change, and nothing
 //! else changes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use dom_model::Tombstone;
 
 #[tokio::test]
@@ -133,7 +131,7 @@ async fn malformed_mdb_payloads_are_refused_and_the_record_kept() {
         |events: Vec<dom_model::Event>| events.iter().filter(|e| e.kind == "rejected").count();
     let announced = refusals(bus.events("web1").await.unwrap());
     drop(dominator);
-    let dominator = common::dominator(&bus, 10).await;
+    let dominator = crate::common::dominator(&bus, 10).await;
     wait_rounds(&dominator, 1).await;
     assert_eq!(refusals(bus.events("web1").await.unwrap()), announced);
     let status = dominator.board().status();

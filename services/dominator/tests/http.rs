@@ -1,12 +1,10 @@
 //! The HTTP side against a real dominator: every endpoint, the pages'
 //! content, the metrics, and the live feed's snapshot and changes.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use dom_model::Event;
 use dominator::Dominator;
 

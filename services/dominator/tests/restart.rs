@@ -2,9 +2,7 @@
 //! streams and publishes nothing for machines whose desired state has not
 //! changed.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn a_restart_mid_rollout_publishes_nothing_new() {

@@ -2,11 +2,9 @@
 //! by the test: machines move when the MDB says so, however it is
 //! published, and only as fast as the rollout cap allows.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::*;
+use crate::common::*;
 use dom_model::DesiredState;
 use futures::StreamExt;
 

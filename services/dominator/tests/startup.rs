@@ -2,11 +2,9 @@
 //! before anything starts; `--http ""` and `--http off` both serve
 //! nothing; SIGTERM, as systemd sends it, stops it cleanly.
 
-mod common;
-
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use dom_tests::{terminate, Run};
 
 fn dominator_binary() -> Command {

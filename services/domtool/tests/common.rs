@@ -1,20 +1,16 @@
 //! Helpers shared by domtool's tests: run the real binary against a
 //! fixture nats-server, with a dominator running in-process.
 
-// Each test binary uses its own part of these.
-#![allow(dead_code, unused_imports)]
-
 use std::process::Command;
 use std::time::Duration;
 
-use dom_bus::{Bus, ConnectArgs};
-use dom_model::{DesiredState, StateReport};
+use dom_bus::Bus;
 use dominator::{Dominator, Settings};
 
 pub use dom_tests::fixtures::{
     normal_record as normal, planned_report as report, sparse_record as sparse,
 };
-pub use dom_tests::{connect, eventually, wait_desired, NatsServer, Run, DEADLINE};
+pub use dom_tests::{connect, wait_desired, NatsServer, Run, DEADLINE};
 
 pub fn domtool_command(server: &NatsServer, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_domtool"));

@@ -1,12 +1,10 @@
 //! `status`, `show`, `watch` and the fleet controls, with a dominator
 //! running in-process and state reports made up by the test.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn status_show_and_the_safety_shutoff() {

@@ -1,8 +1,6 @@
 //! `domtool mdb`: set, get, remove, load and export records.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use dom_model::mdb::parse_mdb_file;
 
 async fn mdb_sequence(bus: &dom_bus::Bus) -> u64 {

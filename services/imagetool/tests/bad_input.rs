@@ -1,11 +1,9 @@
 //! Bad input: each case fails with one clear line and a non-zero exit,
 //! and publishes nothing.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn tree() -> String {
     examples().join("path").to_str().unwrap().to_string()

@@ -1,8 +1,6 @@
 //! Helpers shared by imagetool's tests: run the real binary against a
 //! fixture nats-server, and build source trees and tar archives.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

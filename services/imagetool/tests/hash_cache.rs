@@ -1,10 +1,8 @@
 //! The hash cache speeds up adding a tree again, and never hides a change.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use dom_model::ObjectId;
 
 /// The SHA-512 `show` prints for `path` in image `name`.

@@ -1,11 +1,9 @@
 //! The user guide's command lines, run as written against a real server,
 //! and the round trip of every kind of inode through add and get.
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn user_guide_lines_work_as_written() {

@@ -3,11 +3,9 @@
 //! event and the state report's `error`), nothing is touched, and the
 //! agent keeps running.
 
-mod agent_support;
-
 use std::fs;
 
-use agent_support::{at, write, Fleet};
+use crate::agent_support::{at, write, Fleet};
 use bytes::Bytes;
 use dom_model::{Event, ObjectId};
 use subd::Agent;

@@ -3,14 +3,12 @@
 //! a final path holds either its old or its new content, never a part of
 //! either; restarted once more, the machine converges.
 
-mod agent_support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use agent_support::{at, wait_for, write, Fleet, Running};
+use crate::agent_support::{at, wait_for, write, Fleet, Running};
 
 const FILES: usize = 2000;
 const NEW_ONLY: usize = 100;

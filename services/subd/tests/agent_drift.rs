@@ -2,12 +2,10 @@
 //! back by the next scan, and an extra file in a normal image is removed;
 //! the agent reports the drift and the update that fixed it.
 
-mod agent_support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use agent_support::{at, examples, snap, wait_for, write, Fleet};
+use crate::agent_support::{at, examples, snap, wait_for, write, Fleet};
 use dom_model::Event;
 use subd::Agent;
 

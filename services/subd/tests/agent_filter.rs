@@ -3,11 +3,9 @@
 //! `/tmp/...`, `/var/log/...`), which stay exactly as they were, even
 //! where the image lacks the directory holding them.
 
-mod agent_support;
-
 use std::time::{Duration, SystemTime};
 
-use agent_support::{at, examples, set_mtime, snap, tree, write, Fleet};
+use crate::agent_support::{at, examples, set_mtime, snap, tree, write, Fleet};
 use subd::Agent;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,12 +5,10 @@
 //! the grant used before has been taken back. An agent told not to ask
 //! goes ahead on its own.
 
-mod agent_support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use agent_support::{at, write, Fleet, Recorder};
+use crate::agent_support::{at, write, Fleet, Recorder};
 use dom_model::report::HighImpactRequest;
 use dom_model::{DesiredState, ImageRecord, StateReport};
 use subd::Agent;

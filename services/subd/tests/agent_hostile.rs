@@ -9,11 +9,9 @@
 //! (`agent_corrupt`). Writing through a symlink already on the machine is
 //! covered by `update_symlinks`.
 
-mod agent_support;
-
 use std::fs;
 
-use agent_support::{at, tree, write, Fleet};
+use crate::agent_support::{at, tree, write, Fleet};
 use bytes::Bytes;
 use dom_model::{DesiredState, Entry, Event, ImageRecord, Inode, Manifest, ObjectId};
 use dom_store::{ContentStore, NatsStore};

@@ -3,11 +3,9 @@
 //! restarted a service; and a `--http` address that cannot be served is
 //! refused at start with one line.
 
-mod agent_support;
-
 use std::fs;
 
-use agent_support::{examples, write, Fleet};
+use crate::agent_support::{examples, write, Fleet};
 use subd::{Agent, AgentError};
 
 async fn get(url: &str) -> (u16, String) {

@@ -2,13 +2,11 @@
 //! only; an agent that starts while NATS is down enforces the image it
 //! kept, and converges to the new one once NATS is back.
 
-mod agent_support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use agent_support::{at, snap, wait_for, write, Fleet};
+use crate::agent_support::{at, snap, wait_for, write, Fleet};
 use dom_model::Event;
 use subd::Agent;
 

@@ -7,15 +7,13 @@
 //! scans read none of it; a change made behind the agent's back, right
 //! after an update or while it was down, is still found and put right.
 
-mod agent_support;
-
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use agent_support::{at, wait_for, write, Fleet, Running};
+use crate::agent_support::{at, wait_for, write, Fleet, Running};
 use dom_model::StateReport;
 use subd::{Agent, Config};
 

@@ -2,11 +2,9 @@
 //! image's objects are fetched ahead of time and nothing of it is applied;
 //! the update to it then fetches nothing.
 
-mod agent_support;
-
 use std::fs;
 
-use agent_support::{at, wait_for, write, Fleet};
+use crate::agent_support::{at, wait_for, write, Fleet};
 use dom_model::desired::PlannedImage;
 use dom_model::{DesiredState, ObjectId};
 use subd::Agent;

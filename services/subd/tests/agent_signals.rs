@@ -1,13 +1,11 @@
 //! Stopping: the `subd` binary exits cleanly on SIGTERM, also in the middle
 //! of a slow fetch whose NATS server has just gone away.
 
-mod agent_support;
-
 use std::fs;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_support::{write, Fleet, DEADLINE};
+use crate::agent_support::{write, Fleet, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_agent_mid_fetch_without_nats() {

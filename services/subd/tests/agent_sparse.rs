@@ -2,11 +2,9 @@
 //! owner where permitted, mtime), and nothing else on the machine is
 //! touched.
 
-mod agent_support;
-
 use std::time::{Duration, SystemTime};
 
-use agent_support::{at, set_mtime, snap, tree, wait_scans, write, Fleet};
+use crate::agent_support::{at, set_mtime, snap, tree, wait_scans, write, Fleet};
 use subd::Agent;
 
 fn is_root() -> bool {

@@ -4,12 +4,10 @@
 //! `DoReload` trigger reloads; a service whose files did not change is not
 //! touched.
 
-mod agent_support;
-
 use std::fs;
 use std::path::Path;
 
-use agent_support::{examples, write, Fleet, Recorder};
+use crate::agent_support::{examples, write, Fleet, Recorder};
 use subd::Agent;
 
 /// A copy of the user guide's tree with `sshd.conf` and `motd` marked.

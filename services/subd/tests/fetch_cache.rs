@@ -1,15 +1,13 @@
 //! The object cache holds only whole, verified objects under their ids.
 
-mod update_support;
-
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 
+use crate::update_support::*;
 use dom_model::ObjectId;
 use subd::fetch::FetchError;
 use subd::objects::ObjectCache;
-use update_support::*;
 
 /// Every file under the cache directory, as `SUBDIR/NAME` or `NAME`.
 fn objects(dir: &Path) -> Vec<String> {

@@ -2,12 +2,11 @@
 //! every object verified, corrupt ones refused, content already on the
 //! machine copied instead of fetched.
 
-mod update_support;
-
 use std::fs;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::update_support::*;
 use bytes::Bytes;
 use dom_bus::{Bus, ConnectArgs};
 use dom_model::{Filter, ObjectId};
@@ -15,7 +14,6 @@ use dom_scan::RateLimit;
 use dom_store::{ContentStore, NatsStore};
 use dom_tests::NatsServer;
 use subd::fetch::{fetch, FetchError, FetchOptions, FetchProgress};
-use update_support::*;
 
 async fn store(server: &NatsServer) -> NatsStore {
     let args = ConnectArgs {

@@ -2,16 +2,14 @@
 //! cannot be reached by rename; its inodes are made beside it instead.
 //! Needs the right to mount a tmpfs; skipped where that is not allowed.
 
-mod update_support;
-
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::update_support::*;
 use dom_model::Filter;
-use update_support::*;
 
 /// A tmpfs mounted for the length of a test.
 struct Mount(PathBuf);

@@ -4,10 +4,8 @@
 //!
 //! In a file of its own, so no other test's disk flushes run alongside.
 
-mod update_support;
-
+use crate::update_support::*;
 use dom_model::Triggers;
-use update_support::*;
 
 #[test]
 fn a_thousand_files_change_within_a_short_window() {

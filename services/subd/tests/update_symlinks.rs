@@ -2,13 +2,11 @@
 //! of the image is a symlink to somewhere else gets a real directory, and
 //! nothing is written, changed or removed where the symlink points.
 
-mod update_support;
-
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt};
 
+use crate::update_support::*;
 use dom_model::Filter;
-use update_support::*;
 
 /// Every file below `dir`, with its content.
 fn contents(dir: &std::path::Path) -> Vec<(String, String)> {

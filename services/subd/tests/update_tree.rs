@@ -2,13 +2,11 @@
 //! matches the image exactly (content, type, mode, owner, mtime), and
 //! nothing outside the image's care was touched.
 
-mod update_support;
-
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
+use crate::update_support::*;
 use dom_model::{Filter, Inode};
-use update_support::*;
 
 #[test]
 fn sparse_image_installs_and_leaves_everything_else() {

@@ -1,12 +1,10 @@
 //! Triggers around an update: the services whose files change are stopped
 //! before and started after, through the configured service command.
 
-mod update_support;
-
 use std::fs;
 
+use crate::update_support::*;
 use dom_model::Triggers;
-use update_support::*;
 
 fn sshd_triggers() -> Triggers {
     let path = dom_tests::repo_root().join("ops/examples/triggers.sshd");

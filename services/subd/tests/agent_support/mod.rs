@@ -6,8 +6,6 @@
 //! Nothing here sleeps for a fixed time to let something happen: every
 //! wait polls for a condition until a generous deadline.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -2,8 +2,6 @@
 //! agent's object cache in `/.subd/objects`, images scanned from source
 //! directories, and a service command that records its calls.
 
-#![allow(dead_code)]
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -183,15 +181,11 @@ pub fn inode<'a>(m: &'a Manifest, p: &str) -> &'a Inode {
         .inode
 }
 
-/// The paths of a manifest.
-pub fn paths(m: &Manifest) -> Vec<&str> {
-    m.entries.iter().map(|e| e.path.as_str()).collect()
-}
-
 /// A service (or reboot) command that appends its arguments, one call a
 /// line, to a log file.
 pub struct Recorder {
-    pub dir: tempfile::TempDir,
+    /// Holds the script and the log; removed with the recorder.
+    _dir: tempfile::TempDir,
     pub script: PathBuf,
     pub log: PathBuf,
 }
@@ -209,7 +203,11 @@ impl Recorder {
         )
         .unwrap();
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-        Self { dir, script, log }
+        Self {
+            _dir: dir,
+            script,
+            log,
+        }
     }
 
     pub fn service_command(&self) -> ServiceCommand {

@@ -1,0 +1,4 @@
+//! The integration tests of secure: one binary, a module each.
+
+mod connect_errors;
+mod secure;

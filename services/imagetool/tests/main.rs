@@ -1,0 +1,6 @@
+//! The integration tests of imagetool: one binary, a module each.
+
+mod bad_input;
+mod common;
+mod hash_cache;
+mod user_guide;

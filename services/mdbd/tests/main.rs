@@ -1,0 +1,4 @@
+//! The integration tests of mdbd: one binary, a module each.
+
+mod follow;
+mod stop;

@@ -1,0 +1,4 @@
+//! The integration tests of bus: one binary, a module each.
+
+mod desired;
+mod fleet;
