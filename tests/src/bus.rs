@@ -2,9 +2,9 @@
 //! publishes there.
 
 use dom_bus::{Bus, ConnectArgs};
-use dom_model::DesiredState;
+use dom_model::{DesiredState, MdbRecord};
 
-use crate::fixtures::eventually;
+use crate::fixtures::{eventually, image_name};
 use crate::NatsServer;
 
 /// A connection to `server` as `name`, without touching its streams (a
@@ -40,4 +40,21 @@ pub async fn wait_desired(
             .filter(|d| check(d))
     })
     .await
+}
+
+/// Waits for `host`'s desired state to put it on `image` with updates
+/// allowed.
+pub async fn wait_allowed(bus: &Bus, host: &str, image: &str) -> DesiredState {
+    wait_desired(bus, host, &format!("allowed onto {image}"), |d| {
+        d.image.as_str() == image && d.updates_allowed
+    })
+    .await
+}
+
+/// Publishes an MDB record saying `host` requires `image`.
+pub async fn set_mdb(bus: &Bus, host: &str, image: &str) {
+    let record = MdbRecord::new(host).requiring(image_name(image));
+    bus.publish_mdb(host, record.encode().into())
+        .await
+        .expect("MDB record published");
 }

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 
 pub mod bus;
 pub mod fixtures;
-pub use bus::{connect, connect_bare, wait_desired};
+pub use bus::{connect, connect_bare, set_mdb, wait_allowed, wait_desired};
 pub use fixtures::{
     eventually, files_under, normal_record, sparse_record, terminate, Run, DEADLINE,
 };
@@ -164,6 +164,36 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("tests/ is inside the workspace")
         .to_path_buf()
+}
+
+/// The workspace binary `name` (`domsetup`), built by cargo if it is
+/// missing or stale. Cargo hands a package's tests only that package's own
+/// binaries (`CARGO_BIN_EXE_*`), so tests across packages ask for them.
+/// The binary is built with the profile and into the target directory of
+/// the running test.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/PROFILE/deps/TEST-HASH
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary lives in target/PROFILE/deps");
+    let target_dir = profile_dir.parent().expect("target/PROFILE");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--bin", name, "--profile", profile])
+        .arg("--manifest-path")
+        .arg(repo_root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build --bin {name} failed");
+    profile_dir.join(name)
 }
 
 /// A TCP port nothing listens on right now.

@@ -6,13 +6,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use dom_bus::Bus;
-use dom_model::{DesiredState, Event, ImageRecord, MdbRecord};
+use dom_model::{DesiredState, Event, ImageRecord};
 use dominator::{Dominator, Settings};
 
 pub use dom_tests::fixtures::{
     image_name as name, planned_report as report, sparse_record as sparse,
 };
-pub use dom_tests::{connect, eventually, wait_desired, NatsServer, DEADLINE};
+pub use dom_tests::{
+    connect, eventually, set_mdb, wait_allowed, wait_desired, NatsServer, DEADLINE,
+};
 
 /// A dominator on `bus` with at most `max_concurrent` machines updating.
 pub async fn dominator(bus: &Bus, max_concurrent: usize) -> Dominator {
@@ -30,22 +32,8 @@ pub async fn add_image(bus: &Bus, record: &ImageRecord) {
     bus.publish_image(record).await.unwrap();
 }
 
-pub async fn set_mdb(bus: &Bus, host: &str, image: &str) {
-    let record = MdbRecord::new(host).requiring(name(image));
-    bus.publish_mdb(host, record.encode().into()).await.unwrap();
-}
-
 pub async fn desired(bus: &Bus, host: &str) -> Option<DesiredState> {
     bus.desired(host).await.unwrap().map(|m| m.state.unwrap())
-}
-
-/// Waits for `host`'s desired state to put it on `image` with updates
-/// allowed.
-pub async fn wait_allowed(bus: &Bus, host: &str, image: &str) -> DesiredState {
-    wait_desired(bus, host, &format!("allowed onto {image}"), |d| {
-        d.image.as_str() == image && d.updates_allowed
-    })
-    .await
 }
 
 /// Waits for an event of `kind` about `host` satisfying `check`.

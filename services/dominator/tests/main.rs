@@ -1,10 +1,9 @@
-//! The integration tests of dominator: one binary, a module each.
+//! The integration tests of dominator: one binary, a module each. Tests
+//! across services (agents and the dominator together, the page in a
+//! browser) are in the workspace's tests/ crate.
 
-mod browser;
 mod burst;
 mod common;
-mod e2e_fleet;
-mod e2e_high_impact;
 mod errors;
 mod http;
 mod restart;

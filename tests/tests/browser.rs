@@ -14,11 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::*;
 use base64::Engine;
 use dom_bus::{Bus, ConnectArgs};
 use dom_model::report::UpdateResult;
 use dom_model::MdbRecord;
+use dom_tests::fixtures::{image_name as name, planned_report as report};
+use dom_tests::{connect, eventually, set_mdb, NatsServer, DEADLINE};
+use dominator::{Dominator, Settings};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
@@ -188,6 +190,13 @@ fn skipped() {
     );
 }
 
+/// The dominator, in-process, its page on a free port.
+async fn start_dominator(bus: &Bus) -> Dominator {
+    Dominator::start(bus.clone(), Settings::default(), Some("127.0.0.1:0"))
+        .await
+        .unwrap()
+}
+
 /// A fresh server with the user guide's tree as image `sparse.0`.
 async fn fleet_with_image() -> (NatsServer, Bus) {
     let server = NatsServer::start().unwrap();
@@ -236,7 +245,7 @@ async fn a_machine_turns_compliant_on_the_open_page() {
         ..MdbRecord::new("web1").requiring(name("sparse.0"))
     };
     bus.publish_mdb("web1", held.encode().into()).await.unwrap();
-    let dominator = dominator(&bus, 10).await;
+    let dominator = start_dominator(&bus).await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("web1");
     std::fs::create_dir_all(root.join("etc")).unwrap();
@@ -334,7 +343,7 @@ async fn ten_thousand_machines_stay_usable() {
             }
         })
         .await;
-    let dominator = dominator(&bus, 10).await;
+    let dominator = start_dominator(&bus).await;
     let addr = dominator.http_addr().unwrap();
 
     let browser = Browser::start(&binary).await;

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{eventually, name, set_mdb, NatsServer};
 use dom_bus::{Bus, ConnectArgs};
 use dom_model::DesiredState;
+use dom_tests::fixtures::image_name as name;
+use dom_tests::{connect, eventually, set_mdb, NatsServer, DEADLINE};
 use dominator::{Dominator, Settings};
 use futures::StreamExt;
 use subd::services::ServiceCommand;
@@ -140,7 +141,7 @@ async fn wait_compliant(bus: &Bus, machines: &[Machine], image: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_cap_of_one_machines_take_turns_at_high_impact_updates() {
     let server = NatsServer::start().unwrap();
-    let bus = crate::common::connect(&server).await;
+    let bus = connect(&server).await;
     let seen = record_desired(&bus).await;
     let settings = Settings {
         max_high_impact: 1,
@@ -201,7 +202,7 @@ async fn with_a_cap_of_one_machines_take_turns_at_high_impact_updates() {
     // The status shows the cap and nobody asking.
     let board = dominator.board().clone();
     tokio::time::timeout(
-        crate::common::DEADLINE,
+        DEADLINE,
         board.wait_for(|s| {
             s.decision.as_ref().is_some_and(|d| {
                 d.summary.max_high_impact == 1

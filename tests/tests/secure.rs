@@ -3,7 +3,7 @@
 //! per role. Each role can do its job, every attempt beyond it fails at
 //! once with a clear error, and a refused attempt changes nothing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,15 +12,15 @@ use dom_bus::{Bus, ConnectArgs, FleetKind, FleetUpdate};
 use dom_model::{DesiredState, Event, MdbRecord, ObjectId, StateReport};
 use dom_store::{ContentStore, NatsStore};
 use dom_tests::fixtures::{image_name as name, sparse_record as record};
-use dom_tests::{eventually, repo_root, NatsServer};
+use dom_tests::{eventually, repo_root, workspace_binary, NatsServer};
 use futures::StreamExt;
 
 /// How long any one condition may take to come true.
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The domsetup binary the script runs.
-fn domsetup() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_domsetup"))
+fn domsetup() -> PathBuf {
+    workspace_binary("domsetup")
 }
 
 /// Runs `ops/secure/domsecure --dir DIR ARGS`; panics with its output

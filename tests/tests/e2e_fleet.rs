@@ -9,11 +9,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::{eventually, name};
 use dom_bus::{Bus, ConnectArgs};
 use dom_model::controls::{UpdatesControl, UpdatesState};
 use dom_model::{ImageRecord, MdbRecord, StateReport};
-use dom_tests::NatsServer;
+use dom_tests::fixtures::image_name as name;
+use dom_tests::{connect, eventually, wait_allowed, wait_desired, NatsServer};
 use dominator::{Dominator, Settings};
 use subd::services::ServiceCommand;
 use subd::Agent;
@@ -33,7 +33,7 @@ struct Fleet {
 impl Fleet {
     async fn start() -> Self {
         let server = NatsServer::start().unwrap();
-        let bus = crate::common::connect(&server).await;
+        let bus = connect(&server).await;
         let settings = Settings {
             debounce: Duration::from_millis(20),
             ..Settings::default()
@@ -306,7 +306,7 @@ async fn a_machine_down_during_three_changes_catches_up() {
     }
     // The machine that was down is told the last one and goes straight
     // to it.
-    crate::common::wait_allowed(&fleet.bus, &down.host, "sparse.3").await;
+    wait_allowed(&fleet.bus, &down.host, "sparse.3").await;
     assert!(down
         .read("etc/ssh/sshd.conf")
         .unwrap()
@@ -349,7 +349,7 @@ async fn the_emergency_stop_holds_a_rollout() {
         .await
         .unwrap();
     for m in &machines {
-        crate::common::wait_desired(&fleet.bus, &m.host, "held", |d| !d.updates_allowed).await;
+        wait_desired(&fleet.bus, &m.host, "held", |d| !d.updates_allowed).await;
     }
     for m in &machines {
         fleet.require(&m.host, "sparse.1").await;

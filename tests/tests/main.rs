@@ -1,0 +1,8 @@
+//! End-to-end tests across services, against real nats-server processes:
+//! agents and the dominator together, the status page in a browser, and a
+//! fleet secured by `ops/secure/domsecure` with each role's permissions.
+
+mod browser;
+mod e2e_fleet;
+mod e2e_high_impact;
+mod secure;
