@@ -416,11 +416,8 @@ pub async fn image(board: &Board, bus: &Bus, name: &str) -> Response {
     body.push_str("<h2>Files</h2>");
     let manifest = async {
         let store = NatsStore::open(bus).await.map_err(|e| e.to_string())?;
-        let bytes = store
-            .get_at_most(record.manifest, dom_model::manifest::MAX_DECODED_LEN)
-            .await
-            .map_err(|e| e.to_string())?;
-        Manifest::decode(&bytes).map_err(|e| e.to_string())
+        let stored = store.manifest(record.manifest).await;
+        stored.map(|s| s.manifest).map_err(|e| e.to_string())
     };
     match tokio::time::timeout(BUS_TIMEOUT, manifest).await {
         Ok(Ok(manifest)) => body.push_str(&files(&manifest)),

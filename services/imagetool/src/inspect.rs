@@ -36,12 +36,11 @@ pub async fn load(bus: &Bus, name: &ImageName) -> Result<(ImageRecord, Manifest)
     bus.ensure_image_streams().await?;
     let record = bus.image_record(name).await?;
     let store = NatsStore::open(bus).await?;
-    let bytes = store
-        .get_at_most(record.manifest, dom_model::manifest::MAX_DECODED_LEN)
+    let stored = store
+        .manifest(record.manifest)
         .await
         .with_context(|| format!("image {name}: manifest"))?;
-    let manifest = Manifest::decode(&bytes).with_context(|| format!("image {name}: manifest"))?;
-    Ok((record, manifest))
+    Ok((record, stored.manifest))
 }
 
 pub async fn show(bus: &Bus, name: &ImageName, out: &mut impl Write) -> Result<()> {

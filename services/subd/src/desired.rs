@@ -61,14 +61,28 @@ impl Core {
             return;
         };
         let started = std::time::Instant::now();
-        let fetched = dom_store::ContentStore::get_at_most(
-            store,
-            state.manifest,
-            dom_model::manifest::MAX_DECODED_LEN,
-        )
-        .await;
-        let encoded = match fetched {
-            Ok(encoded) => encoded,
+        match dom_store::ContentStore::manifest(store, state.manifest).await {
+            Ok(stored) => {
+                tracing::debug!(
+                    bytes = stored.encoded.len(),
+                    entries = stored.manifest.entries.len(),
+                    elapsed = ?started.elapsed(),
+                    "manifest read"
+                );
+                let manifest = Arc::new(stored.manifest);
+                self.adopt(sequence, state, manifest, &stored.encoded, true)
+                    .await
+            }
+            Err(dom_store::StoreError::NotManifest { error, .. }) => {
+                let reason = format!(
+                    "refused desired state #{sequence}: the manifest of image {} is unusable: {error}",
+                    state.image
+                );
+                tracing::warn!("{reason}");
+                self.send_event(report::rejected_event(&self.config.host, &reason));
+                self.desired_error = Some(reason);
+                self.waiting = None;
+            }
             Err(e) => {
                 let error = format!("cannot read the manifest of image {}: {e}", state.image);
                 if self.manifest_error.as_ref() != Some(&error) {
@@ -77,31 +91,6 @@ impl Core {
                     self.send_event(report::error_event(&self.config.host, image, &error));
                     self.manifest_error = Some(error);
                 }
-                return;
-            }
-        };
-        let read = started.elapsed();
-        match Manifest::decode(&encoded) {
-            Ok(manifest) => {
-                tracing::debug!(
-                    bytes = encoded.len(),
-                    entries = manifest.entries.len(),
-                    ?read,
-                    decoded = ?started.elapsed() - read,
-                    "manifest read"
-                );
-                self.adopt(sequence, state, Arc::new(manifest), &encoded, true)
-                    .await
-            }
-            Err(e) => {
-                let reason = format!(
-                    "refused desired state #{sequence}: the manifest of image {} is unusable: {e}",
-                    state.image
-                );
-                tracing::warn!("{reason}");
-                self.send_event(report::rejected_event(&self.config.host, &reason));
-                self.desired_error = Some(reason);
-                self.waiting = None;
             }
         }
     }

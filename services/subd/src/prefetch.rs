@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use dom_model::{Inode, Manifest, ObjectId};
+use dom_model::{Inode, ObjectId};
 use dom_store::ContentStore;
 
 use crate::agent::Core;
@@ -57,16 +57,9 @@ impl Core {
             .collect();
         let fetch_rate = current.state.config.fetch_rate.or(self.config.fetch_rate);
         let image = planned.image.to_string();
-        let manifest = match store
-            .get_at_most(id, dom_model::manifest::MAX_DECODED_LEN)
-            .await
-            .map_err(|e| e.to_string())
-        {
-            Ok(bytes) => Manifest::decode(&bytes).map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        let wanted: Vec<(ObjectId, u64)> = match manifest {
-            Ok(manifest) => manifest
+        let wanted: Vec<(ObjectId, u64)> = match store.manifest(id).await {
+            Ok(stored) => stored
+                .manifest
                 .objects()
                 .into_iter()
                 .filter(|(object, _)| !held.contains(object))

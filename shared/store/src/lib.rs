@@ -14,6 +14,7 @@ use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine;
 use bytes::Bytes;
 use dom_bus::{Bus, BusError};
+use dom_model::manifest::{Manifest, ManifestError, MAX_DECODED_LEN};
 use dom_model::ObjectId;
 use futures::StreamExt;
 use thiserror::Error;
@@ -40,6 +41,13 @@ pub enum StoreError {
         id: ObjectId,
         limit: u64,
         actual: u64,
+    },
+    /// The object was read, but is not a usable manifest.
+    #[error("object {id}: {error}")]
+    NotManifest {
+        id: ObjectId,
+        #[source]
+        error: ManifestError,
     },
     #[error("object store: {0}")]
     Backend(String),
@@ -107,6 +115,28 @@ pub trait ContentStore: Send + Sync {
             }
         }
     }
+    /// Reads manifest `id` and decodes it, refusing an object larger than
+    /// any manifest may be before decoding it. A manifest is untrusted
+    /// input: [`StoreError::NotManifest`] says why this one is unusable.
+    fn manifest(
+        &self,
+        id: ObjectId,
+    ) -> impl Future<Output = Result<StoredManifest, StoreError>> + Send {
+        async move {
+            let encoded = self.get_at_most(id, MAX_DECODED_LEN).await?;
+            let manifest = Manifest::decode(&encoded)
+                .map_err(|error| StoreError::NotManifest { id, error })?;
+            Ok(StoredManifest { manifest, encoded })
+        }
+    }
+}
+
+/// A manifest read from the store: decoded and validated, with the bytes
+/// it was decoded from (an agent keeps those as they are).
+#[derive(Debug)]
+pub struct StoredManifest {
+    pub manifest: Manifest,
+    pub encoded: Bytes,
 }
 
 /// What a read expects of an object's size.

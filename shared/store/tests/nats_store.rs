@@ -271,3 +271,49 @@ async fn an_object_is_stored_whole_however_many_uploads_there_are() {
         assert_eq!(back, data.as_ref());
     }
 }
+
+#[tokio::test]
+async fn a_manifest_is_read_decoded_and_an_object_that_is_none_is_refused() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let store = NatsStore::open(&bus).await.unwrap();
+    let mut builder = dom_model::manifest::ManifestBuilder::new();
+    let object = ObjectId::of(b"hello\n");
+    let file = dom_model::Inode::File {
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 1_700_000_000,
+        mtime_ns: 0,
+        size: 6,
+        object,
+    };
+    builder.add("/etc/motd".into(), file, None).unwrap();
+    let manifest = builder.finish().unwrap();
+    let encoded = Bytes::from(manifest.encode());
+    store.put(manifest.id(), encoded.clone()).await.unwrap();
+
+    let stored = store.manifest(manifest.id()).await.unwrap();
+    assert_eq!(stored.manifest, manifest);
+    assert_eq!(
+        stored.encoded, encoded,
+        "the bytes as stored, for the agent to keep"
+    );
+
+    // An object that is not a manifest: read, then refused as unusable.
+    let junk = content(7, 100);
+    store.put(ObjectId::of(&junk), junk.clone()).await.unwrap();
+    let refused = store.manifest(ObjectId::of(&junk)).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::NotManifest { id, .. } if *id == ObjectId::of(&junk)),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("not valid gzip"), "{refused}");
+
+    // A missing one is an error of the store, not of the manifest.
+    let missing = ObjectId::of(b"never stored");
+    assert!(matches!(
+        store.manifest(missing).await.unwrap_err(),
+        StoreError::Missing(id) if id == missing
+    ));
+}
