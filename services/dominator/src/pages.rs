@@ -6,8 +6,9 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use dom_bus::Bus;
+use dom_model::manifest::listing;
 use dom_model::report::UpdateResult;
-use dom_model::{Event, ImageMessage, ImageName, Inode, MachineStatus, Manifest, StateReport};
+use dom_model::{Event, ImageMessage, ImageName, MachineStatus, Manifest, StateReport};
 use dom_store::{ContentStore, NatsStore};
 use dom_web::axum::http::StatusCode;
 use dom_web::axum::response::{IntoResponse, Response};
@@ -454,27 +455,9 @@ fn machine_list(machines: &[&MachineStatus], id: &str) -> String {
 
 fn files(manifest: &Manifest) -> String {
     let mut out = String::from("<pre id=\"files\">");
-    for entry in manifest.entries.iter().take(PATHS_SHOWN) {
-        let inode = manifest.resolve(entry);
-        let kind = inode.type_char();
-        let mode = inode
-            .mode()
-            .map_or_else(|| "777".into(), |m| format!("{:04o}", m & 0o7777));
-        let (uid, gid) = inode.owner().unwrap_or((0, 0));
-        let size = match inode {
-            Inode::File { size, .. } => size.to_string(),
-            _ => String::new(),
-        };
-        let tail = match &entry.inode {
-            Inode::Symlink { target, .. } => format!(" -> {target}"),
-            Inode::Link { target } => format!(" => {target}"),
-            _ => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "{kind}{mode} {uid:>5}:{gid:<5} {size:>10} {}",
-            escape(&format!("{}{tail}", entry.path))
-        );
+    for line in listing::lines(manifest).take(PATHS_SHOWN) {
+        out.push_str(&escape(&line));
+        out.push('\n');
     }
     out.push_str("</pre>");
     if manifest.entries.len() > PATHS_SHOWN {

@@ -288,3 +288,32 @@ async fn the_live_feed_sends_a_snapshot_then_only_what_changed() {
             .any(|m| m["host"] == "web3");
     }
 }
+
+/// The text of `<pre id="files">` on a page, unescaped.
+fn listed_files(body: &str) -> String {
+    let start =
+        body.find(r#"<pre id="files">"#).expect("a file list") + r#"<pre id="files">"#.len();
+    let end = start + body[start..].find("</pre>").expect("the list ends");
+    body[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn an_image_page_lists_its_files_as_imagetool_show_does() {
+    let server = NatsServer::start().unwrap();
+    let (bus, _dominator, addr) = fleet(&server).await;
+    let mut shown = Vec::new();
+    imagetool::inspect::show(&bus, &name("sparse.0"), &mut shown)
+        .await
+        .unwrap();
+    let shown = String::from_utf8(shown).unwrap();
+    assert!(shown.lines().count() > 3, "{shown}");
+
+    let (code, _, body) = get(addr, "/images/sparse.0").await;
+    assert_eq!(code, 200);
+    assert_eq!(listed_files(&body), shown);
+}

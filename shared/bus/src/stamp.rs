@@ -3,15 +3,9 @@
 
 use std::time::SystemTime;
 
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// `at`, RFC 3339 to the second, in UTC.
-pub fn rfc3339(at: impl Into<OffsetDateTime>) -> String {
-    let at: OffsetDateTime = at.into();
-    let at = at.replace_nanosecond(0).unwrap_or(at);
-    at.format(&Rfc3339).unwrap_or_default()
-}
+pub use dom_model::text::rfc3339;
 
 /// Now, RFC 3339 to the second, in UTC.
 pub fn now_rfc3339() -> String {
@@ -38,6 +32,7 @@ pub fn who() -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+    use time::format_description::well_known::Rfc3339;
 
     #[test]
     fn times_are_rfc3339_seconds_in_utc() {

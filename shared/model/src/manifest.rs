@@ -19,6 +19,7 @@ use crate::object::ObjectId;
 use crate::path::{self, PathError};
 
 mod entry;
+pub mod listing;
 
 /// Format version written into every manifest.
 pub const MANIFEST_VERSION: u32 = 1;

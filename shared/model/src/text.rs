@@ -1,8 +1,18 @@
-//! Text for people: sizes, and bounded echoes of what others sent.
+//! Text for people: times, sizes, and bounded echoes of what others sent.
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// The most of someone else's text an error, a log line or an event
 /// repeats.
 pub const ECHO_LIMIT: usize = 256;
+
+/// `at`, RFC 3339 to the second, in UTC.
+pub fn rfc3339(at: impl Into<OffsetDateTime>) -> String {
+    let at: OffsetDateTime = at.into();
+    let at = at.replace_nanosecond(0).unwrap_or(at);
+    at.format(&Rfc3339).unwrap_or_default()
+}
 
 /// Bytes with a binary unit and one decimal above a KiB: `512 B`,
 /// `1.5 MiB`.
