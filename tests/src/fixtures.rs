@@ -68,6 +68,22 @@ impl From<Output> for Run {
 }
 
 impl Run {
+    /// Runs `command`, reads the first line it prints and closes the pipe,
+    /// as `| head -1` does; returns that line and what else it did.
+    pub fn first_line_then_close(mut command: std::process::Command) -> (String, Run) {
+        use std::io::BufRead;
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("the command starts");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut first = String::new();
+        stdout.read_line(&mut first).expect("the first line");
+        drop(stdout);
+        let output = child.wait_with_output().expect("the command ends");
+        (first, Run::from(output))
+    }
+
     /// Asserts success and returns stdout.
     pub fn ok(self) -> String {
         assert_eq!(

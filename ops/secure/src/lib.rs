@@ -96,7 +96,8 @@ fn credential(role: &str, host: Option<&str>, seed: &PathBuf, prefix: &str) -> a
     writeln!(file, "{secret}")
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write seed file {}", seed.display()))?;
-    print!("{}", role.user_entry(&subjects, &key.public_key()));
+    let entry = role.user_entry(&subjects, &key.public_key());
+    dom_bus::output::stdout().write_all(entry.as_bytes())?;
     Ok(())
 }
 
@@ -121,17 +122,18 @@ fn auth(dir: &std::path::Path, prefix: &str) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read {}", path.display()))?;
         users.push((role, entry));
     }
-    print!(
+    write!(
+        dom_bus::output::stdout(),
         "# Written by ops/secure/domsecure from users/*.conf; do not edit.\n{}",
         dom_bus::roles::accounts_config(&subjects, &users)
-    );
+    )?;
     Ok(())
 }
 
 async fn streams(connect: &ConnectArgs) -> anyhow::Result<()> {
     let bus = Bus::connect(connect, "domsetup").await?;
     bus.ensure_streams().await?;
-    println!(
+    dom_bus::outln!(
         "streams and object bucket of prefix {} are set up on {}",
         bus.subjects.prefix(),
         bus.server()

@@ -207,26 +207,12 @@ async fn a_reader_that_goes_away_ends_the_output_quietly() {
             .unwrap();
     }
     for args in [&["status"][..], &["list-subs"], &["mdb", "export"]] {
-        let mut command = domtool_command(&server, args);
-        command
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let output = tokio::task::spawn_blocking(move || {
-            let mut child = command.spawn().unwrap();
-            // Read one line, then close the pipe, as `| head -1` does.
-            let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-            let mut first = String::new();
-            std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
-            drop(stdout);
-            let output = child.wait_with_output().unwrap();
-            (first, output)
-        })
-        .await
-        .unwrap();
-        let (first, output) = output;
+        let command = domtool_command(&server, args);
+        let (first, run) = tokio::task::spawn_blocking(move || Run::first_line_then_close(command))
+            .await
+            .unwrap();
         assert!(!first.is_empty(), "{args:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
-        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.is_empty(), "{args:?}: {}", run.stderr);
     }
 }

@@ -46,21 +46,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         _ => None,
     };
     let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = dom_bus::output::stdout();
     match cli.command {
         Command::Add { .. } => {
             let request = add_request.expect("parsed above");
             let summary = add::add(&bus, request, !cli.quiet).await?;
-            println!("{summary}");
+            dom_bus::outln!("{summary}");
         }
         Command::List { all } => inspect::list(&bus, all, &mut out).await?,
         Command::Check { name } => {
             let name = ImageName::parse(&name)?;
             return Ok(if inspect::check(&bus, &name).await? {
-                println!("{name} exists");
+                dom_bus::outln!("{name} exists");
                 ExitCode::SUCCESS
             } else {
-                println!("{name} does not exist");
+                dom_bus::outln!("{name} does not exist");
                 ExitCode::from(1)
             });
         }
@@ -77,7 +77,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Get { name, dir } => {
             let summary = get::get(&bus, &ImageName::parse(&name)?, &dir).await?;
-            println!("{summary}");
+            dom_bus::outln!("{summary}");
         }
         Command::Delete { name } => {
             let name = ImageName::parse(&name)?;
@@ -90,7 +90,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 by: creator(),
             })
             .await?;
-            println!("deleted {name}; the name stays taken");
+            dom_bus::outln!("deleted {name}; the name stays taken");
         }
     }
     Ok(ExitCode::SUCCESS)

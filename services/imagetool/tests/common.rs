@@ -6,30 +6,43 @@ use std::process::Command;
 
 pub use dom_tests::{NatsServer, Run};
 
+/// The imagetool command with `args`, in `cwd`, not yet run.
+pub fn imagetool_command(cwd: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imagetool"));
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("DOM_SERVER")
+        .env_remove("IMAGETOOL_HASH_CACHE")
+        // The default hash cache, kept away from the user's own.
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join(format!("imagetool-tests-{}", std::process::id())),
+        );
+    command
+}
+
 /// Runs imagetool with `args`, in `cwd`.
 pub fn imagetool_in(cwd: &Path, args: &[&str]) -> Run {
     Run::from(
-        Command::new(env!("CARGO_BIN_EXE_imagetool"))
-            .args(args)
-            .current_dir(cwd)
-            .env_remove("DOM_SERVER")
-            .env_remove("IMAGETOOL_HASH_CACHE")
-            // The default hash cache, kept away from the user's own.
-            .env(
-                "XDG_CACHE_HOME",
-                std::env::temp_dir().join(format!("imagetool-tests-{}", std::process::id())),
-            )
+        imagetool_command(cwd, args)
             .output()
             .expect("run imagetool"),
     )
 }
 
-/// Runs imagetool against `server` with the modern `--server` flag.
-pub fn imagetool(server: &NatsServer, args: &[&str]) -> Run {
+/// The imagetool command against `server` with the modern `--server`
+/// flag, not yet run.
+pub fn imagetool_on(server: &NatsServer, args: &[&str]) -> Command {
     let url = server.url();
     let mut all = vec!["--server", url.as_str(), "--quiet"];
     all.extend_from_slice(args);
-    imagetool_in(Path::new("."), &all)
+    imagetool_command(Path::new("."), &all)
+}
+
+/// Runs imagetool against `server` with the modern `--server` flag.
+pub fn imagetool(server: &NatsServer, args: &[&str]) -> Run {
+    Run::from(imagetool_on(server, args).output().expect("run imagetool"))
 }
 
 /// The project's example files (user-guide tree, filter, triggers).

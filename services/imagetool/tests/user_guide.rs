@@ -253,3 +253,19 @@ fn images_survive_a_server_restart() {
     )
     .ok();
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_listing_quietly() {
+    let server = NatsServer::start().unwrap();
+    // More lines than a pipe holds (64 KiB): each names a SHA-512.
+    let tree = tempfile::tempdir().unwrap();
+    for i in 0..1000 {
+        std::fs::write(tree.path().join(format!("file-{i:04}")), i.to_string()).unwrap();
+    }
+    let path = tree.path().to_str().unwrap();
+    imagetool(&server, &["add", "many.0", path, "", ""]).ok();
+    let (first, run) = Run::first_line_then_close(imagetool_on(&server, &["show", "many.0"]));
+    assert!(first.ends_with(" /\n"), "{first}");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+}
