@@ -75,8 +75,9 @@ impl DesiredMessage {
 }
 
 /// Waits before reading a desired state again, after a cue whose read
-/// found nothing newer: the stream may not have stored it yet.
-const CUE_REREADS: &[Duration] = &[
+/// found nothing newer: the stream may not have stored it yet. A follower
+/// reads once per cue and once after each of these at most.
+pub const CUE_REREADS: &[Duration] = &[
     Duration::from_millis(2),
     Duration::from_millis(5),
     Duration::from_millis(10),

@@ -10,6 +10,7 @@ use dom_tests::connect_bare;
 use dom_tests::NatsServer;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 type Follow = BoxStream<'static, Result<DesiredMessage, BusError>>;
 
@@ -61,18 +62,43 @@ async fn every_follower_sees_the_state_published_for_it() {
     }
 }
 
+/// The sequence of the next desired state a follower in the background
+/// passed on; none within 20 s fails the test.
+async fn next_followed(followed: &mut UnboundedReceiver<u64>) -> Option<u64> {
+    tokio::time::timeout(Duration::from_secs(20), followed.recv())
+        .await
+        .expect("a desired state within 20 s")
+}
+
 #[tokio::test]
 async fn a_cue_for_a_message_no_stream_stored_changes_nothing() {
     let server = NatsServer::start().unwrap();
     let dominator = connect_bare(&server, "dominator").await;
     dominator.ensure_streams().await.unwrap();
     let agent = connect_bare(&server, "agent").await;
+    // Followed all the time, as the agent does.
     let mut follow = agent.follow_desired("web1", None).await.unwrap();
+    let (seen, mut followed) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(message) = follow.next().await {
+            let _ = seen.send(message.expect("no error").sequence);
+        }
+    });
     let first = dominator
         .publish_desired_payload("web1", "first".into())
         .await
         .unwrap();
-    assert_eq!(next_state(&mut follow).await.sequence, first);
+    assert_eq!(next_followed(&mut followed).await, Some(first));
+
+    // Each read of the stored state is one request from the agent.
+    let requests = || {
+        agent
+            .client
+            .statistics()
+            .out_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = requests();
 
     // The stream refuses this one (wrong expected last sequence), but the
     // agent's subscription still gets it: a cue with nothing new stored.
@@ -85,13 +111,19 @@ async fn a_cue_for_a_message_no_stream_stored_changes_nothing() {
         .unwrap()
         .await;
     assert!(refused.is_err(), "the stream stored it: {refused:?}");
-    // Long enough for the agent to give up reading again and go back to
-    // waiting for cues.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The agent reads on the cue and again after each wait, finds nothing
+    // newer, and goes back to waiting for cues.
+    let reads = 1 + dom_bus::agent::CUE_REREADS.len() as u64;
+    dom_tests::eventually("the agent to read after the cue", || async {
+        (requests() >= before + reads).then_some(())
+    })
+    .await;
+    assert_eq!(requests(), before + reads, "no more reads than that");
+    assert!(followed.try_recv().is_err(), "nothing followed for the cue");
 
     let second = dominator
         .publish_desired_payload("web1", "second".into())
         .await
         .unwrap();
-    assert_eq!(next_state(&mut follow).await.sequence, second);
+    assert_eq!(next_followed(&mut followed).await, Some(second));
 }
