@@ -11,9 +11,12 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use dom_bus::{Bus, ImageError};
 use dom_model::image::IMAGE_RECORD_VERSION;
-use dom_model::{Filter, ImageMessage, ImageName, ImageRecord, ObjectId, Triggers};
+use dom_model::manifest::Totals;
+use dom_model::{Filter, ImageMessage, ImageName, ImageRecord, Manifest, ObjectId, Triggers};
 use dom_store::{ContentStore, NatsStore};
 use futures::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::progress::Progress;
 use crate::source::{self, SourceOptions};
@@ -125,35 +128,14 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
     let name = request.name.clone();
     bus.ensure_image_streams().await?;
     // Fail before doing any work; the publish at the end checks again.
-    match bus.image(&name).await? {
-        Some(stored) if matches!(stored.message, ImageMessage::Deleted(_)) => {
-            return Err(ImageError::NameDeleted(name).into())
-        }
-        Some(_) => return Err(ImageError::NameTaken(name).into()),
-        None => {}
-    }
+    refuse_taken(bus, &name).await?;
     let store = NatsStore::open(bus).await?;
     let mut listing = {
         let store = store.clone();
         tokio::spawn(async move { store.ids().await })
     };
 
-    // Scanning runs on a thread pool and hands over each object as soon as
-    // it is hashed; objects the bucket lacks are uploaded meanwhile.
-    // Bounded, so a scan faster than the upload waits instead of holding
-    // the whole image in memory.
-    let (found_tx, mut found_rx) = tokio::sync::mpsc::channel(HANDOVER_QUEUE);
-    // The scanner closes the channel when done, ending the upload stream.
-    let sender = Arc::new(std::sync::Mutex::new(Some(found_tx)));
-    let sink = {
-        let sender = sender.clone();
-        move |id, content| {
-            if let Some(tx) = &*sender.lock().expect("sender lock") {
-                let _ = tx.blocking_send((id, content));
-            }
-        }
-    };
-    let cache = request.hash_cache.as_ref().map(|path| {
+    let cache = request.hash_cache.as_deref().map(|path| {
         let cache = HashCache::load(path);
         tracing::debug!(path = %path.display(), entries = cache.len(), "loaded hash cache");
         Arc::new(cache)
@@ -163,20 +145,7 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
     let progress = Progress::new(show_progress);
     let bar = progress.spinner("scanning");
     let ticker = progress.tick_scan(bar.clone(), counters.clone(), uploaded_bytes.clone());
-    let scanner = {
-        let counters = counters.clone();
-        let source = request.source.clone();
-        let options = SourceOptions {
-            filter: request.filter.clone().unwrap_or_else(Filter::empty),
-            cache: cache.clone(),
-            sink: Some(Box::new(sink)),
-        };
-        tokio::task::spawn_blocking(move || {
-            let scan = source::scan(&source, options, &counters);
-            sender.lock().expect("sender lock").take();
-            scan
-        })
-    };
+    let (scanner, mut found_rx) = start_scan(&request, cache.clone(), counters.clone());
     // Objects found while the bucket is still being listed wait here, so
     // that the listing (a large bucket takes a while) never holds up the
     // scan; once it is known what is stored, the queue's back-pressure
@@ -194,13 +163,100 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
         found_meanwhile = found_early.len(),
         "listed bucket"
     );
-    let mut queued = HashSet::new();
     let found = futures::stream::iter(found_early)
         .chain(futures::stream::poll_fn(|cx| found_rx.poll_recv(cx)));
-    let to_upload = found.filter(|(id, _): &(ObjectId, Content)| {
-        futures::future::ready(!existing.contains(id) && queued.insert(*id))
+    let uploaded = upload_missing(&store, &existing, found, &uploaded_bytes).await;
+    let manifest = scanner.await.context("scanner stopped")??;
+    let uploaded = uploaded?;
+    ticker.abort();
+    bar.finish_and_clear();
+    let totals = manifest.totals();
+    tracing::info!(elapsed = ?started.elapsed(), files = totals.files, uploaded, "scanned and uploaded");
+
+    let encoded = Bytes::from(manifest.encode());
+    let manifest_id = ObjectId::of(&encoded);
+    tracing::info!(elapsed = ?started.elapsed(), bytes = encoded.len(), "encoded manifest");
+    if !existing.contains(&manifest_id) {
+        store.put(manifest_id, encoded).await?;
+    }
+    bus.publish_image(&image_record(&request, manifest_id, &totals))
+        .await?;
+    if let (Some(cache), Some(path)) = (&cache, &request.hash_cache) {
+        // Only a speed-up: failing to save it fails nothing.
+        if let Err(e) = cache.save(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot save hash cache");
+        }
+    }
+    Ok(AddSummary {
+        name,
+        files: totals.files,
+        bytes: totals.bytes,
+        hashed_bytes: counters.hashed_bytes.load(Ordering::Relaxed),
+        uploaded,
+        uploaded_bytes: uploaded_bytes.load(Ordering::Relaxed),
+        skipped: totals.objects - uploaded,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Refuses a name that an image has, or had and was deleted.
+async fn refuse_taken(bus: &Bus, name: &ImageName) -> Result<()> {
+    match bus.image(name).await? {
+        Some(stored) if matches!(stored.message, ImageMessage::Deleted(_)) => {
+            Err(ImageError::NameDeleted(name.clone()).into())
+        }
+        Some(_) => Err(ImageError::NameTaken(name.clone()).into()),
+        None => Ok(()),
+    }
+}
+
+/// The scan of a source, running: its manifest when done.
+type Scanner = JoinHandle<Result<Manifest, source::SourceError>>;
+
+/// Scans the request's source on a thread of its own, which hands over
+/// each object on the channel returned as soon as it is hashed, and closes
+/// the channel when the scan ends. The channel is bounded, so a scan
+/// faster than the upload waits instead of holding the image in memory.
+fn start_scan(
+    request: &AddRequest,
+    cache: Option<Arc<HashCache>>,
+    counters: Arc<Counters>,
+) -> (Scanner, mpsc::Receiver<(ObjectId, Content)>) {
+    let (found_tx, found_rx) = mpsc::channel(HANDOVER_QUEUE);
+    let sender = Arc::new(std::sync::Mutex::new(Some(found_tx)));
+    let sink = {
+        let sender = sender.clone();
+        move |id, content| {
+            if let Some(tx) = &*sender.lock().expect("sender lock") {
+                let _ = tx.blocking_send((id, content));
+            }
+        }
+    };
+    let source = request.source.clone();
+    let options = SourceOptions {
+        filter: request.filter.clone().unwrap_or_else(Filter::empty),
+        cache,
+        sink: Some(Box::new(sink)),
+    };
+    let scanner = tokio::task::spawn_blocking(move || {
+        let scan = source::scan(&source, options, &counters);
+        sender.lock().expect("sender lock").take();
+        scan
     });
-    let uploaded = to_upload
+    (scanner, found_rx)
+}
+
+/// Uploads each object found that the bucket lacks, once, several at a
+/// time; returns how many it uploaded and counts their bytes.
+async fn upload_missing(
+    store: &NatsStore,
+    existing: &HashSet<ObjectId>,
+    found: impl futures::Stream<Item = (ObjectId, Content)>,
+    uploaded_bytes: &Arc<AtomicU64>,
+) -> Result<u64> {
+    let mut queued = HashSet::new();
+    found
+        .filter(|(id, _)| futures::future::ready(!existing.contains(id) && queued.insert(*id)))
         .map(|(id, content)| {
             let store = store.clone();
             let uploaded_bytes = uploaded_bytes.clone();
@@ -214,28 +270,17 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
         })
         .buffer_unordered(UPLOAD_CONCURRENCY)
         .try_fold(0u64, |n, ()| futures::future::ready(Ok(n + 1)))
-        .await;
-    let manifest = scanner.await.context("scanner stopped")??;
-    let uploaded = uploaded?;
-    ticker.abort();
-    bar.finish_and_clear();
-    let upload_bytes = uploaded_bytes.load(Ordering::Relaxed);
-    let totals = manifest.totals();
-    tracing::info!(elapsed = ?started.elapsed(), files = totals.files, uploaded, "scanned and uploaded");
+        .await
+}
 
-    let encoded = Bytes::from(manifest.encode());
-    let manifest_id = ObjectId::of(&encoded);
-    tracing::info!(elapsed = ?started.elapsed(), bytes = encoded.len(), "encoded manifest");
-    if !existing.contains(&manifest_id) {
-        store.put(manifest_id, encoded).await?;
-    }
-
+/// The record `add` publishes for the request's image, made now.
+fn image_record(request: &AddRequest, manifest: ObjectId, totals: &Totals) -> ImageRecord {
     let now = time::OffsetDateTime::now_utc();
     let expires = request.expires_in.map(|d| now + d);
-    let record = ImageRecord {
+    ImageRecord {
         v: IMAGE_RECORD_VERSION,
-        name: name.clone(),
-        manifest: manifest_id,
+        name: request.name.clone(),
+        manifest,
         sparse: request.filter.is_none(),
         filter: request.filter.as_ref().map(|f| f.lines().to_vec()),
         triggers: request.triggers.list().to_vec(),
@@ -246,24 +291,7 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
         creator: crate::creator(),
         expires: expires.map(crate::rfc3339),
         expires_unix: expires.map(|t| t.unix_timestamp()),
-    };
-    bus.publish_image(&record).await?;
-    if let (Some(cache), Some(path)) = (&cache, &request.hash_cache) {
-        // Only a speed-up: failing to save it fails nothing.
-        if let Err(e) = cache.save(path) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot save hash cache");
-        }
     }
-    Ok(AddSummary {
-        name,
-        files: totals.files,
-        bytes: totals.bytes,
-        hashed_bytes: counters.hashed_bytes.load(Ordering::Relaxed),
-        uploaded,
-        uploaded_bytes: upload_bytes,
-        skipped: totals.objects - uploaded,
-        elapsed: started.elapsed(),
-    })
 }
 
 /// Reads an object's content for upload, checking it still hashes to its

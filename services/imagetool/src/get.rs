@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use dom_bus::Bus;
-use dom_model::{ImageName, Inode, ObjectId};
+use dom_model::{ImageName, Inode, Manifest, ObjectId};
 use dom_store::{ContentStore, NatsStore};
 use futures::{StreamExt, TryStreamExt};
 
@@ -52,6 +52,41 @@ fn under(dir: &Path, image_path: &str) -> PathBuf {
 
 pub async fn get(bus: &Bus, name: &ImageName, dir: &Path) -> Result<GetSummary> {
     let started = Instant::now();
+    refuse_unless_new_or_empty(dir)?;
+    let (_, manifest) = crate::inspect::load(bus, name).await?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let as_root = unsafe { libc::geteuid() } == 0;
+
+    // Directories first, writable by us until the end.
+    for entry in &manifest.entries {
+        if let Inode::Dir { .. } = entry.inode {
+            let p = under(dir, &entry.path);
+            fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    let store = NatsStore::open(bus).await?;
+    let objects = write_files(&store, &manifest, dir).await?;
+    for entry in &manifest.entries {
+        make_special(dir, entry)?;
+    }
+    // Owners, then modes and mtimes; directories last, deepest first, so a
+    // read-only directory does not stop its own contents being written.
+    for entry in manifest.entries.iter().rev() {
+        set_metadata(dir, entry, as_root)?;
+    }
+    Ok(GetSummary {
+        name: name.clone(),
+        dir: dir.to_path_buf(),
+        inodes: manifest.entries.len(),
+        objects,
+        elapsed: started.elapsed(),
+        owners_kept: as_root,
+    })
+}
+
+/// Refuses to unpack into anything but a new or empty directory.
+fn refuse_unless_new_or_empty(dir: &Path) -> Result<()> {
     if fs::metadata(dir).is_ok_and(|meta| !meta.is_dir()) {
         bail!(
             "{} is not a directory; give a new or empty directory",
@@ -66,28 +101,19 @@ pub async fn get(bus: &Bus, name: &ImageName, dir: &Path) -> Result<GetSummary> 
             );
         }
     }
-    let (_, manifest) = crate::inspect::load(bus, name).await?;
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let as_root = unsafe { libc::geteuid() } == 0;
+    Ok(())
+}
 
-    // Directories first, writable by us until the end.
-    for entry in &manifest.entries {
-        if let Inode::Dir { .. } = entry.inode {
-            let p = under(dir, &entry.path);
-            fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
-            fs::set_permissions(&p, fs::Permissions::from_mode(0o700))?;
-        }
-    }
-
-    // Regular files: fetch each object once, verified, then write every
-    // path that carries it (write to a temporary name, then rename).
+/// Writes the regular files: each object fetched once, verified, then
+/// written at every path that carries it (to a temporary name, then
+/// renamed). Returns how many objects it fetched.
+async fn write_files(store: &NatsStore, manifest: &Manifest, dir: &Path) -> Result<usize> {
     let mut by_object: HashMap<ObjectId, Vec<&dom_model::Entry>> = HashMap::new();
     for entry in &manifest.entries {
         if let Inode::File { object, .. } = &entry.inode {
             by_object.entry(*object).or_default().push(entry);
         }
     }
-    let store = NatsStore::open(bus).await?;
     let objects = by_object.len();
     futures::stream::iter(by_object)
         .map(|(id, entries)| {
@@ -115,58 +141,55 @@ pub async fn get(bus: &Bus, name: &ImageName, dir: &Path) -> Result<GetSummary> 
         .buffer_unordered(FETCH_CONCURRENCY)
         .try_collect::<()>()
         .await?;
+    Ok(objects)
+}
 
-    for entry in &manifest.entries {
-        let p = under(dir, &entry.path);
-        let fail =
-            |what: &str, e: std::io::Error| anyhow::anyhow!("cannot {what} {}: {e}", p.display());
-        match &entry.inode {
-            Inode::Symlink { target, .. } => {
-                std::os::unix::fs::symlink(target, &p).map_err(|e| fail("make symlink", e))?
-            }
-            Inode::Link { target } => {
-                fs::hard_link(under(dir, target), &p).map_err(|e| fail("make hard link", e))?
-            }
-            Inode::Char { mode, rdev, .. } => mknod(&p, libc::S_IFCHR | mode, *rdev)?,
-            Inode::Block { mode, rdev, .. } => mknod(&p, libc::S_IFBLK | mode, *rdev)?,
-            Inode::Fifo { mode, .. } => mknod(&p, libc::S_IFIFO | mode, 0)?,
-            _ => {}
+/// Makes a symlink, hard link or device node; other entries are made
+/// elsewhere.
+fn make_special(dir: &Path, entry: &dom_model::Entry) -> Result<()> {
+    let p = under(dir, &entry.path);
+    let fail =
+        |what: &str, e: std::io::Error| anyhow::anyhow!("cannot {what} {}: {e}", p.display());
+    match &entry.inode {
+        Inode::Symlink { target, .. } => {
+            std::os::unix::fs::symlink(target, &p).map_err(|e| fail("make symlink", e))?
+        }
+        Inode::Link { target } => {
+            fs::hard_link(under(dir, target), &p).map_err(|e| fail("make hard link", e))?
+        }
+        Inode::Char { mode, rdev, .. } => mknod(&p, libc::S_IFCHR | mode, *rdev)?,
+        Inode::Block { mode, rdev, .. } => mknod(&p, libc::S_IFBLK | mode, *rdev)?,
+        Inode::Fifo { mode, .. } => mknod(&p, libc::S_IFIFO | mode, 0)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Sets an entry's owner (as root), mode and mtime (a file's was set when
+/// it was written).
+fn set_metadata(dir: &Path, entry: &dom_model::Entry, as_root: bool) -> Result<()> {
+    let p = under(dir, &entry.path);
+    if as_root {
+        if let Some((uid, gid)) = entry.inode.owner() {
+            std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
+                .with_context(|| format!("cannot chown {}", p.display()))?;
         }
     }
-
-    // Owners, then modes and mtimes; directories last, deepest first, so a
-    // read-only directory does not stop its own contents being written.
-    for entry in manifest.entries.iter().rev() {
-        let p = under(dir, &entry.path);
-        if as_root {
-            if let Some((uid, gid)) = entry.inode.owner() {
-                std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
-                    .with_context(|| format!("cannot chown {}", p.display()))?;
-            }
-        }
-        match &entry.inode {
-            Inode::Dir { mode, .. } => fs::set_permissions(&p, fs::Permissions::from_mode(*mode))?,
-            Inode::Char { mode, .. } | Inode::Block { mode, .. } | Inode::Fifo { mode, .. } => {
-                fs::set_permissions(&p, fs::Permissions::from_mode(*mode))?
-            }
-            Inode::File { mode, .. } => fs::set_permissions(&p, fs::Permissions::from_mode(*mode))?,
-            _ => {}
-        }
-        if let (Some((secs, nanos)), false) = (
-            entry.inode.mtime(),
-            matches!(entry.inode, Inode::File { .. }),
-        ) {
-            set_mtime(&p, secs, nanos)?;
-        }
+    match &entry.inode {
+        Inode::Dir { mode, .. }
+        | Inode::File { mode, .. }
+        | Inode::Char { mode, .. }
+        | Inode::Block { mode, .. }
+        | Inode::Fifo { mode, .. } => fs::set_permissions(&p, fs::Permissions::from_mode(*mode))?,
+        _ => {}
     }
-    Ok(GetSummary {
-        name: name.clone(),
-        dir: dir.to_path_buf(),
-        inodes: manifest.entries.len(),
-        objects,
-        elapsed: started.elapsed(),
-        owners_kept: as_root,
-    })
+    if let (Some((secs, nanos)), false) = (
+        entry.inode.mtime(),
+        matches!(entry.inode, Inode::File { .. }),
+    ) {
+        set_mtime(&p, secs, nanos)?;
+    }
+    Ok(())
 }
 
 fn write_file(path: &Path, content: &[u8], inode: &Inode) -> Result<()> {

@@ -159,7 +159,6 @@ fn scan_tar<R: Read>(
     options: &SourceOptions,
     counters: &Counters,
 ) -> Result<Manifest, SourceError> {
-    let filter = &options.filter;
     let mut archive = tar::Archive::new(reader);
     let mut builder = ManifestBuilder::new();
     let read_err = |e: io::Error| SourceError::Read {
@@ -174,99 +173,10 @@ fn scan_tar<R: Read>(
             reason,
         };
         let image_path = path::from_relative(&raw).map_err(|e| tar_err(e.to_string()))?;
-        if image_path != "/" && filter.matches(&image_path) {
+        if image_path != "/" && options.filter.matches(&image_path) {
             continue;
         }
-        let header = entry.header();
-        let mode = header.mode().map_err(|e| tar_err(e.to_string()))? & 0o7777;
-        let uid = header.uid().map_err(|e| tar_err(e.to_string()))? as u32;
-        let gid = header.gid().map_err(|e| tar_err(e.to_string()))? as u32;
-        let mtime = header.mtime().map_err(|e| tar_err(e.to_string()))? as i64;
-        let rdev = || -> Result<u64, SourceError> {
-            let major = header.device_major().ok().flatten().unwrap_or(0) as u64;
-            let minor = header.device_minor().ok().flatten().unwrap_or(0) as u64;
-            Ok(libc::makedev(major as u32, minor as u32))
-        };
-        let link_name = || -> Result<String, SourceError> {
-            let bytes = entry
-                .link_name_bytes()
-                .ok_or_else(|| tar_err("link without a target".into()))?;
-            String::from_utf8(bytes.into_owned())
-                .map_err(|_| tar_err("link target is not UTF-8".into()))
-        };
-        let inode = match header.entry_type() {
-            tar::EntryType::Directory => Inode::Dir { mode, uid, gid },
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                // The header's size is the archive's claim, not a fact:
-                // reserve at most PREALLOCATE_MAX up front, and name the
-                // file when the archive ends before it does.
-                let declared = entry.size();
-                let mut data = Vec::with_capacity(declared.min(PREALLOCATE_MAX) as usize);
-                entry.read_to_end(&mut data).map_err(read_err)?;
-                let size = data.len() as u64;
-                if size != declared {
-                    return Err(tar_err(format!(
-                        "the archive ends after {size} of the file's {declared} bytes"
-                    )));
-                }
-                counters.files.fetch_add(1, Ordering::Relaxed);
-                counters.bytes.fetch_add(size, Ordering::Relaxed);
-                counters.hashed_bytes.fetch_add(size, Ordering::Relaxed);
-                let id = ObjectId::of(&data);
-                if let Some(sink) = &options.sink {
-                    sink(id, Content::Memory(Bytes::from(data)));
-                }
-                Inode::File {
-                    mode,
-                    uid,
-                    gid,
-                    mtime,
-                    mtime_ns: 0,
-                    size,
-                    object: id,
-                }
-            }
-            tar::EntryType::Symlink => Inode::Symlink {
-                uid,
-                gid,
-                target: link_name()?,
-            },
-            tar::EntryType::Link => {
-                let target = path::from_relative(&link_name()?)
-                    .map_err(|e| tar_err(format!("hard link target: {e}")))?;
-                if filter.matches(&target) {
-                    return Err(tar_err(format!("hard link to filtered path {target}")));
-                }
-                Inode::Link { target }
-            }
-            tar::EntryType::Char => Inode::Char {
-                mode,
-                uid,
-                gid,
-                mtime,
-                mtime_ns: 0,
-                rdev: rdev()?,
-            },
-            tar::EntryType::Block => Inode::Block {
-                mode,
-                uid,
-                gid,
-                mtime,
-                mtime_ns: 0,
-                rdev: rdev()?,
-            },
-            tar::EntryType::Fifo => Inode::Fifo {
-                mode,
-                uid,
-                gid,
-                mtime,
-                mtime_ns: 0,
-            },
-            // Extended headers are consumed by the tar reader; anything else
-            // (sockets, sparse-file extensions we cannot represent) is an
-            // error rather than a silently different image.
-            other => return Err(tar_err(format!("unsupported entry type {other:?}"))),
-        };
+        let inode = tar_inode(&mut entry, &raw, source, options, counters)?;
         builder.add(image_path, inode, None).map_err(|e| match e {
             ManifestError::BadSymlink { target, .. } => {
                 tar_err(format!("symlink target {target:?} escapes the image root"))
@@ -275,6 +185,129 @@ fn scan_tar<R: Read>(
         })?;
     }
     Ok(builder.finish()?)
+}
+
+/// The inode of the archive entry `raw` (as the archive names it); a
+/// regular file's content is read, counted and handed to the sink.
+fn tar_inode<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    raw: &str,
+    source: &Path,
+    options: &SourceOptions,
+    counters: &Counters,
+) -> Result<Inode, SourceError> {
+    let tar_err = |reason: String| SourceError::Tar {
+        entry: raw.to_string(),
+        reason,
+    };
+    let header = entry.header();
+    let kind = header.entry_type();
+    let mode = header.mode().map_err(|e| tar_err(e.to_string()))? & 0o7777;
+    let uid = header.uid().map_err(|e| tar_err(e.to_string()))? as u32;
+    let gid = header.gid().map_err(|e| tar_err(e.to_string()))? as u32;
+    let mtime = header.mtime().map_err(|e| tar_err(e.to_string()))? as i64;
+    let major = header.device_major().ok().flatten().unwrap_or(0);
+    let minor = header.device_minor().ok().flatten().unwrap_or(0);
+    let rdev = libc::makedev(major, minor);
+    let link_name = |entry: &tar::Entry<'_, R>| -> Result<String, SourceError> {
+        let bytes = entry
+            .link_name_bytes()
+            .ok_or_else(|| tar_err("link without a target".into()))?;
+        String::from_utf8(bytes.into_owned())
+            .map_err(|_| tar_err("link target is not UTF-8".into()))
+    };
+    Ok(match kind {
+        tar::EntryType::Directory => Inode::Dir { mode, uid, gid },
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
+            let (size, object) = tar_file(entry, raw, source, options, counters)?;
+            Inode::File {
+                mode,
+                uid,
+                gid,
+                mtime,
+                mtime_ns: 0,
+                size,
+                object,
+            }
+        }
+        tar::EntryType::Symlink => Inode::Symlink {
+            uid,
+            gid,
+            target: link_name(entry)?,
+        },
+        tar::EntryType::Link => {
+            let target = path::from_relative(&link_name(entry)?)
+                .map_err(|e| tar_err(format!("hard link target: {e}")))?;
+            if options.filter.matches(&target) {
+                return Err(tar_err(format!("hard link to filtered path {target}")));
+            }
+            Inode::Link { target }
+        }
+        tar::EntryType::Char => Inode::Char {
+            mode,
+            uid,
+            gid,
+            mtime,
+            mtime_ns: 0,
+            rdev,
+        },
+        tar::EntryType::Block => Inode::Block {
+            mode,
+            uid,
+            gid,
+            mtime,
+            mtime_ns: 0,
+            rdev,
+        },
+        tar::EntryType::Fifo => Inode::Fifo {
+            mode,
+            uid,
+            gid,
+            mtime,
+            mtime_ns: 0,
+        },
+        // Extended headers are consumed by the tar reader; anything else
+        // (sockets, sparse-file extensions we cannot represent) is an
+        // error rather than a silently different image.
+        other => return Err(tar_err(format!("unsupported entry type {other:?}"))),
+    })
+}
+
+/// Reads a regular file's content from the archive, counts it and hands
+/// it to the sink; returns its size and object id.
+fn tar_file<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    raw: &str,
+    source: &Path,
+    options: &SourceOptions,
+    counters: &Counters,
+) -> Result<(u64, ObjectId), SourceError> {
+    // The header's size is the archive's claim, not a fact: reserve at
+    // most PREALLOCATE_MAX up front, and name the file when the archive
+    // ends before it does.
+    let declared = entry.size();
+    let mut data = Vec::with_capacity(declared.min(PREALLOCATE_MAX) as usize);
+    entry
+        .read_to_end(&mut data)
+        .map_err(|e| SourceError::Read {
+            path: source.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let size = data.len() as u64;
+    if size != declared {
+        return Err(SourceError::Tar {
+            entry: raw.to_string(),
+            reason: format!("the archive ends after {size} of the file's {declared} bytes"),
+        });
+    }
+    counters.files.fetch_add(1, Ordering::Relaxed);
+    counters.bytes.fetch_add(size, Ordering::Relaxed);
+    counters.hashed_bytes.fetch_add(size, Ordering::Relaxed);
+    let id = ObjectId::of(&data);
+    if let Some(sink) = &options.sink {
+        sink(id, Content::Memory(Bytes::from(data)));
+    }
+    Ok((size, id))
 }
 
 #[cfg(test)]
