@@ -8,7 +8,9 @@ use std::time::Duration;
 use dom_bus::Bus;
 use dom_model::manifest::listing;
 use dom_model::report::UpdateResult;
-use dom_model::{Event, ImageMessage, ImageName, MachineStatus, Manifest, StateReport};
+use dom_model::{
+    Event, ImageMessage, ImageName, ImageRecord, MachineStatus, Manifest, StateReport,
+};
 use dom_store::{ContentStore, NatsStore};
 use dom_web::axum::http::StatusCode;
 use dom_web::axum::response::{IntoResponse, Response};
@@ -351,6 +353,15 @@ pub async fn image(board: &Board, bus: &Bus, name: &str) -> Response {
             return page(name.as_str(), NAV, &body).into_response();
         }
     };
+    let mut body = facts(&record);
+    body.push_str(&filter_and_triggers(&record));
+    body.push_str(&machines_on(board, &name));
+    body.push_str(&files_section(bus, &record).await);
+    page(name.as_str(), NAV, &body).into_response()
+}
+
+/// The facts of an image's record, as a definition list.
+fn facts(record: &ImageRecord) -> String {
     let mut body = String::from("<dl class=\"kv\">");
     kv(
         &mut body,
@@ -379,6 +390,12 @@ pub async fn image(board: &Board, bus: &Bus, name: &str) -> Response {
         &format!("<code>{}</code>", escape(&record.manifest.to_string())),
     );
     body.push_str("</dl>");
+    body
+}
+
+/// An image's filter and triggers.
+fn filter_and_triggers(record: &ImageRecord) -> String {
+    let mut body = String::new();
     match &record.filter {
         None => body.push_str("<h2>Filter</h2><p class=\"muted\">none: a sparse image</p>"),
         Some(lines) => {
@@ -398,15 +415,21 @@ pub async fn image(board: &Board, bus: &Bus, name: &str) -> Response {
             pretty(&record.triggers)
         );
     }
+    body
+}
+
+/// The machines that require `name`, and those that plan it.
+fn machines_on(board: &Board, name: &ImageName) -> String {
+    let mut body = String::new();
     let decision = board.decision();
     let machines = decision.as_deref().map_or(&[][..], |d| &d.machines[..]);
     let requiring: Vec<&MachineStatus> = machines
         .iter()
-        .filter(|m| m.required.as_ref() == Some(&name))
+        .filter(|m| m.required.as_ref() == Some(name))
         .collect();
     let planning: Vec<&MachineStatus> = machines
         .iter()
-        .filter(|m| m.planned.as_ref() == Some(&name))
+        .filter(|m| m.planned.as_ref() == Some(name))
         .collect();
     let _ = write!(body, "<h2>Machines requiring it ({})</h2>", requiring.len());
     body.push_str(&machine_list(&requiring, "requiring"));
@@ -414,6 +437,13 @@ pub async fn image(board: &Board, bus: &Bus, name: &str) -> Response {
         let _ = write!(body, "<h2>Machines planning it ({})</h2>", planning.len());
         body.push_str(&machine_list(&planning, "planning"));
     }
+    body
+}
+
+/// An image's files, as `imagetool show` lists them; an error if the
+/// manifest cannot be read in time.
+async fn files_section(bus: &Bus, record: &ImageRecord) -> String {
+    let mut body = String::new();
     body.push_str("<h2>Files</h2>");
     let manifest = async {
         let store = NatsStore::open(bus).await.map_err(|e| e.to_string())?;
@@ -433,7 +463,7 @@ pub async fn image(board: &Board, bus: &Bus, name: &str) -> Response {
             "<p class=\"bad\">cannot read the manifest: the NATS server did not answer in time</p>",
         ),
     }
-    page(name.as_str(), NAV, &body).into_response()
+    body
 }
 
 fn machine_list(machines: &[&MachineStatus], id: &str) -> String {

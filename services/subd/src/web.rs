@@ -75,10 +75,10 @@ struct Metrics {
 /// A metric's labels: name and value pairs.
 type Labels = Vec<(&'static str, String)>;
 
-impl Observed {
-    pub fn new(host: &str) -> Self {
+impl Metrics {
+    fn new() -> Self {
         let seconds = || Histogram::new(exponential_buckets(0.001, 4.0, 12));
-        let metrics = Metrics {
+        Self {
             scans: Counter::default(),
             scan_seconds: seconds(),
             scan_bytes_per_second: Gauge::default(),
@@ -99,101 +99,47 @@ impl Observed {
             free_bytes: Gauge::default(),
             reports: Counter::default(),
             events: Family::default(),
-        };
+        }
+    }
+
+    /// A registry of every metric: field, name (after `subd_`), help.
+    fn registry(&self) -> Registry {
         let mut registry = Registry::with_prefix("subd");
-        let m = &metrics;
-        registry.register("scans", "Scans of the tree finished", m.scans.clone());
-        registry.register(
-            "scan_seconds",
-            "How long each scan took",
-            m.scan_seconds.clone(),
-        );
-        registry.register(
-            "scan_bytes_per_second",
-            "Bytes read per second by the last scan",
-            m.scan_bytes_per_second.clone(),
-        );
-        registry.register(
-            "scanned_files",
-            "Regular files the last scan found",
-            m.scanned_files.clone(),
-        );
-        registry.register(
-            "scan_hashed_bytes",
-            "Bytes quick scans read and hashed (the rest the hash cache knew)",
-            m.scan_hashed_bytes.clone(),
-        );
-        registry.register(
-            "rehash_running",
-            "1 while a full rehash of the tree is under way",
-            m.rehashing.clone(),
-        );
-        registry.register(
-            "generation",
-            "Grows by one each time a scan finds the tree changed",
-            m.generation.clone(),
-        );
-        registry.register(
-            "deviations",
-            "Paths that differ from the required image",
-            m.deviations.clone(),
-        );
-        registry.register(
-            "compliant",
-            "1 when the tree matches the required image",
-            m.compliant.clone(),
-        );
-        registry.register(
-            "updating",
-            "1 while an update changes the tree",
-            m.updating.clone(),
-        );
-        registry.register(
-            "updates",
-            "Updates run, by result (ok, failed)",
-            m.updates.clone(),
-        );
-        registry.register(
-            "update_seconds",
-            "How long each update took, fetch included",
-            m.update_seconds.clone(),
-        );
-        registry.register(
-            "transition_window_seconds",
-            "Time from the first service stopped to the last started, per update",
-            m.transition_window_seconds.clone(),
-        );
-        registry.register(
-            "trigger_failures",
-            "Service stops, starts or reloads that failed",
-            m.trigger_failures.clone(),
-        );
-        registry.register(
-            "fetched_bytes",
-            "Bytes fetched for updates",
-            m.fetched_bytes.clone(),
-        );
-        registry.register(
-            "fetched_objects",
-            "Objects fetched for updates",
-            m.fetched_objects.clone(),
-        );
-        registry.register(
-            "object_cache_bytes",
-            "Bytes held in the object cache",
-            m.object_cache_bytes.clone(),
-        );
-        registry.register(
-            "free_bytes",
-            "Free bytes on the root's file system",
-            m.free_bytes.clone(),
-        );
-        registry.register(
-            "state_reports",
-            "State reports published",
-            m.reports.clone(),
-        );
-        registry.register("events", "Events published, by kind", m.events.clone());
+        macro_rules! register {
+            ($($field:ident: $name:literal, $help:literal;)*) => {
+                $(registry.register($name, $help, self.$field.clone());)*
+            };
+        }
+        register! {
+            scans: "scans", "Scans of the tree finished";
+            scan_seconds: "scan_seconds", "How long each scan took";
+            scan_bytes_per_second: "scan_bytes_per_second", "Bytes read per second by the last scan";
+            scanned_files: "scanned_files", "Regular files the last scan found";
+            scan_hashed_bytes: "scan_hashed_bytes", "Bytes quick scans read and hashed (the rest the hash cache knew)";
+            rehashing: "rehash_running", "1 while a full rehash of the tree is under way";
+            generation: "generation", "Grows by one each time a scan finds the tree changed";
+            deviations: "deviations", "Paths that differ from the required image";
+            compliant: "compliant", "1 when the tree matches the required image";
+            updating: "updating", "1 while an update changes the tree";
+            updates: "updates", "Updates run, by result (ok, failed)";
+            update_seconds: "update_seconds", "How long each update took, fetch included";
+            transition_window_seconds: "transition_window_seconds", "Time from the first service stopped to the last started, per update";
+            trigger_failures: "trigger_failures", "Service stops, starts or reloads that failed";
+            fetched_bytes: "fetched_bytes", "Bytes fetched for updates";
+            fetched_objects: "fetched_objects", "Objects fetched for updates";
+            object_cache_bytes: "object_cache_bytes", "Bytes held in the object cache";
+            free_bytes: "free_bytes", "Free bytes on the root's file system";
+            reports: "state_reports", "State reports published";
+            events: "events", "Events published, by kind";
+        }
+        registry
+    }
+}
+
+impl Observed {
+    pub fn new(host: &str) -> Self {
+        let metrics = Metrics::new();
+        let registry = metrics.registry();
         Self {
             host: host.to_string(),
             report: Mutex::new(None),
