@@ -168,38 +168,55 @@ fn scan_tar<R: Read>(
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let tar_err = |reason: String| SourceError::Tar {
-            entry: raw.clone(),
-            reason,
-        };
-        let image_path = path::from_relative(&raw).map_err(|e| tar_err(e.to_string()))?;
+        let errors = EntryErrors { raw: &raw, source };
+        let image_path = path::from_relative(&raw).map_err(|e| errors.tar(e.to_string()))?;
         if image_path != "/" && options.filter.matches(&image_path) {
             continue;
         }
-        let inode = tar_inode(&mut entry, &raw, source, options, counters)?;
+        let inode = tar_inode(&mut entry, &errors, options, counters)?;
         builder.add(image_path, inode, None).map_err(|e| match e {
             ManifestError::BadSymlink { target, .. } => {
-                tar_err(format!("symlink target {target:?} escapes the image root"))
+                errors.tar(format!("symlink target {target:?} escapes the image root"))
             }
-            other => tar_err(other.to_string()),
+            other => errors.tar(other.to_string()),
         })?;
     }
     Ok(builder.finish()?)
 }
 
-/// The inode of the archive entry `raw` (as the archive names it); a
-/// regular file's content is read, counted and handed to the sink.
+/// The errors of one archive entry, named as the archive names it.
+struct EntryErrors<'a> {
+    raw: &'a str,
+    source: &'a Path,
+}
+
+impl EntryErrors<'_> {
+    /// The entry is not what an image can hold.
+    fn tar(&self, reason: String) -> SourceError {
+        SourceError::Tar {
+            entry: self.raw.to_string(),
+            reason,
+        }
+    }
+
+    /// The archive could not be read.
+    fn read(&self, e: io::Error) -> SourceError {
+        SourceError::Read {
+            path: self.source.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// The inode of an archive entry; a regular file's content is read,
+/// counted and handed to the sink.
 fn tar_inode<R: Read>(
     entry: &mut tar::Entry<'_, R>,
-    raw: &str,
-    source: &Path,
+    errors: &EntryErrors<'_>,
     options: &SourceOptions,
     counters: &Counters,
 ) -> Result<Inode, SourceError> {
-    let tar_err = |reason: String| SourceError::Tar {
-        entry: raw.to_string(),
-        reason,
-    };
+    let tar_err = |reason: String| errors.tar(reason);
     let header = entry.header();
     let kind = header.entry_type();
     let mode = header.mode().map_err(|e| tar_err(e.to_string()))? & 0o7777;
@@ -219,7 +236,7 @@ fn tar_inode<R: Read>(
     Ok(match kind {
         tar::EntryType::Directory => Inode::Dir { mode, uid, gid },
         tar::EntryType::Regular | tar::EntryType::Continuous => {
-            let (size, object) = tar_file(entry, raw, source, options, counters)?;
+            let (size, object) = tar_file(entry, errors, options, counters)?;
             Inode::File {
                 mode,
                 uid,
@@ -277,8 +294,7 @@ fn tar_inode<R: Read>(
 /// it to the sink; returns its size and object id.
 fn tar_file<R: Read>(
     entry: &mut tar::Entry<'_, R>,
-    raw: &str,
-    source: &Path,
+    errors: &EntryErrors<'_>,
     options: &SourceOptions,
     counters: &Counters,
 ) -> Result<(u64, ObjectId), SourceError> {
@@ -287,18 +303,12 @@ fn tar_file<R: Read>(
     // ends before it does.
     let declared = entry.size();
     let mut data = Vec::with_capacity(declared.min(PREALLOCATE_MAX) as usize);
-    entry
-        .read_to_end(&mut data)
-        .map_err(|e| SourceError::Read {
-            path: source.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+    entry.read_to_end(&mut data).map_err(|e| errors.read(e))?;
     let size = data.len() as u64;
     if size != declared {
-        return Err(SourceError::Tar {
-            entry: raw.to_string(),
-            reason: format!("the archive ends after {size} of the file's {declared} bytes"),
-        });
+        return Err(errors.tar(format!(
+            "the archive ends after {size} of the file's {declared} bytes"
+        )));
     }
     counters.files.fetch_add(1, Ordering::Relaxed);
     counters.bytes.fetch_add(size, Ordering::Relaxed);

@@ -278,17 +278,12 @@ async fn a_manifest_is_read_decoded_and_an_object_that_is_none_is_refused() {
     let bus = connect(&server).await;
     let store = NatsStore::open(&bus).await.unwrap();
     let mut builder = dom_model::manifest::ManifestBuilder::new();
-    let object = ObjectId::of(b"hello\n");
-    let file = dom_model::Inode::File {
-        mode: 0o644,
+    let etc = dom_model::Inode::Dir {
+        mode: 0o755,
         uid: 0,
         gid: 0,
-        mtime: 1_700_000_000,
-        mtime_ns: 0,
-        size: 6,
-        object,
     };
-    builder.add("/etc/motd".into(), file, None).unwrap();
+    builder.add("/etc".into(), etc, None).unwrap();
     let manifest = builder.finish().unwrap();
     let encoded = Bytes::from(manifest.encode());
     store.put(manifest.id(), encoded.clone()).await.unwrap();
