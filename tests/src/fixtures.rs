@@ -174,3 +174,30 @@ pub fn planned_report(host: &str, image: &str, compliant: bool) -> StateReport {
     }
     report
 }
+
+/// Copies the tree `from` to `to` (directories and regular files).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A service command in `dir` that appends `ACTION NAME`, one call a line,
+/// to `dir/service.log`: returns the script and the log.
+pub fn service_recorder(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let log = dir.join("service.log");
+    let script = dir.join("service");
+    let text = format!("#!/bin/sh\necho \"$1 $2\" >> '{}'\n", log.display());
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, log)
+}

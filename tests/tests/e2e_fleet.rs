@@ -5,14 +5,13 @@
 //! changes three times, and the emergency stop holding a rollout.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dom_bus::{Bus, ConnectArgs};
 use dom_model::controls::{UpdatesControl, UpdatesState};
 use dom_model::{ImageRecord, MdbRecord, StateReport};
-use dom_tests::fixtures::image_name as name;
+use dom_tests::fixtures::{copy_tree, image_name as name, service_recorder};
 use dom_tests::{connect, eventually, wait_allowed, wait_desired, NatsServer};
 use dominator::{Dominator, Settings};
 use subd::services::ServiceCommand;
@@ -89,14 +88,7 @@ impl Fleet {
         write(&root, "etc/hostname", format!("{host}\n").as_bytes());
         write(&root, "etc/fstab", format!("# {host}'s disks\n").as_bytes());
         write(&root, "srv/junk", b"not in any image\n");
-        let log = base.join("service.log");
-        let script = base.join("service");
-        fs::write(
-            &script,
-            format!("#!/bin/sh\necho \"$1 $2\" >> '{}'\n", log.display()),
-        )
-        .unwrap();
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let (script, log) = service_recorder(&base);
         Machine {
             host: host.to_string(),
             root,
@@ -178,19 +170,6 @@ fn source(dir: &Path, label: &str, edit: impl FnOnce(&Path)) -> PathBuf {
     }
     edit(&path);
     path
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A tree whose sshd.conf says `version`.

@@ -6,14 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dom_bus::{Bus, ConnectArgs};
 use dom_model::DesiredState;
-use dom_tests::fixtures::image_name as name;
+use dom_tests::fixtures::{image_name as name, service_recorder};
 use dom_tests::{connect, eventually, set_mdb, NatsServer, DEADLINE};
 use dominator::{Dominator, Settings};
 use futures::StreamExt;
@@ -37,14 +36,7 @@ impl Machine {
         let root = base.join("root");
         fs::create_dir_all(root.join("etc")).unwrap();
         fs::write(root.join("etc/hostname"), format!("{host}\n")).unwrap();
-        let log = base.join("service.log");
-        let script = base.join("service");
-        fs::write(
-            &script,
-            format!("#!/bin/sh\necho \"$1 $2\" >> '{}'\n", log.display()),
-        )
-        .unwrap();
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let (script, log) = service_recorder(&base);
         let mut config = subd::Config::new(host, root.clone()).uncapped();
         config.connect = ConnectArgs {
             server: server.url(),

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::agent_support::{examples, write, Fleet, Recorder};
+use dom_tests::fixtures::copy_tree;
 use subd::Agent;
 
 /// A copy of the user guide's tree with `sshd.conf` and `motd` marked.
@@ -28,19 +29,6 @@ fn source(dir: &Path, sshd: u32, motd: u32) -> std::path::PathBuf {
         0o644,
     );
     path
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
