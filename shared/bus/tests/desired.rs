@@ -118,7 +118,6 @@ async fn a_cue_for_a_message_no_stream_stored_changes_nothing() {
         (requests() >= before + reads).then_some(())
     })
     .await;
-    assert_eq!(requests(), before + reads, "no more reads than that");
     assert!(followed.try_recv().is_err(), "nothing followed for the cue");
 
     let second = dominator
