@@ -85,6 +85,7 @@ impl Run {
     }
 
     /// Asserts success and returns stdout.
+    #[track_caller]
     pub fn ok(self) -> String {
         assert_eq!(
             self.code, 0,
@@ -96,6 +97,7 @@ impl Run {
 
     /// Asserts a non-zero exit with exactly one line on stderr, and
     /// returns that line.
+    #[track_caller]
     pub fn one_line_error(self) -> String {
         assert_ne!(self.code, 0, "expected failure; stdout: {}", self.stdout);
         let lines: Vec<_> = self.stderr.lines().collect();

@@ -27,6 +27,8 @@ pub struct NatsServer {
     port: u16,
     dir: tempfile::TempDir,
     config: Option<PathBuf>,
+    /// More arguments (a cluster member's name, port and routes).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -44,15 +46,19 @@ impl NatsServer {
     }
 
     fn start_inner(config: Option<PathBuf>) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let mut server = Self {
-            port: free_port()?,
-            dir,
-            config,
-            child: None,
-        };
+        let mut server = Self::unstarted(config, Vec::new())?;
         server.spawn()?;
         Ok(server)
+    }
+
+    fn unstarted(config: Option<PathBuf>, extra: Vec<String>) -> Result<Self> {
+        Ok(Self {
+            port: free_port()?,
+            dir: tempfile::tempdir()?,
+            config,
+            extra,
+            child: None,
+        })
     }
 
     /// `tls://127.0.0.1:PORT`, for a server whose configuration asks for TLS.
@@ -105,6 +111,7 @@ impl NatsServer {
             Some(config) => command.arg("-c").arg(config),
             None => command.args(["-js", "-sd"]).arg(self.store_dir()),
         };
+        command.args(&self.extra);
         let child = command
             .stdout(Stdio::null())
             .stderr(log)
@@ -137,6 +144,70 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A cluster of nats-servers on loopback, each with JetStream and a store
+/// of its own, routed to one another: what a fleet that must survive the
+/// loss of a server runs. Members can be stopped and restarted one by one.
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` members (3 for a quorum that survives one loss) and
+    /// returns once each of them listens. JetStream elects its leader a
+    /// moment later: [`NatsCluster::wait_for_jetstream`] waits for that.
+    pub fn start(size: usize) -> Result<Self> {
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect::<Result<_>>()?;
+        let routes = route_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut servers = Vec::with_capacity(size);
+        for (i, port) in route_ports.iter().enumerate() {
+            let extra = [
+                "--server_name".to_string(),
+                format!("n{}", i + 1),
+                "--cluster_name".into(),
+                "dom-test".into(),
+                "--cluster".into(),
+                format!("nats://127.0.0.1:{port}"),
+                "--routes".into(),
+                routes.clone(),
+            ];
+            servers.push(NatsServer::unstarted(None, extra.to_vec())?);
+        }
+        for server in &mut servers {
+            server.spawn()?;
+        }
+        Ok(Self { servers })
+    }
+
+    /// Every member's URL, comma-separated, as `--server` takes them.
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Waits until JetStream answers through every member: its meta
+    /// leader is elected and the members agree.
+    pub async fn wait_for_jetstream(&self) {
+        for server in self.servers.iter().filter(|s| s.child.is_some()) {
+            let args = dom_bus::ConnectArgs {
+                server: server.url(),
+                ..dom_bus::ConnectArgs::default()
+            };
+            fixtures::eventually(&format!("JetStream through {}", server.url()), || async {
+                let bus = dom_bus::Bus::connect(&args, "tests").await.ok()?;
+                bus.jetstream_ready().await.then_some(())
+            })
+            .await;
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! fleet secured by `ops/secure/domsecure` with each role's permissions.
 
 mod browser;
+mod cluster;
 mod e2e_fleet;
 mod e2e_high_impact;
 mod secure;

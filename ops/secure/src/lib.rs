@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dom_bus::roles::Role;
-use dom_bus::{Bus, ConnectArgs, LogArgs, Subjects};
+use dom_bus::{Bus, ConnectArgs, Layout, LogArgs, StreamPlace, Subjects};
 
 /// Sets a secured fleet up: credentials for each role, and the streams.
 #[derive(Debug, Parser)]
@@ -58,8 +58,26 @@ pub enum Command {
         #[arg(long, env = "DOM_PREFIX", default_value = dom_bus::subjects::DEFAULT_PREFIX)]
         prefix: String,
     },
-    /// Create or update the streams and the object bucket (operator).
+    /// Create or update the streams and the object bucket (operator),
+    /// then show where each is: replicas, leader, and how far each copy
+    /// is behind.
+    ///
+    /// On a cluster, `--replicas 3` keeps three copies of every stream and
+    /// of the bucket, so the fleet survives the loss of a server. Run
+    /// again on streams that have fewer, it raises them in place; no
+    /// message is lost.
     Streams {
+        /// Copies of every stream and of the bucket (1, 3 or 5; at most
+        /// the cluster's servers). Without it each keeps what it has.
+        #[arg(long, value_parser = replicas)]
+        replicas: Option<usize>,
+        /// Keep them on servers with this tag (as in nats-server's
+        /// `server_tags`); repeatable.
+        #[arg(long = "placement-tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Only show where the streams are; change nothing.
+        #[arg(long)]
+        show: bool,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -76,9 +94,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             prefix,
         } => credential(&role, host.as_deref(), &seed, &prefix),
         Command::Auth { dir, prefix } => auth(&dir, &prefix),
-        Command::Streams { connect } => tokio::runtime::Runtime::new()
-            .context("tokio runtime")
-            .and_then(|runtime| runtime.block_on(streams(&connect))),
+        Command::Streams {
+            replicas,
+            tags,
+            show,
+            connect,
+        } => {
+            let layout = (!show).then_some(Layout { replicas, tags });
+            tokio::runtime::Runtime::new()
+                .context("tokio runtime")
+                .and_then(|runtime| runtime.block_on(streams(&connect, layout)))
+        }
     }
 }
 
@@ -130,13 +156,69 @@ fn auth(dir: &std::path::Path, prefix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn streams(connect: &ConnectArgs) -> anyhow::Result<()> {
+/// `--replicas`: 1 to 5, as JetStream allows.
+fn replicas(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n @ 1..=5) => Ok(n),
+        Ok(n) => Err(format!("{n} is not in 1..=5")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Sets the streams up as `layout` says (none: only shows them), then
+/// shows where each is.
+async fn streams(connect: &ConnectArgs, layout: Option<Layout>) -> anyhow::Result<()> {
     let bus = Bus::connect(connect, "domsetup").await?;
-    bus.ensure_streams().await?;
-    dom_bus::outln!(
-        "streams and object bucket of prefix {} are set up on {}",
-        bus.subjects.prefix(),
-        bus.server()
-    );
+    if let Some(layout) = &layout {
+        bus.ensure_streams_laid_out(layout).await?;
+        dom_bus::outln!(
+            "streams and object bucket of prefix {} are set up on {}",
+            bus.subjects.prefix(),
+            bus.server()
+        );
+    }
+    let places = bus.stream_places().await?;
+    for line in place_lines(&places) {
+        dom_bus::outln!("{line}");
+    }
     Ok(())
+}
+
+/// A table of where each stream is: its replicas, messages, leader and
+/// followers (`n2 current`, `n3 behind 12`).
+pub fn place_lines(places: &[StreamPlace]) -> Vec<String> {
+    let width = places
+        .iter()
+        .map(|p| p.stream.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let mut lines = vec![format!(
+        "{:width$}  replicas  {:>9}  leader  followers",
+        "stream", "messages"
+    )];
+    for p in places {
+        let followers: Vec<String> = p
+            .followers
+            .iter()
+            .map(|(name, current, lag)| match (current, lag) {
+                (true, 0) => format!("{name} current"),
+                (false, 0) => format!("{name} not current"),
+                (_, lag) => format!("{name} behind {lag}"),
+            })
+            .collect();
+        lines.push(format!(
+            "{:width$}  {:>8}  {:>9}  {:6}  {}",
+            p.stream,
+            p.replicas,
+            p.messages,
+            p.leader.as_deref().unwrap_or("-"),
+            if followers.is_empty() {
+                "-".to_string()
+            } else {
+                followers.join(", ")
+            }
+        ));
+    }
+    lines
 }

@@ -61,3 +61,30 @@ fn help_and_version_print_and_exit_0() {
         run.ok();
     }
 }
+
+#[test]
+fn a_server_list_that_does_not_parse_is_one_line_at_start() {
+    // Before: the agent started and called it an outage for ever.
+    let error = refused(&[
+        "--server",
+        "nats://a:4222,nats://b:42x22",
+        "--hostname",
+        "web1",
+        "--root",
+        "/nonexistent",
+    ]);
+    assert!(
+        error.starts_with("subd: invalid value 'nats://a:4222,nats://b:42x22' for '--server <SERVER>': nats://b:42x22: "),
+        "{error}"
+    );
+    let run = Run::from(
+        Command::new(env!("CARGO_BIN_EXE_subd"))
+            .args(["--hostname", "web1", "--root", "/nonexistent"])
+            .env("DOM_SERVER", "nats://a:4222,,nats://b:4222")
+            .output()
+            .expect("run subd"),
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = run.one_line_error();
+    assert!(error.contains("an empty address between commas"), "{error}");
+}

@@ -261,11 +261,25 @@ impl Bus {
         payload: Bytes,
         what: &str,
     ) -> Result<u64, BusError> {
-        let ack = self
-            .guarded_on(&subject, async {
-                self.js.publish(subject.clone(), payload).await?.await
-            })
-            .await?;
+        // One id for every attempt: a retry of a publish the stream did
+        // store is dropped as a duplicate, and its ack names the first.
+        let id = self.client.new_inbox();
+        let ack = crate::elections::through_elections(
+            what,
+            || {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", id.as_str());
+                let payload = payload.clone();
+                self.guarded_on(&subject, async {
+                    self.js
+                        .publish_with_headers(subject.clone(), headers, payload)
+                        .await?
+                        .await
+                })
+            },
+            crate::elections::transient,
+        )
+        .await?;
         ack.map(|ack| ack.sequence)
             .map_err(|e| self.js_error(format!("publishing {what} on {subject}: {e}")))
     }

@@ -14,8 +14,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connection options shared by every tool and service.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ConnectArgs {
-    /// NATS server URL(s), comma-separated (nats://HOST:PORT, tls://HOST:PORT).
-    #[arg(long, env = "DOM_SERVER", default_value = "nats://127.0.0.1:4222")]
+    /// NATS server URL, or several of one cluster, comma-separated
+    /// (nats://a:4222,nats://b:4222; tls://HOST:PORT for TLS). The client
+    /// connects to any of them and moves to another when one is lost.
+    #[arg(
+        long,
+        env = "DOM_SERVER",
+        default_value = "nats://127.0.0.1:4222",
+        value_parser = checked_server_list
+    )]
     pub server: String,
     /// NATS credentials file (JWT and nkey seed).
     #[arg(long, env = "DOM_CREDS", value_name = "FILE")]
@@ -51,8 +58,43 @@ impl Default for ConnectArgs {
     }
 }
 
+/// The addresses of a `--server` list: comma-separated URLs (or
+/// `HOST:PORT`), blanks around them ignored.
+pub fn server_list(text: &str) -> Result<Vec<async_nats::ServerAddr>, BusError> {
+    let bad = |reason: String| BusError::BadServer {
+        list: dom_model::text::bounded(text),
+        reason,
+    };
+    let addresses: Vec<&str> = text.split(',').map(str::trim).collect();
+    if addresses.iter().all(|a| a.is_empty()) {
+        return Err(bad("no server address given".into()));
+    }
+    addresses
+        .into_iter()
+        .map(|address| {
+            if address.is_empty() {
+                return Err(bad("an empty address between commas".into()));
+            }
+            address
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|e| bad(format!("{}: {e}", dom_model::text::bounded(address))))
+        })
+        .collect()
+}
+
+/// For clap: a `--server` list that [`server_list`] takes, as it was given.
+fn checked_server_list(text: &str) -> Result<String, String> {
+    match server_list(text) {
+        Ok(_) => Ok(text.to_string()),
+        Err(BusError::BadServer { reason, .. }) => Err(reason),
+        Err(other) => Err(other.to_string()),
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum BusError {
+    #[error("bad NATS server address in {list:?}: {reason}")]
+    BadServer { list: String, reason: String },
     #[error("cannot reach NATS at {server}: {reason}")]
     Connect { server: String, reason: String },
     #[error("cannot read {what} {path}: {reason}")]
@@ -173,8 +215,9 @@ impl Bus {
                 .require_tls(true);
         }
         let server = args.server.clone();
+        let addresses = server_list(&server)?;
         let client = options
-            .connect(server.as_str())
+            .connect(addresses)
             .await
             .map_err(|e| connect_error(&server, args, &e))?;
         let js = async_nats::jetstream::new(client.clone());
@@ -273,5 +316,40 @@ fn connect_error(server: &str, args: &ConnectArgs, error: &async_nats::ConnectEr
     BusError::Connect {
         server: server.to_string(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod server_list_tests {
+    use super::*;
+
+    #[test]
+    fn lists_of_servers_parse() {
+        let list = server_list("nats://a:4222, nats://b:4223 ,tls://c:4224").unwrap();
+        let hosts: Vec<(String, u16)> = list
+            .iter()
+            .map(|a| (a.host().to_string(), a.port()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [("a".into(), 4222), ("b".into(), 4223), ("c".into(), 4224)]
+        );
+        assert!(list[2].tls_required());
+        assert_eq!(server_list("127.0.0.1:4222").unwrap()[0].port(), 4222);
+    }
+
+    #[test]
+    fn a_bad_list_names_the_address_at_fault() {
+        let reason = |text: &str| match server_list(text) {
+            Err(BusError::BadServer { reason, .. }) => reason,
+            other => panic!("{text:?}: {other:?}"),
+        };
+        assert!(reason("nats://a:4222,nats://b:42x22").starts_with("nats://b:42x22: "));
+        assert_eq!(reason(""), "no server address given");
+        assert_eq!(reason(" , "), "no server address given");
+        assert_eq!(
+            reason("nats://a:4222,,nats://b:4222"),
+            "an empty address between commas"
+        );
     }
 }

@@ -29,10 +29,12 @@ impl Bus {
             .await
             .map_err(|e| self.js_error(format!("{what}: {e}")))?;
         let request = format!("$JS.API.DIRECT.GET.{stream}.{subject}");
-        match self
-            .guarded_on(&request, handle.direct_get_last_for_subject(&subject))
-            .await?
-        {
+        let read = crate::elections::through_elections(
+            what,
+            || self.guarded_on(&request, handle.direct_get_last_for_subject(&subject)),
+            crate::elections::transient,
+        );
+        match read.await? {
             Ok(msg) => Ok(Some(StoredMessage {
                 subject,
                 sequence: msg.sequence,

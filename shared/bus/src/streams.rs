@@ -11,9 +11,56 @@ use std::time::Duration;
 
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::object_store;
-use async_nats::jetstream::stream::{Config, DiscardPolicy, StorageType};
+use async_nats::jetstream::stream::{Config, DiscardPolicy, Placement, StorageType};
 
 use crate::connect::{Bus, BusError};
+use crate::elections::{through_elections, transient};
+
+/// How the streams and the bucket lie on a cluster's servers: how many
+/// copies of each, and on servers with which tags. Only `domsetup
+/// streams` sets a layout; every other tool leaves the one it finds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Copies of every stream and of the bucket (1, 3 or 5); `None`
+    /// keeps what each has (a new one gets 1).
+    pub replicas: Option<usize>,
+    /// Servers to hold them, by tag (`--placement-tag region:west`);
+    /// none keeps the placement each has.
+    pub tags: Vec<String>,
+}
+
+impl Layout {
+    /// `config` as this layout wants it, given the one it has (if any).
+    fn apply(&self, mut config: Config, current: Option<&Config>) -> Config {
+        match self.replicas {
+            Some(n) => config.num_replicas = n,
+            None => config.num_replicas = current.map_or(1, |c| c.num_replicas.max(1)),
+        }
+        config.placement = if self.tags.is_empty() {
+            current.and_then(|c| c.placement.clone())
+        } else {
+            Some(Placement {
+                cluster: None,
+                tags: self.tags.clone(),
+            })
+        };
+        config
+    }
+}
+
+/// Where a stream is and how far its copies are behind, as the server
+/// tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamPlace {
+    pub stream: String,
+    pub replicas: usize,
+    pub messages: u64,
+    /// The server that leads the stream (none on a single server).
+    pub leader: Option<String>,
+    /// The other copies: server, whether it is current, and how many
+    /// operations it is behind.
+    pub followers: Vec<(String, bool, u64)>,
+}
 
 /// How long audit events are kept.
 pub const EVENTS_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -47,14 +94,60 @@ impl Bus {
         ]
     }
 
+    /// Whether JetStream answers on this connection (in a cluster, once
+    /// its leader is elected).
+    pub async fn jetstream_ready(&self) -> bool {
+        self.js.query_account().await.is_ok()
+    }
+
     /// Makes sure every stream of the event contract and the object bucket
     /// exist as this version wants them.
     pub async fn ensure_streams(&self) -> Result<(), BusError> {
+        self.ensure_streams_laid_out(&Layout::default()).await
+    }
+
+    /// As [`Bus::ensure_streams`], and lays every stream and the bucket out
+    /// as `layout` says. Raising the replicas of streams that hold
+    /// messages keeps every message: the server copies them to the new
+    /// replicas while the stream goes on serving.
+    pub async fn ensure_streams_laid_out(&self, layout: &Layout) -> Result<(), BusError> {
         for config in self.stream_configs() {
-            self.ensure_stream(config).await?;
+            self.ensure_stream(config, layout).await?;
         }
-        self.object_bucket().await?;
+        self.object_bucket_laid_out(layout).await?;
         Ok(())
+    }
+
+    /// Where each stream of the fleet (the bucket's included) is, in the
+    /// order [`Bus::stream_configs`] lists them.
+    pub async fn stream_places(&self) -> Result<Vec<StreamPlace>, BusError> {
+        let mut names: Vec<String> = self.stream_configs().into_iter().map(|c| c.name).collect();
+        names.push(self.subjects.object_stream());
+        let mut places = Vec::with_capacity(names.len());
+        for name in names {
+            let what = format!("$JS.API.STREAM.INFO.{name}");
+            let mut stream = match self.guarded_on(&what, self.js.get_stream(&name)).await? {
+                Ok(stream) => stream,
+                Err(e) => return Err(self.js_error(format!("reading stream {name}: {e}"))),
+            };
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| self.js_error(format!("reading stream {name}: {e}")))?;
+            let cluster = info.cluster.clone().unwrap_or_default();
+            places.push(StreamPlace {
+                stream: name,
+                replicas: info.config.num_replicas.max(1),
+                messages: info.state.messages,
+                leader: cluster.leader,
+                followers: cluster
+                    .replicas
+                    .into_iter()
+                    .map(|p| (p.name, p.current && !p.offline, p.lag.unwrap_or(0)))
+                    .collect(),
+            });
+        }
+        Ok(places)
     }
 
     /// Makes sure the image stream and the object bucket exist: all an
@@ -66,35 +159,21 @@ impl Bus {
             .into_iter()
             .find(|c| c.name == images)
             .expect("the image stream is configured");
-        self.ensure_stream(config).await?;
+        self.ensure_stream(config, &Layout::default()).await?;
         self.object_bucket().await?;
         Ok(())
     }
 
     /// Looks the stream up; creates it when missing and updates it when
-    /// it differs from `wanted`, if this credential may.
-    async fn ensure_stream(&self, wanted: Config) -> Result<(), BusError> {
+    /// it differs from `wanted` laid out as `layout`, if this credential
+    /// may.
+    async fn ensure_stream(&self, wanted: Config, layout: &Layout) -> Result<(), BusError> {
         let name = wanted.name.clone();
-        match self.stream_config(&name).await? {
+        let current = self.stream_config(&name).await?;
+        let wanted = layout.apply(wanted, current.as_ref());
+        match current {
             Some(current) if same_settings(&current, &wanted) => Ok(()),
-            Some(_) => {
-                let info = format!("$JS.API.STREAM.UPDATE.{name}");
-                match self.guarded_on(&info, self.js.update_stream(wanted)).await {
-                    Ok(Ok(_)) => {
-                        tracing::info!(stream = %name, "updated stream settings");
-                        Ok(())
-                    }
-                    Err(e) if e.is_permission_denied() => {
-                        tracing::warn!(
-                            stream = %name,
-                            "stream settings differ from this version's; an operator should run `domsetup streams`"
-                        );
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                    Ok(Err(e)) => Err(self.js_error(format!("updating stream {name}: {e}"))),
-                }
-            }
+            Some(_) => self.update_stream(wanted).await,
             None => {
                 let create = format!("$JS.API.STREAM.CREATE.{name}");
                 match self
@@ -112,10 +191,37 @@ impl Bus {
         }
     }
 
+    /// Updates a stream's settings, if this credential may; one that may
+    /// not is told to ask an operator.
+    async fn update_stream(&self, wanted: Config) -> Result<(), BusError> {
+        let name = wanted.name.clone();
+        let info = format!("$JS.API.STREAM.UPDATE.{name}");
+        match self.guarded_on(&info, self.js.update_stream(wanted)).await {
+            Ok(Ok(_)) => {
+                tracing::info!(stream = %name, "updated stream settings");
+                Ok(())
+            }
+            Err(e) if e.is_permission_denied() => {
+                tracing::warn!(
+                    stream = %name,
+                    "stream settings differ from this version's; an operator should run `domsetup streams`"
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+            Ok(Err(e)) => Err(self.js_error(format!("updating stream {name}: {e}"))),
+        }
+    }
+
     /// A stream's configuration, or `None` when it does not exist.
     async fn stream_config(&self, name: &str) -> Result<Option<Config>, BusError> {
         let info = format!("$JS.API.STREAM.INFO.{name}");
-        match self.guarded_on(&info, self.js.get_stream(name)).await? {
+        let read = through_elections(
+            &info,
+            || self.guarded_on(&info, self.js.get_stream(name)),
+            transient,
+        );
+        match read.await? {
             Ok(stream) => Ok(Some(stream.cached_info().config.clone())),
             Err(e) => match e.kind() {
                 GetStreamErrorKind::JetStream(error)
@@ -130,9 +236,24 @@ impl Bus {
 
     /// The object bucket; created when missing, if this credential may.
     pub async fn object_bucket(&self) -> Result<object_store::ObjectStore, BusError> {
+        self.object_bucket_laid_out(&Layout::default()).await
+    }
+
+    /// The object bucket, created when missing and laid out as `layout`.
+    async fn object_bucket_laid_out(
+        &self,
+        layout: &Layout,
+    ) -> Result<object_store::ObjectStore, BusError> {
         let bucket = self.subjects.object_bucket();
         let stream = self.subjects.object_stream();
-        if self.stream_config(&stream).await?.is_some() {
+        if let Some(current) = self.stream_config(&stream).await? {
+            let wanted = layout.apply(current.clone(), Some(&current));
+            if wanted.num_replicas != current.num_replicas.max(1)
+                || wanted.placement != current.placement
+            {
+                // The bucket is a stream: laid out as any other.
+                self.update_stream(wanted).await?;
+            }
             return self
                 .js
                 .get_object_store(&bucket)
@@ -147,6 +268,11 @@ impl Bus {
                     bucket: bucket.clone(),
                     description: Some("file contents, named by SHA-512".into()),
                     storage: StorageType::File,
+                    num_replicas: layout.replicas.unwrap_or(1),
+                    placement: (!layout.tags.is_empty()).then(|| Placement {
+                        cluster: None,
+                        tags: layout.tags.clone(),
+                    }),
                     ..Default::default()
                 }),
             )
@@ -174,4 +300,6 @@ fn same_settings(current: &Config, wanted: &Config) -> bool {
         && current.discard == wanted.discard
         && current.max_age == wanted.max_age
         && limit(current.max_bytes) == limit(wanted.max_bytes)
+        && current.num_replicas.max(1) == wanted.num_replicas.max(1)
+        && current.placement == wanted.placement
 }
