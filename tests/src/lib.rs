@@ -237,11 +237,12 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The workspace binary `name` (`domsetup`), built by cargo if it is
-/// missing or stale. Cargo hands a package's tests only that package's own
-/// binaries (`CARGO_BIN_EXE_*`), so tests across packages ask for them.
-/// The binary is built with the profile and into the target directory of
-/// the running test.
+/// The workspace binary `name` (`domsetup`), built by cargo when it is
+/// missing or older than a source it could be built from. Cargo hands a
+/// package's tests only that package's own binaries (`CARGO_BIN_EXE_*`),
+/// so tests across packages ask for them. A workspace test run has built
+/// them already; building them again alone would resolve their
+/// dependencies' features anew and compile much of the workspace twice.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     // target/PROFILE/deps/TEST-HASH
@@ -249,6 +250,11 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         .parent()
         .and_then(Path::parent)
         .expect("a test binary lives in target/PROFILE/deps");
+    let binary = profile_dir.join(name);
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    if built.is_some_and(|built| newest_source().is_none_or(|source| source < built)) {
+        return binary;
+    }
     let target_dir = profile_dir.parent().expect("target/PROFILE");
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => "dev",
@@ -264,7 +270,44 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         .status()
         .expect("cargo runs");
     assert!(status.success(), "cargo build --bin {name} failed");
-    profile_dir.join(name)
+    binary
+}
+
+/// When a source of the workspace's binaries last changed.
+fn newest_source() -> Option<std::time::SystemTime> {
+    fn walk(dir: &Path, newest: &mut Option<std::time::SystemTime>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                if path
+                    .file_name()
+                    .is_some_and(|n| n != "target" && n != "tests")
+                {
+                    walk(&path, newest);
+                }
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "rs" || e == "toml" || e == "lock")
+            {
+                let modified = meta.modified().ok();
+                *newest = (*newest).max(modified);
+            }
+        }
+    }
+    let root = repo_root();
+    let mut newest = None;
+    for dir in ["shared", "services", "ops/secure"] {
+        walk(&root.join(dir), &mut newest);
+    }
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        let modified = std::fs::metadata(root.join(file)).and_then(|m| m.modified());
+        newest = newest.max(modified.ok());
+    }
+    newest
 }
 
 /// A TCP port nothing listens on right now.
