@@ -185,6 +185,13 @@ impl NatsCluster {
         Ok(Self { servers })
     }
 
+    /// The index of the member whose server name is `name` (`n1` is the
+    /// first).
+    pub fn member(&self, name: &str) -> Option<usize> {
+        let n: usize = name.strip_prefix('n')?.parse().ok()?;
+        (1..=self.servers.len()).contains(&n).then(|| n - 1)
+    }
+
     /// Every member's URL, comma-separated, as `--server` takes them.
     pub fn urls(&self) -> String {
         self.servers

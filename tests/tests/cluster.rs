@@ -1,12 +1,17 @@
 //! A fleet on a three-server cluster: streams raised to three replicas in
-//! place with nothing lost, and every tool given the list of servers
-//! working on through the loss of one of them.
+//! place with nothing lost, every tool given the list of servers working
+//! on through the loss of one of them, and a rollout that loses the server
+//! leading its streams midway.
 
 use std::process::Command;
 
-use dom_bus::{Bus, ConnectArgs};
+use dom_bus::{Bus, ConnectArgs, Layout};
 use dom_store::{ContentStore, NatsStore};
+use dom_tests::fixtures::image_name as name;
 use dom_tests::{eventually, repo_root, workspace_binary, NatsCluster, Run};
+use dominator::Settings;
+
+use crate::fleet_kit::{quick, sshd_source, Fleet, Machine};
 
 /// Runs the workspace binary `name` with `args` against `servers`.
 fn tool(name: &str, servers: &str, args: &[&str]) -> Run {
@@ -145,4 +150,130 @@ async fn streams_raised_to_three_replicas_keep_everything_and_survive_a_lost_ser
         .await
         .unwrap();
     assert!(store.manifest(image.manifest).await.is_ok());
+}
+
+/// Moves the leadership of `stream` to the server named `to`, unless it
+/// leads already.
+async fn lead_from(bus: &Bus, stream: &str, to: &str) {
+    let leads = || async {
+        let places = bus.stream_places().await.ok()?;
+        let place = places.into_iter().find(|p| p.stream == stream)?;
+        (place.leader.as_deref() == Some(to)).then_some(())
+    };
+    if leads().await.is_some() {
+        return;
+    }
+    let request = serde_json::json!({ "placement": { "preferred": to } });
+    bus.client
+        .request(
+            format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}"),
+            request.to_string().into(),
+        )
+        .await
+        .expect("stepdown answered");
+    eventually(&format!("{to} leading {stream}"), leads).await;
+}
+
+/// The images `host`'s update events say were applied, in order.
+async fn applied_on(bus: &Bus, host: &str) -> Vec<String> {
+    bus.events(host)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == dom_model::Event::UPDATE && e.details["ok"] == true)
+        .filter_map(|e| e.image)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_lost_mid_rollout_loses_nothing_and_applies_nothing_twice() {
+    let mut cluster = NatsCluster::start(3).unwrap();
+    cluster.wait_for_jetstream().await;
+    let servers = cluster.urls();
+    let bus = connect(&servers).await;
+    let three = Layout {
+        replicas: Some(3),
+        tags: Vec::new(),
+    };
+    bus.ensure_streams_laid_out(&three).await.unwrap();
+    wait_replicated(&bus, 3).await;
+
+    // Five machines on v.1; the dominator moves two at a time.
+    let settings = Settings {
+        max_concurrent: 2,
+        ..quick()
+    };
+    let fleet = Fleet::on(servers.clone(), bus.clone(), settings).await;
+    let hosts = ["m0", "m1", "m2", "m3", "m4"];
+    let machines: Vec<Machine> = hosts.iter().map(|h| fleet.machine(h)).collect();
+    let _agents: Vec<subd::Agent> = machines.iter().map(Machine::start).collect();
+    for version in 1..=3 {
+        let src = sshd_source(fleet.dir.path(), version);
+        fleet
+            .add_image(&format!("v.{version}"), &src, "", "triggers.sshd")
+            .await;
+    }
+    for host in hosts {
+        fleet.require(host, "v.1").await;
+    }
+    for m in &machines {
+        fleet.wait_compliant(&m.host, "v.1").await;
+        m.clear_calls();
+    }
+
+    // One server leads the MDB, the desired states and the objects.
+    let desired = bus.subjects.desired_stream();
+    let leader = bus
+        .stream_places()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.stream == desired)
+        .and_then(|p| p.leader)
+        .expect("DOM_DESIRED has a leader");
+    for stream in [bus.subjects.mdb_stream(), bus.subjects.object_stream()] {
+        lead_from(&bus, &stream, &leader).await;
+    }
+    let victim = cluster.member(&leader).expect("the leader is one of ours");
+
+    // The rollout to v.2 starts, and that server is killed at once.
+    for host in hosts {
+        fleet.require(host, "v.2").await;
+    }
+    cluster.servers[victim].stop();
+
+    // Through a server still up, m4 is sent on to v.3 meanwhile.
+    let survivor = cluster.servers[(victim + 1) % 3].url();
+    let other = connect(&survivor).await;
+    let record = dom_model::MdbRecord::new("m4").requiring(name("v.3"));
+    other
+        .publish_mdb("m4", record.encode().into())
+        .await
+        .unwrap();
+
+    for m in &machines[..4] {
+        fleet.wait_compliant(&m.host, "v.2").await;
+        assert!(m.read("etc/ssh/sshd.conf").unwrap().contains("# version 2"));
+    }
+    fleet.wait_compliant("m4", "v.3").await;
+    assert!(machines[4]
+        .read("etc/ssh/sshd.conf")
+        .unwrap()
+        .contains("# version 3"));
+
+    // Each update was applied once: one event and one restart of sshd
+    // per image a machine moved to.
+    for m in &machines {
+        let applied = applied_on(&other, &m.host).await;
+        let moved: Vec<&String> = applied.iter().filter(|i| *i != "v.1").collect();
+        let mut distinct = moved.clone();
+        distinct.dedup();
+        assert_eq!(moved, distinct, "{}: {applied:?}", m.host);
+        let starts = m.calls().iter().filter(|c| *c == "sshd start").count();
+        assert_eq!(starts, moved.len(), "{}: {:?}", m.host, m.calls());
+    }
+
+    // Back, the server catches up.
+    cluster.servers[victim].restart().unwrap();
+    wait_replicated(&other, 3).await;
 }

@@ -6,4 +6,5 @@ mod browser;
 mod cluster;
 mod e2e_fleet;
 mod e2e_high_impact;
+mod fleet_kit;
 mod secure;

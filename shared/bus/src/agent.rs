@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::context::PublishErrorKind;
 use bytes::Bytes;
 use dom_model::desired::DesiredError;
 use dom_model::report::ReportError;
@@ -271,10 +272,19 @@ impl Bus {
                 headers.insert("Nats-Msg-Id", id.as_str());
                 let payload = payload.clone();
                 self.guarded_on(&subject, async {
-                    self.js
-                        .publish_with_headers(subject.clone(), headers, payload)
-                        .await?
-                        .await
+                    let acked = async {
+                        self.js
+                            .publish_with_headers(subject.clone(), headers, payload)
+                            .await?
+                            .await
+                    };
+                    match acked.await {
+                        Ok(ack) => Ok(ack),
+                        Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                            Err(self.no_stream_answered(&subject, e).await)
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
                 })
             },
             crate::elections::transient,
@@ -282,5 +292,17 @@ impl Bus {
         .await?;
         ack.map(|ack| ack.sequence)
             .map_err(|e| self.js_error(format!("publishing {what} on {subject}: {e}")))
+    }
+
+    /// Why no stream answered a publish on `subject`: the server says so
+    /// both when no stream takes the subject and when the stream that does
+    /// has no leader for a moment (its leader's server was lost). Only the
+    /// second is worth waiting for, so the stream is looked up.
+    async fn no_stream_answered(&self, subject: &str, error: impl std::fmt::Display) -> String {
+        match self.js.stream_by_subject(subject.to_string()).await {
+            Ok(stream) => format!("no responders: stream {stream} is electing its leader"),
+            Err(lookup) if crate::elections::transient_error(&lookup) => lookup.to_string(),
+            Err(_) => error.to_string(),
+        }
     }
 }

@@ -16,7 +16,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// Runs `attempt` until it gives a result that `transient` does not call
 /// an election's (or [`PATIENCE`] has passed), waiting a little longer
 /// after each.
-pub(crate) async fn through_elections<R, Fut>(
+pub async fn through_elections<R, Fut>(
     what: &str,
     mut attempt: impl FnMut() -> Fut,
     transient: impl Fn(&R) -> bool,
@@ -40,7 +40,7 @@ where
 /// Whether an error is what a request meets while a leader is elected:
 /// a timeout, no responders, JetStream not available for a moment. The
 /// client's error kinds differ per call, so their words are read.
-pub(crate) fn transient_error(error: &impl Display) -> bool {
+pub fn transient_error(error: &impl Display) -> bool {
     let text = error.to_string().to_ascii_lowercase();
     [
         "timed out",

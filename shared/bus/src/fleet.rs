@@ -8,8 +8,7 @@
 
 use std::collections::HashSet;
 
-use async_nats::jetstream::consumer::pull::OrderedConfig;
-use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, ReplayPolicy};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
@@ -74,58 +73,78 @@ pub enum FleetUpdate {
 
 type Consumed = futures::stream::BoxStream<
     'static,
-    Result<async_nats::jetstream::Message, async_nats::jetstream::consumer::pull::OrderedError>,
+    Result<async_nats::jetstream::Message, async_nats::jetstream::consumer::pull::MessagesError>,
 >;
 
-/// Messages of one stream as (message, messages still pending), resuming
-/// after the last one delivered whenever the consumer fails.
+/// How often the server says a quiet feed is still there. Two missed in a
+/// row and the feed is followed again: an ephemeral consumer lives on one
+/// server and is gone with it, so on a cluster this is how soon the
+/// dominator follows on after losing a server.
+/// Messages a feed asks for at once.
+const FEED_BATCH: usize = 1000;
+
+const FEED_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Messages of one stream as (message, messages still pending), in stream
+/// order with none skipped: resumed after the last one delivered whenever
+/// the consumer fails, misses its heartbeats or skips a message.
 fn resuming_feed(
     bus: Bus,
     kind: FleetKind,
     first: Consumed,
 ) -> impl Stream<Item = (FleetMessage, u64)> + Send {
     const RETRY: std::time::Duration = std::time::Duration::from_millis(500);
-    let state = (bus, Some(first), None::<u64>);
-    futures::stream::unfold(state, move |(bus, mut messages, mut last)| async move {
-        loop {
-            let Some(current) = messages.as_mut() else {
-                match bus.fleet_consumer(kind, last).await {
-                    Ok(resumed) => messages = Some(resumed),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "fleet feed waiting for the server");
+    // The consumer, and the last stream and consumer sequences it gave.
+    let state = (bus, Some(first), None::<u64>, 0u64);
+    futures::stream::unfold(
+        state,
+        move |(bus, mut messages, mut last, mut delivered)| async move {
+            loop {
+                let Some(current) = messages.as_mut() else {
+                    match bus.fleet_consumer(kind, last).await {
+                        Ok(resumed) => (messages, delivered) = (Some(resumed), 0),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "fleet feed waiting for the server");
+                            tokio::time::sleep(RETRY).await;
+                        }
+                    }
+                    continue;
+                };
+                match current.next().await {
+                    Some(Ok(msg)) => {
+                        let Ok(info) = msg.info() else { continue };
+                        if info.consumer_sequence != delivered + 1 {
+                            tracing::info!(?kind, after = ?last, "fleet feed skipped a message; resuming");
+                            messages = None;
+                            continue;
+                        }
+                        delivered = info.consumer_sequence;
+                        let (sequence, pending) = (info.stream_sequence, info.pending);
+                        last = Some(sequence);
+                        let nanos = u64::try_from(info.published.unix_timestamp_nanos()).ok();
+                        let message = FleetMessage {
+                            kind,
+                            name: bus.fleet_name(kind, &msg.subject).unwrap_or("").to_string(),
+                            payload: msg.payload.clone(),
+                            sequence,
+                            published: nanos.map(|n| {
+                                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(n)
+                            }),
+                        };
+                        return Some(((message, pending), (bus, messages, last, delivered)));
+                    }
+                    Some(Err(e)) => {
+                        tracing::info!(error = %e, ?kind, after = ?last, "fleet feed interrupted; resuming");
+                        messages = None;
+                    }
+                    None => {
+                        messages = None;
                         tokio::time::sleep(RETRY).await;
                     }
                 }
-                continue;
-            };
-            match current.next().await {
-                Some(Ok(msg)) => {
-                    let Ok(info) = msg.info() else { continue };
-                    let (sequence, pending) = (info.stream_sequence, info.pending);
-                    last = Some(sequence);
-                    let nanos = u64::try_from(info.published.unix_timestamp_nanos()).ok();
-                    let message = FleetMessage {
-                        kind,
-                        name: bus.fleet_name(kind, &msg.subject).unwrap_or("").to_string(),
-                        payload: msg.payload.clone(),
-                        sequence,
-                        published: nanos
-                            .map(|n| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(n)),
-                    };
-                    return Some(((message, pending), (bus, messages, last)));
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, ?kind, "fleet feed interrupted; resuming");
-                    messages = None;
-                    tokio::time::sleep(RETRY).await;
-                }
-                None => {
-                    messages = None;
-                    tokio::time::sleep(RETRY).await;
-                }
             }
-        }
-    })
+        },
+    )
 }
 
 impl Bus {
@@ -191,8 +210,10 @@ impl Bus {
         Ok(futures::stream::iter(start).chain(follow))
     }
 
-    /// An ordered consumer on the stream of `kind`: the last message of
-    /// each subject, or everything after sequence `after`.
+    /// A consumer of its own on the stream of `kind`, kept in memory on
+    /// one server, acknowledging nothing: the last message of each subject,
+    /// or everything after sequence `after`. The server removes it a while
+    /// after its reader is gone.
     async fn fleet_consumer(
         &self,
         kind: FleetKind,
@@ -212,14 +233,26 @@ impl Bus {
             None => DeliverPolicy::LastPerSubject,
         };
         let consumer = stream
-            .create_consumer(OrderedConfig {
+            .create_consumer(pull::Config {
                 filter_subject: self.subjects.all(kind.token()),
                 deliver_policy,
+                ack_policy: AckPolicy::None,
+                replay_policy: ReplayPolicy::Instant,
+                num_replicas: 1,
+                memory_storage: true,
+                inactive_threshold: std::time::Duration::from_secs(30),
                 ..Default::default()
             })
             .await
             .map_err(|e| failed(&e))?;
-        let messages = consumer.messages().await.map_err(|e| failed(&e))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(FEED_BATCH)
+            .expires(FEED_HEARTBEAT * 10)
+            .heartbeat(FEED_HEARTBEAT)
+            .messages()
+            .await
+            .map_err(|e| failed(&e))?;
         Ok(messages.boxed())
     }
 

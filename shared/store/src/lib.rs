@@ -379,7 +379,25 @@ impl NatsStore {
     /// than `expected` allows is refused before any of its content is
     /// read, and no more than its metadata says is read. The chunks are
     /// kept as they arrived, never copied into one buffer.
+    ///
+    /// A read the cluster could not answer for a moment (a timeout, no
+    /// responders, while the server that took the request is lost or a
+    /// leader is elected) is tried again for a while: a machine mid-fetch
+    /// rides out the loss of a server instead of failing its update.
     async fn read_unverified(
+        &self,
+        id: ObjectId,
+        expected: Size,
+    ) -> Result<Unverified, StoreError> {
+        dom_bus::elections::through_elections(
+            "reading an object",
+            || self.read_unverified_once(id, expected),
+            |read| matches!(read, Err(StoreError::Backend(e)) if dom_bus::elections::transient_error(e)),
+        )
+        .await
+    }
+
+    async fn read_unverified_once(
         &self,
         id: ObjectId,
         expected: Size,
