@@ -32,6 +32,12 @@ pub struct Cli {
     /// such an update, and wait for a grant.
     #[arg(long, value_name = "M", default_value_t = dom_model::policy::DEFAULT_MAX_HIGH_IMPACT)]
     pub max_high_impact: usize,
+    /// This dominator's name among several for one fleet (default: the
+    /// host name; one per host). All follow the streams; the one holding
+    /// the lease on the bus publishes, and another takes over within a few
+    /// seconds of it dying. Desired states say who published them.
+    #[arg(long, env = "DOM_DOMINATOR_ID", value_name = "NAME")]
+    pub id: Option<String>,
     #[command(flatten)]
     pub log: LogArgs,
 }

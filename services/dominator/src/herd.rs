@@ -31,9 +31,10 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dom_bus::{Applied, Bus, BusError, FleetKind, FleetUpdate, View};
+use dom_bus::{Applied, Bus, BusError, FleetKind, FleetUpdate, Standing, View};
 use dom_model::{Decision, DesiredState, FleetControls};
 use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::notices::{self, Notices};
@@ -51,6 +52,9 @@ pub struct Settings {
     pub debounce: Duration,
     /// How often to decide with nothing new, so image expiry is noticed.
     pub recheck: Duration,
+    /// Its name for the lease among several dominators (see
+    /// `dom_bus::lease`), stamped on every desired state it publishes.
+    pub id: String,
 }
 
 impl Default for Settings {
@@ -60,6 +64,7 @@ impl Default for Settings {
             max_high_impact: dom_model::policy::DEFAULT_MAX_HIGH_IMPACT,
             debounce: Duration::from_millis(75),
             recheck: Duration::from_secs(30),
+            id: dom_bus::stamp::host(),
         }
     }
 }
@@ -101,12 +106,20 @@ const PUBLISH_IN_FLIGHT: usize = 256;
 /// How soon to try again after a publish failed.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Follows the fleet and decides, for ever. Returns only if this
-/// credential may not read the fleet, or the feed ends.
+/// The lease that makes one of several dominators the active one.
+pub const LEASE: &str = "dominator";
+
+/// Follows the fleet and decides, for ever; publishes while it holds the
+/// lease. Returns only if this credential may not read the fleet, or the
+/// feed ends.
 pub async fn run(bus: Bus, settings: Settings, board: Arc<Board>) -> Result<(), BusError> {
     let feed = follow(&bus).await?;
     let mut feed = pin!(feed);
+    let lease = bus.hold_lease(LEASE, &settings.id);
+    board.update(|status| status.id = settings.id.clone());
     let mut herd = Herd {
+        lease,
+        id: settings.id.clone(),
         view: View::new(FleetControls {
             max_updating: settings.max_concurrent,
             max_high_impact: settings.max_high_impact,
@@ -142,6 +155,18 @@ pub async fn run(bus: Bus, settings: Settings, board: Arc<Board>) -> Result<(), 
                     if changed && caught_up && due.is_none() {
                         due = Some(pace.next());
                     }
+                }
+            },
+            standing = herd.lease.changed() => {
+                if standing.is_err() {
+                    return Err(BusError::JetStream {
+                        server: herd.bus.server().to_string(),
+                        reason: "the lease keeper stopped".into(),
+                    });
+                }
+                // Taking over: decide at once, on the view followed so far.
+                if herd.stand() && caught_up {
+                    due = Some(Instant::now());
                 }
             },
             _ = tokio::time::sleep_until(wake), if caught_up => {
@@ -213,6 +238,10 @@ impl Pace {
 
 struct Herd {
     bus: Bus,
+    /// Where this dominator stands with the lease.
+    lease: watch::Receiver<Standing>,
+    /// Its name, stamped on what it publishes.
+    id: String,
     view: View,
     board: Arc<Board>,
     notices: Notices,
@@ -299,25 +328,59 @@ impl Herd {
         }
     }
 
+    /// Shows where this dominator stands with the lease; says whether it
+    /// is active.
+    fn stand(&mut self) -> bool {
+        let standing = self.lease.borrow_and_update().clone();
+        let active = standing.is_active();
+        let holder = match standing {
+            Standing::Standby { holder } => holder,
+            Standing::Active { .. } => None,
+        };
+        tracing::info!(id = %self.id, active, active_dominator = ?holder, "lease");
+        self.board.metrics().active(active);
+        self.board.update(|status| {
+            status.active = active;
+            status.active_dominator = holder;
+        });
+        active
+    }
+
     /// Runs a round; says what it calls for next and how long its own
-    /// work took, waiting for publishes left out.
+    /// work took, waiting for publishes left out. A standby decides, for
+    /// its page, and publishes nothing.
     async fn round(&mut self) -> (Round, Duration) {
         let started = Instant::now();
         let decision = self.view.decide(now_unix());
         let decided = started.elapsed();
         let issued = now_rfc3339();
+        if !self.lease.borrow().is_active() {
+            self.notices.observe(&decision);
+            self.show(decision, 0, issued);
+            return (Round::Settled, started.elapsed());
+        }
         let to_publish: Vec<DesiredState> = decision
             .to_publish()
             .map(|state| DesiredState {
                 issued: Some(issued.clone()),
+                publisher: Some(self.id.clone()),
                 ..state.clone()
             })
             .collect();
         let bus = &self.bus;
+        let lease = &self.lease;
         let publishing = Instant::now();
         let results: Vec<_> = futures::stream::iter(to_publish)
             .map(|state| async move {
-                let result = bus.publish_desired(&state).await;
+                // Checked at each publish: a lease lost mid-round stops it.
+                let result = if lease.borrow().is_active() {
+                    bus.publish_desired(&state).await
+                } else {
+                    Err(BusError::JetStream {
+                        server: bus.server().to_string(),
+                        reason: "standing by: this dominator no longer holds the lease".into(),
+                    })
+                };
                 (state, result)
             })
             .buffer_unordered(PUBLISH_IN_FLIGHT)

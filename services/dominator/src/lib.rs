@@ -118,6 +118,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
     let settings = Settings {
         max_concurrent: cli.max_concurrent,
         max_high_impact: cli.max_high_impact,
+        id: cli.id.clone().unwrap_or_else(dom_bus::stamp::host),
         ..Settings::default()
     };
     let http = dom_web::serves(&cli.http);

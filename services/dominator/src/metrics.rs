@@ -44,6 +44,7 @@ pub struct Metrics {
     machines: Family<Label, Gauge>,
     updates_enabled: Gauge,
     caught_up: Gauge,
+    active: Gauge,
     rejected_mdb: Gauge,
     sse_clients: Gauge,
 }
@@ -74,6 +75,7 @@ impl Metrics {
             machines: Family::default(),
             updates_enabled: Gauge::default(),
             caught_up: Gauge::default(),
+            active: Gauge::default(),
             rejected_mdb: Gauge::default(),
             sse_clients: Gauge::default(),
         };
@@ -123,6 +125,11 @@ impl Metrics {
             "caught_up",
             "1 once the replay of the streams is over",
             metrics.caught_up.clone(),
+        );
+        registry.register(
+            "active",
+            "1 while this dominator holds the lease and publishes, 0 while it stands by",
+            metrics.active.clone(),
         );
         registry.register(
             "rejected_mdb_records",
@@ -178,6 +185,11 @@ impl Metrics {
         }
         self.desired_published.inc_by(published);
         self.publish_failures.inc_by(failed);
+    }
+
+    /// Whether this dominator holds the lease.
+    pub(crate) fn active(&self, active: bool) {
+        self.active.set(active as i64);
     }
 
     pub(crate) fn fleet(&self, summary: &FleetSummary, rejected: usize) {

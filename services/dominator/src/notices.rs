@@ -12,7 +12,7 @@
 //! it looks at the last `error`/`resolved` event of that host: a restart
 //! does not repeat an error already announced.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use dom_bus::Bus;
 use dom_model::{Decision, Event};
@@ -27,9 +27,29 @@ pub const RESOLVED: &str = "resolved";
 #[derive(Debug, Default)]
 pub struct Notices {
     announced: HashMap<String, Option<String>>,
+    /// Machines a standby saw in error: what was announced for them is
+    /// read back from the events (see [`Notices::observe`]).
+    uncertain: HashSet<String>,
 }
 
 impl Notices {
+    /// What a standby does instead of [`Notices::announce`]. A machine
+    /// never seen in error needs no announcement; for one seen in error,
+    /// whether the active dominator announced it (and its end) is left to
+    /// the events to tell once this one takes over.
+    pub fn observe(&mut self, decision: &Decision) {
+        for m in &decision.machines {
+            if m.error.is_some() {
+                self.uncertain.insert(m.host.clone());
+            }
+            if self.uncertain.contains(&m.host) {
+                self.announced.remove(&m.host);
+            } else {
+                self.announced.insert(m.host.clone(), None);
+            }
+        }
+    }
+
     /// Publishes an event for every machine whose error changed since it
     /// was last announced. Returns false if some could not be published
     /// (they are tried again next time).
@@ -49,7 +69,7 @@ impl Notices {
         for (host, (error, image)) in current {
             let known = match self.announced.get(host) {
                 Some(known) => known.clone(),
-                None if error.is_none() => {
+                None if error.is_none() && !self.uncertain.contains(host) => {
                     self.announced.insert(host.to_string(), None);
                     continue;
                 }
@@ -62,6 +82,7 @@ impl Notices {
                     }
                 },
             };
+            self.uncertain.remove(host);
             if known.as_ref() == error {
                 self.announced.insert(host.to_string(), known);
                 continue;

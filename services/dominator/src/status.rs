@@ -21,6 +21,13 @@ use crate::metrics::Metrics;
 pub struct Status {
     /// The replay of the streams is over and decisions are being made.
     pub caught_up: bool,
+    /// This dominator's name (`--id`).
+    pub id: String,
+    /// Whether it holds the lease and publishes; a standby only follows.
+    pub active: bool,
+    /// Who holds the lease, when this one stands by and it is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_dominator: Option<String>,
     /// Decision rounds so far.
     pub rounds: u64,
     /// Desired states published by this process.

@@ -250,6 +250,7 @@ mod tests {
             high_impact_granted: false,
             config: Default::default(),
             issued: None,
+            publisher: None,
         }
     }
 

@@ -89,6 +89,15 @@ pub const CUE_REREADS: &[Duration] = &[
     Duration::from_millis(500),
 ];
 
+/// Why a conditional publish was not stored.
+#[derive(Debug)]
+pub(crate) enum Published {
+    /// The subject's last message was not the one expected.
+    Refused(BusError),
+    /// Anything else.
+    Failed(BusError),
+}
+
 impl Bus {
     /// Publishes a desired state on its host's subject.
     pub async fn publish_desired(&self, state: &DesiredState) -> Result<u64, BusError> {
@@ -262,14 +271,35 @@ impl Bus {
         payload: Bytes,
         what: &str,
     ) -> Result<u64, BusError> {
+        self.publish_acked_after(subject, payload, what, None)
+            .await
+            .map_err(|e| match e {
+                Published::Refused(e) | Published::Failed(e) => e,
+            })
+    }
+
+    /// As [`Bus::publish_acked`]; with `after`, stored only if the last
+    /// message on `subject` has that stream sequence (0: none), which the
+    /// stream checks as it stores (a refusal is [`Published::Refused`]).
+    pub(crate) async fn publish_acked_after(
+        &self,
+        subject: String,
+        payload: Bytes,
+        what: &str,
+        after: Option<u64>,
+    ) -> Result<u64, Published> {
         // One id for every attempt: a retry of a publish the stream did
         // store is dropped as a duplicate, and its ack names the first.
         let id = self.client.new_inbox();
+        let after = after.map(|sequence| sequence.to_string());
         let ack = crate::elections::through_elections(
             what,
             || {
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Nats-Msg-Id", id.as_str());
+                if let Some(sequence) = &after {
+                    headers.insert("Nats-Expected-Last-Subject-Sequence", sequence.as_str());
+                }
                 let payload = payload.clone();
                 self.guarded_on(&subject, async {
                     let acked = async {
@@ -289,9 +319,17 @@ impl Bus {
             },
             crate::elections::transient,
         )
-        .await?;
-        ack.map(|ack| ack.sequence)
-            .map_err(|e| self.js_error(format!("publishing {what} on {subject}: {e}")))
+        .await
+        .map_err(Published::Failed)?;
+        ack.map(|ack| ack.sequence).map_err(|e| {
+            let refused = e.contains("wrong last sequence");
+            let e = self.js_error(format!("publishing {what} on {subject}: {e}"));
+            if refused {
+                Published::Refused(e)
+            } else {
+                Published::Failed(e)
+            }
+        })
     }
 
     /// Why no stream answered a publish on `subject`: the server says so

@@ -120,6 +120,7 @@ impl Role {
             s.state_stream(),
             s.events_stream(),
             s.ctl_stream(),
+            s.lease_stream(),
             objects.clone(),
         ];
         // Reading any stream, the way the tools and the `nats` CLI do.
@@ -182,7 +183,8 @@ impl Role {
                 }
             }
             Role::Dominator => {
-                let mut publish = vec![s.all("desired"), s.all("event")];
+                // The lease says which of several dominators is active.
+                let mut publish = vec![s.all("desired"), s.all("event"), s.all("lease")];
                 publish.extend(read_all);
                 publish.push(api("CONSUMER.DELETE.>".into()));
                 Permissions {

@@ -22,10 +22,14 @@ pub fn who() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{user}@{}", host())
+}
+
+/// This machine's host name (`unknown` when the kernel does not say).
+pub fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    format!("{user}@{host}")
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]

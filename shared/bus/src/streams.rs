@@ -91,6 +91,11 @@ impl Bus {
                 max_bytes: EVENTS_MAX_BYTES,
                 ..per_subject(s.events_stream(), "event", -1)
             },
+            // A lease is its holder's last renewal, gone LEASE_TTL later.
+            Config {
+                max_age: crate::lease::LEASE_TTL,
+                ..per_subject(s.lease_stream(), "lease", 1)
+            },
         ]
     }
 

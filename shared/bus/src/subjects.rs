@@ -142,6 +142,16 @@ impl Subjects {
         self.stream("CTL")
     }
 
+    /// `DOM_LEASE`
+    pub fn lease_stream(&self) -> String {
+        self.stream("LEASE")
+    }
+
+    /// `dom.lease.<name>`: who holds the lease `name` (`dominator`).
+    pub fn lease(&self, name: &str) -> String {
+        format!("{}.lease.{name}", self.prefix)
+    }
+
     /// `dom-objects`
     pub fn object_bucket(&self) -> String {
         format!("{}-objects", self.prefix)

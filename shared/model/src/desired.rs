@@ -112,6 +112,10 @@ pub struct DesiredState {
     /// When the dominator issued it, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued: Option<String>,
+    /// Which dominator published it (its `--id`), where several run for
+    /// one fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
 }
 
 fn allowed() -> bool {
@@ -139,6 +143,7 @@ impl DesiredState {
             high_impact_granted: false,
             config: AgentConfig::default(),
             issued: None,
+            publisher: None,
         }
     }
 
@@ -277,6 +282,7 @@ mod tests {
                 fetch_rate: Some(10 << 20),
             },
             issued: Some("2026-11-26T09:00:00Z".into()),
+            publisher: Some("dominator@ops1".into()),
         }
     }
 

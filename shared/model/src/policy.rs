@@ -209,7 +209,7 @@ impl fmt::Display for ImageProblem {
 }
 
 /// Whether two desired states tell a machine the same thing: everything
-/// but `issued` is equal. The dominator publishes only when the new state
+/// but `issued` and `publisher` is equal. The dominator publishes only when the new state
 /// differs from the last one in this sense.
 pub fn same_desired(a: &DesiredState, b: &DesiredState) -> bool {
     // Spelled out so a new field cannot be forgotten here.
@@ -226,6 +226,7 @@ pub fn same_desired(a: &DesiredState, b: &DesiredState) -> bool {
         high_impact_granted,
         config,
         issued: _,
+        publisher: _,
     } = a;
     *v == b.v
         && *host == b.host

@@ -1,0 +1,201 @@
+//! A lease on the bus, so that of several processes able to do one job
+//! exactly one does it: the active dominator among standbys.
+//!
+//! The lease `NAME` is the last message on `dom.lease.NAME` in
+//! `DOM_LEASE`, whose messages the stream drops [`LEASE_TTL`] after they
+//! were stored. A process takes a free lease by publishing its name there
+//! on condition that the subject holds no message, and keeps it by
+//! publishing again, every [`RENEW_EVERY`], on condition that the last
+//! message is its own previous one. The stream checks each condition as it
+//! stores, on its leader, so two can never both take or keep it. A
+//! holder that dies stops renewing; its last message expires and a
+//! standby, asking every [`TAKE_EVERY`], takes the lease.
+//!
+//! A holder counts itself active only until [`LEASE_TTL`] minus a margin
+//! after it *sent* its last successful renewal: by then the stream has
+//! not yet dropped that message, so nobody else can hold the lease yet,
+//! whatever happened to the acknowledgement. So two holders are never
+//! active at once, even when a holder is cut off from the servers.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::agent::Published;
+use crate::connect::Bus;
+
+/// How long a lease outlives its holder's last renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(4);
+/// How often a holder renews.
+pub const RENEW_EVERY: Duration = Duration::from_millis(1000);
+/// How often a standby tries to take the lease.
+pub const TAKE_EVERY: Duration = Duration::from_millis(500);
+/// Of the lease's time, what a holder leaves unused: the stream's clock
+/// started when it stored the renewal, a little after it was sent.
+const MARGIN: Duration = Duration::from_millis(1000);
+
+/// What the lease's message says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Who holds it.
+    pub holder: String,
+    /// Since when, RFC 3339.
+    pub since: String,
+}
+
+/// Where a process stands with a lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// It holds the lease, and may act until `until`.
+    Active { until: Instant },
+    /// Another holds it (who, when known), or nobody could take it yet.
+    Standby { holder: Option<String> },
+}
+
+impl Standing {
+    /// Whether it may act now.
+    pub fn is_active(&self) -> bool {
+        matches!(self, Standing::Active { until } if Instant::now() < *until)
+    }
+}
+
+impl Bus {
+    /// Tries for the lease `name` as `holder`, for as long as the returned
+    /// receiver lives, keeping it once taken. The receiver says where
+    /// `holder` stands; check [`Standing::is_active`] right before each act.
+    ///
+    /// A process restarted under the same `holder` name takes its own
+    /// lease back at once, so names must be unique (one per host).
+    pub fn hold_lease(&self, name: &str, holder: &str) -> watch::Receiver<Standing> {
+        let (tx, rx) = watch::channel(Standing::Standby { holder: None });
+        let keeper = Keeper {
+            bus: self.clone(),
+            subject: self.subjects.lease(name),
+            record: LeaseRecord {
+                holder: holder.to_string(),
+                since: crate::stamp::now_rfc3339(),
+            },
+            tx,
+        };
+        tokio::spawn(keeper.run());
+        rx
+    }
+
+    /// Who holds the lease `name`, if anybody.
+    pub async fn lease_holder(&self, name: &str) -> Option<LeaseRecord> {
+        let last = self
+            .last_on(
+                &self.subjects.lease_stream(),
+                self.subjects.lease(name),
+                "reading a lease",
+            )
+            .await
+            .ok()??;
+        serde_json::from_slice(&last.payload).ok()
+    }
+}
+
+struct Keeper {
+    bus: Bus,
+    subject: String,
+    record: LeaseRecord,
+    tx: watch::Sender<Standing>,
+}
+
+impl Keeper {
+    async fn run(self) {
+        let name = self.subject.rsplit('.').next().unwrap_or("").to_string();
+        let payload: bytes::Bytes = serde_json::to_vec(&self.record)
+            .expect("a lease record serialises")
+            .into();
+        // The sequence of the last message this holder stored, and until
+        // when it may act on it.
+        let mut held: Option<(u64, Instant)> = None;
+        loop {
+            if self.tx.is_closed() {
+                return;
+            }
+            let after = held.map_or(0, |(sequence, _)| sequence);
+            let sent = Instant::now();
+            let stored = self
+                .bus
+                .publish_acked_after(
+                    self.subject.clone(),
+                    payload.clone(),
+                    "a lease",
+                    Some(after),
+                )
+                .await;
+            held = match stored {
+                Ok(sequence) => {
+                    if held.is_none() {
+                        tracing::info!(lease = %name, holder = %self.record.holder, "lease taken: active");
+                    }
+                    Some((sequence, sent + LEASE_TTL - MARGIN))
+                }
+                Err(Published::Refused(_)) => {
+                    let other = self.bus.lease_holder(&name).await;
+                    match other {
+                        // Its own, from before a restart: taken back.
+                        Some(other) if other.holder == self.record.holder => {
+                            match self
+                                .bus
+                                .last_on(
+                                    &self.bus.subjects.lease_stream(),
+                                    self.subject.clone(),
+                                    "reading a lease",
+                                )
+                                .await
+                            {
+                                Ok(Some(last)) => Some((last.sequence, Instant::now())),
+                                _ => None,
+                            }
+                        }
+                        other => {
+                            if held.is_some() {
+                                tracing::warn!(lease = %name, holder = ?other.as_ref().map(|o| &o.holder), "lease lost: standing by");
+                            }
+                            self.stand_by(other.map(|o| o.holder));
+                            None
+                        }
+                    }
+                }
+                Err(Published::Failed(e)) => {
+                    tracing::warn!(lease = %name, error = %e, "cannot renew or take the lease");
+                    held
+                }
+            };
+            match held {
+                Some((_, until)) if Instant::now() < until => {
+                    // Receivers hear of becoming active; a renewal only
+                    // moves `until` on.
+                    self.tx.send_if_modified(|standing| {
+                        let was_active = matches!(standing, Standing::Active { .. });
+                        *standing = Standing::Active { until };
+                        !was_active
+                    });
+                    tokio::time::sleep(RENEW_EVERY).await;
+                }
+                Some(_) => {
+                    // Could not renew in time: act no more, but try to
+                    // keep the lease if it is still ours.
+                    self.stand_by(None);
+                    tokio::time::sleep(TAKE_EVERY).await;
+                }
+                None => tokio::time::sleep(TAKE_EVERY).await,
+            }
+        }
+    }
+
+    fn stand_by(&self, holder: Option<String>) {
+        self.tx.send_if_modified(|standing| {
+            let next = Standing::Standby {
+                holder: holder.clone(),
+            };
+            let changed = *standing != next;
+            *standing = next;
+            changed
+        });
+    }
+}
