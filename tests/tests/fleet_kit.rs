@@ -32,7 +32,8 @@ pub struct Fleet {
     /// What `--server` says: one server's URL or a cluster's list.
     pub servers: String,
     pub bus: Bus,
-    _dominator: Dominator,
+    /// Its dominator (taken to stop it).
+    pub dominator: Option<Dominator>,
     pub dir: tempfile::TempDir,
     _server: Option<NatsServer>,
 }
@@ -54,7 +55,7 @@ impl Fleet {
         Self {
             servers,
             bus,
-            _dominator: dominator,
+            dominator: Some(dominator),
             dir: tempfile::tempdir().unwrap(),
             _server: None,
         }

@@ -8,3 +8,4 @@ mod e2e_fleet;
 mod e2e_high_impact;
 mod fleet_kit;
 mod secure;
+mod standby;
