@@ -19,6 +19,10 @@ nats: tools
     mkdir -p "{{root}}/var/nats"
     cd "{{root}}" && exec "{{tools}}/nats-server" -c ops/nats-dev.conf
 
+# Run a three-server cluster on this host (4222-4224), streams on 3 replicas
+cluster: tools
+    @"{{root}}/ops/cluster/run.sh"
+
 # Run the test suite (end-to-end tests start their own nats-server)
 test: tools
     #!/usr/bin/env bash

@@ -53,6 +53,9 @@
     const f = s.fleet;
     if (!s.caught_up || !f) {
       banner.className = "banner"; banner.textContent = "catching up with the streams\u2026";
+    } else if (!s.active) {
+      banner.className = "banner";
+      banner.textContent = `standby: ${s.id} follows the fleet; ${s.active_dominator || "another dominator"} is active`;
     } else if (f.updates.state === "disabled") {
       banner.className = "banner bad";
       banner.innerHTML = `<b>updates are disabled for the fleet</b> by ${esc(f.updates.by)}: ${esc(f.updates.reason)}`;
