@@ -3,6 +3,10 @@
 #   nats_start DIR PORT HTTP_PORT   start a private JetStream server storing
 #                   under DIR (wiped first); sets NATS_PID; waits until ready
 #   nats_stop       stop the server started by nats_start (if any)
+#   nats_cluster_start DIR   start a three-server JetStream cluster on free
+#                   ports storing under DIR (wiped first); sets NATS_PIDS
+#                   and NATS_URLS (comma-separated); waits until each is ready
+#   nats_cluster_stop   stop it
 #   free_port       print a free TCP port on 127.0.0.1
 #   port_in_use P   true if something listens on 127.0.0.1:P
 #   as_root CMD...  run CMD as root (directly, or through sudo)
@@ -90,6 +94,51 @@ CONF
         nats_stop
         die "nats-server on 127.0.0.1:$port did not become ready (log: $dir/nats.log)"
     fi
+}
+
+nats_cluster_start() {
+    local dir="$1" i port http routes="" members=()
+    rm -rf "$dir"
+    NATS_PIDS=() NATS_URLS=""
+    local -a cluster_ports
+    for i in 1 2 3; do cluster_ports+=("$(free_port)"); done
+    for i in 0 1 2; do routes+="${routes:+,}nats-route://127.0.0.1:${cluster_ports[$i]}"; done
+    for i in 1 2 3; do
+        port=$(free_port) http=$(free_port)
+        mkdir -p "$dir/n$i/jetstream"
+        cat > "$dir/n$i/nats.conf" <<CONF
+server_name: n$i
+listen: 127.0.0.1:$port
+http: 127.0.0.1:$http
+max_payload: 8MB
+jetstream {
+    store_dir: "$dir/n$i/jetstream"
+    max_memory_store: 256MB
+}
+cluster {
+    name: bench
+    listen: 127.0.0.1:${cluster_ports[$((i - 1))]}
+    routes: [$routes]
+}
+CONF
+        "$ROOT/.tools/bin/nats-server" -c "$dir/n$i/nats.conf" >"$dir/n$i/nats.log" 2>&1 &
+        NATS_PIDS+=("$!")
+        members+=("$http")
+        NATS_URLS+="${NATS_URLS:+,}nats://127.0.0.1:$port"
+    done
+    for http in "${members[@]}"; do
+        if ! wait_http "http://127.0.0.1:$http/healthz" 30; then
+            nats_cluster_stop
+            die "a cluster member did not become ready (logs: $dir/n*/nats.log)"
+        fi
+    done
+}
+
+nats_cluster_stop() {
+    local pid
+    for pid in "${NATS_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${NATS_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    NATS_PIDS=()
 }
 
 nats_stop() {

@@ -29,6 +29,7 @@ READD_TARGET = 0.15   # re-add time < 15% of first add time
 SCAN_TARGET = 0.90    # agent full scan >= 0.9x parallel sha512sum
 FLEET_AGENTS = 1000          # the fleet target's size:
 FLEET_TARGET = 10.0          # 1,000 agents compliant in < 10 s
+CLUSTER_RATIO = 1.5          # on a 3-server R3 cluster, within 1.5x of one server
 PROJECTION_MACHINES = 100000  # the dominator targets' size:
 PROJECTION_TARGET = 10.0     # 100,000 desired states published in < 10 s
 PROJECTION_MEMORY = 1e9      # with the dominator's memory < 1 GB
@@ -85,6 +86,7 @@ def fleet_verdict(size, wanted, ok):
 
 def fleet_section(w, times, extra, cpu, other, server):
     agents = extra[("fleet", "agents")][-1:]
+    cluster = extra[("fleet", "agents-cluster")][-1:]
     dom = extra[("fleet", "dominator")][-1:]
     if not agents and not dom:
         return
@@ -108,6 +110,12 @@ def fleet_section(w, times, extra, cpu, other, server):
         w(f"| {n:,} agents in one process: MDB change → all compliant | {result} "
           f"| < {FLEET_TARGET:.0f} s | "
           f"{fleet_verdict(n, FLEET_AGENTS, complete and secs < FLEET_TARGET)} |")
+    if agents and cluster:
+        single, f = float(fields(agents[0])["seconds"]), fields(cluster[0])
+        n, secs = int(f["agents"]), float(f["seconds"])
+        ratio = secs / single if single else float("inf")
+        w(f"| the same on a 3-server cluster, R3 streams | {secs:.2f} s ({ratio:.2f}× one server) "
+          f"| < {CLUSTER_RATIO:g}× | {verdict(f.get('complete') == 'true' and ratio < CLUSTER_RATIO)} |")
     if dom:
         f = fields(dom[0])
         n, secs, peak = int(f["machines"]), float(f["seconds"]), int(f["rss_peak"])

@@ -144,7 +144,7 @@ fi
 if want fleet; then
     say "building the fleet benchmark drivers (release)"
     (cd "$ROOT" && cargo build --release --quiet -p dom-bench \
-        --bin fleet-bench --bin dominator-bench) ||
+        --bin fleet-bench --bin dominator-bench && cargo build --release --quiet -p domsetup) ||
         die "the fleet benchmark drivers failed to build"
 fi
 "$ROOT/ops/bench/corpora.sh" "${CORPORA[@]}"
@@ -363,10 +363,49 @@ fleet_run() {
     FLEET_OUT="$out"
 }
 
+# cluster_run: the agents' driver against a three-server cluster whose
+# streams have three replicas each (as `domsetup streams --replicas 3`
+# lays them out); the servers' CPU is the three together.
+cluster_run() {
+    local out rc=0 before=0 pid
+    nats_cluster_start "$TMP/cluster"
+    for _ in $(seq 60); do
+        "$ROOT/target/release/domsetup" streams --server "$NATS_URLS" --replicas 3 \
+            >/dev/null 2>&1 && break
+        sleep 1
+    done
+    cluster_cpu() {
+        local total=0 p
+        for p in "${NATS_PIDS[@]}"; do
+            total=$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" \
+                '{ printf "%.2f", t + ($14 + $15) / hz }' "/proc/$p/stat")
+        done
+        echo "$total"
+    }
+    before=$(cluster_cpu)
+    timed "$FLEET_BENCH" --agents "$FLEET_AGENTS" --dir "$FLEET_DIR" --server "$NATS_URLS" \
+        >"$TMP/agents-cluster.out" 2>"$TMP/agents-cluster.err" || rc=$?
+    SERVER_CPU=$(awk -v a="$before" -v b="$(cluster_cpu)" 'BEGIN { printf "%.2f", b - a }')
+    nats_cluster_stop
+    rm -rf "$TMP/cluster"
+    out=$(grep -m1 '^seconds=' "$TMP/agents-cluster.out" || true)
+    if [[ -z "$out" ]]; then
+        tail -n 20 "$TMP/agents-cluster.err" >&2
+        die "fleet-bench on the cluster failed (exit status $rc)"
+    fi
+    CPU=$(awk -v c="$CPU" -v s="$SERVER_CPU" 'BEGIN { printf "%.2f", c + s }')
+    record fleet agents-cluster 1 "$(key seconds "$out")" "$out" "$CPU" "$BUSY"
+    record fleet servercpu-agents-cluster 1 "$SERVER_CPU"
+    FLEET_OUT="$out"
+}
+
 if want fleet; then
     say "fleet: $FLEET_AGENTS agents and the dominator in one process"
     fleet_run agents "$FLEET_BENCH" --agents "$FLEET_AGENTS" --dir "$FLEET_DIR"
     say "fleet: $FLEET_AGENTS agents compliant in $(key seconds "$FLEET_OUT")s ($FLEET_OUT)"
+    say "fleet: the same on a three-server cluster, streams on three replicas"
+    cluster_run
+    say "fleet: on the cluster, compliant in $(key seconds "$FLEET_OUT")s ($FLEET_OUT)"
     say "fleet: the dominator with $FLEET_MACHINES machines"
     fleet_run dominator "$DOMINATOR_BENCH" --machines "$FLEET_MACHINES"
     say "fleet: $FLEET_MACHINES desired states in $(key seconds "$FLEET_OUT")s ($FLEET_OUT)"
