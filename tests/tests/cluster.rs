@@ -1,5 +1,5 @@
 //! A fleet on a three-server cluster: streams raised to three replicas in
-//! place with nothing lost, every tool given the list of servers working
+//! place, with an agent at work, nothing lost, every tool given the list of servers working
 //! on through the loss of one of them, and a rollout that loses the server
 //! leading its streams midway.
 
@@ -78,6 +78,11 @@ async fn streams_raised_to_three_replicas_keep_everything_and_survive_a_lost_ser
         &["mdb", "set", "web1", "--required", "sparse.0"],
     )
     .ok();
+    // A dominator and an agent at work while the streams are raised.
+    let fleet = Fleet::on(servers.clone(), bus.clone(), quick()).await;
+    let web1 = fleet.machine("web1");
+    let _agent = web1.start();
+    fleet.wait_compliant("web1", "sparse.0").await;
     let before = bus.stream_places().await.unwrap();
     assert!(before.iter().all(|p| p.replicas == 1), "{before:?}");
 
@@ -99,6 +104,13 @@ async fn streams_raised_to_three_replicas_keep_everything_and_survive_a_lost_ser
             "nothing lost"
         );
     }
+    // Nobody noticed: the machine still reports compliance, no error.
+    fleet.wait_compliant("web1", "sparse.0").await;
+    let events = bus.events("web1").await.unwrap();
+    assert!(
+        events.iter().all(|e| e.kind != dom_model::Event::ERROR),
+        "{events:?}"
+    );
     // Run again, nothing changes; --show only shows.
     tool("domsetup", &servers, &["streams", "--replicas", "3"]).ok();
     let shown = tool("domsetup", &servers, &["streams", "--show"]).ok();
