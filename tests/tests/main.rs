@@ -8,4 +8,5 @@ mod e2e_fleet;
 mod e2e_high_impact;
 mod fleet_kit;
 mod secure;
+mod site;
 mod standby;

@@ -81,6 +81,21 @@ pub enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Set up a remote site (operator): on its leaf node (--server), in the
+    /// site's own JetStream domain, mirrors of the hub's images stream and
+    /// object bucket. The site's agents then run with `--js-domain HUB
+    /// --objects-domain SITE` and fetch each object from the site; state
+    /// reports and events still go to the hub (docs/SCALING.md).
+    Site {
+        /// The hub's JetStream domain (its `jetstream { domain: ... }`).
+        #[arg(long, value_name = "DOMAIN")]
+        hub_domain: String,
+        /// Copies of each mirror, on a site cluster.
+        #[arg(long, value_parser = replicas)]
+        replicas: Option<usize>,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
 }
 
 /// Runs one command; errors are returned for the caller to print as one
@@ -105,7 +120,33 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("tokio runtime")
                 .and_then(|runtime| runtime.block_on(streams(&connect, layout)))
         }
+        Command::Site {
+            hub_domain,
+            replicas,
+            connect,
+        } => tokio::runtime::Runtime::new()
+            .context("tokio runtime")
+            .and_then(|runtime| runtime.block_on(site(&connect, &hub_domain, replicas))),
     }
+}
+
+async fn site(connect: &ConnectArgs, hub: &str, replicas: Option<usize>) -> anyhow::Result<()> {
+    let bus = Bus::connect(connect, "domsetup").await?;
+    let layout = Layout {
+        replicas,
+        tags: Vec::new(),
+    };
+    let made = bus.ensure_site_mirrors(hub, &layout).await?;
+    for name in &made {
+        dom_bus::outln!(
+            "{name}: mirroring the hub's (domain {hub}) on {}",
+            bus.server()
+        );
+    }
+    if made.is_empty() {
+        dom_bus::outln!("the site's mirrors are there already on {}", bus.server());
+    }
+    Ok(())
 }
 
 fn credential(role: &str, host: Option<&str>, seed: &PathBuf, prefix: &str) -> anyhow::Result<()> {

@@ -361,8 +361,8 @@ impl Core {
     async fn handle(&mut self, work: Work) {
         match work {
             Work::Link(message) => match *message {
-                Inbound::Connected(bus) => self.connected(bus).await,
-                Inbound::Desired(message) => self.desired(message).await,
+                Inbound::Connected(bus) => self.connected(*bus).await,
+                Inbound::Desired(message) => self.desired(*message).await,
             },
             Work::Scan(ScanEvent::Quick(scanned)) => self.scanned(scanned).await,
             Work::Scan(ScanEvent::Rehashing) => self.observed.rehashing(true),

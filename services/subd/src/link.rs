@@ -39,8 +39,8 @@ const MAX_QUEUED_EVENTS: usize = 10_000;
 /// What the link hands the agent.
 pub enum Inbound {
     /// Connected (once; later outages are handled by the client).
-    Connected(Bus),
-    Desired(DesiredMessage),
+    Connected(Box<Bus>),
+    Desired(Box<DesiredMessage>),
 }
 
 enum Outbound {
@@ -148,7 +148,10 @@ async fn follow(
         tracing::debug!(error = %e, "cannot set up streams");
     }
     let _ = bus_tx.send(Some(bus.clone()));
-    if inbound.send(Inbound::Connected(bus.clone())).is_err() {
+    if inbound
+        .send(Inbound::Connected(Box::new(bus.clone())))
+        .is_err()
+    {
         return;
     }
     let mut failing = false;
@@ -171,7 +174,7 @@ async fn follow(
                         Some(Ok(message)) if message.sequence > last => {
                             failing = false;
                             last = message.sequence;
-                            if inbound.send(Inbound::Desired(message)).is_err() {
+                            if inbound.send(Inbound::Desired(Box::new(message))).is_err() {
                                 return;
                             }
                         }

@@ -75,6 +75,9 @@ impl DesiredMessage {
     }
 }
 
+/// How often a follower reads its desired state again with no cue.
+pub const DESIRED_RECHECK: Duration = Duration::from_secs(15);
+
 /// Waits before reading a desired state again, after a cue whose read
 /// found nothing newer: the stream may not have stored it yet. A follower
 /// reads once per cue and once after each of these at most.
@@ -138,7 +141,8 @@ impl Bus {
     /// only a cue, so a message no stream stored changes nothing; as the
     /// cue may come before the stream has stored its message, a read that
     /// finds nothing newer is repeated a few times over about a second.
-    /// It is also read again whenever the connection comes back. The stream
+    /// It is also read again whenever the connection comes back, and every
+    /// [`DESIRED_RECHECK`] with no cue. The stream
     /// ends with an error when a read fails; callers follow again.
     pub async fn follow_desired(
         &self,
@@ -187,6 +191,11 @@ impl Bus {
                         changed.ok()?;
                         false
                     }
+                    // A cue is a plain message, delivered at most once: one
+                    // lost (a remote site's link to the hub down while this
+                    // connection stayed up) is made up for by reading again
+                    // now and then.
+                    _ = tokio::time::sleep(DESIRED_RECHECK) => false,
                 };
                 // The server hands a cue to subscribers before its stream
                 // has necessarily stored the message: when the read finds

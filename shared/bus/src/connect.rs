@@ -42,6 +42,16 @@ pub struct ConnectArgs {
     /// Subject prefix, so several fleets can share one NATS account.
     #[arg(long, env = "DOM_PREFIX", default_value = crate::subjects::DEFAULT_PREFIX)]
     pub prefix: String,
+    /// The JetStream domain of the fleet's streams, when the server
+    /// connected to is a leaf node with a domain of its own: at a remote
+    /// site, the hub's (docs/SCALING.md).
+    #[arg(long = "js-domain", env = "DOM_JS_DOMAIN", value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// The JetStream domain whose object bucket to read (and write) objects
+    /// in; default: the fleet's. At a remote site, the site's own, whose
+    /// mirror of the hub's bucket its machines share.
+    #[arg(long, env = "DOM_OBJECTS_DOMAIN", value_name = "DOMAIN")]
+    pub objects_domain: Option<String>,
 }
 
 impl Default for ConnectArgs {
@@ -54,6 +64,8 @@ impl Default for ConnectArgs {
             tls_cert: None,
             tls_key: None,
             prefix: crate::subjects::DEFAULT_PREFIX.into(),
+            domain: None,
+            objects_domain: None,
         }
     }
 }
@@ -128,7 +140,14 @@ impl BusError {
 #[derive(Clone)]
 pub struct Bus {
     pub client: async_nats::Client,
+    /// JetStream, where the fleet's streams are.
     pub js: async_nats::jetstream::Context,
+    /// JetStream, where the object bucket is read and written.
+    pub objects_js: async_nats::jetstream::Context,
+    /// `$JS.API`, or `$JS.<domain>.API`: the fleet's streams' API.
+    api: String,
+    /// The same for the object bucket.
+    objects_api: String,
     pub subjects: Subjects,
     server: String,
     inbox_prefix: String,
@@ -220,16 +239,48 @@ impl Bus {
             .connect(addresses)
             .await
             .map_err(|e| connect_error(&server, args, &e))?;
-        let js = async_nats::jetstream::new(client.clone());
+        let context = |domain: Option<&String>| match domain {
+            Some(domain) => async_nats::jetstream::with_domain(client.clone(), domain),
+            None => async_nats::jetstream::new(client.clone()),
+        };
+        let api = |domain: Option<&String>| match domain {
+            Some(domain) => format!("$JS.{domain}.API"),
+            None => "$JS.API".to_string(),
+        };
+        let objects_domain = args.objects_domain.as_ref().or(args.domain.as_ref());
         Ok(Self {
+            js: context(args.domain.as_ref()),
+            objects_js: context(objects_domain),
+            api: api(args.domain.as_ref()),
+            objects_api: api(objects_domain),
             client,
-            js,
             subjects,
             server,
             inbox_prefix,
             denials,
             connects,
         })
+    }
+
+    /// The JetStream API subject `rest` (`STREAM.INFO.DOM_MDB`) for
+    /// `stream`, in the domain that stream is read in.
+    pub fn api(&self, stream: &str, rest: &str) -> String {
+        let prefix = if stream == self.subjects.object_stream() {
+            &self.objects_api
+        } else {
+            &self.api
+        };
+        format!("{prefix}.{rest}")
+    }
+
+    /// The JetStream context that reaches `stream` (the object bucket's
+    /// may be in another domain than the fleet's streams).
+    pub fn js_for(&self, stream: &str) -> &async_nats::jetstream::Context {
+        if stream == self.subjects.object_stream() {
+            &self.objects_js
+        } else {
+            &self.js
+        }
     }
 
     /// Changes each time the connection comes back after an outage, so

@@ -96,7 +96,7 @@ impl Bus {
 
     async fn read_page(&self, stream: &str, filter: &str, from: u64) -> Result<Page, BusError> {
         let failed = |e: &dyn std::fmt::Display| self.js_error(format!("reading {stream}: {e}"));
-        let request_subject = format!("$JS.API.DIRECT.GET.{stream}");
+        let request_subject = self.api(stream, &format!("DIRECT.GET.{stream}"));
         let request = serde_json::json!({
             "seq": from,
             "next_by_subj": filter,

@@ -24,11 +24,11 @@ impl Bus {
         what: &str,
     ) -> Result<Option<StoredMessage>, BusError> {
         let handle = self
-            .js
+            .js_for(stream)
             .get_stream_no_info(stream)
             .await
             .map_err(|e| self.js_error(format!("{what}: {e}")))?;
-        let request = format!("$JS.API.DIRECT.GET.{stream}.{subject}");
+        let request = self.api(stream, &format!("DIRECT.GET.{stream}.{subject}"));
         let read = crate::elections::through_elections(
             what,
             || self.guarded_on(&request, handle.direct_get_last_for_subject(&subject)),

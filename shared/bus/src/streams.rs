@@ -123,6 +123,55 @@ impl Bus {
         Ok(())
     }
 
+    /// At a remote site, on the leaf node (or small cluster) connected to,
+    /// in its own JetStream domain: mirrors of the hub's images stream and
+    /// object bucket, which is in the domain `hub`. The site's machines
+    /// then read objects there (`--objects-domain SITE`), and each object
+    /// crosses the link to the hub once, however many machines need it.
+    /// Made if missing; one that exists is left as it is.
+    pub async fn ensure_site_mirrors(
+        &self,
+        hub: &str,
+        layout: &Layout,
+    ) -> Result<Vec<String>, BusError> {
+        use async_nats::jetstream::stream::{External, Source};
+        let local = async_nats::jetstream::new(self.client.clone());
+        let mut made = Vec::new();
+        for name in [self.subjects.images_stream(), self.subjects.object_stream()] {
+            let what = format!("$JS.API.STREAM.INFO.{name}");
+            if let Ok(Ok(_)) = self.guarded_on(&what, local.get_stream(&name)).await {
+                continue;
+            }
+            let config = Config {
+                name: name.clone(),
+                storage: StorageType::File,
+                allow_direct: true,
+                mirror_direct: true,
+                // The bucket's metadata messages roll up their subject.
+                allow_rollup: true,
+                mirror: Some(Source {
+                    name: name.clone(),
+                    external: Some(External {
+                        api_prefix: format!("$JS.{hub}.API"),
+                        delivery_prefix: None,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let config = layout.apply(config, None);
+            let create = format!("$JS.API.STREAM.CREATE.{name}");
+            match self
+                .guarded_on(&create, local.create_stream(config))
+                .await?
+            {
+                Ok(_) => made.push(name),
+                Err(e) => return Err(self.js_error(format!("mirroring {name} from {hub}: {e}"))),
+            }
+        }
+        Ok(made)
+    }
+
     /// Where each stream of the fleet (the bucket's included) is, in the
     /// order [`Bus::stream_configs`] lists them.
     pub async fn stream_places(&self) -> Result<Vec<StreamPlace>, BusError> {
@@ -130,8 +179,11 @@ impl Bus {
         names.push(self.subjects.object_stream());
         let mut places = Vec::with_capacity(names.len());
         for name in names {
-            let what = format!("$JS.API.STREAM.INFO.{name}");
-            let mut stream = match self.guarded_on(&what, self.js.get_stream(&name)).await? {
+            let what = self.api(&name, &format!("STREAM.INFO.{name}"));
+            let mut stream = match self
+                .guarded_on(&what, self.js_for(&name).get_stream(&name))
+                .await?
+            {
                 Ok(stream) => stream,
                 Err(e) => return Err(self.js_error(format!("reading stream {name}: {e}"))),
             };
@@ -180,9 +232,9 @@ impl Bus {
             Some(current) if same_settings(&current, &wanted) => Ok(()),
             Some(_) => self.update_stream(wanted).await,
             None => {
-                let create = format!("$JS.API.STREAM.CREATE.{name}");
+                let create = self.api(&name, &format!("STREAM.CREATE.{name}"));
                 match self
-                    .guarded_on(&create, self.js.create_stream(wanted))
+                    .guarded_on(&create, self.js_for(&name).create_stream(wanted))
                     .await
                 {
                     Ok(Ok(_)) => Ok(()),
@@ -200,8 +252,11 @@ impl Bus {
     /// not is told to ask an operator.
     async fn update_stream(&self, wanted: Config) -> Result<(), BusError> {
         let name = wanted.name.clone();
-        let info = format!("$JS.API.STREAM.UPDATE.{name}");
-        match self.guarded_on(&info, self.js.update_stream(wanted)).await {
+        let info = self.api(&name, &format!("STREAM.UPDATE.{name}"));
+        match self
+            .guarded_on(&info, self.js_for(&name).update_stream(wanted))
+            .await
+        {
             Ok(Ok(_)) => {
                 tracing::info!(stream = %name, "updated stream settings");
                 Ok(())
@@ -220,10 +275,10 @@ impl Bus {
 
     /// A stream's configuration, or `None` when it does not exist.
     async fn stream_config(&self, name: &str) -> Result<Option<Config>, BusError> {
-        let info = format!("$JS.API.STREAM.INFO.{name}");
+        let info = self.api(name, &format!("STREAM.INFO.{name}"));
         let read = through_elections(
             &info,
-            || self.guarded_on(&info, self.js.get_stream(name)),
+            || self.guarded_on(&info, self.js_for(name).get_stream(name)),
             transient,
         );
         match read.await? {
@@ -260,16 +315,16 @@ impl Bus {
                 self.update_stream(wanted).await?;
             }
             return self
-                .js
+                .objects_js
                 .get_object_store(&bucket)
                 .await
                 .map_err(|e| self.js_error(format!("opening object bucket {bucket}: {e}")));
         }
-        let create = format!("$JS.API.STREAM.CREATE.{stream}");
+        let create = self.api(&stream, &format!("STREAM.CREATE.{stream}"));
         let created = self
             .guarded_on(
                 &create,
-                self.js.create_object_store(object_store::Config {
+                self.objects_js.create_object_store(object_store::Config {
                     bucket: bucket.clone(),
                     description: Some("file contents, named by SHA-512".into()),
                     storage: StorageType::File,

@@ -185,7 +185,7 @@ impl NatsStore {
         bus.object_bucket().await?;
         Ok(Self {
             bucket_name: bus.subjects.object_bucket(),
-            js: bus.js.clone(),
+            js: bus.objects_js.clone(),
             bus: bus.clone(),
             stream: bus.subjects.object_stream(),
             meta_prefix: bus.subjects.object_meta_prefix(),

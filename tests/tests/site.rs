@@ -1,0 +1,217 @@
+//! A remote site on a leaf node: the site's server runs JetStream in a
+//! domain of its own and mirrors the hub's images stream and object
+//! bucket (`domsetup site`); agents at the site read their desired states
+//! from the hub and their objects from the site's mirror. Each object
+//! crosses the link once, however many machines fetch it, and the state
+//! reports reach the hub. With the link cut, the site's machines keep
+//! enforcing their images, and an MDB change made at the hub meanwhile
+//! reaches them once it is back.
+
+use std::fs;
+use std::path::Path;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use dom_bus::{ConnectArgs, Layout};
+use dom_tests::{connect, connect_bare, eventually, free_port, NatsServer};
+
+use crate::fleet_kit::{quick, sshd_source, Fleet, Machine};
+
+/// A configuration file for a server in JetStream domain `domain`,
+/// storing under `dir`, with `more` appended.
+fn config(dir: &Path, domain: &str, more: &str) -> std::path::PathBuf {
+    let store = dir.join(format!("store-{domain}"));
+    let text = format!(
+        "max_payload: 8MB\njetstream {{ domain: {domain}, store_dir: \"{}\" }}\n{more}\n",
+        store.display()
+    );
+    let path = dir.join(format!("{domain}.conf"));
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// A TCP relay on a free port to the port `to`, which the test cuts and
+/// restores: the site's link to the hub.
+struct Relay {
+    port: u16,
+    to: u16,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(to: u16) -> Self {
+        let mut relay = Self {
+            port: free_port().unwrap(),
+            to,
+            task: None,
+        };
+        relay.restore();
+        relay
+    }
+
+    /// Relays again.
+    fn restore(&mut self) {
+        let (port, to) = (self.port, self.to);
+        self.task = Some(tokio::spawn(async move {
+            let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+            // Dropped with the task: every relayed connection ends with it.
+            let mut links = tokio::task::JoinSet::new();
+            loop {
+                let (mut inbound, _) = listener.accept().await.unwrap();
+                links.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", to)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Closes the link and refuses new ones.
+    fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// How many leaf nodes the hub has, from its monitoring port.
+async fn leaves(monitor: u16) -> usize {
+    let url = format!("http://127.0.0.1:{monitor}/leafz");
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let leafz: serde_json::Value = serde_json::from_str(&text).unwrap();
+    leafz["leafs"].as_array().map_or(0, Vec::len)
+}
+
+/// Bytes the hub has sent its leaf nodes, from its monitoring port.
+async fn sent_to_leaves(monitor: u16) -> u64 {
+    let url = format!("http://127.0.0.1:{monitor}/leafz");
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let leafz: serde_json::Value = serde_json::from_str(&text).unwrap();
+    leafz["leafs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["out_bytes"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn machines_at_a_site_fetch_from_its_mirror_and_report_to_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leaf_port, monitor) = (free_port().unwrap(), free_port().unwrap());
+    let hub_config = config(
+        dir.path(),
+        "hub",
+        &format!(
+            "http: \"127.0.0.1:{monitor}\"\nleafnodes {{ listen: \"127.0.0.1:{leaf_port}\" }}"
+        ),
+    );
+    let hub = NatsServer::start_with_config(&hub_config).unwrap();
+    let mut link = Relay::start(leaf_port);
+    let site_config = config(
+        dir.path(),
+        "site1",
+        &format!(
+            "leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{}\" }} ] }}",
+            link.port
+        ),
+    );
+    let site = NatsServer::start_with_config(&site_config).unwrap();
+
+    // The fleet at the hub: its dominator, and an image with 2 MiB of
+    // content no other image has.
+    let hub_bus = connect(&hub).await;
+    let fleet = Fleet::on(hub.url(), hub_bus.clone(), quick()).await;
+    let src = sshd_source(fleet.dir.path(), 1);
+    let big: Vec<u8> = (0..2u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(src.join("srv-data.bin"), &big).unwrap();
+    fleet.add_image("v.1", &src, "", "").await;
+
+    // The site's mirrors, once the leaf connection is up.
+    let site_bus = connect_bare(&site, "tests").await;
+    let layout = Layout::default();
+    eventually("the site's mirrors made", || async {
+        site_bus.ensure_site_mirrors("hub", &layout).await.ok()
+    })
+    .await;
+    let objects = hub_bus.subjects.object_stream();
+    let hub_count = hub_bus
+        .js
+        .get_stream(&objects)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    eventually("the site's bucket mirrored", || async {
+        let mut mirror = site_bus.js.get_stream(&objects).await.ok()?;
+        (mirror.info().await.ok()?.state.messages == hub_count).then_some(())
+    })
+    .await;
+    let before = sent_to_leaves(monitor).await;
+
+    // Three machines at the site.
+    let at_site = ConnectArgs {
+        server: site.url(),
+        domain: Some("hub".into()),
+        objects_domain: Some("site1".into()),
+        ..ConnectArgs::default()
+    };
+    let hosts = ["s0", "s1", "s2"];
+    let machines: Vec<Machine> = hosts
+        .iter()
+        .map(|h| Machine {
+            connect: at_site.clone(),
+            ..fleet.machine(h)
+        })
+        .collect();
+    let _agents: Vec<subd::Agent> = machines.iter().map(Machine::start).collect();
+    for host in hosts {
+        fleet.require(host, "v.1").await;
+    }
+    for m in &machines {
+        fleet.wait_compliant(&m.host, "v.1").await;
+        assert_eq!(fs::read(m.root.join("srv-data.bin")).unwrap(), big);
+    }
+
+    // The objects crossed the link once, with the site's mirror; the
+    // machines' fetches did not (each would be another 2 MiB).
+    let carried = sent_to_leaves(monitor).await - before;
+    eprintln!(
+        "the hub sent its leaf {carried} bytes for {} machines",
+        hosts.len()
+    );
+    assert!(
+        carried < big.len() as u64,
+        "{carried} bytes crossed the link after the mirror had the objects"
+    );
+
+    // The link is cut. The machines keep enforcing their image; an MDB
+    // change made at the hub meanwhile reaches them once it is back.
+    let src = sshd_source(fleet.dir.path(), 2);
+    fleet.add_image("v.2", &src, "", "").await;
+    link.cut();
+    eventually("the link down", || async {
+        (leaves(monitor).await == 0).then_some(())
+    })
+    .await;
+    fs::write(machines[1].root.join("srv-data.bin"), b"changed by hand").unwrap();
+    eventually("s1 corrected while cut off", || async {
+        (fs::read(machines[1].root.join("srv-data.bin")).ok()? == big).then_some(())
+    })
+    .await;
+    fleet.require("s0", "v.2").await;
+    link.restore();
+    fleet.wait_compliant("s0", "v.2").await;
+    assert!(
+        fs::read_to_string(machines[0].root.join("etc/ssh/sshd.conf"))
+            .unwrap()
+            .contains("# version 2")
+    );
+}
