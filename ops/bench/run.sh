@@ -339,19 +339,37 @@ for corpus in "${CORPORA[@]}"; do
 done
 
 # --- fleet ------------------------------------------------------------------
-# fleet_run KIND DRIVER ARGS...: one timed run of a fleet driver against a
-# fresh nats-server; records its key=value line (with the driver's and the
-# server's CPU seconds). A driver that gives up still prints its line
-# (complete=false), which is recorded as it is.
+# fleet_run KIND DRIVER ARGS...: one timed run of a fleet driver against
+# fresh servers: one nats-server, or for a KIND ending in -cluster three
+# routed as a cluster with every stream on three replicas (as `domsetup
+# streams --replicas 3` lays them out). Records its key=value line (with
+# the driver's and the servers' CPU seconds). A driver that gives up still
+# prints its line (complete=false), which is recorded as it is.
 fleet_run() {
-    local kind="$1" out before rc=0
-    start_fresh_nats
-    before=$(server_cpu)
-    timed "${@:2}" --server "nats://127.0.0.1:$NATS_PORT" \
-        >"$TMP/$kind.out" 2>"$TMP/$kind.err" || rc=$?
-    SERVER_CPU=$(awk -v a="$before" -v b="$(server_cpu)" 'BEGIN { printf "%.2f", b - a }')
-    nats_stop
-    rm -rf "$TMP/nats"
+    local kind="$1" out before rc=0 servers
+    if [[ "$kind" == *-cluster ]]; then
+        nats_cluster_start "$TMP/cluster"
+        servers="$NATS_URLS"
+        for _ in $(seq 60); do
+            "$ROOT/target/release/domsetup" streams --server "$servers" --replicas 3 \
+                >/dev/null 2>&1 && break
+            sleep 1
+        done
+    else
+        start_fresh_nats
+        NATS_PIDS=("$NATS_PID")
+        servers="nats://127.0.0.1:$NATS_PORT"
+    fi
+    before=$(servers_cpu)
+    timed "${@:2}" --server "$servers" >"$TMP/$kind.out" 2>"$TMP/$kind.err" || rc=$?
+    SERVER_CPU=$(awk -v a="$before" -v b="$(servers_cpu)" 'BEGIN { printf "%.2f", b - a }')
+    if [[ "$kind" == *-cluster ]]; then
+        nats_cluster_stop
+        rm -rf "$TMP/cluster"
+    else
+        nats_stop
+        rm -rf "$TMP/nats"
+    fi
     out=$(grep -m1 '^seconds=' "$TMP/$kind.out" || true)
     if [[ -z "$out" ]]; then
         tail -n 20 "$TMP/$kind.err" >&2
@@ -363,40 +381,14 @@ fleet_run() {
     FLEET_OUT="$out"
 }
 
-# cluster_run: the agents' driver against a three-server cluster whose
-# streams have three replicas each (as `domsetup streams --replicas 3`
-# lays them out); the servers' CPU is the three together.
-cluster_run() {
-    local out rc=0 before=0 pid
-    nats_cluster_start "$TMP/cluster"
-    for _ in $(seq 60); do
-        "$ROOT/target/release/domsetup" streams --server "$NATS_URLS" --replicas 3 \
-            >/dev/null 2>&1 && break
-        sleep 1
+# CPU seconds the servers in NATS_PIDS have used since they started.
+servers_cpu() {
+    local total=0 pid
+    for pid in "${NATS_PIDS[@]}"; do
+        total=$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" \
+            '{ printf "%.2f", t + ($14 + $15) / hz }' "/proc/$pid/stat")
     done
-    cluster_cpu() {
-        local total=0 p
-        for p in "${NATS_PIDS[@]}"; do
-            total=$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" \
-                '{ printf "%.2f", t + ($14 + $15) / hz }' "/proc/$p/stat")
-        done
-        echo "$total"
-    }
-    before=$(cluster_cpu)
-    timed "$FLEET_BENCH" --agents "$FLEET_AGENTS" --dir "$FLEET_DIR" --server "$NATS_URLS" \
-        >"$TMP/agents-cluster.out" 2>"$TMP/agents-cluster.err" || rc=$?
-    SERVER_CPU=$(awk -v a="$before" -v b="$(cluster_cpu)" 'BEGIN { printf "%.2f", b - a }')
-    nats_cluster_stop
-    rm -rf "$TMP/cluster"
-    out=$(grep -m1 '^seconds=' "$TMP/agents-cluster.out" || true)
-    if [[ -z "$out" ]]; then
-        tail -n 20 "$TMP/agents-cluster.err" >&2
-        die "fleet-bench on the cluster failed (exit status $rc)"
-    fi
-    CPU=$(awk -v c="$CPU" -v s="$SERVER_CPU" 'BEGIN { printf "%.2f", c + s }')
-    record fleet agents-cluster 1 "$(key seconds "$out")" "$out" "$CPU" "$BUSY"
-    record fleet servercpu-agents-cluster 1 "$SERVER_CPU"
-    FLEET_OUT="$out"
+    echo "$total"
 }
 
 if want fleet; then
@@ -404,7 +396,7 @@ if want fleet; then
     fleet_run agents "$FLEET_BENCH" --agents "$FLEET_AGENTS" --dir "$FLEET_DIR"
     say "fleet: $FLEET_AGENTS agents compliant in $(key seconds "$FLEET_OUT")s ($FLEET_OUT)"
     say "fleet: the same on a three-server cluster, streams on three replicas"
-    cluster_run
+    fleet_run agents-cluster "$FLEET_BENCH" --agents "$FLEET_AGENTS" --dir "$FLEET_DIR"
     say "fleet: on the cluster, compliant in $(key seconds "$FLEET_OUT")s ($FLEET_OUT)"
     say "fleet: the dominator with $FLEET_MACHINES machines"
     fleet_run dominator "$DOMINATOR_BENCH" --machines "$FLEET_MACHINES"

@@ -203,3 +203,13 @@ pub fn service_recorder(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     (script, log)
 }
+
+/// The calls a [`service_recorder`] script has logged to `log` so far, one
+/// line each (`sshd stop`).
+pub fn recorded_calls(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

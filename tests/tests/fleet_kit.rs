@@ -160,11 +160,7 @@ impl Machine {
 
     /// The service calls so far, one line each.
     pub fn calls(&self) -> Vec<String> {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        dom_tests::fixtures::recorded_calls(&self.log)
     }
 }
 

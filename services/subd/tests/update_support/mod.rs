@@ -220,10 +220,6 @@ impl Recorder {
 
     /// The calls so far.
     pub fn calls(&self) -> Vec<String> {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        dom_tests::fixtures::recorded_calls(&self.log)
     }
 }
