@@ -144,7 +144,8 @@ fi
 if want fleet; then
     say "building the fleet benchmark drivers (release)"
     (cd "$ROOT" && cargo build --release --quiet -p dom-bench \
-        --bin fleet-bench --bin dominator-bench && cargo build --release --quiet -p domsetup) ||
+        --bin fleet-bench --bin dominator-bench --bin standby-bench &&
+        cargo build --release --quiet -p domsetup -p dominator) ||
         die "the fleet benchmark drivers failed to build"
 fi
 "$ROOT/ops/bench/corpora.sh" "${CORPORA[@]}"
@@ -401,6 +402,9 @@ if want fleet; then
     say "fleet: the dominator with $FLEET_MACHINES machines"
     fleet_run dominator "$DOMINATOR_BENCH" --machines "$FLEET_MACHINES"
     say "fleet: $FLEET_MACHINES desired states in $(key seconds "$FLEET_OUT")s ($FLEET_OUT)"
+    say "fleet: a standby dominator taking over from one killed"
+    fleet_run standby "$ROOT/target/release/standby-bench" --bin "$ROOT/target/release"
+    say "fleet: the standby acted $(key seconds "$FLEET_OUT")s after the kill ($FLEET_OUT)"
 fi
 
 # --- end to end ---------------------------------------------------------------
