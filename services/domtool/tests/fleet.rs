@@ -144,15 +144,24 @@ async fn watch_prints_one_line_per_change() {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    // On a timeout the child is killed, so that the blocking reads below
+    // end and the test fails instead of hanging.
+    let pid = child.id().to_string();
+    let kill = move || {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+    };
     let ready = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         BufReader::new(stderr).read_line(&mut line).unwrap();
         line
     });
-    let ready = tokio::time::timeout(DEADLINE, ready)
-        .await
-        .unwrap()
-        .unwrap();
+    let Ok(ready) = tokio::time::timeout(DEADLINE, ready).await else {
+        kill();
+        panic!("domtool watch did not start within {DEADLINE:?}");
+    };
+    let ready = ready.unwrap();
     assert!(ready.starts_with("watching dom.> on"), "{ready}");
 
     bus.publish_mdb("web1", br#"{"RequiredImage":"sparse.0"}"#.to_vec().into())
@@ -166,12 +175,13 @@ async fn watch_prints_one_line_per_change() {
         .await
         .unwrap();
     let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
-    let output = tokio::time::timeout(DEADLINE, output)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(output.status.success());
+    let Ok(output) = tokio::time::timeout(DEADLINE, output).await else {
+        kill();
+        panic!("domtool watch did not print three lines within {DEADLINE:?}");
+    };
+    let output = output.unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{stdout}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(
