@@ -84,6 +84,11 @@ impl Bus {
 
     /// Who holds the lease `name`, if anybody.
     pub async fn lease_holder(&self, name: &str) -> Option<LeaseRecord> {
+        self.lease_message(name).await.map(|(record, _)| record)
+    }
+
+    /// The lease `name`'s record and its stream sequence, if it is held.
+    async fn lease_message(&self, name: &str) -> Option<(LeaseRecord, u64)> {
         let last = self
             .last_on(
                 &self.subjects.lease_stream(),
@@ -92,7 +97,8 @@ impl Bus {
             )
             .await
             .ok()??;
-        serde_json::from_slice(&last.payload).ok()
+        let record = serde_json::from_slice(&last.payload).ok()?;
+        Some((record, last.sequence))
     }
 }
 
@@ -135,24 +141,14 @@ impl Keeper {
                     Some((sequence, sent + LEASE_TTL - MARGIN))
                 }
                 Err(Published::Refused(_)) => {
-                    let other = self.bus.lease_holder(&name).await;
-                    match other {
-                        // Its own, from before a restart: taken back.
-                        Some(other) if other.holder == self.record.holder => {
-                            match self
-                                .bus
-                                .last_on(
-                                    &self.bus.subjects.lease_stream(),
-                                    self.subject.clone(),
-                                    "reading a lease",
-                                )
-                                .await
-                            {
-                                Ok(Some(last)) => Some((last.sequence, Instant::now())),
-                                _ => None,
-                            }
+                    match self.bus.lease_message(&name).await {
+                        // Its own, from before a restart: taken back by
+                        // renewing it (it acts once that succeeds).
+                        Some((other, sequence)) if other.holder == self.record.holder => {
+                            Some((sequence, Instant::now()))
                         }
                         other => {
+                            let other = other.map(|(record, _)| record);
                             if held.is_some() {
                                 tracing::warn!(lease = %name, holder = ?other.as_ref().map(|o| &o.holder), "lease lost: standing by");
                             }
