@@ -16,7 +16,7 @@
 //! returns, whether or not every object came, so each object it reports
 //! is durable under its id before an update can install it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -187,14 +187,39 @@ pub async fn fetch_objects<S: ContentStore>(
         memory: Semaphore::new(budget_kib as usize),
         budget_kib,
     };
-    let jobs = objects
+    let todo: Vec<_> = objects
         .iter()
         .filter(|(id, _)| !cache.contains(id))
+        .collect();
+    // What the store can read together first (see dom_store's `bulk.rs`),
+    // then the rest one by one.
+    let from_store = todo
+        .iter()
+        .filter(|(id, _)| !reuse.contains_key(id))
+        .map(|&&object| object)
+        .collect();
+    let concurrency = options.concurrency.max(1);
+    // Filled by the bulk reads, all of which end before the first
+    // single read starts.
+    let taken = std::sync::Mutex::new(HashSet::new());
+    let bulk = store
+        .get_bulk(from_store)
+        .map(|content| {
+            taken.lock().expect("never poisoned").insert(content.id());
+            fetcher.take(content)
+        })
+        .buffer_unordered(concurrency);
+    let jobs = futures::stream::iter(todo)
+        .filter(|(id, _)| {
+            let taken = taken.lock().expect("never poisoned");
+            std::future::ready(!taken.contains(id))
+        })
         .map(|&(id, size)| {
             let local = reuse.get(&id).map(|p| root.join(p.trim_start_matches('/')));
             fetcher.one(id, size, local)
-        });
-    let mut results = futures::stream::iter(jobs).buffer_unordered(options.concurrency.max(1));
+        })
+        .buffer_unordered(concurrency);
+    let mut results = Box::pin(bulk.chain(jobs));
     let mut stats = FetchStats::default();
     let mut first_error = None;
     let mut failures = 0u64;
@@ -300,6 +325,37 @@ impl<S: ContentStore> Fetcher<'_, S> {
             let _ = tokio::task::spawn_blocking(move || rate.take(size)).await;
         }
         let content = self.get(id, size).await?;
+        self.write(content).await?;
+        Ok(Got {
+            size,
+            reused: false,
+        })
+    }
+
+    /// Writes an object the store read in bulk, once memory and the rate
+    /// limit allow.
+    async fn take(&self, content: Unverified) -> Result<Got, FetchError> {
+        let size = content.len();
+        let kib = size.div_ceil(1024).clamp(1, self.budget_kib) as u32;
+        let _memory = self
+            .memory
+            .acquire_many(kib)
+            .await
+            .expect("the semaphore is never closed");
+        if let Some(rate) = &self.options.rate {
+            let rate = rate.clone();
+            let _ = tokio::task::spawn_blocking(move || rate.take(size)).await;
+        }
+        self.write(content).await?;
+        Ok(Got {
+            size,
+            reused: false,
+        })
+    }
+
+    /// Checks `content` against its id and writes it into the batch.
+    async fn write(&self, content: Unverified) -> Result<(), FetchError> {
+        let id = content.id();
         let batch = self.batch.clone();
         // Checked against its id on the writing thread, off the runtime
         // that reads the network.
@@ -309,11 +365,7 @@ impl<S: ContentStore> Fetcher<'_, S> {
                 id,
                 dir: self.cache.dir().to_path_buf(),
                 source: io::Error::other(e.to_string()),
-            })??;
-        Ok(Got {
-            size,
-            reused: false,
-        })
+            })?
     }
 
     /// The one place objects are read from the store.

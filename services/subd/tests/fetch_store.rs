@@ -13,7 +13,7 @@ use dom_model::{Filter, ObjectId};
 use dom_scan::RateLimit;
 use dom_store::{ContentStore, NatsStore};
 use dom_tests::NatsServer;
-use subd::fetch::{fetch, FetchError, FetchOptions, FetchProgress};
+use subd::fetch::{self, fetch, FetchError, FetchOptions, FetchProgress};
 
 async fn store(server: &NatsServer) -> NatsStore {
     let args = ConnectArgs {
@@ -299,5 +299,55 @@ async fn the_rate_limit_holds() {
         started.elapsed().as_millis() >= 350,
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_whole_image_read_in_stream_order_is_checked_object_by_object() {
+    // Enough objects that the store reads them in bulk (dom_store's
+    // bulk.rs): what arrives that way is checked as every read is.
+    let server = NatsServer::start().unwrap();
+    let store = store(&server).await;
+    let src = Source::new();
+    for i in 0..2000 {
+        src.file(&format!("/usr/share/f{i}"), &format!("file {i}\n"));
+    }
+    src.file("/usr/lib/big", &"y".repeat(3 << 20));
+    let forged = ObjectId::of(b"file 1000\n");
+    for entry in src.image().entries {
+        if let dom_model::Inode::File { object, .. } = entry.inode {
+            let path = src.root().join(entry.path.trim_start_matches('/'));
+            // Other content of the same size under file 1000's id.
+            let content = match object == forged {
+                true => b"evil 1000\n".to_vec(),
+                false => fs::read(path).unwrap(),
+            };
+            store.put(object, Bytes::from(content)).await.unwrap();
+        }
+    }
+
+    let m = Machine::new();
+    write(&m.root, "/usr/share/f5", "file 5\n");
+    let plan = m.plan(&src.image(), None);
+    let err = fetch(
+        &store,
+        &m.cache,
+        &m.root,
+        &plan,
+        &FetchOptions::default(),
+        &FetchProgress::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Corrupt { id, .. } if id == forged),
+        "{err}"
+    );
+    assert!(!m.cache.contains(&forged));
+    // Everything else came, once each.
+    let missing = fetch::missing(&plan, &m.cache);
+    assert_eq!(
+        missing.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![forged]
     );
 }

@@ -53,20 +53,35 @@ impl Bus {
         filter: &str,
         from: u64,
     ) -> impl Stream<Item = Result<StoredMessage, BusError>> + Send + 'static {
+        self.read_stream_range(stream, filter, from..=u64::MAX)
+    }
+
+    /// As [`Bus::read_stream`], for the messages whose sequences are in
+    /// `sequences`; no page asks for more messages than the range can
+    /// hold, so nothing past its end is read.
+    pub fn read_stream_range(
+        &self,
+        stream: &str,
+        filter: &str,
+        sequences: std::ops::RangeInclusive<u64>,
+    ) -> impl Stream<Item = Result<StoredMessage, BusError>> + Send + 'static {
+        let last = *sequences.end();
         let state = (
             self.clone(),
             stream.to_string(),
             filter.to_string(),
-            Some(from.max(1)),
+            Some((*sequences.start()).max(1)).filter(|from| *from <= last),
         );
-        futures::stream::unfold(state, |(bus, stream, filter, next)| async move {
+        futures::stream::unfold(state, move |(bus, stream, filter, next)| async move {
             let from = next?;
-            match bus.read_page(&stream, &filter, from).await {
+            let batch = (last - from).saturating_add(1).min(PAGE_MESSAGES as u64) as usize;
+            match bus.read_page(&stream, &filter, from, batch).await {
                 Ok(page) => {
-                    let messages = page.messages.into_iter().map(Ok);
+                    let messages = page.messages.into_iter().filter(|m| m.sequence <= last);
+                    let next = page.next.filter(|next| *next <= last);
                     Some((
-                        futures::stream::iter(messages.collect::<Vec<_>>()),
-                        (bus, stream, filter, page.next),
+                        futures::stream::iter(messages.map(Ok).collect::<Vec<_>>()),
+                        (bus, stream, filter, next),
                     ))
                 }
                 Err(e) => Some((
@@ -94,13 +109,19 @@ impl Bus {
         Ok(last.into_values().collect())
     }
 
-    async fn read_page(&self, stream: &str, filter: &str, from: u64) -> Result<Page, BusError> {
+    async fn read_page(
+        &self,
+        stream: &str,
+        filter: &str,
+        from: u64,
+        batch: usize,
+    ) -> Result<Page, BusError> {
         let failed = |e: &dyn std::fmt::Display| self.js_error(format!("reading {stream}: {e}"));
         let request_subject = self.api(stream, &format!("DIRECT.GET.{stream}"));
         let request = serde_json::json!({
             "seq": from,
             "next_by_subj": filter,
-            "batch": PAGE_MESSAGES,
+            "batch": batch,
             "max_bytes": PAGE_BYTES,
         });
         let inbox = self.client.new_inbox();

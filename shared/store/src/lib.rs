@@ -19,6 +19,7 @@ use dom_model::ObjectId;
 use futures::StreamExt;
 use thiserror::Error;
 
+mod bulk;
 mod named;
 mod unverified;
 
@@ -100,6 +101,18 @@ pub trait ContentStore: Send + Sync {
             let content = self.get_sized(id, size).await?;
             Ok(Unverified::new(id, vec![content]))
         }
+    }
+    /// Reads, in whatever way costs the store least, those of `wanted`
+    /// (ids and the sizes the caller's manifest gives) it can read
+    /// together, yielding each as it arrives; the caller checks each
+    /// against its id, and reads what was not yielded one by one. A store
+    /// with no cheaper way than reading objects one by one yields nothing.
+    fn get_bulk(
+        &self,
+        wanted: Vec<(ObjectId, u64)>,
+    ) -> impl futures::Stream<Item = Unverified> + Send + '_ {
+        drop(wanted);
+        futures::stream::empty()
     }
     /// Reads object `id` if it holds at most `limit` bytes.
     fn get_at_most(
@@ -256,6 +269,13 @@ impl ContentStore for NatsStore {
 
     async fn get_at_most(&self, id: ObjectId, limit: u64) -> Result<Bytes, StoreError> {
         self.read(id, Size::AtMost(limit)).await
+    }
+
+    fn get_bulk(
+        &self,
+        wanted: Vec<(ObjectId, u64)>,
+    ) -> impl futures::Stream<Item = Unverified> + Send + '_ {
+        self.bulk(wanted)
     }
 }
 
@@ -418,7 +438,7 @@ impl NatsStore {
             if size <= self.chunk_size as u64 && self.lookup.chunks_first() {
                 let found = self.read_named(&stream, id, size).await?;
                 self.lookup.found(found.is_some());
-                if let Some(chunk) = found {
+                if let Some((_, chunk)) = found {
                     return Ok(Unverified::new(id, vec![chunk]));
                 }
             }

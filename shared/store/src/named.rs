@@ -42,6 +42,12 @@ pub(crate) fn chunk_subject(chunk_prefix: &str, id: &ObjectId) -> String {
     format!("{chunk_prefix}{}", id.to_hex())
 }
 
+/// The object a chunk subject is named by, if it is named by one (the
+/// subjects of large objects' chunks are named by NUIDs).
+pub(crate) fn named_by(chunk_prefix: &str, subject: &str) -> Option<ObjectId> {
+    subject.strip_prefix(chunk_prefix)?.parse().ok()
+}
+
 /// Whether reads try an object's own chunk subject before its metadata.
 /// It keeps a score: a read that finds the chunks raises it, one that
 /// does not lowers it. Below [`Lookup::GIVE_UP`] reads go through the
@@ -79,20 +85,23 @@ impl Lookup {
 }
 
 impl NatsStore {
-    /// The chunk stored under object `id`'s own subject, if it holds
-    /// exactly `size` bytes (more than none, at most one chunk's worth);
-    /// `None` when it does not. `stream` is the object stream.
+    /// The chunk stored under object `id`'s own subject, with its stream
+    /// sequence, if it holds exactly `size` bytes (more than none, at most
+    /// one chunk's worth); `None` when it does not. `stream` is the object
+    /// stream.
     pub(crate) async fn read_named(
         &self,
         stream: &Stream<()>,
         id: ObjectId,
         size: u64,
-    ) -> Result<Option<Bytes>, StoreError> {
+    ) -> Result<Option<(u64, Bytes)>, StoreError> {
         let subject = chunk_subject(&self.chunk_prefix, &id);
         // The subject's last (only) message, found by subject without
         // scanning the stream.
         match stream.direct_get_last_for_subject(subject).await {
-            Ok(chunk) if chunk.payload.len() as u64 == size => Ok(Some(chunk.payload)),
+            Ok(chunk) if chunk.payload.len() as u64 == size => {
+                Ok(Some((chunk.sequence, chunk.payload)))
+            }
             Ok(_) => Ok(None),
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::Backend(format!("reading object {id}: {e}"))),

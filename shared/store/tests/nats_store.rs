@@ -312,3 +312,73 @@ async fn a_manifest_is_read_decoded_and_an_object_that_is_none_is_refused() {
         StoreError::Missing(id) if id == missing
     ));
 }
+
+/// Stores `count` distinct small objects, `seed` making them differ from
+/// other calls', at most 64 at a time; their ids and sizes in the order
+/// given.
+async fn store_many(store: &NatsStore, seed: u8, count: usize) -> Vec<(ObjectId, u64)> {
+    let objects: Vec<Bytes> = (0..count)
+        .map(|i| format!("object {seed} {i} {}", "x".repeat(i % 700)).into())
+        .collect();
+    let wanted = objects
+        .iter()
+        .map(|data| (ObjectId::of(data), data.len() as u64))
+        .collect();
+    futures::stream::iter(objects)
+        .map(|data| store.put(ObjectId::of(&data), data))
+        .buffer_unordered(64)
+        .try_collect::<Vec<()>>()
+        .await
+        .unwrap();
+    wanted
+}
+
+#[tokio::test]
+async fn objects_stored_together_are_read_in_stream_order() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let store = NatsStore::open(&bus).await.unwrap();
+    let first = store_many(&store, 1, 3000).await;
+    let between = store_many(&store, 2, 2000).await;
+    let last = store_many(&store, 3, 3000).await;
+
+    // An image of the first and the last, none of what lies between.
+    let wanted: Vec<_> = first.iter().chain(&last).copied().collect();
+    let read: Vec<_> = store.get_bulk(wanted.clone()).collect().await;
+    let mut seen = std::collections::HashSet::new();
+    for content in read {
+        let id = content.id();
+        assert!(seen.insert(id), "{id} read twice");
+        let size = wanted
+            .iter()
+            .find(|(w, _)| *w == id)
+            .expect("only what was asked")
+            .1;
+        assert_eq!(content.len(), size);
+        content.verify().expect("each object as stored");
+    }
+    // Nearly all of it: the reader may miss a few at the edges of where
+    // the objects lie, which the caller reads one by one.
+    assert!(
+        seen.len() >= wanted.len() * 95 / 100,
+        "{} of {} read in bulk",
+        seen.len(),
+        wanted.len()
+    );
+
+    // Few objects: read one by one, by the caller.
+    assert_eq!(store.get_bulk(first[..500].to_vec()).count().await, 0);
+    // Objects spread thinly among others: the sample alone.
+    let thin: Vec<_> = first
+        .iter()
+        .chain(&between)
+        .chain(&last)
+        .step_by(7)
+        .copied()
+        .collect();
+    assert!(thin.len() >= 1024);
+    assert!(store.get_bulk(thin).count().await <= 128);
+    // Sizes other than what is stored: nothing taken.
+    let wrong: Vec<_> = last.iter().map(|&(id, size)| (id, size + 1)).collect();
+    assert_eq!(store.get_bulk(wrong).count().await, 0);
+}
