@@ -22,8 +22,9 @@
 //! and a metadata message), so a machine that needs a few objects, or
 //! objects scattered among many others, reads them one by one as before.
 //!
-//! What the stretches do not yield (objects stored elsewhere, large
-//! objects, objects stored before the named layout) the caller reads one
+//! Objects of several chunks, whose chunks are named by NUIDs, are read
+//! one by one meanwhile. What the stretches do not yield (objects stored
+//! elsewhere, objects stored before the named layout) the caller reads one
 //! by one. Everything yielded is only content claiming to be an object:
 //! the caller checks it against its id as every read is checked.
 
@@ -50,9 +51,15 @@ const MIN_SAMPLES_IN_STRETCH: usize = 4;
 /// least this share of its messages.
 const MIN_DENSITY: f64 = 0.25;
 /// Messages each part of a stretch holds at most; parts are read at once.
-const PART_MESSAGES: u64 = 16 * 1024;
-/// Parts read at once.
-const PARTS_AT_ONCE: usize = 4;
+const PART_MESSAGES: u64 = 2048;
+/// Messages a part holds at least, unless its stretch is smaller.
+const MIN_PART_MESSAGES: u64 = 512;
+/// Parts read at once: a stretch is cut into at least this many. They are
+/// started in stream order, so the server has only the blocks of a short
+/// run of the stream loaded at a time.
+const PARTS_AT_ONCE: usize = 8;
+/// Objects of several chunks read at once, beside the parts.
+const LARGE_AT_ONCE: usize = 8;
 
 impl NatsStore {
     /// Reads as many of `wanted` (ids and sizes) as the stream holds close
@@ -62,36 +69,40 @@ impl NatsStore {
         &self,
         wanted: Vec<(ObjectId, u64)>,
     ) -> impl Stream<Item = Unverified> + Send + '_ {
-        futures::stream::once(self.sample(wanted)).flat_map(move |(sampled, stretches, rest)| {
-            let rest = Arc::new(Mutex::new(rest));
-            let parts = stretches.into_iter().flat_map(parts).collect::<Vec<_>>();
+        futures::stream::once(self.sample(wanted)).flat_map(move |sample| {
+            let rest = Arc::new(Mutex::new(sample.rest));
+            let parts = sample
+                .stretches
+                .into_iter()
+                .flat_map(parts)
+                .collect::<Vec<_>>();
             let scans = futures::stream::iter(parts)
                 .map(move |part| Box::pin(self.scan(part, rest.clone())))
                 .flatten_unordered(PARTS_AT_ONCE);
-            futures::stream::iter(sampled).chain(scans)
+            // Objects of several chunks lie apart from the rest: read one
+            // by one meanwhile. One that fails is left to the caller,
+            // who reads it again and reports what went wrong.
+            let large = futures::stream::iter(sample.large)
+                .map(|(id, size)| self.read_unverified(id, crate::Size::Exactly(size)))
+                .buffer_unordered(LARGE_AT_ONCE)
+                .filter_map(|read| std::future::ready(read.ok()));
+            futures::stream::iter(sample.read).chain(futures::stream::select(scans, large))
         })
     }
 
-    /// Reads a sample of the wanted objects: what was read, the stretches
-    /// of the stream worth reading whole, and the wanted objects not read.
-    async fn sample(
-        &self,
-        wanted: Vec<(ObjectId, u64)>,
-    ) -> (
-        Vec<Unverified>,
-        Vec<RangeInclusive<u64>>,
-        HashMap<ObjectId, u64>,
-    ) {
+    /// Reads a sample of the wanted objects and learns from it where the
+    /// others lie.
+    async fn sample(&self, wanted: Vec<(ObjectId, u64)>) -> Sample {
         let chunk_size = self.chunk_size as u64;
-        let single: Vec<_> = wanted
+        let (single, large): (Vec<_>, Vec<_>) = wanted
             .into_iter()
-            .filter(|(_, size)| (1..=chunk_size).contains(size))
-            .collect();
+            .filter(|(_, size)| *size > 0)
+            .partition(|(_, size)| *size <= chunk_size);
         if single.len() < MIN_OBJECTS || !self.lookup.chunks_first() {
-            return Default::default();
+            return Sample::default();
         }
         let Ok(stream) = self.js.get_stream_no_info(&self.stream).await else {
-            return Default::default();
+            return Sample::default();
         };
         // Ids are digests, so every n-th in id order is a fair sample of
         // where the objects lie.
@@ -127,7 +138,12 @@ impl NatsStore {
             stretches = ?stretches,
             "reading objects in stream order"
         );
-        (sampled, stretches, rest)
+        Sample {
+            read: sampled,
+            stretches,
+            rest,
+            large,
+        }
     }
 
     /// The wanted objects stored in `part` of the stream, each taken out
@@ -164,14 +180,27 @@ impl NatsStore {
     }
 }
 
+/// What a sample of the wanted objects found.
+#[derive(Default)]
+struct Sample {
+    /// The objects it read.
+    read: Vec<Unverified>,
+    /// The stretches of the stream worth reading whole.
+    stretches: Vec<RangeInclusive<u64>>,
+    /// The wanted objects of one chunk not read yet, with their sizes.
+    rest: HashMap<ObjectId, u64>,
+    /// The wanted objects of several chunks.
+    large: Vec<(ObjectId, u64)>,
+}
+
 /// The stretches of the stream worth reading whole, from the `sequences`
 /// at which a sample of `objects` wanted objects were found.
 ///
 /// Were the objects stored one after another, each a chunk and a metadata
 /// message, a sample would be found every `2 * objects / samples`
 /// messages. Samples much further apart than that lie in different
-/// stretches; a stretch reaches that far beyond its outer samples, where
-/// more of its objects are likely to be.
+/// stretches; a stretch reaches twice that far beyond its outer samples,
+/// where more of its objects are likely to be.
 fn stretches(mut sequences: Vec<u64>, objects: usize) -> Vec<RangeInclusive<u64>> {
     if sequences.len() < MIN_FOUND {
         return Vec::new();
@@ -192,8 +221,8 @@ fn stretches(mut sequences: Vec<u64>, objects: usize) -> Vec<RangeInclusive<u64>
         .into_iter()
         .filter(|cluster| cluster.len() >= MIN_SAMPLES_IN_STRETCH)
         .filter_map(|cluster| {
-            let first = cluster[0].saturating_sub(gap).max(1);
-            let last = cluster[cluster.len() - 1].saturating_add(gap);
+            let first = cluster[0].saturating_sub(2 * gap).max(1);
+            let last = cluster[cluster.len() - 1].saturating_add(2 * gap);
             let messages = (last - first + 1) as f64;
             let likely = objects as f64 * cluster.len() as f64 / samples as f64;
             (likely >= MIN_DENSITY * messages).then_some(first..=last)
@@ -201,12 +230,18 @@ fn stretches(mut sequences: Vec<u64>, objects: usize) -> Vec<RangeInclusive<u64>
         .collect()
 }
 
-/// `stretch` cut into parts of at most [`PART_MESSAGES`].
+/// `stretch` cut into parts of at most [`PART_MESSAGES`], and into at
+/// least [`PARTS_AT_ONCE`] of at least [`MIN_PART_MESSAGES`] where it is
+/// long enough, so that a short stretch too is read several parts at once.
 fn parts(stretch: RangeInclusive<u64>) -> impl Iterator<Item = RangeInclusive<u64>> {
     let (first, last) = (*stretch.start(), *stretch.end());
+    let messages = last - first + 1;
+    let size = messages
+        .div_ceil(PARTS_AT_ONCE as u64)
+        .clamp(MIN_PART_MESSAGES, PART_MESSAGES);
     (first..=last)
-        .step_by(PART_MESSAGES as usize)
-        .map(move |start| start..=last.min(start + PART_MESSAGES - 1))
+        .step_by(size as usize)
+        .map(move |start| start..=last.min(start + size - 1))
 }
 
 #[cfg(test)]
@@ -224,6 +259,7 @@ mod tests {
         assert!(*stretch.start() <= 1001 && *stretch.end() >= 1001 + 2 * 127 * 78);
         // Not much more than the objects' own messages.
         assert!(stretch.end() - stretch.start() < 22_000, "{stretch:?}");
+        assert!(*stretch.start() <= 1001 - 156);
     }
 
     #[test]
@@ -265,5 +301,9 @@ mod tests {
         }
         assert!(all.iter().all(|p| p.end() - p.start() < PART_MESSAGES));
         assert_eq!(parts(7..=7).collect::<Vec<_>>(), vec![7..=7]);
+        // A short stretch is still read in several parts, none tiny.
+        assert_eq!(parts(1..=10_000).count(), PARTS_AT_ONCE);
+        assert_eq!(parts(1..=1000).count(), 2);
+        assert_eq!(parts(1..=1_000_000).count(), 489);
     }
 }
