@@ -11,7 +11,7 @@ use dom_tests::fixtures::image_name as name;
 use dom_tests::{eventually, repo_root, workspace_binary, NatsCluster, Run};
 use dominator::Settings;
 
-use crate::fleet_kit::{quick, sshd_source, Fleet, Machine};
+use crate::fleet_kit::{lead_from, quick, sshd_source, Fleet, Machine};
 
 /// Runs the workspace binary `name` with `args` against `servers`.
 fn tool(name: &str, servers: &str, args: &[&str]) -> Run {
@@ -162,28 +162,6 @@ async fn streams_raised_to_three_replicas_keep_everything_and_survive_a_lost_ser
         .await
         .unwrap();
     assert!(store.manifest(image.manifest).await.is_ok());
-}
-
-/// Moves the leadership of `stream` to the server named `to`, unless it
-/// leads already.
-async fn lead_from(bus: &Bus, stream: &str, to: &str) {
-    let leads = || async {
-        let places = bus.stream_places().await.ok()?;
-        let place = places.into_iter().find(|p| p.stream == stream)?;
-        (place.leader.as_deref() == Some(to)).then_some(())
-    };
-    if leads().await.is_some() {
-        return;
-    }
-    let request = serde_json::json!({ "placement": { "preferred": to } });
-    bus.client
-        .request(
-            format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}"),
-            request.to_string().into(),
-        )
-        .await
-        .expect("stepdown answered");
-    eventually(&format!("{to} leading {stream}"), leads).await;
 }
 
 /// The images `host`'s update events say were applied, in order.

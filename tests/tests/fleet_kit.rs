@@ -53,9 +53,17 @@ impl Fleet {
     pub async fn on(servers: String, bus: Bus, settings: Settings) -> Self {
         let dominator = Dominator::start(bus.clone(), settings, None).await.unwrap();
         Self {
+            dominator: Some(dominator),
+            ..Self::without_dominator(servers, bus)
+        }
+    }
+
+    /// A fleet on `servers` whose dominators the test starts itself.
+    pub fn without_dominator(servers: String, bus: Bus) -> Self {
+        Self {
             servers,
             bus,
-            dominator: Some(dominator),
+            dominator: None,
             dir: tempfile::tempdir().unwrap(),
             _server: None,
         }
@@ -190,4 +198,26 @@ pub fn sshd_source(dir: &Path, version: u32) -> PathBuf {
         let text = fs::read_to_string(&conf).unwrap();
         fs::write(conf, format!("{text}# version {version}\n")).unwrap();
     })
+}
+
+/// Moves the leadership of `stream` to the server named `to`, unless it
+/// leads already.
+pub async fn lead_from(bus: &Bus, stream: &str, to: &str) {
+    let leads = || async {
+        let places = bus.stream_places().await.ok()?;
+        let place = places.into_iter().find(|p| p.stream == stream)?;
+        (place.leader.as_deref() == Some(to)).then_some(())
+    };
+    if leads().await.is_some() {
+        return;
+    }
+    let request = serde_json::json!({ "placement": { "preferred": to } });
+    bus.client
+        .request(
+            format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}"),
+            request.to_string().into(),
+        )
+        .await
+        .expect("stepdown answered");
+    eventually(&format!("{to} leading {stream}"), leads).await;
 }
