@@ -662,7 +662,7 @@ async fn the_user_guide_works_with_each_role() {
         debounce: Duration::from_millis(20),
         ..dominator::Settings::default()
     };
-    let _dominator = dominator::Dominator::start(secure.bus("dominator").await, settings, None)
+    let dominator = dominator::Dominator::start(secure.bus("dominator").await, settings, None)
         .await
         .unwrap();
 
@@ -713,4 +713,9 @@ async fn the_user_guide_works_with_each_role() {
     let events = viewer.events(host).await.unwrap();
     assert!(events.iter().any(|e| e.kind == Event::UPDATE), "{events:?}");
     agent.stop().await;
+
+    // Stopped cleanly, the dominator may free its lease for a standby.
+    assert!(viewer.lease_holder(dominator::herd::LEASE).await.is_some());
+    dominator.stop().await;
+    assert_eq!(viewer.lease_holder(dominator::herd::LEASE).await, None);
 }

@@ -95,6 +95,35 @@ async fn the_standby_takes_over_mid_rollout_and_the_two_never_both_publish() {
     assert!(standby.board().status().active);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_active_dominator_stopped_cleanly_hands_the_lease_on_at_once() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let mut fleet = Fleet::on(server.url(), bus.clone(), named("dom-a")).await;
+    wait_active(fleet.dominator.as_ref().unwrap()).await;
+    let holder = || async {
+        bus.lease_holder(dominator::herd::LEASE)
+            .await
+            .map(|l| l.holder)
+    };
+    assert_eq!(holder().await.as_deref(), Some("dom-a"));
+
+    // As on SIGTERM: the lease is freed before `stop` returns, where a
+    // dominator that died leaves it held until it expires.
+    fleet.dominator.take().unwrap().stop().await;
+    assert_eq!(holder().await, None);
+
+    let standby = Dominator::start(bus.clone(), named("dom-b"), None)
+        .await
+        .unwrap();
+    wait_active(&standby).await;
+    assert_eq!(holder().await.as_deref(), Some("dom-b"));
+
+    // Dropped, as a crash: the lease stays with dom-b until it expires.
+    drop(standby);
+    assert_eq!(holder().await.as_deref(), Some("dom-b"));
+}
+
 /// Who published each desired state `published` has seen, in order.
 async fn publishers(published: &mut async_nats::Subscriber) -> Vec<String> {
     let mut publishers = Vec::new();

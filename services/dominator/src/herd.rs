@@ -112,10 +112,15 @@ pub const LEASE: &str = "dominator";
 /// Follows the fleet and decides, for ever; publishes while it holds the
 /// lease. Returns only if this credential may not read the fleet, or the
 /// feed ends.
-pub async fn run(bus: Bus, settings: Settings, board: Arc<Board>) -> Result<(), BusError> {
+/// `lease` says where this dominator stands with [`LEASE`].
+pub async fn run(
+    bus: Bus,
+    settings: Settings,
+    board: Arc<Board>,
+    lease: tokio::sync::watch::Receiver<dom_bus::lease::Standing>,
+) -> Result<(), BusError> {
     let feed = follow(&bus).await?;
     let mut feed = pin!(feed);
-    let lease = bus.hold_lease(LEASE, &settings.id);
     board.update(|status| status.id = settings.id.clone());
     let mut herd = Herd {
         lease,

@@ -40,6 +40,8 @@ pub struct Dominator {
     board: Arc<Board>,
     http: Option<SocketAddr>,
     herd: JoinHandle<Result<(), BusError>>,
+    /// Frees the lease when stopped cleanly.
+    release: Option<dom_bus::lease::Release>,
     server: Option<JoinHandle<()>>,
     feed: Option<JoinHandle<()>>,
 }
@@ -72,14 +74,28 @@ impl Dominator {
             }
             None => (Arc::new(Board::default()), None, None, None),
         };
-        let herd = tokio::spawn(herd::run(bus, settings, board.clone()));
+        let (lease, release) = bus.hold_lease(herd::LEASE, &settings.id);
+        let herd = tokio::spawn(herd::run(bus, settings, board.clone(), lease));
         Ok(Self {
             board,
             http: addr,
             herd,
+            release: Some(release),
             server,
             feed,
         })
+    }
+
+    /// Stops deciding and, if this dominator is the active one, hands the
+    /// lease on, so that a standby takes over at its next try instead of
+    /// once the lease expires. Dropping a `Dominator` instead stops it as
+    /// a crash would.
+    pub async fn stop(mut self) {
+        self.herd.abort();
+        let _ = (&mut self.herd).await;
+        if let Some(release) = self.release.take() {
+            release.release().await;
+        }
     }
 
     /// The live status.
@@ -93,7 +109,7 @@ impl Dominator {
     }
 
     /// Runs until the decision loop fails.
-    pub async fn wait(mut self) -> anyhow::Result<()> {
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
         match (&mut self.herd).await {
             Ok(result) => Ok(result?),
             Err(e) => Err(anyhow::anyhow!("decision loop failed: {e}")),
@@ -126,9 +142,17 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
     if let Some(addr) = dominator.http_addr() {
         tracing::info!(%addr, "serving the status page, /metrics, /healthz and /status");
     }
-    tokio::select! {
-        result = dominator.wait() => result,
-        () = shutdown => Ok(()),
+    let mut dominator = dominator;
+    let failed = tokio::select! {
+        result = dominator.wait() => Some(result),
+        () = shutdown => None,
+    };
+    match failed {
+        Some(result) => result,
+        None => {
+            dominator.stop().await;
+            Ok(())
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `dominator` binary: a bad flag is one line and exit status 1
 //! before anything starts; `--http ""` and `--http off` both serve
-//! nothing; SIGTERM, as systemd sends it, stops it cleanly.
+//! nothing; SIGTERM, as systemd sends it, stops it cleanly and frees its
+//! lease.
 
 use std::process::{Command, Stdio};
 
@@ -58,5 +59,8 @@ async fn sigterm_stops_it_cleanly_whichever_way_http_is_off() {
         let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
         assert!(status.success(), "--http {http:?}: {status}; {stderr}");
         assert_eq!(stderr, "", "--http {http:?}");
+        // It handed its lease on: a standby need not wait for it to
+        // expire.
+        assert_eq!(bus.lease_holder(dominator::herd::LEASE).await, None);
     }
 }

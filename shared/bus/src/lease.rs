@@ -11,6 +11,10 @@
 //! holder that dies stops renewing; its last message expires and a
 //! standby, asking every [`TAKE_EVERY`], takes the lease.
 //!
+//! A holder that stops cleanly ([`Release::release`]) first stops acting,
+//! then deletes its last message by its sequence, so a standby takes the
+//! lease at its next try instead of waiting for the message to expire.
+//!
 //! A holder counts itself active only until [`LEASE_TTL`] minus a margin
 //! after it *sent* its last successful renewal: by then the stream has
 //! not yet dropped that message, so nobody else can hold the lease yet,
@@ -67,8 +71,12 @@ impl Bus {
     ///
     /// A process restarted under the same `holder` name takes its own
     /// lease back at once, so names must be unique (one per host).
-    pub fn hold_lease(&self, name: &str, holder: &str) -> watch::Receiver<Standing> {
+    ///
+    /// Dropping the [`Release`] leaves the lease to expire, as a crash
+    /// does; [`Release::release`] hands it on at once.
+    pub fn hold_lease(&self, name: &str, holder: &str) -> (watch::Receiver<Standing>, Release) {
         let (tx, rx) = watch::channel(Standing::Standby { holder: None });
+        let (release, released) = watch::channel(false);
         let keeper = Keeper {
             bus: self.clone(),
             subject: self.subjects.lease(name),
@@ -78,8 +86,14 @@ impl Bus {
             },
             tx,
         };
-        tokio::spawn(keeper.run());
-        rx
+        let task = tokio::spawn(keeper.run(released));
+        (
+            rx,
+            Release {
+                release,
+                task: Some(task),
+            },
+        )
     }
 
     /// Who holds the lease `name`, if anybody.
@@ -102,6 +116,37 @@ impl Bus {
     }
 }
 
+/// Ends a holder's hold on a lease (see [`Bus::hold_lease`]).
+pub struct Release {
+    release: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Release {
+    /// Stops acting on the lease and, if it is held, frees it for a
+    /// standby; waits at most [`RELEASE_WAIT`] for the servers.
+    pub async fn release(mut self) {
+        self.release.send_replace(true);
+        if let Some(task) = self.task.as_mut() {
+            // Past the wait, dropping `self` stops the keeper.
+            let _ = tokio::time::timeout(RELEASE_WAIT, task).await;
+        }
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        // Dropped without `release`: the holder stops renewing, as a
+        // holder that died would.
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// How long [`Release::release`] waits for the servers.
+pub const RELEASE_WAIT: Duration = Duration::from_secs(2);
+
 struct Keeper {
     bus: Bus,
     subject: String,
@@ -110,7 +155,7 @@ struct Keeper {
 }
 
 impl Keeper {
-    async fn run(self) {
+    async fn run(self, mut released: watch::Receiver<bool>) {
         let name = self.subject.rsplit('.').next().unwrap_or("").to_string();
         let payload: bytes::Bytes = serde_json::to_vec(&self.record)
             .expect("a lease record serialises")
@@ -119,6 +164,13 @@ impl Keeper {
         // when it may act on it.
         let mut held: Option<(u64, Instant)> = None;
         loop {
+            // Released first: whoever acted on the lease has stopped,
+            // so nothing may listen any more.
+            if *released.borrow() {
+                return self
+                    .release(&name, held.map(|(sequence, _)| sequence))
+                    .await;
+            }
             if self.tx.is_closed() {
                 return;
             }
@@ -171,15 +223,36 @@ impl Keeper {
                         *standing = Standing::Active { until };
                         !was_active
                     });
-                    tokio::time::sleep(RENEW_EVERY).await;
+                    wait(RENEW_EVERY, &mut released).await;
                 }
                 Some(_) => {
                     // Could not renew in time: act no more, but try to
                     // keep the lease if it is still ours.
                     self.stand_by(None);
-                    tokio::time::sleep(TAKE_EVERY).await;
+                    wait(TAKE_EVERY, &mut released).await;
                 }
-                None => tokio::time::sleep(TAKE_EVERY).await,
+                None => wait(TAKE_EVERY, &mut released).await,
+            }
+        }
+    }
+
+    /// Stops acting, then deletes the lease's message if it is this
+    /// holder's (`held`, its sequence). A renewal that raced the delete
+    /// is refused, since the subject no longer ends with it; one that was
+    /// stored before leaves the lease to expire.
+    async fn release(&self, name: &str, held: Option<u64>) {
+        self.stand_by(None);
+        let Some(sequence) = held else { return };
+        let stream = self.bus.subjects.lease_stream();
+        let deleted = async {
+            let stream = self.bus.js.get_stream_no_info(&stream).await?;
+            stream.delete_message(sequence).await.map_err(Into::into)
+        };
+        let deleted: Result<bool, Box<dyn std::error::Error + Send + Sync>> = deleted.await;
+        match deleted {
+            Ok(_) => tracing::info!(lease = %name, holder = %self.record.holder, "lease released"),
+            Err(e) => {
+                tracing::warn!(lease = %name, error = %e, "cannot release the lease; it expires by itself")
             }
         }
     }
@@ -193,5 +266,13 @@ impl Keeper {
             *standing = next;
             changed
         });
+    }
+}
+
+/// Sleeps for `period`, or until the holder is released.
+async fn wait(period: Duration, released: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        () = tokio::time::sleep(period) => {}
+        _ = released.wait_for(|released| *released) => {}
     }
 }

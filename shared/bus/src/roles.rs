@@ -187,6 +187,8 @@ impl Role {
                 let mut publish = vec![s.all("desired"), s.all("event"), s.all("lease")];
                 publish.extend(read_all);
                 publish.push(api("CONSUMER.DELETE.>".into()));
+                // Stopping, it frees the lease for a standby.
+                publish.push(api(format!("STREAM.MSG.DELETE.{}", s.lease_stream())));
                 Permissions {
                     publish,
                     subscribe: vec![any_inbox],
