@@ -85,7 +85,7 @@ async fn serve(args: Args) -> Result<()> {
         debounce: args.debounce.unwrap_or(defaults.debounce),
         ..defaults
     };
-    let dominator = Dominator::start(bus, settings, None).await?;
+    let mut dominator = Dominator::start(bus, settings, None).await?;
     let parent_gone = tokio::task::spawn_blocking(|| {
         let mut stdin = std::io::stdin().lock();
         let mut line = String::new();
