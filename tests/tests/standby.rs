@@ -47,18 +47,7 @@ async fn the_standby_takes_over_mid_rollout_and_the_two_never_both_publish() {
         .unwrap();
 
     let hosts = ["m0", "m1", "m2", "m3"];
-    let machines: Vec<Machine> = hosts.iter().map(|h| fleet.machine(h)).collect();
-    let _agents: Vec<subd::Agent> = machines.iter().map(Machine::start).collect();
-    for version in 1..=2 {
-        let src = sshd_source(fleet.dir.path(), version);
-        fleet.add_image(&format!("v.{version}"), &src, "", "").await;
-    }
-    for host in hosts {
-        fleet.require(host, "v.1").await;
-    }
-    for host in hosts {
-        fleet.wait_compliant(host, "v.1").await;
-    }
+    let _agents = on_v1(&fleet, &hosts).await;
     assert!(!standby.board().status().active, "one active at a time");
     assert_eq!(
         standby.board().status().active_dominator.as_deref(),
@@ -82,16 +71,7 @@ async fn the_standby_takes_over_mid_rollout_and_the_two_never_both_publish() {
 
     // Who published what, in order: dom-a, then dom-b only.
     let publishers = publishers(&mut published).await;
-    let switch = publishers
-        .iter()
-        .position(|p| p == "dom-b")
-        .expect("the standby published");
-    assert!(switch > 0, "{publishers:?}");
-    assert!(
-        publishers[..switch].iter().all(|p| p == "dom-a")
-            && publishers[switch..].iter().all(|p| p == "dom-b"),
-        "{publishers:?}"
-    );
+    handed_over_once(&publishers);
     assert!(standby.board().status().active);
 }
 
@@ -122,6 +102,38 @@ async fn an_active_dominator_stopped_cleanly_hands_the_lease_on_at_once() {
     // Dropped, as a crash: the lease stays with dom-b until it expires.
     drop(standby);
     assert_eq!(holder().await.as_deref(), Some("dom-b"));
+}
+
+/// Machines `hosts` with their agents, on v.1 of sshd_source, and v.2
+/// added.
+async fn on_v1(fleet: &Fleet, hosts: &[&str]) -> Vec<subd::Agent> {
+    let machines: Vec<Machine> = hosts.iter().map(|h| fleet.machine(h)).collect();
+    let agents = machines.iter().map(Machine::start).collect();
+    for version in 1..=2 {
+        let src = sshd_source(fleet.dir.path(), version);
+        fleet.add_image(&format!("v.{version}"), &src, "", "").await;
+    }
+    for host in hosts {
+        fleet.require(host, "v.1").await;
+    }
+    for host in hosts {
+        fleet.wait_compliant(host, "v.1").await;
+    }
+    agents
+}
+
+/// `publishers` is dom-a's desired states, then dom-b's only.
+fn handed_over_once(publishers: &[String]) {
+    let switch = publishers
+        .iter()
+        .position(|p| p == "dom-b")
+        .expect("the standby published");
+    assert!(switch > 0, "{publishers:?}");
+    assert!(
+        publishers[..switch].iter().all(|p| p == "dom-a")
+            && publishers[switch..].iter().all(|p| p == "dom-b"),
+        "{publishers:?}"
+    );
 }
 
 /// Who published each desired state `published` has seen, in order.
@@ -184,18 +196,7 @@ async fn on_a_cluster_the_standby_takes_over_when_the_active_one_s_server_and_le
         .unwrap();
 
     let hosts = ["m0", "m1", "m2"];
-    let machines: Vec<Machine> = hosts.iter().map(|h| fleet.machine(h)).collect();
-    let _agents: Vec<subd::Agent> = machines.iter().map(Machine::start).collect();
-    for version in 1..=2 {
-        let src = sshd_source(fleet.dir.path(), version);
-        fleet.add_image(&format!("v.{version}"), &src, "", "").await;
-    }
-    for host in hosts {
-        fleet.require(host, "v.1").await;
-    }
-    for host in hosts {
-        fleet.wait_compliant(host, "v.1").await;
-    }
+    let _agents = on_v1(&fleet, &hosts).await;
     assert!(!standby.board().status().active, "one active at a time");
 
     // The rollout to v.2 starts; the server of the active dominator and
@@ -217,14 +218,5 @@ async fn on_a_cluster_the_standby_takes_over_when_the_active_one_s_server_and_le
     assert!(!active.board().status().active, "cut off, it let go");
 
     let publishers = publishers(&mut published).await;
-    let switch = publishers
-        .iter()
-        .position(|p| p == "dom-b")
-        .expect("the standby published");
-    assert!(switch > 0, "{publishers:?}");
-    assert!(
-        publishers[..switch].iter().all(|p| p == "dom-a")
-            && publishers[switch..].iter().all(|p| p == "dom-b"),
-        "{publishers:?}"
-    );
+    handed_over_once(&publishers);
 }

@@ -314,16 +314,7 @@ impl<S: ContentStore> Fetcher<'_, S> {
                 Err(e) => tracing::debug!(error = %e, "local copy failed"),
             }
         }
-        let kib = size.div_ceil(1024).clamp(1, self.budget_kib) as u32;
-        let _memory = self
-            .memory
-            .acquire_many(kib)
-            .await
-            .expect("the semaphore is never closed");
-        if let Some(rate) = &self.options.rate {
-            let rate = rate.clone();
-            let _ = tokio::task::spawn_blocking(move || rate.take(size)).await;
-        }
+        let _memory = self.admit(size).await;
         let content = self.get(id, size).await?;
         self.write(content).await?;
         Ok(Got {
@@ -336,8 +327,19 @@ impl<S: ContentStore> Fetcher<'_, S> {
     /// limit allow.
     async fn take(&self, content: Unverified) -> Result<Got, FetchError> {
         let size = content.len();
+        let _memory = self.admit(size).await;
+        self.write(content).await?;
+        Ok(Got {
+            size,
+            reused: false,
+        })
+    }
+
+    /// Waits until `size` more bytes may be held in memory and the rate
+    /// limit lets them through; they may be held while the permit lives.
+    async fn admit(&self, size: u64) -> tokio::sync::SemaphorePermit<'_> {
         let kib = size.div_ceil(1024).clamp(1, self.budget_kib) as u32;
-        let _memory = self
+        let memory = self
             .memory
             .acquire_many(kib)
             .await
@@ -346,11 +348,7 @@ impl<S: ContentStore> Fetcher<'_, S> {
             let rate = rate.clone();
             let _ = tokio::task::spawn_blocking(move || rate.take(size)).await;
         }
-        self.write(content).await?;
-        Ok(Got {
-            size,
-            reused: false,
-        })
+        memory
     }
 
     /// Checks `content` against its id and writes it into the batch.

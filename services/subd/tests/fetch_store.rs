@@ -26,9 +26,19 @@ async fn store(server: &NatsServer) -> NatsStore {
 
 /// Uploads every file of a source tree, as `imagetool add` would.
 async fn upload(store: &NatsStore, src: &Source) {
+    upload_forging(store, src, None).await
+}
+
+/// As [`upload`], storing `forged`'s content (of the same size) under the
+/// id of the file whose content is `forged.0`.
+async fn upload_forging(store: &NatsStore, src: &Source, forged: Option<(&[u8], &[u8])>) {
+    let forged = forged.map(|(real, evil)| (ObjectId::of(real), evil));
     for entry in src.image().entries {
         if let dom_model::Inode::File { object, .. } = entry.inode {
-            let content = fs::read(src.root().join(entry.path.trim_start_matches('/'))).unwrap();
+            let content = match forged {
+                Some((id, evil)) if id == object => evil.to_vec(),
+                _ => fs::read(src.root().join(entry.path.trim_start_matches('/'))).unwrap(),
+            };
             store.put(object, Bytes::from(content)).await.unwrap();
         }
     }
@@ -313,18 +323,9 @@ async fn a_whole_image_read_in_stream_order_is_checked_object_by_object() {
         src.file(&format!("/usr/share/f{i}"), &format!("file {i}\n"));
     }
     src.file("/usr/lib/big", &"y".repeat(3 << 20));
+    // Other content of the same size under file 1000's id.
     let forged = ObjectId::of(b"file 1000\n");
-    for entry in src.image().entries {
-        if let dom_model::Inode::File { object, .. } = entry.inode {
-            let path = src.root().join(entry.path.trim_start_matches('/'));
-            // Other content of the same size under file 1000's id.
-            let content = match object == forged {
-                true => b"evil 1000\n".to_vec(),
-                false => fs::read(path).unwrap(),
-            };
-            store.put(object, Bytes::from(content)).await.unwrap();
-        }
-    }
+    upload_forging(&store, &src, Some((b"file 1000\n", b"evil 1000\n"))).await;
 
     let m = Machine::new();
     write(&m.root, "/usr/share/f5", "file 5\n");
