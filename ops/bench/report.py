@@ -123,6 +123,10 @@ def fleet_section(w, times, extra, cpu, other, server):
         w(f"| a standby dominator: active one killed → an MDB change made then published by "
           f"the standby (median of {f['runs'].count(',') + 1}: {f['runs']} s) | {float(f['seconds']):.2f} s "
           f"| < {STANDBY_TARGET:g} s | {verdict(float(f['seconds']) < STANDBY_TARGET)} |")
+        if "stopped_seconds" in f:
+            w(f"| the same, the active one stopped with SIGTERM (median of "
+              f"{f['stopped_runs'].count(',') + 1}: {f['stopped_runs']} s) "
+              f"| {float(f['stopped_seconds']):.2f} s | — | |")
     if dom:
         f = fields(dom[0])
         n, secs, peak = int(f["machines"]), float(f["seconds"]), int(f["rss_peak"])

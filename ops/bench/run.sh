@@ -404,7 +404,7 @@ if want fleet; then
     say "fleet: $FLEET_MACHINES desired states in $(key seconds "$FLEET_OUT")s ($FLEET_OUT)"
     say "fleet: a standby dominator taking over from one killed"
     fleet_run standby "$ROOT/target/release/standby-bench" --bin "$ROOT/target/release"
-    say "fleet: the standby acted $(key seconds "$FLEET_OUT")s after the kill ($FLEET_OUT)"
+    say "fleet: the standby acted $(key seconds "$FLEET_OUT")s after the kill, $(key stopped_seconds "$FLEET_OUT")s after SIGTERM ($FLEET_OUT)"
 fi
 
 # --- end to end ---------------------------------------------------------------

@@ -1,16 +1,19 @@
 //! `standby-bench --server URL --bin DIR [--runs N]`: how soon a standby
-//! dominator takes over from an active one that dies.
+//! dominator takes over from an active one that dies, or that is stopped.
 //!
 //! Each run starts two dominators, the real binary from `--bin` with its
 //! default flags but for `--id` and `--http off`: `a`, and once `a` holds
 //! the lease, `b`. Then `a` is killed (SIGKILL) and an MDB record for a
-//! new machine is published at once; the time runs from the kill until
-//! the desired state for that machine, published by `b`, is stored. That
-//! is what an operator sees: a change made as the active dominator dies
-//! is acted on after this long. Both are stopped before the next run.
+//! new machine is published as soon as it is gone; the time runs from the
+//! kill until the desired state for that machine, published by `b`, is
+//! stored. That is what an operator sees: a change made as the active
+//! dominator dies is acted on after this long. Both are stopped before
+//! the next run. Then the same again with `a` stopped by SIGTERM, as
+//! `systemctl stop` and `restart` stop it.
 //!
 //! Prints one line of `key=value` pairs: `seconds`, the median of the
-//! runs, and `runs`, each run's seconds.
+//! killed runs, and `runs`, each run's seconds; `stopped_seconds` and
+//! `stopped_runs` the same for SIGTERM.
 
 mod common;
 
@@ -59,18 +62,44 @@ async fn wait_holder(bus: &Bus, id: &str) -> Result<()> {
     bail!("dominator {id} did not take the lease within {PATIENCE:?}")
 }
 
-/// One takeover: seconds from killing the active dominator until the
-/// standby's desired state for a machine added at that moment is stored.
-async fn takeover(bus: &Bus, args: &Args, image: &str, run: usize) -> Result<f64> {
+/// How the active dominator goes.
+#[derive(Clone, Copy)]
+enum End {
+    Killed,
+    Stopped,
+}
+
+/// One takeover: seconds from killing or stopping the active dominator
+/// until the standby's desired state for a machine added once it is gone
+/// is stored.
+async fn takeover(bus: &Bus, args: &Args, image: &str, run: usize, end: End) -> Result<f64> {
     let mut active = start(&args.bin, &args.server, "a")?;
     wait_holder(bus, "a").await?;
     let mut standby = start(&args.bin, &args.server, "b")?;
-    // Let the standby catch up with the streams first.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let host = format!("standby-{}-{run}", common::stamp());
+    // Let the standby catch up with the streams first. The runs end the
+    // active one at points spread over a second, as renewals (every
+    // second) and a standby's tries (every half second) repeat: from
+    // fixed sleeps alone every run would fall at the same point of both.
+    let spread = Duration::from_millis((run * 1000 / args.runs.max(1)) as u64);
+    tokio::time::sleep(Duration::from_secs(2) + spread).await;
+    let how = match end {
+        End::Killed => "killed",
+        End::Stopped => "stopped",
+    };
+    let host = format!("standby-{}-{how}-{run}", common::stamp());
     let record = MdbRecord::new(&host).requiring(dom_model::ImageName::parse(image)?);
-    active.kill()?;
     let killed = Instant::now();
+    match end {
+        End::Killed => active.kill()?,
+        End::Stopped => {
+            let status = Command::new("kill")
+                .args(["-TERM", &active.id().to_string()])
+                .status()?;
+            if !status.success() {
+                bail!("kill -TERM {} failed: {status}", active.id());
+            }
+        }
+    }
     active.wait()?;
     bus.publish_mdb(&host, record.encode().into()).await?;
     let deadline = killed + PATIENCE;
@@ -104,17 +133,21 @@ fn main() -> Result<()> {
         common::write(tmp.path(), "etc/motd", b"standby\n")?;
         let image = format!("standby-bench.{}", common::stamp());
         common::add_image(&bus, &image, tmp.path(), "", "").await?;
-        let mut runs = Vec::new();
-        for run in 0..args.runs {
-            runs.push(takeover(&bus, &args, &image, run).await?);
+        let mut line = Vec::new();
+        for (end, prefix) in [(End::Killed, ""), (End::Stopped, "stopped_")] {
+            let mut runs = Vec::new();
+            for run in 0..args.runs {
+                runs.push(takeover(&bus, &args, &image, run, end).await?);
+            }
+            let mut sorted = runs.clone();
+            sorted.sort_by(f64::total_cmp);
+            let cells: Vec<String> = runs.iter().map(|s| format!("{s:.3}")).collect();
+            line.push(format!("{prefix}seconds={:.3}", sorted[sorted.len() / 2]));
+            line.push(format!("{prefix}runs={}", cells.join(",")));
         }
-        let mut sorted = runs.clone();
-        sorted.sort_by(f64::total_cmp);
-        let cells: Vec<String> = runs.iter().map(|s| format!("{s:.3}")).collect();
         println!(
-            "seconds={:.3} runs={} lease_ttl={}",
-            sorted[sorted.len() / 2],
-            cells.join(","),
+            "{} lease_ttl={}",
+            line.join(" "),
             dom_bus::lease::LEASE_TTL.as_secs_f64()
         );
         Ok(())
