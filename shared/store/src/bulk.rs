@@ -7,7 +7,8 @@
 //! stream: every block is loaded again and again throughout the fetch.
 //! For synth (31,381 objects, 833 MiB) the server spent 5.0 CPU seconds
 //! and grew to 1.4 GB resident, most of it clearing fresh memory; reading
-//! the same objects in stream order cost it 2.3 s and 330 MB.
+//! the same objects in stream order cost it 2.3 s and 330 MB, and a first
+//! deploy of synth took 6.2–6.5 s instead of 8.0–8.2 s (docs/BENCHMARKS.md).
 //!
 //! Neither the image nor the bucket records where in the stream an object
 //! lies, but a read of an object's own chunk subject (`named.rs`) returns
@@ -23,9 +24,14 @@
 //! objects scattered among many others, reads them one by one as before.
 //!
 //! Objects of several chunks, whose chunks are named by NUIDs, are read
-//! one by one meanwhile. What the stretches do not yield (objects stored
-//! elsewhere, objects stored before the named layout) the caller reads one
-//! by one. Everything yielded is only content claiming to be an object:
+//! one by one meanwhile, up to [`LARGE_MAX_BYTES`] each. What the
+//! stretches do not yield (objects stored elsewhere, objects stored before
+//! the named layout, larger objects) the caller reads one by one, within
+//! its own memory budget.
+//!
+//! What a bulk read holds before the caller takes it is bounded: a page
+//! (at most 8 MiB) for each of [`PARTS_AT_ONCE`] parts, and objects of
+//! several chunks of at most [`LARGE_MAX_BYTES`] together. Everything yielded is only content claiming to be an object:
 //! the caller checks it against its id as every read is checked.
 
 use std::collections::HashMap;
@@ -60,6 +66,9 @@ const MIN_PART_MESSAGES: u64 = 512;
 const PARTS_AT_ONCE: usize = 8;
 /// Objects of several chunks read at once, beside the parts.
 const LARGE_AT_ONCE: usize = 8;
+/// Bytes of such objects held at once; larger objects are left to the
+/// caller, who reads them within its own memory budget.
+const LARGE_MAX_BYTES: u64 = 64 << 20;
 
 impl NatsStore {
     /// Reads as many of `wanted` (ids and sizes) as the stream holds close
@@ -82,8 +91,18 @@ impl NatsStore {
             // Objects of several chunks lie apart from the rest: read one
             // by one meanwhile. One that fails is left to the caller,
             // who reads it again and reports what went wrong.
+            let room = Arc::new(tokio::sync::Semaphore::new(
+                (LARGE_MAX_BYTES >> 10) as usize,
+            ));
             let large = futures::stream::iter(sample.large)
-                .map(|(id, size)| self.read_unverified(id, crate::Size::Exactly(size)))
+                .map(move |(id, size)| {
+                    let room = room.clone();
+                    async move {
+                        let kib = size.div_ceil(1024) as u32;
+                        let _held = room.acquire_many_owned(kib).await;
+                        self.read_unverified(id, crate::Size::Exactly(size)).await
+                    }
+                })
                 .buffer_unordered(LARGE_AT_ONCE)
                 .filter_map(|read| std::future::ready(read.ok()));
             futures::stream::iter(sample.read).chain(futures::stream::select(scans, large))
@@ -96,7 +115,7 @@ impl NatsStore {
         let chunk_size = self.chunk_size as u64;
         let (single, large): (Vec<_>, Vec<_>) = wanted
             .into_iter()
-            .filter(|(_, size)| *size > 0)
+            .filter(|(_, size)| (1..=LARGE_MAX_BYTES).contains(size))
             .partition(|(_, size)| *size <= chunk_size);
         if single.len() < MIN_OBJECTS || !self.lookup.chunks_first() {
             return Sample::default();
@@ -189,7 +208,7 @@ struct Sample {
     stretches: Vec<RangeInclusive<u64>>,
     /// The wanted objects of one chunk not read yet, with their sizes.
     rest: HashMap<ObjectId, u64>,
-    /// The wanted objects of several chunks.
+    /// The wanted objects of several chunks, up to [`LARGE_MAX_BYTES`].
     large: Vec<(ObjectId, u64)>,
 }
 

@@ -382,3 +382,28 @@ async fn objects_stored_together_are_read_in_stream_order() {
     let wrong: Vec<_> = last.iter().map(|&(id, size)| (id, size + 1)).collect();
     assert_eq!(store.get_bulk(wrong).count().await, 0);
 }
+
+#[tokio::test]
+async fn a_bulk_read_takes_objects_of_a_few_chunks_and_leaves_larger_ones_to_the_caller() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let store = NatsStore::open(&bus).await.unwrap();
+    let small = store_many(&store, 4, 1500).await;
+    let few_chunks = content(5, 2 * CHUNK_SIZE + 3);
+    let huge = content(6, 65 * CHUNK_SIZE);
+    for data in [&few_chunks, &huge] {
+        store.put(ObjectId::of(data), data.clone()).await.unwrap();
+    }
+    let mut wanted = small.clone();
+    wanted.push((ObjectId::of(&few_chunks), few_chunks.len() as u64));
+    wanted.push((ObjectId::of(&huge), huge.len() as u64));
+
+    let read: Vec<_> = store.get_bulk(wanted).collect().await;
+    let ids: std::collections::HashSet<_> = read.iter().map(|c| c.id()).collect();
+    // Held in memory before the caller takes it, so bounded: an object of
+    // a few chunks is read, a larger one is the caller's to read within
+    // its memory budget.
+    assert!(ids.contains(&ObjectId::of(&few_chunks)));
+    assert!(!ids.contains(&ObjectId::of(&huge)));
+    assert!(ids.len() >= small.len() * 95 / 100);
+}
