@@ -123,13 +123,10 @@ impl NatsStore {
         let Ok(stream) = self.js.get_stream_no_info(&self.stream).await else {
             return Sample::default();
         };
-        // Ids are digests, so every n-th in id order is a fair sample of
-        // where the objects lie.
-        let picks = single
-            .iter()
-            .step_by(single.len() / SAMPLES)
-            .take(SAMPLES)
-            .copied();
+        // Spread evenly over all of them, whatever their order: in id
+        // order (ids are digests) a fair sample of where the objects lie,
+        // in the order they were stored one that reaches both ends.
+        let picks = (0..SAMPLES).map(|i| single[i * single.len() / SAMPLES]);
         let stream = &stream;
         let reads: Vec<_> = futures::stream::iter(picks)
             .map(|(id, size)| async move { (id, self.read_named(stream, id, size).await) })
