@@ -16,7 +16,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct ConnectArgs {
     /// NATS server URL, or several of one cluster, comma-separated
     /// (nats://a:4222,nats://b:4222; tls://HOST:PORT for TLS). The client
-    /// connects to any of them and moves to another when one is lost.
+    /// connects to any of them and moves to another when one is lost;
+    /// only to these, not to other servers the cluster announces.
     #[arg(
         long,
         env = "DOM_SERVER",
@@ -170,6 +171,14 @@ impl Bus {
             .name(name)
             .connection_timeout(CONNECT_TIMEOUT)
             .max_reconnects(None)
+            // Only the servers given, not others the cluster announces:
+            // their addresses need not be reachable from here nor match
+            // the TLS names, and one that lost every server it was given
+            // is cut off, as its operator expects, instead of turning up
+            // elsewhere (a dominator would vie there for the lease with
+            // the standby taking over). Listing every server rides
+            // through the loss of one.
+            .ignore_discovered_servers()
             .event_callback(move |event| {
                 let heard = heard.clone();
                 let connected = connected.clone();
