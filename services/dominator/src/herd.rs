@@ -377,14 +377,19 @@ impl Herd {
         let publishing = Instant::now();
         let results: Vec<_> = futures::stream::iter(to_publish)
             .map(|state| async move {
-                // Checked at each publish: a lease lost mid-round stops it.
-                let result = if lease.borrow().is_active() {
-                    bus.publish_desired(&state).await
-                } else {
-                    Err(BusError::JetStream {
-                        server: bus.server().to_string(),
-                        reason: "standing by: this dominator no longer holds the lease".into(),
-                    })
+                // Checked before each publish and while it waits for the
+                // servers: a lease lost mid-round stops it, so the loop
+                // hears of it at once even when the servers are gone.
+                let mut standing = lease.clone();
+                let result = tokio::select! {
+                    biased;
+                    _ = standing.wait_for(|standing| !standing.is_active()) => {
+                        Err(BusError::JetStream {
+                            server: bus.server().to_string(),
+                            reason: "standing by: this dominator no longer holds the lease".into(),
+                        })
+                    }
+                    result = bus.publish_desired(&state) => result,
                 };
                 (state, result)
             })

@@ -19,8 +19,11 @@
 //! after it *sent* its last successful renewal: by then the stream has
 //! not yet dropped that message, so nobody else can hold the lease yet,
 //! whatever happened to the acknowledgement. So two holders are never
-//! active at once, even when a holder is cut off from the servers.
+//! active at once, even when a holder is cut off from the servers. It
+//! stands by at that moment even while a renewal still waits for an
+//! answer, so that what it says of itself is never stale.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -176,15 +179,13 @@ impl Keeper {
             }
             let after = held.map_or(0, |(sequence, _)| sequence);
             let sent = Instant::now();
-            let stored = self
-                .bus
-                .publish_acked_after(
-                    self.subject.clone(),
-                    payload.clone(),
-                    "a lease",
-                    Some(after),
-                )
-                .await;
+            let publish = self.bus.publish_acked_after(
+                self.subject.clone(),
+                payload.clone(),
+                "a lease",
+                Some(after),
+            );
+            let stored = self.answered(publish, held.map(|(_, until)| until)).await;
             held = match stored {
                 Ok(sequence) => {
                     if held.is_none() {
@@ -232,6 +233,24 @@ impl Keeper {
                     wait(TAKE_EVERY, &mut released).await;
                 }
                 None => wait(TAKE_EVERY, &mut released).await,
+            }
+        }
+    }
+
+    /// Waits for `publish`, which the servers may leave unanswered for a
+    /// long while (one cut off from them, or electing a leader). A holder
+    /// whose lease could end meanwhile, at `until`, stands by at that
+    /// moment, so that it says it may act no more, and goes on waiting.
+    async fn answered<T>(&self, publish: impl Future<Output = T>, until: Option<Instant>) -> T {
+        let mut publish = std::pin::pin!(publish);
+        let Some(until) = until else {
+            return publish.await;
+        };
+        tokio::select! {
+            answer = &mut publish => answer,
+            () = tokio::time::sleep_until(until.into()) => {
+                self.stand_by(None);
+                publish.await
             }
         }
     }

@@ -2,3 +2,5 @@
 
 mod desired;
 mod fleet;
+mod lease;
+mod servers;
