@@ -31,7 +31,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dom_bus::{Applied, Bus, BusError, FleetKind, FleetUpdate, Standing, View};
+use dom_bus::{Applied, Bus, BusError, FleetKind, FleetUpdate, Published, Standing, View};
 use dom_model::{Decision, DesiredState, FleetControls};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
@@ -333,6 +333,19 @@ impl Herd {
         }
     }
 
+    /// Reads the desired state stored for `host` into the view, after a
+    /// publish that expected an older one was refused. Unread, the feed
+    /// brings it soon enough; the round is tried again either way.
+    async fn take_stored_desired(&mut self, host: &str) {
+        match self.bus.last_desired_message(host).await {
+            Ok(stored) => {
+                let stored = stored.as_ref().map(|m| (m.sequence, &m.payload[..]));
+                self.view.desired_stored(host, stored);
+            }
+            Err(e) => tracing::warn!(host, error = %e, "cannot read the desired state stored"),
+        }
+    }
+
     /// Shows where this dominator stands with the lease; says whether it
     /// is active.
     fn stand(&mut self) -> bool {
@@ -364,19 +377,26 @@ impl Herd {
             self.show(decision, 0, issued);
             return (Round::Settled, started.elapsed());
         }
-        let to_publish: Vec<DesiredState> = decision
+        // Each publish expects the last desired state this view knows of
+        // for its host, so one decided on a view that another publisher
+        // has moved past is refused by the stream, not stored over it.
+        let to_publish: Vec<(DesiredState, u64)> = decision
             .to_publish()
-            .map(|state| DesiredState {
-                issued: Some(issued.clone()),
-                publisher: Some(self.id.clone()),
-                ..state.clone()
+            .map(|state| {
+                let after = self.view.desired_sequence(&state.host);
+                let state = DesiredState {
+                    issued: Some(issued.clone()),
+                    publisher: Some(self.id.clone()),
+                    ..state.clone()
+                };
+                (state, after)
             })
             .collect();
         let bus = &self.bus;
         let lease = &self.lease;
         let publishing = Instant::now();
         let results: Vec<_> = futures::stream::iter(to_publish)
-            .map(|state| async move {
+            .map(|(state, after)| async move {
                 // Checked before each publish and while it waits for the
                 // servers: a lease lost mid-round stops it, so the loop
                 // hears of it at once even when the servers are gone.
@@ -384,12 +404,12 @@ impl Herd {
                 let result = tokio::select! {
                     biased;
                     _ = standing.wait_for(|standing| !standing.is_active()) => {
-                        Err(BusError::JetStream {
+                        Err(Published::Failed(BusError::JetStream {
                             server: bus.server().to_string(),
                             reason: "standing by: this dominator no longer holds the lease".into(),
-                        })
+                        }))
                     }
-                    result = bus.publish_desired(&state) => result,
+                    result = bus.publish_desired_after(&state, after) => result,
                 };
                 (state, result)
             })
@@ -412,7 +432,13 @@ impl Herd {
                     self.view.published(state, sequence);
                     published += 1;
                 }
-                Err(e) => {
+                Err(Published::Refused(e)) => {
+                    tracing::info!(host = %state.host, error = %e,
+                        "desired state refused: another was stored since; deciding again on it");
+                    self.take_stored_desired(&state.host).await;
+                    failures += 1;
+                }
+                Err(Published::Failed(e)) => {
                     tracing::warn!(host = %state.host, error = %e, "cannot publish desired state");
                     failures += 1;
                 }
@@ -420,7 +446,22 @@ impl Herd {
         }
         self.view.forget_clearances(&decision.spent_clearances);
         let mut failed = failures > 0;
-        failed |= !self.notices.announce(&self.bus, &decision, &issued).await;
+        // The events wait on the servers as the publishes do: a lease lost
+        // meanwhile stops them, and what they would have said is left to
+        // the events to tell, as a standby leaves it.
+        let mut standing = self.lease.clone();
+        let announced = tokio::select! {
+            biased;
+            _ = standing.wait_for(|standing| !standing.is_active()) => None,
+            ok = self.notices.announce(&self.bus, &decision, &issued) => Some(ok),
+        };
+        match announced {
+            Some(ok) => failed |= !ok,
+            None => {
+                self.notices.stand_by(&decision);
+                failed = true;
+            }
+        }
         let again = published > 0 || !decision.spent_clearances.is_empty();
         let machines = decision.machines.len();
         self.show(decision, published, issued);

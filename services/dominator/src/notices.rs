@@ -50,6 +50,19 @@ impl Notices {
         }
     }
 
+    /// What an active dominator does on losing the lease midway through
+    /// [`Notices::announce`]: whether the errors it had announced ended,
+    /// and whether its last events were stored, is left to the events to
+    /// tell, as for a standby.
+    pub fn stand_by(&mut self, decision: &Decision) {
+        for (host, announced) in &self.announced {
+            if announced.is_some() {
+                self.uncertain.insert(host.clone());
+            }
+        }
+        self.observe(decision);
+    }
+
     /// Publishes an event for every machine whose error changed since it
     /// was last announced. Returns false if some could not be published
     /// (they are tried again next time).

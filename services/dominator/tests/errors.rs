@@ -157,3 +157,56 @@ async fn malformed_mdb_payloads_are_refused_and_the_record_kept() {
         })
         .await;
 }
+
+/// An active dominator that loses the lease before it could announce that
+/// a machine's error ended leaves that to the events: once it holds the
+/// lease again, it reads the error it announced and says it ended.
+#[tokio::test]
+async fn an_error_s_end_unannounced_when_the_lease_was_lost_is_announced_after_it_returns() {
+    use dom_bus::{FleetKind, FleetMessage, View};
+    use dom_model::ImageMessage;
+    use dominator::notices::Notices;
+
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let mut view = View::default();
+    view.apply(&FleetMessage {
+        kind: FleetKind::Mdb,
+        name: "web1".into(),
+        payload: br#"{"RequiredImage":"sparse.0"}"#[..].into(),
+        sequence: 1,
+        published: None,
+    });
+    let in_error = view.decide(0);
+    assert!(in_error.machine("web1").unwrap().error.is_some());
+    let mut notices = Notices::default();
+    assert!(
+        notices
+            .announce(&bus, &in_error, "2026-12-05T00:00:00Z")
+            .await
+    );
+    wait_event(&bus, "web1", "error", |_| true).await;
+
+    // The image arrives; the lease is lost before the round announces it.
+    view.fleet
+        .add_image(ImageMessage::Record(sparse("sparse.0")));
+    let resolved = view.decide(0);
+    assert_eq!(resolved.machine("web1").unwrap().error, None);
+    notices.stand_by(&resolved);
+
+    assert!(
+        notices
+            .announce(&bus, &resolved, "2026-12-05T00:00:05Z")
+            .await
+    );
+    let event = wait_event(&bus, "web1", "resolved", |_| true).await;
+    assert!(event.message.contains("sparse.0"), "{}", event.message);
+    // Announced once: a further round says nothing more.
+    assert!(
+        notices
+            .announce(&bus, &resolved, "2026-12-05T00:00:06Z")
+            .await
+    );
+    let events = bus.events("web1").await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "resolved").count(), 1);
+}

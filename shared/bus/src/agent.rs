@@ -19,6 +19,7 @@ use futures::{FutureExt, StreamExt};
 use thiserror::Error;
 
 use crate::connect::{Bus, BusError};
+use crate::direct::StoredMessage;
 
 /// A state report or event that could not be read.
 #[derive(Debug, Error)]
@@ -94,17 +95,57 @@ pub const CUE_REREADS: &[Duration] = &[
 
 /// Why a conditional publish was not stored.
 #[derive(Debug)]
-pub(crate) enum Published {
+pub enum Published {
     /// The subject's last message was not the one expected.
     Refused(BusError),
     /// Anything else.
     Failed(BusError),
 }
 
+impl std::fmt::Display for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Published::Refused(e) | Published::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
 impl Bus {
     /// Publishes a desired state on its host's subject.
     pub async fn publish_desired(&self, state: &DesiredState) -> Result<u64, BusError> {
         self.publish_desired_payload(&state.host, state.encode().into())
+            .await
+    }
+
+    /// Publishes a desired state only if the last one stored for its host
+    /// is at stream sequence `after` (0: none is stored). A dominator
+    /// passes the last it knows of, so that what it decided on a view
+    /// another publisher has since moved past (a standby that took over
+    /// while this one was cut off, its publishes buffered) is refused by
+    /// the stream instead of stored over the newer state.
+    pub async fn publish_desired_after(
+        &self,
+        state: &DesiredState,
+        after: u64,
+    ) -> Result<u64, Published> {
+        self.publish_acked_after(
+            self.subjects.desired(&state.host),
+            state.encode().into(),
+            "desired state",
+            Some(after),
+        )
+        .await
+    }
+
+    /// The last message stored on `host`'s desired-state subject, as it
+    /// is (its payload undecoded), if any.
+    pub async fn last_desired_message(
+        &self,
+        host: &str,
+    ) -> Result<Option<StoredMessage>, BusError> {
+        let what = format!("reading desired state of {host}");
+        let stream = self.subjects.desired_stream();
+        self.last_on(&stream, self.subjects.desired(host), &what)
             .await
     }
 

@@ -53,7 +53,7 @@ pub mod subjects;
 pub mod tail;
 pub mod view;
 
-pub use agent::{DesiredMessage, MessageError, Refused};
+pub use agent::{DesiredMessage, MessageError, Published, Refused};
 pub use connect::{Bus, BusError, ConnectArgs};
 pub use direct::StoredMessage;
 pub use fleet::{FleetKind, FleetMessage, FleetUpdate};

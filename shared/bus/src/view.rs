@@ -51,6 +51,10 @@ pub struct View {
     /// The stream sequence of the last desired state this process
     /// published per host, so the feed's echo of it is not taken for news.
     published: HashMap<String, u64>,
+    /// The stream sequence of the last message on each host's
+    /// desired-state subject, from the feed or this process's own
+    /// publishes: what a publish expects to follow.
+    desired_last: HashMap<String, u64>,
 }
 
 impl View {
@@ -119,6 +123,8 @@ impl View {
     }
 
     fn apply_desired(&mut self, host: &str, sequence: u64, payload: &[u8]) -> Applied {
+        let last = self.desired_last.entry(host.to_string()).or_default();
+        *last = (*last).max(sequence);
         if self.published.get(host).is_some_and(|&own| sequence <= own) {
             return Applied::Unchanged;
         }
@@ -193,7 +199,34 @@ impl View {
     /// Records a desired state this process published at `sequence`.
     pub fn published(&mut self, state: DesiredState, sequence: u64) {
         self.published.insert(state.host.clone(), sequence);
+        let last = self.desired_last.entry(state.host.clone()).or_default();
+        *last = (*last).max(sequence);
         self.fleet.desired.insert(state.host.clone(), state);
+    }
+
+    /// The stream sequence of the last desired state known stored for
+    /// `host` (0: none), which the next publish for it expects.
+    pub fn desired_sequence(&self, host: &str) -> u64 {
+        self.desired_last.get(host).copied().unwrap_or(0)
+    }
+
+    /// Takes what the stream holds for `host`'s desired state (`None`:
+    /// nothing) after a publish expecting an older one was refused: the
+    /// view then decides on it, and the next publish expects it.
+    pub fn desired_stored(&mut self, host: &str, stored: Option<(u64, &[u8])>) -> Applied {
+        match stored {
+            Some((sequence, payload)) => {
+                self.published.remove(host);
+                self.desired_last.insert(host.to_string(), sequence);
+                self.apply_desired(host, sequence, payload)
+            }
+            None => {
+                self.published.remove(host);
+                self.desired_last.remove(host);
+                self.fleet.desired.remove(host);
+                Applied::Changed
+            }
+        }
     }
 
     /// Forgets clearances that have done their job.
@@ -276,6 +309,38 @@ mod tests {
         assert_eq!(view.apply(&other), Applied::Changed);
         let junk = msg(FleetKind::Desired, "web1", b"{}", 9);
         assert!(matches!(view.apply(&junk), Applied::Skipped(_)));
+        assert!(view.fleet.desired.is_empty());
+    }
+
+    #[test]
+    fn a_publish_expects_the_last_desired_state_known_stored() {
+        let mut view = View::default();
+        let image = dom_tests::sparse_record("sparse.0");
+        let state = DesiredState::for_image("web1", &image);
+        assert_eq!(view.desired_sequence("web1"), 0);
+        view.apply(&msg(FleetKind::Desired, "web1", &state.encode(), 5));
+        assert_eq!(view.desired_sequence("web1"), 5);
+        // Junk on the subject is still the subject's last message.
+        view.apply(&msg(FleetKind::Desired, "web1", b"{}", 6));
+        assert_eq!(view.desired_sequence("web1"), 6);
+        view.published(state.clone(), 9);
+        assert_eq!(view.desired_sequence("web1"), 9);
+        // The feed's late echo of an older one does not move it back.
+        view.apply(&msg(FleetKind::Desired, "web1", &state.encode(), 7));
+        assert_eq!(view.desired_sequence("web1"), 9);
+        // A refusal: another publisher's state at 12 is taken as it is.
+        let mut theirs = state.clone();
+        theirs.updates_allowed = false;
+        let encoded = theirs.encode();
+        assert_eq!(
+            view.desired_stored("web1", Some((12, &encoded))),
+            Applied::Changed
+        );
+        assert_eq!(view.desired_sequence("web1"), 12);
+        assert_eq!(view.fleet.desired["web1"], theirs);
+        // Nothing stored any more (the subject was purged).
+        view.desired_stored("web1", None);
+        assert_eq!(view.desired_sequence("web1"), 0);
         assert!(view.fleet.desired.is_empty());
     }
 

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use dom_bus::{BusError, DesiredMessage};
+use dom_bus::{BusError, DesiredMessage, Published};
+use dom_model::DesiredState;
 use dom_tests::connect_bare;
 use dom_tests::NatsServer;
 use futures::stream::BoxStream;
@@ -125,4 +126,46 @@ async fn a_cue_for_a_message_no_stream_stored_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(next_followed(&mut followed).await, Some(second));
+}
+
+/// A dominator cut off from its server may have publishes in flight that
+/// reach the stream only once it is back, after a standby took over and
+/// published for the same machines. Each publish expects the last state
+/// its publisher knew of, so the late one is refused and the newer state
+/// stays.
+#[tokio::test]
+async fn a_desired_state_decided_before_a_newer_one_was_stored_is_refused() {
+    let server = NatsServer::start().unwrap();
+    let active = connect_bare(&server, "dominator-a").await;
+    active.ensure_streams().await.unwrap();
+    let standby = connect_bare(&server, "dominator-b").await;
+    let image = dom_tests::sparse_record("sparse.0");
+    let state = |publisher: &str| DesiredState {
+        publisher: Some(publisher.to_string()),
+        ..DesiredState::for_image("web1", &image)
+    };
+
+    // Nothing stored yet: only a publish expecting none is taken.
+    let first = active.publish_desired_after(&state("a"), 0).await.unwrap();
+    let refused = standby.publish_desired_after(&state("b"), 0).await;
+    assert!(matches!(refused, Err(Published::Refused(_))), "{refused:?}");
+
+    // The standby, having read `first`, publishes after it.
+    let newer = standby
+        .publish_desired_after(&state("b"), first)
+        .await
+        .unwrap();
+    // The cut-off dominator's late publish still expects `first`.
+    let late = active.publish_desired_after(&state("a"), first).await;
+    let Err(Published::Refused(e)) = late else {
+        panic!("the late publish was not refused: {late:?}");
+    };
+    assert!(e.to_string().contains("wrong last sequence"), "{e}");
+
+    // What is stored is the standby's, as the refused one reads it back.
+    let stored = active.last_desired_message("web1").await.unwrap().unwrap();
+    assert_eq!(stored.sequence, newer);
+    let stored = DesiredState::decode(&stored.payload).unwrap();
+    assert_eq!(stored.publisher.as_deref(), Some("b"));
+    assert!(active.last_desired_message("web2").await.unwrap().is_none());
 }
