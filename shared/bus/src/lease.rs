@@ -38,6 +38,12 @@ pub const LEASE_TTL: Duration = Duration::from_secs(4);
 pub const RENEW_EVERY: Duration = Duration::from_millis(1000);
 /// How often a standby tries to take the lease.
 pub const TAKE_EVERY: Duration = Duration::from_millis(500);
+/// How long a standby waits for the answer to one try. While the stream
+/// elects a leader (4 to 9 s in nats-server once its leader is lost), a
+/// try goes unanswered; one given up soon is made again, so the standby
+/// takes the lease within about a second of the new leader, instead of
+/// after the publish's own retries (up to 20 s, backing off to 2 s).
+pub const TAKE_WAIT: Duration = Duration::from_millis(1000);
 /// Of the lease's time, what a holder leaves unused: the stream's clock
 /// started when it stored the renewal, a little after it was sent.
 const MARGIN: Duration = Duration::from_millis(1000);
@@ -185,7 +191,20 @@ impl Keeper {
                 "a lease",
                 Some(after),
             );
-            let stored = self.answered(publish, held.map(|(_, until)| until)).await;
+            let stored = match held {
+                Some((_, until)) => self.answered(publish, until).await,
+                // Abandoned unanswered, the try may still be stored: the
+                // next one is then refused, reads the lease as this
+                // holder's, and renews it before acting.
+                None => match tokio::time::timeout(TAKE_WAIT, publish).await {
+                    Ok(stored) => stored,
+                    Err(_) => {
+                        tracing::debug!(lease = %name, "no answer to taking the lease yet");
+                        wait(TAKE_EVERY, &mut released).await;
+                        continue;
+                    }
+                },
+            };
             held = match stored {
                 Ok(sequence) => {
                     if held.is_none() {
@@ -241,11 +260,8 @@ impl Keeper {
     /// long while (one cut off from them, or electing a leader). A holder
     /// whose lease could end meanwhile, at `until`, stands by at that
     /// moment, so that it says it may act no more, and goes on waiting.
-    async fn answered<T>(&self, publish: impl Future<Output = T>, until: Option<Instant>) -> T {
+    async fn answered<T>(&self, publish: impl Future<Output = T>, until: Instant) -> T {
         let mut publish = std::pin::pin!(publish);
-        let Some(until) = until else {
-            return publish.await;
-        };
         tokio::select! {
             answer = &mut publish => answer,
             () = tokio::time::sleep_until(until.into()) => {
