@@ -91,6 +91,22 @@ pub enum Command {
     Diff { left: String, right: String },
     /// Delete an image; its name stays taken.
     Delete { name: String },
+    /// Space per image and for the whole store.
+    ///
+    /// Per image (each NAME, or every live image): its files and their
+    /// bytes, the distinct objects it needs and their bytes, and "own",
+    /// the bytes of objects no other live image needs. Then the store:
+    /// objects and bytes, those no live image needs, and what the
+    /// bucket's stream takes on the server.
+    Du { names: Vec<String> },
+    /// Count the objects no live image needs (deleted and expired images
+    /// need none), and their bytes.
+    #[command(visible_alias = "list-unreferenced-objects")]
+    ListUnreferenced {
+        /// Also print each one's id and size in bytes, one a line.
+        #[arg(long)]
+        ids: bool,
+    },
 }
 
 /// Go-style flags accepted with a single dash.

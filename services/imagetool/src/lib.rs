@@ -5,6 +5,7 @@
 //! - [`add`]: uploading missing objects, then publishing the record.
 //! - [`inspect`]: list, check, show, show-filter, show-triggers, diff.
 //! - [`get`]: unpacking an image into a directory, verifying every object.
+//! - [`usage`]: du and list-unreferenced, what the store holds and for whom.
 //!
 //! The binary is a thin wrapper over [`run`].
 
@@ -14,6 +15,7 @@ pub mod get;
 pub mod inspect;
 pub mod progress;
 pub mod source;
+pub mod usage;
 
 use std::process::ExitCode;
 
@@ -79,6 +81,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let summary = get::get(&bus, &ImageName::parse(&name)?, &dir).await?;
             dom_bus::outln!("{summary}");
         }
+        Command::Du { names } => {
+            let names = names
+                .iter()
+                .map(|name| ImageName::parse(name))
+                .collect::<Result<Vec<_>, _>>()?;
+            usage::du(&bus, &names, &mut out).await?
+        }
+        Command::ListUnreferenced { ids } => usage::list_unreferenced(&bus, ids, &mut out).await?,
         Command::Delete { name } => {
             let name = ImageName::parse(&name)?;
             bus.ensure_image_streams().await?;

@@ -3,4 +3,5 @@
 mod bad_input;
 mod common;
 mod hash_cache;
+mod usage;
 mod user_guide;

@@ -417,6 +417,56 @@ impl NatsStore {
         .await
     }
 
+    /// Object `id`'s metadata: its size, chunks and where they are.
+    async fn info(
+        &self,
+        stream: &async_nats::jetstream::stream::Stream<()>,
+        id: ObjectId,
+    ) -> Result<ObjectInfo, StoreError> {
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        let failed =
+            |e: &dyn std::fmt::Display| StoreError::Backend(format!("reading object {id}: {e}"));
+        let subject = format!("{}{}", self.meta_prefix, URL_SAFE.encode(id.to_hex()));
+        let meta = match stream.direct_get_last_for_subject(subject).await {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
+                return Err(StoreError::Missing(id))
+            }
+            Err(e) => return Err(failed(&e)),
+        };
+        let info: ObjectInfo = serde_json::from_slice(&meta.payload)
+            .map_err(|e| failed(&format!("bad metadata: {e}")))?;
+        if info.deleted {
+            return Err(StoreError::Missing(id));
+        }
+        Ok(info)
+    }
+
+    /// The size object `id`'s metadata gives, read without its content.
+    pub async fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
+        let stream = self
+            .js
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(|e| StoreError::Backend(format!("reading object {id}: {e}")))?;
+        Ok(self.info(&stream, id).await?.size as u64)
+    }
+
+    /// What the bucket's stream takes on the server, in bytes: content,
+    /// metadata and the server's own overhead per message.
+    pub async fn stream_bytes(&self) -> Result<u64, StoreError> {
+        let mut stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| StoreError::Backend(format!("stream {}: {e}", self.stream)))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| StoreError::Backend(format!("stream {}: {e}", self.stream)))?;
+        Ok(info.state.bytes)
+    }
+
     async fn read_unverified_once(
         &self,
         id: ObjectId,
@@ -443,19 +493,7 @@ impl NatsStore {
                 }
             }
         }
-        let subject = format!("{}{}", self.meta_prefix, URL_SAFE.encode(id.to_hex()));
-        let meta = match stream.direct_get_last_for_subject(subject).await {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
-                return Err(StoreError::Missing(id))
-            }
-            Err(e) => return Err(failed(&e)),
-        };
-        let info: ObjectInfo = serde_json::from_slice(&meta.payload)
-            .map_err(|e| failed(&format!("bad metadata: {e}")))?;
-        if info.deleted {
-            return Err(StoreError::Missing(id));
-        }
+        let info = self.info(&stream, id).await?;
         if info.size as u64 > dom_model::manifest::MAX_FILE_SIZE
             || info.chunks > info.size / 1024 + 1
         {
