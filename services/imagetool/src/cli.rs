@@ -91,6 +91,19 @@ pub enum Command {
     Diff { left: String, right: String },
     /// Delete an image; its name stays taken.
     Delete { name: String },
+    /// Set when a live image expires: DURATION from now (30m, 12h, 7d),
+    /// or "never"; without it, -expiresIn (none: never).
+    ///
+    /// The record is published again with only its expiry changed; the
+    /// image stream keeps the earlier one. An image that has expired
+    /// already is refused: add it again under a new name.
+    ChangeImageExpiration {
+        name: String,
+        #[arg(value_name = "DURATION|never", value_parser = expiry)]
+        expiry: Option<Expiry>,
+    },
+    /// Print when an image expires, or that it never does.
+    GetImageExpiration { name: String },
     /// Space per image and for the whole store.
     ///
     /// Per image (each NAME, or every live image): its files and their
@@ -107,6 +120,26 @@ pub enum Command {
         #[arg(long)]
         ids: bool,
     },
+}
+
+/// A new expiry: after a while, or never.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    In(Duration),
+    Never,
+}
+
+fn expiry(text: &str) -> Result<Expiry, String> {
+    if text == "never" {
+        return Ok(Expiry::Never);
+    }
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("a duration of 0 would expire the image now".into()),
+        Ok(d) => Ok(Expiry::In(d)),
+        Err(e) => Err(format!(
+            "{e} (expected a duration such as 12h or 7d, or never)"
+        )),
+    }
 }
 
 /// Go-style flags accepted with a single dash.

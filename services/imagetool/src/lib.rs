@@ -81,6 +81,33 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let summary = get::get(&bus, &ImageName::parse(&name)?, &dir).await?;
             dom_bus::outln!("{summary}");
         }
+        Command::ChangeImageExpiration { name, expiry } => {
+            let name = ImageName::parse(&name)?;
+            let expiry = expiry.unwrap_or(match cli.expires_in {
+                Some(d) => cli::Expiry::In(d),
+                None => cli::Expiry::Never,
+            });
+            bus.ensure_image_streams().await?;
+            let now = time::OffsetDateTime::now_utc();
+            let expires = match expiry {
+                cli::Expiry::In(d) => {
+                    let at = now + d;
+                    Some((rfc3339(at), at.unix_timestamp()))
+                }
+                cli::Expiry::Never => None,
+            };
+            let record = bus
+                .change_image_expiry(&name, expires, now.unix_timestamp())
+                .await?;
+            dom_bus::outln!("{}", expiration(&record, now.unix_timestamp()));
+        }
+        Command::GetImageExpiration { name } => {
+            let name = ImageName::parse(&name)?;
+            bus.ensure_image_streams().await?;
+            let record = bus.image_record(&name).await?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            dom_bus::outln!("{}", expiration(&record, now));
+        }
         Command::Du { names } => {
             let names = names
                 .iter()
@@ -104,6 +131,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `NAME expires at T (in D)`, `NAME expired at T`, or `NAME never expires`.
+fn expiration(record: &dom_model::ImageRecord, now: i64) -> String {
+    let name = &record.name;
+    match (&record.expires, record.expires_unix) {
+        (Some(at), Some(unix)) if unix <= now => format!("{name} expired at {at}"),
+        (Some(at), Some(unix)) => {
+            let left = std::time::Duration::from_secs((unix - now) as u64);
+            format!(
+                "{name} expires at {at} (in {})",
+                humantime::format_duration(left)
+            )
+        }
+        _ => format!("{name} never expires"),
+    }
 }
 
 pub use dom_model::text::human_bytes;

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod expiration;
 mod hash_cache;
 mod usage;
 mod user_guide;

@@ -19,8 +19,12 @@ pub enum ImageError {
     NameDeleted(ImageName),
     #[error("image {0} does not exist")]
     NotFound(ImageName),
-    #[error("image {0} changed while being deleted; try again")]
+    #[error("image {0} changed meanwhile; try again")]
     Raced(ImageName),
+    #[error(
+        "image {0} has expired; its objects may be collected, so add it again under a new name"
+    )]
+    Expired(ImageName),
     #[error("image {name}: stored record is malformed: {reason}")]
     Malformed { name: String, reason: String },
     #[error(transparent)]
@@ -130,6 +134,59 @@ impl Bus {
         Ok(out)
     }
 
+    /// Publishes a live image's record again with `expires` (RFC 3339 and
+    /// Unix seconds; `None`: never) in place of its expiry; the rest of
+    /// the record is unchanged, and the stream keeps the earlier one. An
+    /// image that has expired at `now` is refused.
+    pub async fn change_image_expiry(
+        &self,
+        name: &ImageName,
+        expires: Option<(String, i64)>,
+        now: i64,
+    ) -> Result<ImageRecord, ImageError> {
+        let (mut record, sequence) = match self.image(name).await? {
+            Some(Stored {
+                message: ImageMessage::Record(record),
+                sequence,
+            }) => (record, sequence),
+            Some(_) => return Err(ImageError::NameDeleted(name.clone())),
+            None => return Err(ImageError::NotFound(name.clone())),
+        };
+        if record.is_expired(now) {
+            return Err(ImageError::Expired(name.clone()));
+        }
+        (record.expires, record.expires_unix) = expires.unzip();
+        self.replace_image(name, ImageMessage::Record(record.clone()), sequence)
+            .await?;
+        Ok(record)
+    }
+
+    /// Publishes `message` on image `name`'s subject if `sequence` is
+    /// still the last message there.
+    async fn replace_image(
+        &self,
+        name: &ImageName,
+        message: ImageMessage,
+        sequence: u64,
+    ) -> Result<(), ImageError> {
+        let publish = Publish::build()
+            .payload(message.encode().into())
+            .expected_last_subject_sequence(sequence);
+        let subject = self.subjects.image(name.as_str());
+        let result = self
+            .guarded_on(&subject, async {
+                self.js.send_publish(subject.clone(), publish).await?.await
+            })
+            .await?;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(ImageError::Raced(name.clone()))
+            }
+            Err(e) => Err(self.js_error(format!("changing image {name}: {e}")).into()),
+        }
+    }
+
     /// Replaces a live image's record with a tombstone. The name stays
     /// taken.
     pub async fn delete_image(&self, tombstone: &Tombstone) -> Result<(), ImageError> {
@@ -144,22 +201,11 @@ impl Bus {
             Some(_) => return Err(ImageError::NameDeleted(name.clone())),
             None => return Err(ImageError::NotFound(name.clone())),
         };
-        let payload = ImageMessage::Deleted(tombstone.clone()).encode();
-        let publish = Publish::build()
-            .payload(payload.into())
-            .expected_last_subject_sequence(stored.sequence);
-        let subject = self.subjects.image(name.as_str());
-        let result = self
-            .guarded_on(&subject, async {
-                self.js.send_publish(subject.clone(), publish).await?.await
-            })
-            .await?;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                Err(ImageError::Raced(name.clone()))
-            }
-            Err(e) => Err(self.js_error(format!("deleting image {name}: {e}")).into()),
-        }
+        self.replace_image(
+            name,
+            ImageMessage::Deleted(tombstone.clone()),
+            stored.sequence,
+        )
+        .await
     }
 }

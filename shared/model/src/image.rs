@@ -116,6 +116,15 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
+    /// This record with `other`'s expiry.
+    pub fn with_expiry_of(&self, other: &ImageRecord) -> ImageRecord {
+        ImageRecord {
+            expires: other.expires.clone(),
+            expires_unix: other.expires_unix,
+            ..self.clone()
+        }
+    }
+
     /// Whether the image has expired at `now` (Unix seconds).
     pub fn is_expired(&self, now: i64) -> bool {
         self.expires_unix.is_some_and(|t| t <= now)

@@ -148,13 +148,23 @@ impl Fleet {
     }
 
     /// Applies a message from `dom.image.<name>`. Names are never reused:
-    /// a tombstone replaces a record, and nothing replaces a tombstone or
-    /// an earlier record.
+    /// a tombstone replaces a record, and nothing replaces a tombstone. A
+    /// later record changes an earlier one's expiry only
+    /// (`imagetool change-image-expiration`); one that differs in anything
+    /// else is ignored, so an image's content never changes.
     pub fn add_image(&mut self, message: ImageMessage) {
         let name = message.name().clone();
-        match (self.images.get(&name), &message) {
-            (None, _) | (Some(ImageMessage::Record(_)), ImageMessage::Deleted(_)) => {
+        match (self.images.get_mut(&name), message) {
+            (None, message) => {
                 self.images.insert(name, message);
+            }
+            (Some(stored @ ImageMessage::Record(_)), message @ ImageMessage::Deleted(_)) => {
+                *stored = message;
+            }
+            (Some(ImageMessage::Record(stored)), ImageMessage::Record(later))
+                if stored.with_expiry_of(&later) == later =>
+            {
+                *stored = later;
             }
             _ => {}
         }

@@ -81,6 +81,28 @@ fn names_are_never_reused() {
 }
 
 #[test]
+fn a_later_record_changes_the_expiry_and_nothing_else() {
+    let mut fleet = Fleet::default();
+    fleet.add_image(ImageMessage::Record(sparse("x")));
+    let mut expiring = sparse("x");
+    expiring.expires = Some("2027-01-15T08:00:00Z".into());
+    expiring.expires_unix = Some(NOW);
+    fleet.add_image(ImageMessage::Record(expiring.clone()));
+    assert!(matches!(
+        fleet.resolve(&name("x"), NOW),
+        Err(ImageProblem::Expired { .. })
+    ));
+    // Content and expiry changed together: ignored, whatever the expiry.
+    let mut other = sparse("x");
+    other.manifest = ObjectId::of(b"other");
+    fleet.add_image(ImageMessage::Record(other));
+    assert!(fleet.resolve(&name("x"), NOW).is_err());
+    // Back to never expiring.
+    fleet.add_image(ImageMessage::Record(sparse("x")));
+    assert_eq!(fleet.resolve(&name("x"), NOW), Ok(&sparse("x")));
+}
+
+#[test]
 fn a_machine_without_an_image_has_nothing_to_do() {
     let setup = fleet().record(MdbRecord::new("spare1"));
     let decision = setup.decide();
