@@ -50,6 +50,18 @@ pub fn examples() -> PathBuf {
     dom_tests::repo_root().join("ops/examples")
 }
 
+/// A server holding image `kept`, and `gone`, deleted; both of the
+/// user guide's tree.
+pub fn kept_and_gone() -> NatsServer {
+    let server = NatsServer::start().unwrap();
+    let tree = examples().join("path");
+    let tree = tree.to_str().unwrap();
+    imagetool(&server, &["add", "kept", tree, "", ""]).ok();
+    imagetool(&server, &["add", "gone", tree, "", ""]).ok();
+    imagetool(&server, &["delete", "gone"]).ok();
+    server
+}
+
 /// Names of the images `list` prints.
 pub fn listed(server: &NatsServer) -> Vec<String> {
     imagetool(server, &["list"])

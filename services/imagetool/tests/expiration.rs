@@ -49,12 +49,7 @@ fn an_image_s_expiry_is_changed_shown_and_kept_in_the_stream() {
 
 #[test]
 fn bad_expiry_changes_are_one_line_and_change_nothing() {
-    let server = NatsServer::start().unwrap();
-    let tree = examples().join("path");
-    let tree = tree.to_str().unwrap();
-    imagetool(&server, &["add", "kept", tree, "", ""]).ok();
-    imagetool(&server, &["add", "gone", tree, "", ""]).ok();
-    imagetool(&server, &["delete", "gone"]).ok();
+    let server = kept_and_gone();
     for (args, expect) in [
         (
             &["change-image-expiration", "kept", "soon"][..],
