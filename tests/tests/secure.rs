@@ -395,11 +395,32 @@ async fn a_builder_adds_images_and_nothing_else() {
         "$JS.API.DIRECT.GET.DOM_DESIRED.dom.desired.web1",
     );
 
+    // Nor may a builder or an agent delete objects, even unreferenced
+    // ones, and trying changes nothing.
+    let agent = secure.bus("subd-web1").await;
+    builder
+        .delete_image(&dom_model::Tombstone {
+            v: 1,
+            name: name("sparse.0"),
+            deleted: true,
+            deleted_at: "2026-12-06T00:00:00Z".into(),
+            by: "builder".into(),
+        })
+        .await
+        .unwrap();
+    for bus in [&builder, &agent] {
+        let refused =
+            imagetool::usage::delete_unreferenced(bus, false, None, &mut Vec::new()).await;
+        let error = refused.expect_err("a collection").to_string();
+        assert!(error.starts_with("permission denied"), "{error}");
+    }
+    assert_eq!(messages(&operator, "OBJ_dom-objects").await, objects);
+
     assert_eq!(messages(&operator, "DOM_DESIRED").await, 0);
     assert_eq!(messages(&operator, "DOM_MDB").await, 0);
     assert_eq!(messages(&operator, "DOM_CTL").await, 0);
     assert_eq!(messages(&operator, "DOM_STATE").await, 0);
-    assert_eq!(messages(&operator, "DOM_IMAGES").await, 1);
+    assert_eq!(messages(&operator, "DOM_IMAGES").await, 2);
     assert_eq!(messages(&operator, "OBJ_dom-objects").await, objects);
 }
 

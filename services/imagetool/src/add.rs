@@ -13,6 +13,7 @@ use dom_bus::{Bus, ImageError};
 use dom_model::image::IMAGE_RECORD_VERSION;
 use dom_model::manifest::Totals;
 use dom_model::{Filter, ImageMessage, ImageName, ImageRecord, Manifest, ObjectId, Triggers};
+use dom_store::gate::{Pass, Side};
 use dom_store::{ContentStore, NatsStore};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
@@ -130,6 +131,34 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
     // Fail before doing any work; the publish at the end checks again.
     refuse_taken(bus, &name).await?;
     let store = NatsStore::open(bus).await?;
+    // No collection deletes objects while this add relies on them.
+    let pass = store
+        .enter_gate(Side::Add, &crate::creator(), GATE_PATIENCE, |why| {
+            if show_progress {
+                eprintln!("imagetool: waiting: {why}");
+            }
+        })
+        .await?;
+    let added = add_entered(bus, &store, &pass, request, show_progress, started).await;
+    if let Err(e) = pass.leave().await {
+        tracing::warn!(error = %e, "cannot leave the gate; a collection waits until it is stale");
+    }
+    added
+}
+
+/// How long an add waits for a collection to end.
+const GATE_PATIENCE: Duration = Duration::from_secs(300);
+
+/// The add, once in at the gate.
+async fn add_entered(
+    bus: &Bus,
+    store: &NatsStore,
+    pass: &Pass,
+    request: AddRequest,
+    show_progress: bool,
+    started: Instant,
+) -> Result<AddSummary> {
+    let name = request.name.clone();
     let mut listing = {
         let store = store.clone();
         tokio::spawn(async move { store.ids().await })
@@ -165,7 +194,7 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
     );
     let found = futures::stream::iter(found_early)
         .chain(futures::stream::poll_fn(|cx| found_rx.poll_recv(cx)));
-    let uploaded = upload_missing(&store, &existing, found, &uploaded_bytes).await;
+    let uploaded = upload_missing(store, &existing, found, &uploaded_bytes).await;
     let manifest = scanner.await.context("scanner stopped")??;
     let uploaded = uploaded?;
     ticker.abort();
@@ -179,6 +208,9 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
     if !existing.contains(&manifest_id) {
         store.put(manifest_id, encoded).await?;
     }
+    // Everything the image needs is stored, unless this add's place at
+    // the gate lapsed and a collection ran meanwhile.
+    pass.check()?;
     bus.publish_image(&image_record(&request, manifest_id, &totals))
         .await?;
     if let (Some(cache), Some(path)) = (&cache, &request.hash_cache) {

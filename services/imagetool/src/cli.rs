@@ -112,6 +112,22 @@ pub enum Command {
     /// objects and bytes, those no live image needs, and what the
     /// bucket's stream takes on the server.
     Du { names: Vec<String> },
+    /// Delete the objects no live image needs, after tombstoning for good
+    /// the images that have expired (operator only).
+    ///
+    /// It waits (up to a minute) for adds under way to end, and adds
+    /// started meanwhile wait for it, so an add never publishes an image
+    /// whose objects it deleted. A machine fetching a live image loses
+    /// nothing: only objects no live image needs are deleted.
+    #[command(visible_alias = "delete-unreferenced-objects")]
+    DeleteUnreferenced {
+        /// Print what would be deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only objects stored longer ago than this (e.g. 7d).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: Option<Duration>,
+    },
     /// Count the objects no live image needs (deleted and expired images
     /// need none), and their bytes.
     #[command(visible_alias = "list-unreferenced-objects")]

@@ -115,6 +115,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .collect::<Result<Vec<_>, _>>()?;
             usage::du(&bus, &names, &mut out).await?
         }
+        Command::DeleteUnreferenced {
+            dry_run,
+            older_than,
+        } => usage::delete_unreferenced(&bus, dry_run, older_than, &mut out).await?,
         Command::ListUnreferenced { ids } => usage::list_unreferenced(&bus, ids, &mut out).await?,
         Command::Delete { name } => {
             let name = ImageName::parse(&name)?;

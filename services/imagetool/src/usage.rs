@@ -8,10 +8,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use dom_bus::Bus;
-use dom_model::{ImageMessage, ImageName, ObjectId};
+use dom_model::{ImageMessage, ImageName, ObjectId, Tombstone};
+use dom_store::gate::{Pass, Side};
+use dom_store::ObjectMeta as ObjectInfo;
 use dom_store::{ContentStore, NatsStore};
 use futures::{StreamExt, TryStreamExt};
 
@@ -201,6 +204,122 @@ pub async fn list_unreferenced(bus: &Bus, ids: bool, out: &mut impl Write) -> Re
         usage.unreferenced.len(),
         human_bytes(usage.unreferenced_bytes()),
         usage.unreferenced_bytes()
+    )?;
+    Ok(())
+}
+
+/// How long a collection waits for adds under way to end.
+const COLLECT_PATIENCE: Duration = Duration::from_secs(60);
+/// How many objects are deleted at once.
+const DELETE_CONCURRENCY: usize = 16;
+
+/// `delete-unreferenced [--dry-run] [--older-than D]`: tombstones the
+/// expired images for good, then deletes the objects no live image needs
+/// (stored more than `older_than` ago, if given). Only the operator may.
+/// It runs with no add under way (the gate, `dom_store::gate`); a dry run
+/// changes nothing and needs no gate.
+pub async fn delete_unreferenced(
+    bus: &Bus,
+    dry_run: bool,
+    older_than: Option<Duration>,
+    out: &mut impl Write,
+) -> Result<()> {
+    bus.ensure_image_streams().await?;
+    let store = NatsStore::open(bus).await?;
+    if dry_run {
+        return collect(bus, &store, None, older_than, out).await;
+    }
+    // Refused before anything changes, to all but the operator.
+    store.may_delete().await?;
+    let pass = store
+        .enter_gate(Side::Collect, &crate::creator(), COLLECT_PATIENCE, |why| {
+            eprintln!("imagetool: waiting: {why}")
+        })
+        .await?;
+    let collected = collect(bus, &store, Some(&pass), older_than, out).await;
+    if let Err(e) = pass.leave().await {
+        tracing::warn!(error = %e, "cannot leave the gate; adds wait until it is stale");
+    }
+    collected
+}
+
+/// The collection itself; with no `pass`, a dry run.
+async fn collect(
+    bus: &Bus,
+    store: &NatsStore,
+    pass: Option<&Pass>,
+    older_than: Option<Duration>,
+    out: &mut impl Write,
+) -> Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut expired = Vec::new();
+    for image in bus.images().await? {
+        if let ImageMessage::Record(record) = image.message {
+            if record.is_expired(now.unix_timestamp()) {
+                expired.push(record.name);
+            }
+        }
+    }
+    if pass.is_some() {
+        for name in &expired {
+            bus.delete_image(&Tombstone {
+                v: dom_model::image::IMAGE_RECORD_VERSION,
+                name: name.clone(),
+                deleted: true,
+                deleted_at: crate::rfc3339(now),
+                by: format!("{} (expired)", crate::creator()),
+            })
+            .await?;
+        }
+    }
+    let usage = Usage::measure(bus).await?;
+    let cutoff = older_than.map(|age| now - age);
+    let chosen: Vec<(ObjectInfo, u64)> = futures::stream::iter(usage.unreferenced.iter().copied())
+        .map(|(id, size)| async move {
+            match store.object_info(id).await {
+                Ok(info) => Ok(Some((info, size))),
+                Err(dom_store::StoreError::Missing(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(SIZE_CONCURRENCY)
+        .try_filter_map(|found| async move {
+            Ok(found.filter(|(info, _)| match (cutoff, info.modified) {
+                (Some(cutoff), Some(stored)) => stored < cutoff,
+                _ => true,
+            }))
+        })
+        .try_collect()
+        .await?;
+    let bytes: u64 = chosen.iter().map(|(_, size)| size).sum();
+    let Some(pass) = pass else {
+        for (info, size) in &chosen {
+            writeln!(out, "would delete {} {size}", info.name)?;
+        }
+        writeln!(
+            out,
+            "would delete {} unreferenced objects, {}; {} expired images would be tombstoned",
+            chosen.len(),
+            human_bytes(bytes),
+            expired.len()
+        )?;
+        return Ok(());
+    };
+    futures::stream::iter(chosen.iter())
+        .map(|(info, _)| async move {
+            pass.check()?;
+            store.delete(info).await?;
+            anyhow::Ok(())
+        })
+        .buffer_unordered(DELETE_CONCURRENCY)
+        .try_collect::<()>()
+        .await?;
+    writeln!(
+        out,
+        "deleted {} unreferenced objects, {}; tombstoned {} expired images",
+        chosen.len(),
+        human_bytes(bytes),
+        expired.len()
     )?;
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! verified: an object whose content does not match its name is refused.
 
 use std::collections::HashSet;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::object_store::{ObjectInfo, ObjectOptions};
@@ -20,9 +20,11 @@ use futures::StreamExt;
 use thiserror::Error;
 
 mod bulk;
+pub mod gate;
 mod named;
 mod unverified;
 
+pub use async_nats::jetstream::object_store::ObjectInfo as ObjectMeta;
 pub use unverified::{Unverified, Verified};
 
 #[derive(Debug, Error)]
@@ -52,6 +54,9 @@ pub enum StoreError {
     },
     #[error("object store: {0}")]
     Backend(String),
+    /// The other side holds the gate between adds and collections.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Bus(#[from] BusError),
 }
@@ -444,12 +449,62 @@ impl NatsStore {
 
     /// The size object `id`'s metadata gives, read without its content.
     pub async fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
+        Ok(self.object_info(id).await?.size as u64)
+    }
+
+    /// Object `id`'s metadata, read without its content.
+    pub async fn object_info(&self, id: ObjectId) -> Result<ObjectInfo, StoreError> {
         let stream = self
             .js
             .get_stream_no_info(&self.stream)
             .await
             .map_err(|e| StoreError::Backend(format!("reading object {id}: {e}")))?;
-        Ok(self.info(&stream, id).await?.size as u64)
+        self.info(&stream, id).await
+    }
+
+    /// Whether this connection may delete objects: a purge of a subject
+    /// that holds nothing, refused like a real one to all but the
+    /// operator.
+    pub async fn may_delete(&self) -> Result<(), StoreError> {
+        self.delete_subjects(
+            "probing deletes",
+            [format!("{}{}", self.meta_prefix, URL_SAFE.encode(".probe"))],
+        )
+        .await
+    }
+
+    async fn delete_subjects(
+        &self,
+        what: &str,
+        subjects: impl IntoIterator<Item = String>,
+    ) -> Result<(), StoreError> {
+        let failed = |e: &dyn std::fmt::Display| StoreError::Backend(format!("{what}: {e}"));
+        let stream = self
+            .js
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(|e| failed(&e))?;
+        for subject in subjects {
+            self.bus
+                .guarded(
+                    |denied| denied.contains("STREAM.PURGE"),
+                    stream.purge().filter(subject).into_future(),
+                )
+                .await?
+                .map_err(|e| failed(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the object `info` describes: its metadata first, so that from then on it
+    /// is missing to every reader and listing (and an add uploads it
+    /// again), then its content. Only the operator may purge the
+    /// bucket's stream. Call it only from behind the gate ([`gate`]).
+    pub async fn delete(&self, info: &ObjectInfo) -> Result<(), StoreError> {
+        let meta = format!("{}{}", self.meta_prefix, URL_SAFE.encode(&info.name));
+        let chunks = format!("{}{}", self.chunk_prefix, info.nuid);
+        self.delete_subjects(&format!("deleting object {}", info.name), [meta, chunks])
+            .await
     }
 
     /// What the bucket's stream takes on the server, in bytes: content,
