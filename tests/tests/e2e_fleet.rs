@@ -1,6 +1,7 @@
 //! End to end on one server (see `fleet_kit`): the user guide from start
 //! to finish, a machine that is down while its MDB record changes three
-//! times, and the emergency stop holding a rollout.
+//! times, the emergency stop holding a rollout, and machines fetching an
+//! image while objects are collected.
 
 use std::fs;
 
@@ -192,5 +193,57 @@ async fn the_emergency_stop_holds_a_rollout() {
     for m in &machines {
         fleet.wait_compliant(&m.host, "sparse.1").await;
         assert!(m.read("etc/ssh/sshd.conf").unwrap().contains("# version 1"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machines_fetching_an_image_converge_through_object_collections() {
+    let fleet = Fleet::start().await;
+    let many = |label: &str| {
+        source(fleet.dir.path(), label, |path| {
+            for file in 0..1500 {
+                let content = format!("{label} file {file}\n");
+                crate::fleet_kit::write(path, &format!("srv/data/f{file}"), content.as_bytes());
+            }
+        })
+    };
+    // Objects a collection will delete: those of an image deleted.
+    fleet.add_image("old.0", &many("old"), "", "").await;
+    fleet
+        .bus
+        .delete_image(&dom_model::Tombstone {
+            v: 1,
+            name: dom_tests::fixtures::image_name("old.0"),
+            deleted: true,
+            deleted_at: "2026-12-06T00:00:00Z".into(),
+            by: "test".into(),
+        })
+        .await
+        .unwrap();
+    fleet.add_image("new.0", &many("new"), "", "").await;
+    let machines: Vec<Machine> = ["gc1", "gc2", "gc3"]
+        .iter()
+        .map(|host| fleet.machine(host))
+        .collect();
+    let _agents: Vec<Agent> = machines.iter().map(Machine::start).collect();
+    for m in &machines {
+        fleet.require(&m.host, "new.0").await;
+    }
+    // Collections run while the machines fetch.
+    let mut deleted = Vec::new();
+    for _ in 0..3 {
+        let mut out = Vec::new();
+        imagetool::usage::delete_unreferenced(&fleet.bus, false, None, &mut out)
+            .await
+            .unwrap();
+        deleted.push(String::from_utf8(out).unwrap());
+    }
+    assert!(
+        deleted[0].starts_with("deleted 1501 unreferenced objects"),
+        "{deleted:?}"
+    );
+    for m in &machines {
+        fleet.wait_compliant(&m.host, "new.0").await;
+        assert_eq!(m.read("srv/data/f1234").as_deref(), Some("new file 1234\n"));
     }
 }
