@@ -38,6 +38,11 @@ pub struct Cli {
     /// seconds of it dying. Desired states say who published them.
     #[arg(long, env = "DOM_DOMINATOR_ID", value_name = "NAME")]
     pub id: Option<String>,
+    /// How often to measure the object store for /metrics
+    /// (`dominator_store`): it reads every live image's manifest, as
+    /// `imagetool du` does. `0s` never measures.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub store_every: std::time::Duration,
     #[command(flatten)]
     pub log: LogArgs,
 }

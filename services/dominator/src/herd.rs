@@ -55,6 +55,8 @@ pub struct Settings {
     /// Its name for the lease among several dominators (see
     /// `dom_bus::lease`), stamped on every desired state it publishes.
     pub id: String,
+    /// How often to measure the object store for `/metrics`; zero: never.
+    pub store_every: Duration,
 }
 
 impl Default for Settings {
@@ -65,6 +67,7 @@ impl Default for Settings {
             debounce: Duration::from_millis(75),
             recheck: Duration::from_secs(30),
             id: dom_bus::stamp::host(),
+            store_every: Duration::from_secs(300),
         }
     }
 }

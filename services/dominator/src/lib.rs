@@ -70,6 +70,13 @@ impl Dominator {
                     }
                 });
                 let feed = tokio::spawn(feed.run());
+                if !settings.store_every.is_zero() {
+                    tokio::spawn(measure_store(
+                        bus.clone(),
+                        Arc::downgrade(&board),
+                        settings.store_every,
+                    ));
+                }
                 (board, Some(server), Some(feed), Some(addr))
             }
             None => (Arc::new(Board::default()), None, None, None),
@@ -135,6 +142,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
         max_concurrent: cli.max_concurrent,
         max_high_impact: cli.max_high_impact,
         id: cli.id.clone().unwrap_or_else(dom_bus::stamp::host),
+        store_every: cli.store_every,
         ..Settings::default()
     };
     let http = dom_web::serves(&cli.http);
@@ -153,6 +161,21 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
             dominator.stop().await;
             Ok(())
         }
+    }
+}
+
+/// Measures the object store every `every` for `/metrics`, for as long as
+/// the board (the dominator) lives.
+async fn measure_store(bus: Bus, board: std::sync::Weak<Board>, every: std::time::Duration) {
+    loop {
+        let measured = dom_store::usage::Usage::measure(&bus).await;
+        let Some(board) = board.upgrade() else { return };
+        match measured {
+            Ok(usage) => board.metrics().store(&usage),
+            Err(e) => tracing::warn!(error = %e, "cannot measure the object store"),
+        }
+        drop(board);
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -47,7 +47,18 @@ pub struct Metrics {
     active: Gauge,
     rejected_mdb: Gauge,
     sse_clients: Gauge,
+    /// The object store's totals, by quantity, in [`STORE`] order.
+    store: Vec<Gauge>,
 }
+
+/// What is exported of the object store, as `dominator_store{quantity=...}`.
+const STORE: [&str; 5] = [
+    "objects",
+    "bytes",
+    "unreferenced_objects",
+    "unreferenced_bytes",
+    "stream_bytes",
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -78,6 +89,7 @@ impl Metrics {
             active: Gauge::default(),
             rejected_mdb: Gauge::default(),
             sse_clients: Gauge::default(),
+            store: Vec::new(),
         };
         registry.register("rounds", "Decision rounds run", metrics.rounds.clone());
         registry.register(
@@ -141,8 +153,18 @@ impl Metrics {
             "Browsers following the live status page",
             metrics.sse_clients.clone(),
         );
+        let store = Family::<Label, Gauge>::default();
+        registry.register(
+            "store",
+            "The object store, measured every --store-every: objects and their bytes, those no live image needs, and the bucket stream's bytes on the server",
+            store.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            store: STORE
+                .iter()
+                .map(|quantity| store.get_or_create(&vec![("quantity", *quantity)]).clone())
+                .collect(),
             messages: KINDS
                 .iter()
                 .map(|(_, kind)| messages.get_or_create(&vec![("kind", *kind)]).clone())
@@ -185,6 +207,20 @@ impl Metrics {
         }
         self.desired_published.inc_by(published);
         self.publish_failures.inc_by(failed);
+    }
+
+    /// The object store as last measured.
+    pub(crate) fn store(&self, usage: &dom_store::usage::Usage) {
+        let values = [
+            usage.objects,
+            usage.bytes,
+            usage.unreferenced.len() as u64,
+            usage.unreferenced_bytes(),
+            usage.stream_bytes,
+        ];
+        for (gauge, value) in self.store.iter().zip(values) {
+            gauge.set(value as i64);
+        }
     }
 
     /// Whether this dominator holds the lease.

@@ -68,7 +68,7 @@ async fn fleet(server: &NatsServer) -> (dom_bus::Bus, Dominator, SocketAddr) {
 #[tokio::test]
 async fn every_endpoint_answers() {
     let server = NatsServer::start().unwrap();
-    let (_bus, _dominator, addr) = fleet(&server).await;
+    let (bus, _dominator, addr) = fleet(&server).await;
 
     let (code, _, body) = get(addr, "/healthz").await;
     assert_eq!((code, body.as_str()), (200, "ok\n"));
@@ -161,6 +161,26 @@ async fn every_endpoint_answers() {
         .find_map(|l| l.strip_prefix("dominator_desired_published_total "))
         .expect("desired states published");
     assert!(published.parse::<u64>().unwrap() >= 1, "{body}");
+    // The object store, measured as `imagetool du` measures it.
+    let usage = dom_store::usage::Usage::measure(&bus).await.unwrap();
+    assert!(
+        usage.objects > 1 && usage.unreferenced.is_empty(),
+        "{usage:?}"
+    );
+    let want = [
+        format!("dominator_store{{quantity=\"objects\"}} {}", usage.objects),
+        format!("dominator_store{{quantity=\"bytes\"}} {}", usage.bytes),
+        "dominator_store{quantity=\"unreferenced_objects\"} 0".to_string(),
+        format!(
+            "dominator_store{{quantity=\"stream_bytes\"}} {}",
+            usage.stream_bytes
+        ),
+    ];
+    eventually("the store's totals in /metrics", || async {
+        let body = get(addr, "/metrics").await.2;
+        want.iter().all(|line| body.contains(line)).then_some(())
+    })
+    .await;
 
     // What is not there.
     assert_eq!(get(addr, "/nothing").await.0, 404);

@@ -23,6 +23,7 @@ mod bulk;
 pub mod gate;
 mod named;
 mod unverified;
+pub mod usage;
 
 pub use async_nats::jetstream::object_store::ObjectInfo as ObjectMeta;
 pub use unverified::{Unverified, Verified};
@@ -59,6 +60,14 @@ pub enum StoreError {
     Busy(String),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error(transparent)]
+    Image(#[from] dom_bus::ImageError),
+    /// What went wrong reading an image's manifest.
+    #[error("image {image}: manifest: {error}")]
+    OfImage {
+        image: dom_model::ImageName,
+        error: Box<StoreError>,
+    },
 }
 
 /// Chunk size for stored objects, unless the server's `max_payload` is
