@@ -9,7 +9,7 @@ use anyhow::Result;
 use dom_bus::Bus;
 use dom_model::{ImageMessage, ImageName, Tombstone};
 use dom_store::gate::{Pass, Side};
-use dom_store::usage::{ImageUsage, Usage, SIZE_CONCURRENCY};
+use dom_store::usage::{ImageUsage, Usage};
 use dom_store::NatsStore;
 use dom_store::ObjectMeta as ObjectInfo;
 use futures::{StreamExt, TryStreamExt};
@@ -71,8 +71,8 @@ pub async fn du(bus: &Bus, names: &[ImageName], out: &mut impl Write) -> Result<
 pub async fn list_unreferenced(bus: &Bus, ids: bool, out: &mut impl Write) -> Result<()> {
     let usage = Usage::measure(bus).await?;
     if ids {
-        for (id, size) in &usage.unreferenced {
-            writeln!(out, "{} {size}", id.to_hex())?;
+        for (id, meta) in &usage.unreferenced {
+            writeln!(out, "{} {}", id.to_hex(), meta.size)?;
         }
     }
     writeln!(
@@ -151,27 +151,19 @@ async fn collect(
     }
     let usage = Usage::measure(bus).await?;
     let cutoff = older_than.map(|age| now - age);
-    let chosen: Vec<(ObjectInfo, u64)> = futures::stream::iter(usage.unreferenced.iter().copied())
-        .map(|(id, size)| async move {
-            match store.object_info(id).await {
-                Ok(info) => Ok(Some((info, size))),
-                Err(dom_store::StoreError::Missing(_)) => Ok(None),
-                Err(e) => Err(e),
-            }
+    let chosen: Vec<&ObjectInfo> = usage
+        .unreferenced
+        .iter()
+        .map(|(_, meta)| meta)
+        .filter(|meta| match (cutoff, meta.modified) {
+            (Some(cutoff), Some(stored)) => stored < cutoff,
+            _ => true,
         })
-        .buffer_unordered(SIZE_CONCURRENCY)
-        .try_filter_map(|found| async move {
-            Ok(found.filter(|(info, _)| match (cutoff, info.modified) {
-                (Some(cutoff), Some(stored)) => stored < cutoff,
-                _ => true,
-            }))
-        })
-        .try_collect()
-        .await?;
-    let bytes: u64 = chosen.iter().map(|(_, size)| size).sum();
+        .collect();
+    let bytes: u64 = chosen.iter().map(|meta| meta.size as u64).sum();
     let Some(pass) = pass else {
-        for (info, size) in &chosen {
-            writeln!(out, "would delete {} {size}", info.name)?;
+        for meta in &chosen {
+            writeln!(out, "would delete {} {}", meta.name, meta.size)?;
         }
         writeln!(
             out,
@@ -182,10 +174,10 @@ async fn collect(
         )?;
         return Ok(());
     };
-    futures::stream::iter(chosen.iter())
-        .map(|(info, _)| async move {
+    futures::stream::iter(chosen.iter().copied())
+        .map(|meta| async move {
             pass.check()?;
-            store.delete(info).await?;
+            store.delete(meta).await?;
             anyhow::Ok(())
         })
         .buffer_unordered(DELETE_CONCURRENCY)

@@ -456,11 +456,6 @@ impl NatsStore {
         Ok(info)
     }
 
-    /// The size object `id`'s metadata gives, read without its content.
-    pub async fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
-        Ok(self.object_info(id).await?.size as u64)
-    }
-
     /// Object `id`'s metadata, read without its content.
     pub async fn object_info(&self, id: ObjectId) -> Result<ObjectInfo, StoreError> {
         let stream = self
@@ -505,9 +500,9 @@ impl NatsStore {
         Ok(())
     }
 
-    /// Removes the object `info` describes: its metadata first, so that from then on it
-    /// is missing to every reader and listing (and an add uploads it
-    /// again), then its content. Only the operator may purge the
+    /// Removes the object `info` describes: its metadata first, so that
+    /// from then on it is missing to every reader and listing (and an add
+    /// uploads it again), then its content. Only the operator may purge the
     /// bucket's stream. Call it only from behind the gate ([`gate`]).
     pub async fn delete(&self, info: &ObjectInfo) -> Result<(), StoreError> {
         let meta = format!("{}{}", self.meta_prefix, URL_SAFE.encode(&info.name));

@@ -12,10 +12,10 @@ use dom_bus::Bus;
 use dom_model::{ImageMessage, ImageName, ObjectId};
 use futures::{StreamExt, TryStreamExt};
 
-use crate::{ContentStore, NatsStore, StoreError};
+use crate::{ContentStore, NatsStore, ObjectMeta, StoreError};
 
-/// How many objects' sizes are asked for at once.
-pub const SIZE_CONCURRENCY: usize = 32;
+/// How many objects' metadata is asked for at once.
+const SIZE_CONCURRENCY: usize = 32;
 
 /// One live image's share of the store.
 #[derive(Debug)]
@@ -40,8 +40,9 @@ pub struct Usage {
     /// Objects stored, and their content's bytes.
     pub objects: u64,
     pub bytes: u64,
-    /// Objects no live image needs, with their sizes, by id.
-    pub unreferenced: Vec<(ObjectId, u64)>,
+    /// Objects no live image needs, with their metadata (size, when
+    /// stored, where), by id.
+    pub unreferenced: Vec<(ObjectId, ObjectMeta)>,
     /// What the bucket's stream takes on the server.
     pub stream_bytes: u64,
 }
@@ -102,35 +103,42 @@ impl Usage {
         Ok(Self {
             images,
             objects: stored.len() as u64,
-            bytes: referenced_bytes + unreferenced.iter().map(|(_, size)| size).sum::<u64>(),
+            bytes: referenced_bytes
+                + unreferenced
+                    .iter()
+                    .map(|(_, meta)| meta.size as u64)
+                    .sum::<u64>(),
             unreferenced,
             stream_bytes: store.stream_bytes().await?,
         })
     }
 
     pub fn unreferenced_bytes(&self) -> u64 {
-        self.unreferenced.iter().map(|(_, size)| size).sum()
+        self.unreferenced
+            .iter()
+            .map(|(_, meta)| meta.size as u64)
+            .sum()
     }
 }
 
-/// The stored objects no live image needs, with the sizes their metadata
-/// gives. One removed meanwhile is left out.
+/// The stored objects no live image needs, with their metadata. One
+/// removed meanwhile is left out.
 async fn unreferenced_sizes(
     store: &NatsStore,
     stored: &HashSet<ObjectId>,
     needed: &HashMap<ObjectId, (u64, u32)>,
-) -> Result<Vec<(ObjectId, u64)>, StoreError> {
+) -> Result<Vec<(ObjectId, ObjectMeta)>, StoreError> {
     let missing: Vec<ObjectId> = stored
         .iter()
         .filter(|id| !needed.contains_key(id))
         .copied()
         .collect();
-    let sizes: Vec<Option<(ObjectId, u64)>> = futures::stream::iter(missing)
+    let found: Vec<Option<(ObjectId, ObjectMeta)>> = futures::stream::iter(missing)
         .map(|id| {
             let store = store.clone();
             async move {
-                match store.size(id).await {
-                    Ok(size) => Ok(Some((id, size))),
+                match store.object_info(id).await {
+                    Ok(meta) => Ok(Some((id, meta))),
                     Err(StoreError::Missing(_)) => Ok(None),
                     Err(e) => Err(e),
                 }
@@ -139,7 +147,7 @@ async fn unreferenced_sizes(
         .buffer_unordered(SIZE_CONCURRENCY)
         .try_collect()
         .await?;
-    let mut out: Vec<(ObjectId, u64)> = sizes.into_iter().flatten().collect();
-    out.sort();
+    let mut out: Vec<(ObjectId, ObjectMeta)> = found.into_iter().flatten().collect();
+    out.sort_by_key(|(id, _)| *id);
     Ok(out)
 }
