@@ -25,7 +25,7 @@ fn domsetup() -> PathBuf {
 
 /// Runs `ops/secure/domsecure --dir DIR ARGS`; panics with its output
 /// when it fails.
-fn domsecure(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn domsecure(dir: &Path, args: &[&str]) -> String {
     let output = Command::new(repo_root().join("ops/secure/domsecure"))
         .arg("--dir")
         .arg(dir)

@@ -5,7 +5,8 @@
 //! crosses the link once, however many machines fetch it, and the state
 //! reports reach the hub. With the link cut, the site's machines keep
 //! enforcing their images, and an MDB change made at the hub meanwhile
-//! reaches them once it is back.
+//! reaches them once it is back. Secured as `domsecure add-site` sets it
+//! up, the link carries only the agents' traffic and the mirrors'.
 
 use std::fs;
 use std::path::Path;
@@ -17,6 +18,7 @@ use dom_bus::{ConnectArgs, Layout};
 use dom_tests::{connect, connect_bare, eventually, free_port, NatsServer};
 
 use crate::fleet_kit::{quick, sshd_source, Fleet, Machine};
+use crate::secure::domsecure;
 
 /// A configuration file for a server in JetStream domain `domain`,
 /// storing under `dir`, with `more` appended.
@@ -213,5 +215,232 @@ async fn machines_at_a_site_fetch_from_its_mirror_and_report_to_the_hub() {
         fs::read_to_string(machines[0].root.join("etc/ssh/sshd.conf"))
             .unwrap()
             .contains("# version 2")
+    );
+}
+
+/// Connection options of a credential over TLS: `seed` an nkey seed file,
+/// `ca` the fleet's CA.
+fn secured(server: String, seed: &Path, ca: &Path) -> ConnectArgs {
+    ConnectArgs {
+        server,
+        nkey: Some(seed.to_path_buf()),
+        tls_ca: Some(ca.to_path_buf()),
+        ..ConnectArgs::default()
+    }
+}
+
+/// A secured hub and site, as `domsecure init --domain --leafnodes` and
+/// `domsecure add-site` write them: TLS on the link, which the site makes
+/// with a credential of its own that only a leaf connection may use, and
+/// the site's agents in an account of their own on the site's server,
+/// with their own credentials. The site's machines converge from its
+/// mirror; nothing but the agents' traffic and the mirrors' crosses
+/// towards the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_secured_site_links_with_its_own_credential_and_carries_only_the_agents_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub_dir, site_dir) = (dir.path().join("hub"), dir.path().join("site1"));
+    let (leaf_port, monitor) = (free_port().unwrap(), free_port().unwrap());
+    let leafnodes = format!("127.0.0.1:{leaf_port}");
+    let monitoring = format!("127.0.0.1:{monitor}");
+    domsecure(
+        &hub_dir,
+        &[
+            "init",
+            "--monitor",
+            &monitoring,
+            "--domain",
+            "hub",
+            "--leafnodes",
+            &leafnodes,
+        ],
+    );
+    let hub_url = format!("tls://127.0.0.1:{leaf_port}");
+    let site_path = site_dir.display().to_string();
+    domsecure(
+        &hub_dir,
+        &[
+            "add-site",
+            "site1",
+            "--site-dir",
+            &site_path,
+            "--hub-url",
+            &hub_url,
+            "--monitor",
+            "off",
+        ],
+    );
+    for host in ["s0", "s1"] {
+        domsecure(&site_dir, &["add-host", host]);
+    }
+    let leaf = fs::metadata(site_dir.join("leaf.conf")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&leaf.permissions()) & 0o077,
+        0,
+        "the link's seed is readable by others"
+    );
+    let hub = NatsServer::start_with_config(&hub_dir.join("nats.conf")).unwrap();
+    let site = NatsServer::start_with_config(&site_dir.join("nats.conf")).unwrap();
+    let ca = hub_dir.join("ca/ca.pem");
+    let creds = |dir: &Path, name: &str| dir.join(format!("creds/{name}.nk"));
+
+    // The site's credential opens no client connection to the hub.
+    let refused = dom_bus::Bus::connect(
+        &secured(hub.tls_url(), &creds(&hub_dir, "site-site1"), &ca),
+        "tests",
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "the site's credential connects as a client"
+    );
+
+    let operator = dom_bus::Bus::connect(
+        &secured(hub.tls_url(), &creds(&hub_dir, "operator"), &ca),
+        "tests",
+    )
+    .await
+    .unwrap();
+    operator.ensure_streams().await.unwrap();
+    // The dominator with its own credential; the operator adds images
+    // and sets the MDB.
+    let dominator = dom_bus::Bus::connect(
+        &secured(hub.tls_url(), &creds(&hub_dir, "dominator"), &ca),
+        "dominator",
+    )
+    .await
+    .unwrap();
+    let mut fleet = Fleet::on(hub.tls_url(), dominator, quick()).await;
+    fleet.bus = operator.clone();
+    let src = sshd_source(fleet.dir.path(), 1);
+    let big: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    fs::write(src.join("srv-data.bin"), &big).unwrap();
+    fleet.add_image("v.1", &src, "", "").await;
+
+    // The operator sets the site's mirrors up with the hub's credential.
+    let at_site = dom_bus::Bus::connect(
+        &secured(site.tls_url(), &creds(&hub_dir, "operator"), &ca),
+        "tests",
+    )
+    .await
+    .unwrap();
+    eventually("the site's mirrors made", || async {
+        at_site
+            .ensure_site_mirrors("hub", &Layout::default())
+            .await
+            .ok()
+    })
+    .await;
+
+    let machines: Vec<Machine> = ["s0", "s1"]
+        .iter()
+        .map(|host| Machine {
+            connect: ConnectArgs {
+                domain: Some("hub".into()),
+                objects_domain: Some("site1".into()),
+                ..secured(
+                    site.tls_url(),
+                    &creds(&site_dir, &format!("subd-{host}")),
+                    &site_dir.join("ca/ca.pem"),
+                )
+            },
+            ..fleet.machine(host)
+        })
+        .collect();
+    let _agents: Vec<subd::Agent> = machines.iter().map(Machine::start).collect();
+    for m in &machines {
+        fleet.require(&m.host, "v.1").await;
+    }
+    for m in &machines {
+        fleet.wait_compliant(&m.host, "v.1").await;
+        assert_eq!(fs::read(m.root.join("srv-data.bin")).unwrap(), big);
+    }
+
+    // An agent at the site reads its own desired state, no other.
+    let s0 = dom_bus::Bus::connect(&machines[0].connect, "tests")
+        .await
+        .unwrap();
+    assert!(s0.desired("s0").await.unwrap().is_some());
+    let other = s0.desired("s1").await;
+    assert!(
+        other.as_ref().is_err_and(|e| e.is_permission_denied()),
+        "s0 read s1's desired state: {other:?}"
+    );
+
+    // A site's server in other hands, with the site's credential and no
+    // rules of its own, can send the hub no MDB record, desired state,
+    // image or control; an event it sends after them does cross, so they
+    // had their chance.
+    let seed = fs::read_to_string(creds(&hub_dir, "site-site1")).unwrap();
+    let rogue_config = dir.path().join("rogue.conf");
+    fs::write(
+        &rogue_config,
+        format!(
+            "leafnodes {{ remotes: [ {{ url: \"{hub_url}\", nkey: \"{}\", tls: {{ ca_file: \"{}\" }} }} ] }}\n",
+            seed.trim(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let rogue = NatsServer::start_with_config(&rogue_config).unwrap();
+    eventually("the rogue server linked", || async {
+        (leaves(monitor).await == 2).then_some(())
+    })
+    .await;
+    let mdb = operator.subjects.mdb_stream();
+    let desired = operator.subjects.desired_stream();
+    let images = operator.subjects.images_stream();
+    let controls = operator.subjects.ctl_stream();
+    let count = |stream: String| {
+        let operator = operator.clone();
+        async move {
+            let mut stream = operator.js.get_stream(&stream).await.unwrap();
+            stream.info().await.unwrap().state.messages
+        }
+    };
+    let counts = || async {
+        (
+            count(mdb.clone()).await,
+            count(desired.clone()).await,
+            count(images.clone()).await,
+            count(controls.clone()).await,
+        )
+    };
+    let before = counts().await;
+    let rogue_bus = connect_bare(&rogue, "rogue").await;
+    let s = &rogue_bus.subjects;
+    let forged =
+        dom_model::MdbRecord::new("evil").requiring(dom_tests::fixtures::image_name("v.1"));
+    let marker = dom_model::Event::new(
+        "s0",
+        dom_model::Event::DRIFT,
+        "2026-12-06T21:00:00Z",
+        "marker",
+    );
+    for (subject, payload) in [
+        (s.mdb("evil"), forged.encode()),
+        (s.desired("s0"), b"{}".to_vec()),
+        (s.image("forged"), b"{}".to_vec()),
+        (s.ctl("updates"), b"{}".to_vec()),
+        (s.event("s0", &marker.kind), marker.encode()),
+    ] {
+        rogue_bus
+            .client
+            .publish(subject, payload.into())
+            .await
+            .unwrap();
+    }
+    rogue_bus.client.flush().await.unwrap();
+    eventually("the marker event at the hub", || async {
+        let events = operator.events("s0").await.ok()?;
+        events.iter().any(|e| e.message == "marker").then_some(())
+    })
+    .await;
+    assert_eq!(
+        before,
+        counts().await,
+        "(MDB, desired, images, controls) messages at the hub"
     );
 }

@@ -5,7 +5,7 @@
 //!   its seed written to FILE (readable by its owner only), and the
 //!   nats-server `authorization.users` entry with the role's permissions
 //!   printed on stdout. `ops/secure` keeps one such entry per file.
-//! - `domsetup auth DIR`: the nats-server `accounts` block, with every
+//! - `domsetup auth DIR [--hub-domain H --site-domain S]`: the nats-server `accounts` block (of a site's server, with both domains), with every
 //!   user entry of DIR (one file per credential, named after its role:
 //!   `viewer.conf`, `subd-web1.conf`) in its role's account.
 //! - `domsetup streams`: creates or updates the fleet's streams and object
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use dom_bus::roles::Role;
+use dom_bus::roles::{Place, Role};
 use dom_bus::{Bus, ConnectArgs, Layout, LogArgs, StreamPlace, Subjects};
 
 /// Sets a secured fleet up: credentials for each role, and the streams.
@@ -36,10 +36,14 @@ pub enum Command {
     /// Make a new nkey for ROLE (operator, builder, dominator, subd HOST,
     /// viewer): its seed goes to --seed, the nats-server user entry with
     /// the role's permissions to stdout.
+    ///
+    /// Role site is a remote site's leaf connection to the hub (give
+    /// --hub-domain); a subd with --hub-domain and --site-domain is a
+    /// machine at a site, whose entry goes on the site's server.
     Credential {
-        /// operator, builder, dominator, subd or viewer.
+        /// operator, builder, dominator, subd, viewer or site.
         role: String,
-        /// The machine, for role subd.
+        /// The machine, for role subd; the site's name, for role site.
         host: Option<String>,
         /// Where to write the new seed; refused if the file exists.
         #[arg(long, value_name = "FILE")]
@@ -47,16 +51,23 @@ pub enum Command {
         /// Subject prefix of the fleet.
         #[arg(long, env = "DOM_PREFIX", default_value = dom_bus::subjects::DEFAULT_PREFIX)]
         prefix: String,
+        #[command(flatten)]
+        place: PlaceArgs,
     },
     /// Print the nats-server `accounts` block: the fleet's accounts, what
     /// each imports, and every user entry of DIR (files ROLE.conf or
     /// subd-HOST.conf, as `credential` prints them) in its role's account.
+    ///
+    /// With --hub-domain and --site-domain, the block of a remote site's
+    /// server, whose agents read the hub's domain and the site's.
     Auth {
         /// Directory of user entries.
         dir: PathBuf,
         /// Subject prefix of the fleet.
         #[arg(long, env = "DOM_PREFIX", default_value = dom_bus::subjects::DEFAULT_PREFIX)]
         prefix: String,
+        #[command(flatten)]
+        place: PlaceArgs,
     },
     /// Create or update the streams and the object bucket (operator),
     /// then show where each is: replicas, leader, and how far each copy
@@ -98,6 +109,38 @@ pub enum Command {
     },
 }
 
+/// Where the server a credential or an `accounts` block is for runs.
+#[derive(Debug, clap::Args)]
+pub struct PlaceArgs {
+    /// The hub's JetStream domain, for a site's leaf credential and for
+    /// the server of a site.
+    #[arg(long, value_name = "DOMAIN")]
+    pub hub_domain: Option<String>,
+    /// The site's JetStream domain, for the server of a site and the
+    /// machines there.
+    #[arg(long, value_name = "DOMAIN")]
+    pub site_domain: Option<String>,
+}
+
+impl PlaceArgs {
+    fn place(&self) -> anyhow::Result<Place> {
+        match (&self.hub_domain, &self.site_domain) {
+            (None, None) => Ok(Place::Hub),
+            (Some(hub), None) => Ok(Place::HubDomain {
+                domain: hub.clone(),
+            }),
+            (Some(hub), Some(site)) if hub == site => {
+                anyhow::bail!("the site's JetStream domain must differ from the hub's ({hub})")
+            }
+            (Some(hub), Some(site)) => Ok(Place::Site {
+                hub: hub.clone(),
+                site: site.clone(),
+            }),
+            (None, Some(_)) => anyhow::bail!("--site-domain needs --hub-domain"),
+        }
+    }
+}
+
 /// Runs one command; errors are returned for the caller to print as one
 /// line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -107,8 +150,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             host,
             seed,
             prefix,
-        } => credential(&role, host.as_deref(), &seed, &prefix),
-        Command::Auth { dir, prefix } => auth(&dir, &prefix),
+            place,
+        } => credential(&role, host.as_deref(), &seed, &prefix, &place.place()?),
+        Command::Auth { dir, prefix, place } => auth(&dir, &prefix, &place.place()?),
         Command::Streams {
             replicas,
             tags,
@@ -149,9 +193,17 @@ async fn site(connect: &ConnectArgs, hub: &str, replicas: Option<usize>) -> anyh
     Ok(())
 }
 
-fn credential(role: &str, host: Option<&str>, seed: &PathBuf, prefix: &str) -> anyhow::Result<()> {
+fn credential(
+    role: &str,
+    host: Option<&str>,
+    seed: &PathBuf,
+    prefix: &str,
+    place: &Place,
+) -> anyhow::Result<()> {
     let role = Role::new(role, host)?;
     let subjects = Subjects::new(prefix)?;
+    // Refused before a seed is written.
+    role.permissions_at(&subjects, "U", place)?;
     let key = nkeys::KeyPair::new_user();
     let secret = key.seed().context("encoding the new seed")?;
     let mut file = std::fs::OpenOptions::new()
@@ -163,12 +215,12 @@ fn credential(role: &str, host: Option<&str>, seed: &PathBuf, prefix: &str) -> a
     writeln!(file, "{secret}")
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write seed file {}", seed.display()))?;
-    let entry = role.user_entry(&subjects, &key.public_key());
+    let entry = role.user_entry(&subjects, &key.public_key(), place)?;
     dom_bus::output::stdout().write_all(entry.as_bytes())?;
     Ok(())
 }
 
-fn auth(dir: &std::path::Path, prefix: &str) -> anyhow::Result<()> {
+fn auth(dir: &std::path::Path, prefix: &str, place: &Place) -> anyhow::Result<()> {
     let subjects = Subjects::new(prefix)?;
     let mut users = Vec::new();
     let entries =
@@ -192,7 +244,7 @@ fn auth(dir: &std::path::Path, prefix: &str) -> anyhow::Result<()> {
     write!(
         dom_bus::output::stdout(),
         "# Written by ops/secure/domsecure from users/*.conf; do not edit.\n{}",
-        dom_bus::roles::accounts_config(&subjects, &users)
+        dom_bus::roles::accounts_config(&subjects, &users, place)
     )?;
     Ok(())
 }

@@ -2,3 +2,4 @@
 //! fleet end to end is in the workspace's tests/ crate.
 
 mod connect_errors;
+mod site_setup;

@@ -10,7 +10,15 @@
 //! - **subd**, one per machine: publishes its own state report and its
 //!   own events (each kind listed, since a host name may continue with
 //!   more labels), reads objects and its own desired state only;
-//! - **viewer** (dashboards): reads everything, writes nothing.
+//! - **viewer** (dashboards): reads everything, writes nothing;
+//! - **site**, one per remote site: the leaf connection of the site's
+//!   server to the hub (never a client), which mirrors the images and the
+//!   objects, and carries the site's agents' reports, events and reads.
+//!
+//! A remote site's server has the same accounts, in a JetStream domain of
+//! its own ([`Place::Site`]): its agents read their desired states from
+//! the hub's domain and objects from the site's, so their permissions
+//! name the domains' API subjects.
 //!
 //! Every permission is an allow list, so anything not named here, such as
 //! deleting or purging a stream or a message, is refused to every role.
@@ -52,18 +60,64 @@ pub enum Role {
         host: String,
     },
     Viewer,
+    /// The leaf connection of a remote site's server.
+    Site {
+        name: String,
+    },
+}
+
+/// Where a credential is used.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Place {
+    /// The fleet's own server or cluster, in JetStream domain `domain`
+    /// when it has one (a hub with remote sites).
+    #[default]
+    Hub,
+    /// A hub whose JetStream domain is `domain`: its sites' leaf
+    /// connections ask its API there.
+    HubDomain { domain: String },
+    /// A remote site's server, in the JetStream domain `site`, a leaf node
+    /// of the hub whose domain is `hub`.
+    Site { hub: String, site: String },
+}
+
+impl Place {
+    /// The JetStream API prefix the fleet's streams are asked at.
+    fn fleet_api(&self) -> String {
+        match self {
+            Place::Hub => "$JS.API".into(),
+            Place::HubDomain { domain } => format!("$JS.{domain}.API"),
+            Place::Site { hub, .. } => format!("$JS.{hub}.API"),
+        }
+    }
+
+    /// The JetStream API prefix the object bucket is asked at.
+    fn objects_api(&self) -> String {
+        match self {
+            Place::Site { site, .. } => format!("$JS.{site}.API"),
+            _ => self.fleet_api(),
+        }
+    }
 }
 
 #[derive(Debug, Error)]
 pub enum RoleError {
-    #[error("unknown role {0:?}: use operator, builder, dominator, subd or viewer")]
+    #[error("unknown role {0:?}: use operator, builder, dominator, subd, viewer or site")]
     Unknown(String),
     #[error("role subd needs the machine's host name")]
     NoHost,
-    #[error("only role subd is for one host")]
+    #[error("role site needs the site's name")]
+    NoSite,
+    #[error("only roles subd and site are for one host or site")]
     HostGiven,
     #[error("invalid host name {0:?}")]
     BadHost(String),
+    #[error("invalid site name {0:?}: letters, digits, '-' and '_'")]
+    BadSite(String),
+    #[error("a site's leaf credential needs the hub's JetStream domain (--hub-domain)")]
+    NoHubDomain,
+    #[error("only operator and subd credentials are used at a site, not {0}")]
+    NotAtSite(String),
 }
 
 /// Subjects a credential may publish to and subscribe to.
@@ -81,6 +135,13 @@ impl Role {
             "builder" => Role::Builder,
             "dominator" => Role::Dominator,
             "viewer" => Role::Viewer,
+            "site" => {
+                let name = host.ok_or(RoleError::NoSite)?;
+                if !is_valid_site(name) {
+                    return Err(RoleError::BadSite(name.into()));
+                }
+                return Ok(Role::Site { name: name.into() });
+            }
             "subd" => {
                 let host = host.ok_or(RoleError::NoHost)?;
                 if !dom_model::desired::is_valid_host(host) {
@@ -104,12 +165,37 @@ impl Role {
             Role::Dominator => "dominator".into(),
             Role::Subd { host } => format!("subd-{host}"),
             Role::Viewer => "viewer".into(),
+            Role::Site { name } => format!("site-{name}"),
         }
     }
 
     /// The permissions of this role for the user whose nkey is
-    /// `public_key`.
+    /// `public_key`, on the fleet's own server.
     pub fn permissions(&self, subjects: &Subjects, public_key: &str) -> Permissions {
+        self.permissions_at(subjects, public_key, &Place::Hub)
+            .expect("every role but site has hub permissions")
+    }
+
+    /// The permissions of this role for the user whose nkey is
+    /// `public_key`, on a server at `place`.
+    pub fn permissions_at(
+        &self,
+        subjects: &Subjects,
+        public_key: &str,
+        place: &Place,
+    ) -> Result<Permissions, RoleError> {
+        match (self, place) {
+            (Role::Site { .. }, Place::HubDomain { domain }) => {
+                return Ok(site_leaf_permissions(subjects, domain))
+            }
+            (Role::Site { .. }, _) => return Err(RoleError::NoHubDomain),
+            (Role::Subd { host }, Place::Site { hub, site }) => {
+                return Ok(subd_at_site(subjects, public_key, host, hub, site))
+            }
+            (Role::Operator | Role::Subd { .. }, _) | (_, Place::Hub | Place::HubDomain { .. }) => {
+            }
+            (role, Place::Site { .. }) => return Err(RoleError::NotAtSite(role.name())),
+        }
         let api = |rest: String| format!("$JS.API.{rest}");
         let s = subjects;
         let objects = s.object_stream();
@@ -151,7 +237,7 @@ impl Role {
         ];
         let own_inbox = format!("{}.>", inbox_prefix_for(public_key));
         let any_inbox = "_INBOX.>".to_string();
-        match self {
+        Ok(match self {
             Role::Operator => {
                 let mut publish = vec![s.images(), s.all("mdb"), s.all("ctl")];
                 publish.extend(write_objects);
@@ -212,7 +298,8 @@ impl Role {
                 publish: viewer_requests(),
                 subscribe: vec![any_inbox, s.all_subjects()],
             },
-        }
+            Role::Site { .. } => unreachable!("answered above"),
+        })
     }
 
     /// The account this role's users live in.
@@ -222,6 +309,7 @@ impl Role {
             Role::Builder => Account::Builders,
             Role::Subd { .. } => Account::Agents,
             Role::Viewer => Account::Viewers,
+            Role::Site { .. } => Account::Fleet,
         }
     }
 
@@ -232,14 +320,27 @@ impl Role {
         if let Some(host) = name.strip_prefix("subd-") {
             return Role::new("subd", Some(host));
         }
+        if let Some(site) = name.strip_prefix("site-") {
+            return Role::new("site", Some(site));
+        }
         let role = name.split_once('-').map_or(name, |(role, _)| role);
         Role::new(role, None)
     }
 
     /// The nats-server `authorization.users` entry of the user whose nkey
-    /// is `public_key`, with this role's permissions.
-    pub fn user_entry(&self, subjects: &Subjects, public_key: &str) -> String {
-        let permissions = self.permissions(subjects, public_key);
+    /// is `public_key`, with this role's permissions at `place`. A site's
+    /// user may only make a leaf connection.
+    pub fn user_entry(
+        &self,
+        subjects: &Subjects,
+        public_key: &str,
+        place: &Place,
+    ) -> Result<String, RoleError> {
+        let permissions = self.permissions_at(subjects, public_key, place)?;
+        let only = match self {
+            Role::Site { .. } => "  allowed_connection_types: [\"LEAFNODE\"]\n",
+            _ => "",
+        };
         let list = |subjects: &[String]| {
             let mut out = String::new();
             for subject in subjects {
@@ -247,13 +348,89 @@ impl Role {
             }
             out
         };
-        format!(
-            "# {name} (prefix {prefix})\n{{\n  nkey: {public_key}\n  permissions: {{\n    publish: {{ allow: [\n{publish}    ] }}\n    subscribe: {{ allow: [\n{subscribe}    ] }}\n  }}\n}}\n",
+        Ok(format!(
+            "# {name} (prefix {prefix})\n{{\n  nkey: {public_key}\n{only}  permissions: {{\n    publish: {{ allow: [\n{publish}    ] }}\n    subscribe: {{ allow: [\n{subscribe}    ] }}\n  }}\n}}\n",
             name = self.name(),
             prefix = subjects.prefix(),
             publish = list(&permissions.publish),
             subscribe = list(&permissions.subscribe),
-        )
+        ))
+    }
+}
+
+/// A site name: what a JetStream domain and a file name may hold.
+fn is_valid_site(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What a site's leaf connection may carry, on the hub whose JetStream
+/// domain is `hub`. Towards the hub: the site's agents' state reports and
+/// events, their reads of their desired states, and what the site's
+/// mirrors of the images and the bucket ask (stream info, their
+/// consumers, flow control). Towards the site: desired-state
+/// notifications, the answers to those requests (`_R_` for the agents'
+/// imported requests, `$JSC.R` for the mirrors'), and the mirrors'
+/// deliveries (`$JS.M`). Nothing else crosses: no MDB record, image,
+/// object, desired state or control can be published from a site.
+fn site_leaf_permissions(subjects: &Subjects, hub: &str) -> Permissions {
+    let s = subjects;
+    let api = |rest: String| format!("$JS.{hub}.API.{rest}");
+    let mut publish = vec![s.all("state"), s.all("event"), api("INFO".into())];
+    for stream in [s.images_stream(), s.object_stream()] {
+        publish.extend([
+            api(format!("STREAM.INFO.{stream}")),
+            api(format!("CONSUMER.CREATE.{stream}")),
+            api(format!("CONSUMER.CREATE.{stream}.>")),
+        ]);
+    }
+    publish.push(api(format!("DIRECT.GET.{}.>", s.desired_stream())));
+    publish.push("$JS.FC.>".into());
+    Permissions {
+        publish,
+        subscribe: vec![
+            s.all("desired"),
+            "_R_.>".into(),
+            "$JSC.R.>".into(),
+            "$JS.M.>".into(),
+        ],
+    }
+}
+
+/// An agent's permissions at a remote site: its desired state from the
+/// hub's domain, objects from the site's mirror.
+fn subd_at_site(
+    subjects: &Subjects,
+    public_key: &str,
+    host: &str,
+    hub: &str,
+    site: &str,
+) -> Permissions {
+    let s = subjects;
+    let objects = s.object_stream();
+    let mut publish = vec![s.state(host)];
+    publish.extend(AGENT_EVENT_KINDS.iter().map(|kind| s.event(host, kind)));
+    publish.extend([
+        format!("$JS.{site}.API.STREAM.INFO.{objects}"),
+        format!("$JS.{site}.API.DIRECT.GET.{objects}"),
+        format!("$JS.{site}.API.DIRECT.GET.{objects}.>"),
+        format!("$JS.{site}.API.INFO"),
+        format!("$JS.{hub}.API.INFO"),
+        format!(
+            "$JS.{hub}.API.DIRECT.GET.{}.{}",
+            s.desired_stream(),
+            s.desired(host)
+        ),
+    ]);
+    Permissions {
+        publish,
+        subscribe: vec![
+            format!("{}.>", inbox_prefix_for(public_key)),
+            s.desired(host),
+        ],
     }
 }
 
@@ -301,15 +478,29 @@ impl Account {
 
     /// What `FLEET` lends this account: (subject, is a request service
     /// rather than messages to follow). Empty for `FLEET` itself.
-    pub fn imports(self, subjects: &Subjects) -> Vec<(String, Import)> {
+    ///
+    /// At a site the agents ask the hub's domain for their desired states
+    /// and the site's for objects; the server takes the site's own
+    /// domain's requests through the plain `$JS.API` ones, so those are
+    /// lent too.
+    pub fn imports(self, subjects: &Subjects, place: &Place) -> Vec<(String, Import)> {
         let s = subjects;
-        let mut requests: Vec<String> = match self {
-            Account::Fleet => return Vec::new(),
-            Account::Viewers => viewer_requests(),
-            Account::Builders | Account::Agents => ["INFO", "STREAM.INFO.*", "DIRECT.GET.>"]
+        let reads = |prefix: &str| {
+            ["INFO", "STREAM.INFO.*", "DIRECT.GET.>"]
                 .iter()
-                .map(|rest| format!("$JS.API.{rest}"))
-                .collect(),
+                .map(|rest| format!("{prefix}.{rest}"))
+                .collect::<Vec<_>>()
+        };
+        let mut requests: Vec<String> = match (self, place) {
+            (Account::Fleet, _) => return Vec::new(),
+            (Account::Viewers, _) => viewer_requests(),
+            (Account::Agents, Place::Site { .. }) => {
+                let mut requests = reads("$JS.API");
+                requests.extend(reads(&place.fleet_api()));
+                requests.extend(reads(&place.objects_api()));
+                requests
+            }
+            (Account::Builders | Account::Agents, _) => reads("$JS.API"),
         };
         let mut follows = Vec::new();
         match self {
@@ -346,13 +537,13 @@ pub enum Import {
 /// The nats-server `accounts` block of a secured fleet: every account with
 /// what it imports from `FLEET`, and each user (the entry
 /// [`Role::user_entry`] renders) in its role's account.
-pub fn accounts_config(subjects: &Subjects, users: &[(Role, String)]) -> String {
+pub fn accounts_config(subjects: &Subjects, users: &[(Role, String)], place: &Place) -> String {
     let mut out = String::from("accounts {\n");
     for account in Account::ALL {
         let _ = writeln!(out, "  {} {{", account.name());
         if account == Account::Fleet {
             out.push_str("    jetstream: enabled\n    exports = [\n");
-            for (subject, how, takers) in fleet_exports(subjects) {
+            for (subject, how, takers) in fleet_exports(subjects, place) {
                 let takers = takers
                     .iter()
                     .map(|a| a.name())
@@ -371,7 +562,7 @@ pub fn accounts_config(subjects: &Subjects, users: &[(Role, String)]) -> String 
             out.push_str("    ]\n");
         } else {
             out.push_str("    imports = [\n");
-            for (subject, how) in account.imports(subjects) {
+            for (subject, how) in account.imports(subjects, place) {
                 let kind = match how {
                     Import::Request => "service",
                     Import::Follow => "stream",
@@ -397,10 +588,10 @@ pub fn accounts_config(subjects: &Subjects, users: &[(Role, String)]) -> String 
 
 /// What `FLEET` exports: each subject every other account imports, with
 /// the accounts that import it.
-fn fleet_exports(subjects: &Subjects) -> Vec<(String, Import, Vec<Account>)> {
+fn fleet_exports(subjects: &Subjects, place: &Place) -> Vec<(String, Import, Vec<Account>)> {
     let mut out: Vec<(String, Import, Vec<Account>)> = Vec::new();
     for account in Account::ALL {
-        for (subject, how) in account.imports(subjects) {
+        for (subject, how) in account.imports(subjects, place) {
             match out.iter_mut().find(|(s, h, _)| *s == subject && *h == how) {
                 Some((_, _, takers)) => takers.push(account),
                 None => out.push((subject, how, vec![account])),
@@ -477,11 +668,17 @@ mod tests {
             .map(|name| Role::from_name(name).unwrap())
             .chain([Role::from_name("subd-web1").unwrap()])
             .map(|role| {
-                let entry = role.user_entry(&Subjects::default(), &format!("U{}", role.name()));
+                let entry = role
+                    .user_entry(
+                        &Subjects::default(),
+                        &format!("U{}", role.name()),
+                        &Place::Hub,
+                    )
+                    .unwrap();
                 (role, entry)
             })
             .collect();
-        let config = accounts_config(&Subjects::default(), &users);
+        let config = accounts_config(&Subjects::default(), &users, &Place::Hub);
         let section = |name: &str| {
             let start = config.find(&format!("  {name} {{")).unwrap();
             let end = config[start..].find("\n  }\n").unwrap();
@@ -537,11 +734,91 @@ mod tests {
         ));
     }
 
+    fn site() -> Place {
+        Place::Site {
+            hub: "hub".into(),
+            site: "site1".into(),
+        }
+    }
+
+    #[test]
+    fn a_site_leaf_carries_only_reports_reads_and_mirrors() {
+        let role = Role::from_name("site-site1").unwrap();
+        assert_eq!(role.account(), Account::Fleet);
+        assert!(matches!(
+            role.permissions_at(&Subjects::default(), KEY, &Place::Hub),
+            Err(RoleError::NoHubDomain)
+        ));
+        let hub = Place::HubDomain {
+            domain: "hub".into(),
+        };
+        let p = role
+            .permissions_at(&Subjects::default(), KEY, &hub)
+            .unwrap();
+        for allowed in [
+            "dom.state.>",
+            "$JS.hub.API.CONSUMER.CREATE.DOM_IMAGES",
+            "$JS.hub.API.CONSUMER.CREATE.OBJ_dom-objects.>",
+            "$JS.hub.API.DIRECT.GET.DOM_DESIRED.>",
+        ] {
+            assert!(p.publish.contains(&allowed.to_string()), "{allowed}");
+        }
+        // Nothing that changes a machine, and no plain API (every request
+        // from a site names the hub's domain).
+        assert!(!p.publish.iter().any(|s| s.starts_with("dom.mdb")
+            || s.starts_with("dom.image")
+            || s.starts_with("dom.desired")
+            || s.starts_with("dom.ctl")
+            || s.starts_with("$O.")
+            || s.starts_with("$JS.API")
+            || s.contains("STREAM.CREATE")
+            || s.contains("DELETE")));
+        assert!(!p.subscribe.contains(&"_INBOX.>".to_string()));
+        let entry = role.user_entry(&Subjects::default(), KEY, &hub).unwrap();
+        assert!(entry.contains(r#"allowed_connection_types: ["LEAFNODE"]"#));
+    }
+
+    #[test]
+    fn an_agent_at_a_site_reads_two_domains() {
+        let role = Role::new("subd", Some("s0")).unwrap();
+        let p = role
+            .permissions_at(&Subjects::default(), KEY, &site())
+            .unwrap();
+        assert!(p
+            .publish
+            .contains(&"$JS.hub.API.DIRECT.GET.DOM_DESIRED.dom.desired.s0".to_string()));
+        assert!(p
+            .publish
+            .contains(&"$JS.site1.API.DIRECT.GET.OBJ_dom-objects.>".to_string()));
+        assert!(!p.publish.iter().any(|s| s.starts_with("$JS.API")));
+        for role in ["builder", "dominator", "viewer"] {
+            assert!(matches!(
+                Role::new(role, None)
+                    .unwrap()
+                    .permissions_at(&Subjects::default(), KEY, &site()),
+                Err(RoleError::NotAtSite(_))
+            ));
+        }
+        let config = accounts_config(&Subjects::default(), &[], &site());
+        for import in [
+            r#"{ service: { account: FLEET, subject: "$JS.hub.API.DIRECT.GET.>" } }"#,
+            r#"{ service: { account: FLEET, subject: "$JS.site1.API.DIRECT.GET.>" } }"#,
+            r#"{ service: { account: FLEET, subject: "$JS.API.DIRECT.GET.>" } }"#,
+        ] {
+            assert!(config.contains(import), "{import}");
+        }
+        assert!(matches!(
+            Role::new("site", Some("a.b")),
+            Err(RoleError::BadSite(_))
+        ));
+    }
+
     #[test]
     fn renders_a_user_entry() {
         let entry = Role::new("subd", Some("web1.example.com"))
             .unwrap()
-            .user_entry(&Subjects::default(), KEY);
+            .user_entry(&Subjects::default(), KEY, &Place::Hub)
+            .unwrap();
         assert!(entry.contains("nkey: UKEY"));
         assert!(entry.contains("\"dom.state.web1.example.com\""));
         assert!(entry.contains("\"dom.desired.web1.example.com\""));
