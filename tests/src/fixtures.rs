@@ -149,6 +149,7 @@ pub fn sparse_record(image: &str) -> ImageRecord {
         creator: "root@build1".into(),
         expires: None,
         expires_unix: None,
+        objects: None,
     }
 }
 

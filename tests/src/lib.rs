@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 
 pub mod bus;
 pub mod fixtures;
+pub mod s3;
 pub use bus::{connect, connect_bare, set_mdb, wait_allowed, wait_desired};
 pub use fixtures::{
     eventually, files_under, normal_record, sparse_record, terminate, Run, DEADLINE,

@@ -7,6 +7,7 @@ mod cluster;
 mod e2e_fleet;
 mod e2e_high_impact;
 mod fleet_kit;
+mod s3;
 mod secure;
 mod site;
 mod standby;

@@ -11,7 +11,7 @@ use dom_model::report::UpdateResult;
 use dom_model::{
     Event, ImageMessage, ImageName, ImageRecord, MachineStatus, Manifest, StateReport,
 };
-use dom_store::{ContentStore, NatsStore};
+use dom_store::{ContentStore, Store};
 use dom_web::axum::http::StatusCode;
 use dom_web::axum::response::{IntoResponse, Response};
 use dom_web::{escape, page};
@@ -446,7 +446,7 @@ async fn files_section(bus: &Bus, record: &ImageRecord) -> String {
     let mut body = String::new();
     body.push_str("<h2>Files</h2>");
     let manifest = async {
-        let store = NatsStore::open(bus).await.map_err(|e| e.to_string())?;
+        let store = Store::open(bus).await.map_err(|e| e.to_string())?;
         let stored = store.manifest(record.manifest).await;
         stored.map(|s| s.manifest).map_err(|e| e.to_string())
     };

@@ -14,7 +14,7 @@ use dom_model::image::IMAGE_RECORD_VERSION;
 use dom_model::manifest::Totals;
 use dom_model::{Filter, ImageMessage, ImageName, ImageRecord, Manifest, ObjectId, Triggers};
 use dom_store::gate::{Pass, Side};
-use dom_store::{ContentStore, NatsStore};
+use dom_store::{ContentStore, NatsStore, Store};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -130,9 +130,14 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
     bus.ensure_image_streams().await?;
     // Fail before doing any work; the publish at the end checks again.
     refuse_taken(bus, &name).await?;
-    let store = NatsStore::open(bus).await?;
-    // No collection deletes objects while this add relies on them.
-    let pass = store
+    let store = Store::open(bus).await?;
+    // No collection deletes objects while this add relies on them. The
+    // gate is on NATS, wherever the objects live.
+    let gate = match &store {
+        Store::Nats(nats) => nats.clone(),
+        Store::Blob(_) => NatsStore::open(bus).await?,
+    };
+    let pass = gate
         .enter_gate(Side::Add, &crate::creator(), GATE_PATIENCE, |why| {
             if show_progress {
                 eprintln!("imagetool: waiting: {why}");
@@ -152,7 +157,7 @@ const GATE_PATIENCE: Duration = Duration::from_secs(300);
 /// The add, once in at the gate.
 async fn add_entered(
     bus: &Bus,
-    store: &NatsStore,
+    store: &Store,
     pass: &Pass,
     request: AddRequest,
     show_progress: bool,
@@ -211,7 +216,8 @@ async fn add_entered(
     // Everything the image needs is stored, unless this add's place at
     // the gate lapsed and a collection ran meanwhile.
     pass.check()?;
-    bus.publish_image(&image_record(&request, manifest_id, &totals))
+    let objects = store.location().map(str::to_string);
+    bus.publish_image(&image_record(&request, manifest_id, &totals, objects))
         .await?;
     if let (Some(cache), Some(path)) = (&cache, &request.hash_cache) {
         // Only a speed-up: failing to save it fails nothing.
@@ -281,7 +287,7 @@ fn start_scan(
 /// Uploads each object found that the bucket lacks, once, several at a
 /// time; returns how many it uploaded and counts their bytes.
 async fn upload_missing(
-    store: &NatsStore,
+    store: &Store,
     existing: &HashSet<ObjectId>,
     found: impl futures::Stream<Item = (ObjectId, Content)>,
     uploaded_bytes: &Arc<AtomicU64>,
@@ -306,7 +312,12 @@ async fn upload_missing(
 }
 
 /// The record `add` publishes for the request's image, made now.
-fn image_record(request: &AddRequest, manifest: ObjectId, totals: &Totals) -> ImageRecord {
+fn image_record(
+    request: &AddRequest,
+    manifest: ObjectId,
+    totals: &Totals,
+    objects: Option<String>,
+) -> ImageRecord {
     let now = time::OffsetDateTime::now_utc();
     let expires = request.expires_in.map(|d| now + d);
     ImageRecord {
@@ -323,6 +334,7 @@ fn image_record(request: &AddRequest, manifest: ObjectId, totals: &Totals) -> Im
         creator: crate::creator(),
         expires: expires.map(crate::rfc3339),
         expires_unix: expires.map(|t| t.unix_timestamp()),
+        objects,
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use dom_bus::Bus;
 use dom_model::{ImageName, Inode, Manifest, ObjectId};
-use dom_store::{ContentStore, NatsStore};
+use dom_store::{ContentStore, Store};
 use futures::{StreamExt, TryStreamExt};
 
 const FETCH_CONCURRENCY: usize = 16;
@@ -53,7 +53,7 @@ fn under(dir: &Path, image_path: &str) -> PathBuf {
 pub async fn get(bus: &Bus, name: &ImageName, dir: &Path) -> Result<GetSummary> {
     let started = Instant::now();
     refuse_unless_new_or_empty(dir)?;
-    let (_, manifest) = crate::inspect::load(bus, name).await?;
+    let (record, manifest) = crate::inspect::load(bus, name).await?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let as_root = unsafe { libc::geteuid() } == 0;
 
@@ -65,7 +65,7 @@ pub async fn get(bus: &Bus, name: &ImageName, dir: &Path) -> Result<GetSummary> 
             fs::set_permissions(&p, fs::Permissions::from_mode(0o700))?;
         }
     }
-    let store = NatsStore::open(bus).await?;
+    let store = crate::inspect::store_for(bus, &record).await?;
     let objects = write_files(&store, &manifest, dir).await?;
     for entry in &manifest.entries {
         make_special(dir, entry)?;
@@ -107,7 +107,7 @@ fn refuse_unless_new_or_empty(dir: &Path) -> Result<()> {
 /// Writes the regular files: each object fetched once, verified, then
 /// written at every path that carries it (to a temporary name, then
 /// renamed). Returns how many objects it fetched.
-async fn write_files(store: &NatsStore, manifest: &Manifest, dir: &Path) -> Result<usize> {
+async fn write_files(store: &Store, manifest: &Manifest, dir: &Path) -> Result<usize> {
     let mut by_object: HashMap<ObjectId, Vec<&dom_model::Entry>> = HashMap::new();
     for entry in &manifest.entries {
         if let Inode::File { object, .. } = &entry.inode {

@@ -7,7 +7,7 @@ use dom_bus::Bus;
 use dom_model::diff::Change;
 use dom_model::manifest::listing;
 use dom_model::{ImageMessage, ImageName, ImageRecord, Manifest};
-use dom_store::{ContentStore, NatsStore};
+use dom_store::{ContentStore, Store};
 
 pub async fn list(bus: &Bus, all: bool, out: &mut impl Write) -> Result<()> {
     bus.ensure_image_streams().await?;
@@ -36,12 +36,31 @@ pub async fn check(bus: &Bus, name: &ImageName) -> Result<bool> {
 pub async fn load(bus: &Bus, name: &ImageName) -> Result<(ImageRecord, Manifest)> {
     bus.ensure_image_streams().await?;
     let record = bus.image_record(name).await?;
-    let store = NatsStore::open(bus).await?;
+    let store = store_for(bus, &record).await?;
     let stored = store
         .manifest(record.manifest)
         .await
         .with_context(|| format!("image {name}: manifest"))?;
     Ok((record, stored.manifest))
+}
+
+/// The store this tool was pointed at, if it is where `record`'s objects
+/// live; else an error saying where they are.
+pub async fn store_for(bus: &Bus, record: &ImageRecord) -> Result<Store> {
+    let store = Store::open(bus).await?;
+    let place = |at: Option<&str>| match at {
+        Some(url) => format!("at {url} (--objects {url})"),
+        None => "in the fleet's NATS object bucket (no --objects)".to_string(),
+    };
+    if record.objects.as_deref() != store.location() {
+        anyhow::bail!(
+            "image {}'s objects live {}, not {}",
+            record.name,
+            place(record.objects.as_deref()),
+            place(store.location())
+        );
+    }
+    Ok(store)
 }
 
 pub async fn show(bus: &Bus, name: &ImageName, out: &mut impl Write) -> Result<()> {

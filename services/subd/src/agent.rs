@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dom_model::{DesiredState, Filter, Manifest, StateReport, Triggers};
-use dom_store::NatsStore;
+use dom_store::Store;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -172,7 +172,7 @@ pub(crate) struct Core {
     pub protected: Vec<String>,
     pub scanner: Option<Scanner>,
     pub link: Option<Link>,
-    pub store: Option<NatsStore>,
+    pub store: Option<Store>,
     /// The disk's speed the background scans take their share of.
     pub media: crate::media::Media,
     pub current: Option<Current>,
@@ -371,7 +371,7 @@ impl Core {
     }
 
     async fn connected(&mut self, bus: dom_bus::Bus) {
-        match NatsStore::open(&bus).await {
+        match Store::open(&bus).await {
             Ok(store) => {
                 self.store = Some(store);
                 // Whatever failed before may have failed for want of it.

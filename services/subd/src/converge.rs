@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use dom_model::{ObjectId, Plan, Triggers};
 use dom_scan::RateLimit;
-use dom_store::{ContentStore, NatsStore, StoreError};
+use dom_store::{ContentStore, Store, StoreError};
 
 use crate::fetch::{self, FetchOptions, FetchProgress, FetchStats};
 use crate::objects::ObjectCache;
@@ -59,7 +59,7 @@ impl Converger {
     pub async fn fetch(
         &self,
         plan: Arc<Plan>,
-        store: Option<NatsStore>,
+        store: Option<Store>,
         rate: Option<u64>,
     ) -> Result<FetchStats, String> {
         let wanted = fetch::missing(&plan, &self.objects);
@@ -73,7 +73,7 @@ impl Converger {
         &self,
         objects: Vec<(ObjectId, u64)>,
         reuse: BTreeMap<ObjectId, String>,
-        store: Option<NatsStore>,
+        store: Option<Store>,
         rate: Option<u64>,
     ) -> Result<FetchStats, String> {
         let options = FetchOptions {

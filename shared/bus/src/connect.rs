@@ -53,6 +53,15 @@ pub struct ConnectArgs {
     /// mirror of the hub's bucket its machines share.
     #[arg(long, env = "DOM_OBJECTS_DOMAIN", value_name = "DOMAIN")]
     pub objects_domain: Option<String>,
+    /// Where objects (file contents) live, when not in the fleet's NATS
+    /// object bucket: s3://BUCKET/PREFIX (S3 or S3-compatible storage;
+    /// credentials and region from the AWS environment) or file:///DIR (a
+    /// local directory). Images, the MDB and everything else stay on NATS.
+    #[arg(long, env = "DOM_OBJECTS", value_name = "URL")]
+    pub objects: Option<String>,
+    /// The S3 endpoint, for S3-compatible storage (http://minio:9000).
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
 }
 
 impl Default for ConnectArgs {
@@ -67,6 +76,8 @@ impl Default for ConnectArgs {
             prefix: crate::subjects::DEFAULT_PREFIX.into(),
             domain: None,
             objects_domain: None,
+            objects: None,
+            s3_endpoint: None,
         }
     }
 }
@@ -155,6 +166,10 @@ pub struct Bus {
     pub(crate) denials: Denials,
     /// Bumped each time the connection is (re)established.
     connects: tokio::sync::watch::Receiver<u64>,
+    /// Where objects live when not in the NATS bucket (`--objects`), and
+    /// the S3 endpoint (`--s3-endpoint`).
+    pub objects: Option<String>,
+    pub s3_endpoint: Option<String>,
 }
 
 impl Bus {
@@ -268,6 +283,8 @@ impl Bus {
             inbox_prefix,
             denials,
             connects,
+            objects: args.objects.clone(),
+            s3_endpoint: args.s3_endpoint.clone(),
         })
     }
 

@@ -362,6 +362,7 @@ mod tests {
             creator: "root@build1".into(),
             expires: None,
             expires_unix: None,
+            objects: None,
         };
         let state = DesiredState::for_image("web1", &record);
         state.validate().unwrap();

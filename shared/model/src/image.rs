@@ -113,6 +113,11 @@ pub struct ImageRecord {
     /// Unix seconds of `expires`, so readers need no date parser.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_unix: Option<i64>,
+    /// Where the image's objects live when not in the fleet's NATS object
+    /// bucket: the `--objects` location it was added with
+    /// (`s3://BUCKET/PREFIX`, `file:///DIR`). Older readers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<String>,
 }
 
 impl ImageRecord {
@@ -224,6 +229,7 @@ mod tests {
             creator: "root@h".into(),
             expires: None,
             expires_unix: Some(10),
+            objects: None,
         };
         assert!(record.is_expired(10));
         assert!(!record.is_expired(9));

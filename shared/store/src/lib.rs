@@ -19,13 +19,17 @@ use dom_model::ObjectId;
 use futures::StreamExt;
 use thiserror::Error;
 
+mod any;
+pub mod blob;
 mod bulk;
 pub mod gate;
 mod named;
 mod unverified;
 pub mod usage;
 
+pub use any::Store;
 pub use async_nats::jetstream::object_store::ObjectInfo as ObjectMeta;
+pub use blob::BlobStore;
 pub use unverified::{Unverified, Verified};
 
 #[derive(Debug, Error)]

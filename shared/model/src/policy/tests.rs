@@ -37,6 +37,7 @@ fn normal(image: &str) -> ImageRecord {
         creator: "root@build1".into(),
         expires: None,
         expires_unix: None,
+        objects: None,
     }
 }
 

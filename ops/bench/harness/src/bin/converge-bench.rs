@@ -79,7 +79,12 @@ async fn main() -> Result<()> {
         let wanted = image.objects();
         let started = Instant::now();
         let stats = converger
-            .fetch_objects(wanted, Default::default(), Some(store), None)
+            .fetch_objects(
+                wanted,
+                Default::default(),
+                Some(dom_store::Store::Nats(store)),
+                None,
+            )
             .await
             .map_err(anyhow::Error::msg)?;
         let seconds = started.elapsed().as_secs_f64();
@@ -119,7 +124,7 @@ async fn main() -> Result<()> {
     let planned = started.elapsed();
     let the_plan = Arc::new(the_plan);
     let fetched = converger
-        .fetch(the_plan.clone(), Some(store), None)
+        .fetch(the_plan.clone(), Some(dom_store::Store::Nats(store)), None)
         .await
         .map_err(anyhow::Error::msg)?;
     let fetch_done = started.elapsed();
