@@ -9,9 +9,8 @@ use anyhow::Result;
 use dom_bus::Bus;
 use dom_model::{ImageMessage, ImageName, Tombstone};
 use dom_store::gate::{Pass, Side};
-use dom_store::usage::{ImageUsage, Usage};
-use dom_store::NatsStore;
-use dom_store::ObjectMeta as ObjectInfo;
+use dom_store::usage::{ImageUsage, Unreferenced, Usage};
+use dom_store::{NatsStore, Store};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::human_bytes;
@@ -54,14 +53,17 @@ pub async fn du(bus: &Bus, names: &[ImageName], out: &mut impl Write) -> Result<
             human_bytes(image.own_bytes),
         )?;
     }
+    let held = match &usage.location {
+        None => format!("the server's stream {}", human_bytes(usage.stream_bytes)),
+        Some(at) => format!("{} listed at {at}", human_bytes(usage.stream_bytes)),
+    };
     writeln!(
         out,
-        "store: {} objects, {}; unreferenced {} objects, {}; the server's stream {}",
+        "store: {} objects, {}; unreferenced {} objects, {}; {held}",
         usage.objects,
         human_bytes(usage.bytes),
         usage.unreferenced.len(),
         human_bytes(usage.unreferenced_bytes()),
-        human_bytes(usage.stream_bytes),
     )?;
     Ok(())
 }
@@ -71,8 +73,8 @@ pub async fn du(bus: &Bus, names: &[ImageName], out: &mut impl Write) -> Result<
 pub async fn list_unreferenced(bus: &Bus, ids: bool, out: &mut impl Write) -> Result<()> {
     let usage = Usage::measure(bus).await?;
     if ids {
-        for (id, meta) in &usage.unreferenced {
-            writeln!(out, "{} {}", id.to_hex(), meta.size)?;
+        for object in &usage.unreferenced {
+            writeln!(out, "{} {}", object.id.to_hex(), object.size)?;
         }
     }
     writeln!(
@@ -102,13 +104,18 @@ pub async fn delete_unreferenced(
     out: &mut impl Write,
 ) -> Result<()> {
     bus.ensure_image_streams().await?;
-    let store = NatsStore::open(bus).await?;
+    let store = Store::open(bus).await?;
     if dry_run {
         return collect(bus, &store, None, older_than, out).await;
     }
-    // Refused before anything changes, to all but the operator.
-    store.may_delete().await?;
-    let pass = store
+    // The gate is in the NATS bucket, wherever the objects live. Refused
+    // before anything changes, to all but the operator.
+    let gate = match &store {
+        Store::Nats(nats) => nats.clone(),
+        Store::Blob(_) => NatsStore::open(bus).await?,
+    };
+    gate.may_delete().await?;
+    let pass = gate
         .enter_gate(Side::Collect, &crate::creator(), COLLECT_PATIENCE, |why| {
             eprintln!("imagetool: waiting: {why}")
         })
@@ -123,7 +130,7 @@ pub async fn delete_unreferenced(
 /// The collection itself; with no `pass`, a dry run.
 async fn collect(
     bus: &Bus,
-    store: &NatsStore,
+    store: &Store,
     pass: Option<&Pass>,
     older_than: Option<Duration>,
     out: &mut impl Write,
@@ -151,19 +158,18 @@ async fn collect(
     }
     let usage = Usage::measure(bus).await?;
     let cutoff = older_than.map(|age| now - age);
-    let chosen: Vec<&ObjectInfo> = usage
+    let chosen: Vec<&Unreferenced> = usage
         .unreferenced
         .iter()
-        .map(|(_, meta)| meta)
-        .filter(|meta| match (cutoff, meta.modified) {
+        .filter(|object| match (cutoff, object.stored) {
             (Some(cutoff), Some(stored)) => stored < cutoff,
             _ => true,
         })
         .collect();
-    let bytes: u64 = chosen.iter().map(|meta| meta.size as u64).sum();
+    let bytes: u64 = chosen.iter().map(|object| object.size).sum();
     let Some(pass) = pass else {
-        for meta in &chosen {
-            writeln!(out, "would delete {} {}", meta.name, meta.size)?;
+        for object in &chosen {
+            writeln!(out, "would delete {} {}", object.id.to_hex(), object.size)?;
         }
         writeln!(
             out,
@@ -175,9 +181,9 @@ async fn collect(
         return Ok(());
     };
     futures::stream::iter(chosen.iter().copied())
-        .map(|meta| async move {
+        .map(|object| async move {
             pass.check()?;
-            store.delete(meta).await?;
+            store.delete(object).await?;
             anyhow::Ok(())
         })
         .buffer_unordered(DELETE_CONCURRENCY)

@@ -6,9 +6,78 @@ use std::collections::BTreeMap;
 use crate::common::*;
 use dom_model::ObjectId;
 
+/// Where a test's objects live: the fleet's NATS bucket, a real
+/// S3-compatible server (moto), or a local directory.
+struct Objects {
+    args: Vec<String>,
+    _s3: Option<dom_tests::s3::S3Server>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Objects {
+    fn nats() -> Self {
+        Self {
+            args: Vec::new(),
+            _s3: None,
+            _dir: None,
+        }
+    }
+
+    fn s3() -> Self {
+        let s3 = dom_tests::s3::S3Server::start().unwrap();
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(s3.bucket("fleet"))
+            .unwrap();
+        Self {
+            args: vec![
+                "--objects".into(),
+                "s3://fleet/objects".into(),
+                "--s3-endpoint".into(),
+                s3.endpoint(),
+            ],
+            _s3: Some(s3),
+            _dir: None,
+        }
+    }
+
+    fn local() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            args: vec![
+                "--objects".into(),
+                format!("file://{}", dir.path().display()),
+            ],
+            _s3: None,
+            _dir: Some(dir),
+        }
+    }
+
+    fn all(&self, args: &[&str]) -> Vec<String> {
+        let mut all = self.args.clone();
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    }
+
+    /// imagetool ARGS against `server`, with the objects here.
+    fn run(&self, server: &NatsServer, args: &[&str]) -> Run {
+        let all = self.all(args);
+        imagetool(server, &all.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn command(&self, server: &NatsServer, args: &[&str]) -> std::process::Command {
+        let all = self.all(args);
+        imagetool_on(server, &all.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+}
+
 /// `list-unreferenced --ids`: each id with its size, and the summary line.
 fn unreferenced(server: &NatsServer) -> (BTreeMap<String, u64>, String) {
-    let out = imagetool(server, &["list-unreferenced", "--ids"]).ok();
+    unreferenced_in(server, &Objects::nats())
+}
+
+fn unreferenced_in(server: &NatsServer, objects: &Objects) -> (BTreeMap<String, u64>, String) {
+    let out = objects.run(server, &["list-unreferenced", "--ids"]).ok();
     let mut lines: Vec<&str> = out.lines().collect();
     let summary = lines.pop().expect("a summary line").to_string();
     let ids = lines
@@ -91,8 +160,7 @@ fn only_objects_no_live_image_needs_are_unreferenced() {
     );
 }
 
-#[test]
-fn a_collection_deletes_exactly_the_unreferenced_objects() {
+fn collects_exactly(objects: &Objects) {
     let server = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     for (tree, name, content) in [
@@ -105,15 +173,19 @@ fn a_collection_deletes_exactly_the_unreferenced_objects() {
         write(&dir.path().join(tree), name, content);
     }
     let tree = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    imagetool(&server, &["add", "a", &tree("a"), "", ""]).ok();
-    imagetool(&server, &["add", "b", &tree("b"), "", ""]).ok();
-    imagetool(&server, &["-expiresIn=1s", "add", "c", &tree("c"), "", ""]).ok();
-    imagetool(&server, &["delete", "a"]).ok();
+    objects.run(&server, &["add", "a", &tree("a"), "", ""]).ok();
+    objects.run(&server, &["add", "b", &tree("b"), "", ""]).ok();
+    objects
+        .run(&server, &["-expiresIn=1s", "add", "c", &tree("c"), "", ""])
+        .ok();
+    objects.run(&server, &["delete", "a"]).ok();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let (before, _) = unreferenced(&server);
+    let (before, _) = unreferenced_in(&server, objects);
     assert_eq!(before.len(), 4, "{before:?}");
 
-    let dry = imagetool(&server, &["delete-unreferenced", "--dry-run"]).ok();
+    let dry = objects
+        .run(&server, &["delete-unreferenced", "--dry-run"])
+        .ok();
     let lines: Vec<&str> = dry.lines().collect();
     assert_eq!(lines.len(), 5, "each object, then the summary: {dry}");
     assert!(
@@ -124,32 +196,36 @@ fn a_collection_deletes_exactly_the_unreferenced_objects() {
         dry.ends_with("; 1 expired images would be tombstoned\n"),
         "{dry}"
     );
-    assert_eq!(unreferenced(&server).0, before);
+    assert_eq!(unreferenced_in(&server, objects).0, before);
     // Every object is younger than an hour: only the expired image goes.
-    let recent = imagetool(&server, &["delete-unreferenced", "--older-than", "1h"]).ok();
+    let recent = objects
+        .run(&server, &["delete-unreferenced", "--older-than", "1h"])
+        .ok();
     assert_eq!(
         recent,
         "deleted 0 unreferenced objects, 0 B; tombstoned 1 expired images\n"
     );
-    assert_eq!(unreferenced(&server).0, before);
+    assert_eq!(unreferenced_in(&server, objects).0, before);
 
-    let done = imagetool(&server, &["delete-unreferenced"]).ok();
+    let done = objects.run(&server, &["delete-unreferenced"]).ok();
     assert!(
         done.starts_with("deleted 4 unreferenced objects, "),
         "{done}"
     );
     assert!(done.ends_with("; tombstoned 0 expired images\n"), "{done}");
-    assert!(unreferenced(&server).0.is_empty());
+    assert!(unreferenced_in(&server, objects).0.is_empty());
     assert_eq!(
-        imagetool(&server, &["list", "--all"]).ok(),
+        objects.run(&server, &["list", "--all"]).ok(),
         "a (deleted)\nb\nc (deleted)\n"
     );
     // What b needs is all there.
     let out = dir.path().join("out");
-    imagetool(&server, &["get", "b", out.to_str().unwrap()]).ok();
+    objects
+        .run(&server, &["get", "b", out.to_str().unwrap()])
+        .ok();
     assert_eq!(std::fs::read(out.join("y")).unwrap(), b"shared");
     assert_eq!(std::fs::read(out.join("z")).unwrap(), b"only in b");
-    let again = imagetool(&server, &["delete-unreferenced"]).ok();
+    let again = objects.run(&server, &["delete-unreferenced"]).ok();
     assert!(
         again.starts_with("deleted 0 unreferenced objects"),
         "{again}"
@@ -157,14 +233,28 @@ fn a_collection_deletes_exactly_the_unreferenced_objects() {
 }
 
 #[test]
-fn an_add_racing_a_collection_never_publishes_an_image_with_objects_missing() {
+fn a_collection_deletes_exactly_the_unreferenced_objects() {
+    collects_exactly(&Objects::nats());
+}
+
+#[test]
+fn a_collection_deletes_exactly_the_unreferenced_objects_in_s3() {
+    collects_exactly(&Objects::s3());
+}
+
+#[test]
+fn a_collection_deletes_exactly_the_unreferenced_objects_in_a_directory() {
+    collects_exactly(&Objects::local());
+}
+
+fn races(objects: &Objects, rounds: u64) {
     let server = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     // A large file, hashed anew by each add, keeps it between listing the
     // bucket and publishing for a while: the window a collection must not
     // delete in.
     let large = write(dir.path(), "large", &vec![7u8; 48 << 20]);
-    for round in 0..6u64 {
+    for round in 0..rounds {
         // A tree whose objects are all stored and all unreferenced: the
         // add finds them stored, and the collection would delete them.
         let tree = dir.path().join(format!("t{round}"));
@@ -175,26 +265,44 @@ fn an_add_racing_a_collection_never_publishes_an_image_with_objects_missing() {
         std::fs::hard_link(&large, tree.join("large")).unwrap();
         let tree = tree.to_str().unwrap();
         let first = format!("first{round}");
-        imagetool(&server, &["add", &first, tree, "", ""]).ok();
-        imagetool(&server, &["delete", &first]).ok();
+        objects.run(&server, &["add", &first, tree, "", ""]).ok();
+        objects.run(&server, &["delete", &first]).ok();
         let again = format!("again{round}");
-        let add = imagetool_on(&server, &["add", "--no-hash-cache", &again, tree, "", ""])
+        let add = objects
+            .command(&server, &["add", "--no-hash-cache", &again, tree, "", ""])
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(40 * round));
-        let collected = imagetool(&server, &["delete-unreferenced"]).ok();
+        let collected = objects.run(&server, &["delete-unreferenced"]).ok();
         let added = add.wait_with_output().unwrap();
         assert!(added.status.success(), "{added:?}");
         assert!(collected.starts_with("deleted "), "{collected}");
         // Every object verified as it is written out.
         let out = dir.path().join(format!("out{round}"));
-        imagetool(&server, &["get", &again, out.to_str().unwrap()]).ok();
+        objects
+            .run(&server, &["get", &again, out.to_str().unwrap()])
+            .ok();
         assert_eq!(
             std::fs::read(out.join("f7")).unwrap(),
             format!("round {round} file 7").as_bytes()
         );
         std::fs::remove_dir_all(&out).unwrap();
     }
+}
+
+#[test]
+fn an_add_racing_a_collection_never_publishes_an_image_with_objects_missing() {
+    races(&Objects::nats(), 6);
+}
+
+#[test]
+fn an_add_racing_a_collection_never_publishes_an_image_with_objects_missing_in_s3() {
+    races(&Objects::s3(), 3);
+}
+
+#[test]
+fn an_add_racing_a_collection_never_publishes_an_image_with_objects_missing_in_a_directory() {
+    races(&Objects::local(), 3);
 }
 
 #[test]

@@ -60,6 +60,8 @@ impl BlobStore {
     /// The store at `location`: `s3://BUCKET[/PREFIX]`, or `file:///DIR`
     /// (a directory, made when missing). `endpoint` overrides the S3
     /// endpoint of the environment (an S3-compatible server's URL).
+    // The store's one error type, as every read returns.
+    #[allow(clippy::result_large_err)]
     pub fn open(location: &str, endpoint: Option<&str>) -> Result<Self, StoreError> {
         let url = url::Url::parse(location).map_err(|e| {
             bad(

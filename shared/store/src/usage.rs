@@ -12,7 +12,7 @@ use dom_bus::Bus;
 use dom_model::{ImageMessage, ImageName, ObjectId};
 use futures::{StreamExt, TryStreamExt};
 
-use crate::{ContentStore, NatsStore, ObjectMeta, StoreError};
+use crate::{ContentStore, NatsStore, ObjectMeta, Store, StoreError};
 
 /// How many objects' metadata is asked for at once.
 const SIZE_CONCURRENCY: usize = 32;
@@ -40,19 +40,40 @@ pub struct Usage {
     /// Objects stored, and their content's bytes.
     pub objects: u64,
     pub bytes: u64,
-    /// Objects no live image needs, with their metadata (size, when
-    /// stored, where), by id.
-    pub unreferenced: Vec<(ObjectId, ObjectMeta)>,
-    /// What the bucket's stream takes on the server.
+    /// Objects no live image needs, by id.
+    pub unreferenced: Vec<Unreferenced>,
+    /// What the bucket's stream takes on the server; with objects
+    /// elsewhere (`location`), what is listed there.
     pub stream_bytes: u64,
+    /// Where the objects are: `None` for the NATS bucket.
+    pub location: Option<String>,
+}
+
+/// An object no live image needs.
+#[derive(Clone, Debug)]
+pub struct Unreferenced {
+    pub id: ObjectId,
+    pub size: u64,
+    /// When it was stored, as the store says.
+    pub stored: Option<time::OffsetDateTime>,
+    /// Its metadata in the NATS bucket (where its content is), to delete it.
+    pub(crate) nats: Option<ObjectMeta>,
 }
 
 impl Usage {
     /// Reads every live image's manifest and the bucket's list of objects.
     pub async fn measure(bus: &Bus) -> Result<Self, StoreError> {
         bus.ensure_image_streams().await?;
-        let store = NatsStore::open(bus).await?;
-        let stored = store.ids().await?;
+        let store = Store::open(bus).await?;
+        // Listed with sizes and times where the store lists them so.
+        let listed = match &store {
+            Store::Blob(blob) => Some(blob.list().await?),
+            Store::Nats(_) => None,
+        };
+        let stored: HashSet<ObjectId> = match &listed {
+            Some(listed) => listed.iter().map(|l| l.id).collect(),
+            None => store.ids().await?,
+        };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         // Each referenced object's size and how many live images need it.
         let mut needed: HashMap<ObjectId, (u64, u32)> = HashMap::new();
@@ -94,7 +115,28 @@ impl Usage {
                     .sum(),
             })
             .collect();
-        let unreferenced = unreferenced_sizes(&store, &stored, &needed).await?;
+        let (unreferenced, stream_bytes) = match (&store, listed) {
+            (Store::Nats(nats), _) => (
+                unreferenced_sizes(nats, &stored, &needed).await?,
+                nats.stream_bytes().await?,
+            ),
+            (Store::Blob(_), listed) => {
+                let listed = listed.unwrap_or_default();
+                let bytes = listed.iter().map(|l| l.size).sum();
+                let mut unreferenced: Vec<Unreferenced> = listed
+                    .into_iter()
+                    .filter(|l| !needed.contains_key(&l.id))
+                    .map(|l| Unreferenced {
+                        id: l.id,
+                        size: l.size,
+                        stored: Some(l.modified),
+                        nats: None,
+                    })
+                    .collect();
+                unreferenced.sort_by_key(|u| u.id);
+                (unreferenced, bytes)
+            }
+        };
         let referenced_bytes: u64 = needed
             .iter()
             .filter(|(id, _)| stored.contains(id))
@@ -103,21 +145,30 @@ impl Usage {
         Ok(Self {
             images,
             objects: stored.len() as u64,
-            bytes: referenced_bytes
-                + unreferenced
-                    .iter()
-                    .map(|(_, meta)| meta.size as u64)
-                    .sum::<u64>(),
+            bytes: referenced_bytes + unreferenced.iter().map(|u| u.size).sum::<u64>(),
             unreferenced,
-            stream_bytes: store.stream_bytes().await?,
+            stream_bytes,
+            location: store.location().map(str::to_string),
         })
     }
 
     pub fn unreferenced_bytes(&self) -> u64 {
-        self.unreferenced
-            .iter()
-            .map(|(_, meta)| meta.size as u64)
-            .sum()
+        self.unreferenced.iter().map(|u| u.size).sum()
+    }
+}
+
+impl Store {
+    /// Removes an object no live image needed when it was measured. Call
+    /// it only from behind the gate ([`crate::gate`]).
+    pub async fn delete(&self, object: &Unreferenced) -> Result<(), StoreError> {
+        match (self, &object.nats) {
+            (Store::Nats(nats), Some(meta)) => nats.delete(meta).await,
+            (Store::Blob(blob), _) => blob.delete(object.id).await,
+            (Store::Nats(_), None) => Err(StoreError::Backend(format!(
+                "object {} was measured in another store",
+                object.id
+            ))),
+        }
     }
 }
 
@@ -127,18 +178,23 @@ async fn unreferenced_sizes(
     store: &NatsStore,
     stored: &HashSet<ObjectId>,
     needed: &HashMap<ObjectId, (u64, u32)>,
-) -> Result<Vec<(ObjectId, ObjectMeta)>, StoreError> {
+) -> Result<Vec<Unreferenced>, StoreError> {
     let missing: Vec<ObjectId> = stored
         .iter()
         .filter(|id| !needed.contains_key(id))
         .copied()
         .collect();
-    let found: Vec<Option<(ObjectId, ObjectMeta)>> = futures::stream::iter(missing)
+    let found: Vec<Option<Unreferenced>> = futures::stream::iter(missing)
         .map(|id| {
             let store = store.clone();
             async move {
                 match store.object_info(id).await {
-                    Ok(meta) => Ok(Some((id, meta))),
+                    Ok(meta) => Ok(Some(Unreferenced {
+                        id,
+                        size: meta.size as u64,
+                        stored: meta.modified,
+                        nats: Some(meta),
+                    })),
                     Err(StoreError::Missing(_)) => Ok(None),
                     Err(e) => Err(e),
                 }
@@ -147,7 +203,7 @@ async fn unreferenced_sizes(
         .buffer_unordered(SIZE_CONCURRENCY)
         .try_collect()
         .await?;
-    let mut out: Vec<(ObjectId, ObjectMeta)> = found.into_iter().flatten().collect();
-    out.sort_by_key(|(id, _)| *id);
+    let mut out: Vec<Unreferenced> = found.into_iter().flatten().collect();
+    out.sort_by_key(|u| u.id);
     Ok(out)
 }
