@@ -198,10 +198,29 @@ async fn the_emergency_stop_holds_a_rollout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machines_fetching_an_image_converge_through_object_collections() {
-    let fleet = Fleet::start().await;
+    converge_through_collections(&Fleet::start().await, 1500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machines_fetching_from_s3_converge_through_object_collections() {
+    let server = dom_tests::NatsServer::start().unwrap();
+    let s3 = dom_tests::s3::S3Server::start().unwrap();
+    s3.bucket("fleet").await.unwrap();
+    let mut bus = dom_tests::connect(&server).await;
+    bus.objects = Some("s3://fleet/objects".into());
+    bus.s3_endpoint = Some(s3.endpoint());
+    // Fewer files: the test server answers one request at a time.
+    let fleet = Fleet::on(server.url(), bus, crate::fleet_kit::quick()).await;
+    converge_through_collections(&fleet, 300).await;
+}
+
+/// Machines fetch an image while collections run, over and over, each
+/// deleting what a deleted image left: they converge. The fleet's bus
+/// says where the objects live; the machines look there too.
+async fn converge_through_collections(fleet: &Fleet, files: usize) {
     let many = |label: &str| {
         source(fleet.dir.path(), label, |path| {
-            for file in 0..1500 {
+            for file in 0..files {
                 let content = format!("{label} file {file}\n");
                 crate::fleet_kit::write(path, &format!("srv/data/f{file}"), content.as_bytes());
             }
@@ -223,7 +242,12 @@ async fn machines_fetching_an_image_converge_through_object_collections() {
     fleet.add_image("new.0", &many("new"), "", "").await;
     let machines: Vec<Machine> = ["gc1", "gc2", "gc3"]
         .iter()
-        .map(|host| fleet.machine(host))
+        .map(|host| {
+            let mut machine = fleet.machine(host);
+            machine.connect.objects = fleet.bus.objects.clone();
+            machine.connect.s3_endpoint = fleet.bus.s3_endpoint.clone();
+            machine
+        })
         .collect();
     let _agents: Vec<Agent> = machines.iter().map(Machine::start).collect();
     for m in &machines {
@@ -251,11 +275,15 @@ async fn machines_fetching_an_image_converge_through_object_collections() {
         assert!(deleted.len() < 2000, "the machines never converged");
     }
     assert!(
-        deleted[0].starts_with("deleted 1501 unreferenced objects"),
+        deleted[0].starts_with(&format!("deleted {} unreferenced objects", files + 1)),
         "{deleted:?}"
     );
     for m in &machines {
         fleet.wait_compliant(&m.host, "new.0").await;
-        assert_eq!(m.read("srv/data/f1234").as_deref(), Some("new file 1234\n"));
+        let last = files - 1;
+        assert_eq!(
+            m.read(&format!("srv/data/f{last}")),
+            Some(format!("new file {last}\n"))
+        );
     }
 }
