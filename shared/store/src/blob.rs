@@ -4,9 +4,10 @@
 //! NATS; only the objects' content lives here, one object per key
 //! `PREFIX/<first two hex digits>/<hex id>`.
 //!
-//! Reads are checked as on NATS: the object's size is asked for before its
-//! content is read (a wrong-size or oversized object is refused unread),
-//! and the content is hashed against its name.
+//! Reads are checked as on NATS: the object's size, from the headers of
+//! the answer, is checked before its content is read (a wrong-size or
+//! oversized object is refused unread), and the content is hashed against
+//! its name.
 //!
 //! S3 settings come from the AWS environment (`AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
@@ -162,26 +163,19 @@ impl BlobStore {
         }
     }
 
-    /// Reads object `id` once its size, asked for first, passes `size`.
+    /// Reads object `id` if its size passes `size`: the size the answer's
+    /// headers give is checked before its body is read, and what was read
+    /// is checked again.
     async fn read(&self, id: ObjectId, size: Size) -> Result<Unverified, StoreError> {
-        let key = self.key(&id);
-        let meta = self
+        let answer = self
             .store
-            .head(&key)
+            .get(&self.key(&id))
             .await
             .map_err(|e| self.failed(&id, e))?;
-        if let Some(refused) = size.refuses(id, meta.size) {
+        if let Some(refused) = size.refuses(id, answer.meta.size) {
             return Err(refused);
         }
-        let content = self
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| self.failed(&id, e))?
-            .bytes()
-            .await
-            .map_err(|e| self.failed(&id, e))?;
-        // Replaced between the two requests: checked again.
+        let content = answer.bytes().await.map_err(|e| self.failed(&id, e))?;
         if let Some(refused) = size.refuses(id, content.len() as u64) {
             return Err(refused);
         }
