@@ -186,7 +186,7 @@ async fn images_in_s3_round_trip_and_machines_converge_from_there() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn images_in_a_local_directory_round_trip() {
+async fn images_in_a_local_directory_round_trip_and_machines_converge_from_there() {
     let server = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let objects = format!("file://{}", dir.path().join("objects").display());
@@ -203,9 +203,39 @@ async fn images_in_a_local_directory_round_trip() {
     assert_eq!(got.code, 0, "{}", got.stderr);
     assert_eq!(tree(&out), tree(&src));
     let blob = BlobStore::open(&objects, None).unwrap();
-    assert!(!blob.ids().await.unwrap().is_empty());
+    let stored = blob.ids().await.unwrap().len();
+    assert!(stored > 1, "{stored} objects");
     // No temporary file is left beside the objects.
     assert!(dom_tests::files_under(&dir.path().join("objects"))
         .iter()
         .all(|f| f.file_name().unwrap().len() == 128));
+
+    // A machine converges from the directory and is kept on its image;
+    // once the image is deleted, a collection empties the directory.
+    let mut bus = connect(&server).await;
+    bus.objects = Some(objects.clone());
+    let fleet = Fleet::on(server.url(), bus.clone(), quick()).await;
+    let mut machine = fleet.machine("d0");
+    machine.connect.objects = Some(objects.clone());
+    let _agent = machine.start();
+    fleet.require("d0", "v.1").await;
+    fleet.wait_compliant("d0", "v.1").await;
+    let conf = "etc/ssh/sshd.conf";
+    fs::write(machine.root.join(conf), b"changed").unwrap();
+    eventually("d0's drift corrected", || async {
+        (machine.read(conf)? == fs::read_to_string(src.join(conf)).ok()?).then_some(())
+    })
+    .await;
+    let deleted = imagetool(&server, &["--objects", &objects, "delete", "v.1"]);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    let collected = imagetool(&server, &["--objects", &objects, "delete-unreferenced"]);
+    assert_eq!(collected.code, 0, "{}", collected.stderr);
+    assert!(
+        collected
+            .stdout
+            .starts_with(&format!("deleted {stored} unreferenced objects")),
+        "{}",
+        collected.stdout
+    );
+    assert!(blob.ids().await.unwrap().is_empty());
 }
