@@ -94,6 +94,19 @@ impl Fleet {
         self.bus.image_record(&name(image)).await.unwrap()
     }
 
+    /// Starts an agent for each of `machines`, requires `image` of each,
+    /// and waits until every one is compliant with it.
+    pub async fn converge(&self, machines: &[Machine], image: &str) -> Vec<Agent> {
+        let agents: Vec<Agent> = machines.iter().map(Machine::start).collect();
+        for m in machines {
+            self.require(&m.host, image).await;
+        }
+        for m in machines {
+            self.wait_compliant(&m.host, image).await;
+        }
+        agents
+    }
+
     /// `nats pub dom.mdb.HOST '{"RequiredImage":"IMAGE"}'`
     pub async fn require(&self, host: &str, image: &str) {
         let record = MdbRecord::new(host).requiring(name(image));

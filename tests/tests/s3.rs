@@ -120,12 +120,8 @@ async fn images_in_s3_round_trip_and_machines_converge_from_there() {
             ..fleet.machine(host)
         })
         .collect();
-    let _agents: Vec<subd::Agent> = machines.iter().map(Machine::start).collect();
+    let _agents = fleet.converge(&machines, "v.1").await;
     for m in &machines {
-        fleet.require(&m.host, "v.1").await;
-    }
-    for m in &machines {
-        fleet.wait_compliant(&m.host, "v.1").await;
         assert_eq!(fs::read(m.root.join("srv-data.bin")).unwrap(), big);
     }
     fs::write(machines[1].root.join("etc/ssh/sshd.conf"), b"changed").unwrap();

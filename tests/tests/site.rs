@@ -349,12 +349,8 @@ async fn a_secured_site_links_with_its_own_credential_and_carries_only_the_agent
             ..fleet.machine(host)
         })
         .collect();
-    let _agents: Vec<subd::Agent> = machines.iter().map(Machine::start).collect();
+    let _agents = fleet.converge(&machines, "v.1").await;
     for m in &machines {
-        fleet.require(&m.host, "v.1").await;
-    }
-    for m in &machines {
-        fleet.wait_compliant(&m.host, "v.1").await;
         assert_eq!(fs::read(m.root.join("srv-data.bin")).unwrap(), big);
     }
 
