@@ -167,6 +167,12 @@ async fn collect(
         })
         .collect();
     let bytes: u64 = chosen.iter().map(|object| object.size).sum();
+    // What a collection cut short left: chunks whose metadata it removed.
+    let orphans = match store {
+        Store::Nats(nats) => nats.orphaned_chunks(&usage.ids).await?,
+        Store::Blob(_) => Vec::new(),
+    };
+    let orphan_bytes: u64 = orphans.iter().map(|(_, size)| size).sum();
     let Some(pass) = pass else {
         for object in &chosen {
             writeln!(out, "would delete {} {}", object.id.to_hex(), object.size)?;
@@ -178,6 +184,14 @@ async fn collect(
             human_bytes(bytes),
             expired.len()
         )?;
+        if !orphans.is_empty() {
+            writeln!(
+                out,
+                "would delete the content of {} objects a collection cut short left, {}",
+                orphans.len(),
+                human_bytes(orphan_bytes)
+            )?;
+        }
         return Ok(());
     };
     futures::stream::iter(chosen.iter().copied())
@@ -196,5 +210,17 @@ async fn collect(
         human_bytes(bytes),
         expired.len()
     )?;
+    if let (Store::Nats(nats), false) = (store, orphans.is_empty()) {
+        for (id, _) in &orphans {
+            pass.check()?;
+            nats.purge_chunk(*id).await?;
+        }
+        writeln!(
+            out,
+            "deleted the content of {} objects a collection cut short left, {}",
+            orphans.len(),
+            human_bytes(orphan_bytes)
+        )?;
+    }
     Ok(())
 }

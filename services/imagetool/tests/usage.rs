@@ -116,14 +116,14 @@ fn only_objects_no_live_image_needs_are_unreferenced() {
     let tree = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     imagetool(&server, &["add", "a", &tree("a"), "", ""]).ok();
     imagetool(&server, &["add", "b", &tree("b"), "", ""]).ok();
-    imagetool(&server, &["-expiresIn=1s", "add", "c", &tree("c"), "", ""]).ok();
+    imagetool(&server, &["-expiresIn=3s", "add", "c", &tree("c"), "", ""]).ok();
     // Everything is needed while the three are live.
     let (ids, summary) = unreferenced(&server);
     assert!(ids.is_empty(), "{ids:?}");
     assert_eq!(summary, "0 unreferenced objects, 0 B (0 bytes)");
 
     imagetool(&server, &["delete", "a"]).ok();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::thread::sleep(std::time::Duration::from_millis(3500));
     let (ids, summary) = unreferenced(&server);
     // a's and c's own files and their two manifests; the shared file
     // and b's own stay needed.
@@ -319,4 +319,62 @@ fn du_names_an_image_it_cannot_measure() {
     }
     let err = imagetool(&server, &["du", "bad//name"]).one_line_error();
     assert!(err.contains("bad//name"), "{err}");
+}
+
+#[test]
+fn a_collection_deletes_what_one_cut_short_left() {
+    let server = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("a"), "x", b"left behind");
+    write(&dir.path().join("a"), "y", b"deleted whole");
+    let tree = dir.path().join("a").to_str().unwrap().to_owned();
+    imagetool(&server, &["add", "a", &tree, "", ""]).ok();
+    imagetool(&server, &["delete", "a"]).ok();
+    // A collection killed after it removed x's metadata, before its
+    // content: x is listed no more, but its chunk is still stored.
+    let chunk = format!("$O.dom-objects.C.{}", hex(b"left behind"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let stored = |subject: String| {
+        runtime.block_on(async {
+            let bus = dom_tests::connect(&server).await;
+            let stream = bus.js.get_stream("OBJ_dom-objects").await.unwrap();
+            stream.direct_get_last_for_subject(&subject).await.is_ok()
+        })
+    };
+    runtime.block_on(async {
+        let bus = dom_tests::connect(&server).await;
+        let stream = bus.js.get_stream("OBJ_dom-objects").await.unwrap();
+        let meta = format!(
+            "$O.dom-objects.M.{}",
+            base64_url(hex(b"left behind").as_bytes())
+        );
+        stream.purge().filter(meta).await.unwrap();
+    });
+    assert!(stored(chunk.clone()));
+    let (listed, _) = unreferenced(&server);
+    assert!(!listed.contains_key(&hex(b"left behind")), "{listed:?}");
+
+    let dry = imagetool(&server, &["delete-unreferenced", "--dry-run"]).ok();
+    assert!(
+        dry.ends_with("would delete the content of 1 objects a collection cut short left, 11 B\n"),
+        "{dry}"
+    );
+    assert!(stored(chunk.clone()));
+    let done = imagetool(&server, &["delete-unreferenced"]).ok();
+    assert!(
+        done.ends_with("deleted the content of 1 objects a collection cut short left, 11 B\n"),
+        "{done}"
+    );
+    assert!(!stored(chunk));
+    let again = imagetool(&server, &["delete-unreferenced"]).ok();
+    assert_eq!(
+        again,
+        "deleted 0 unreferenced objects, 0 B; tombstoned 0 expired images\n"
+    );
+}
+
+/// Base64 (URL-safe, padded), as the bucket names metadata subjects.
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE.encode(bytes)
 }

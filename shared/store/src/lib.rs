@@ -515,6 +515,62 @@ impl NatsStore {
             .await
     }
 
+    /// Chunk subjects named by an object that has no metadata, with their
+    /// bytes: content a collection cut short left behind, since it
+    /// removes an object's metadata first. Only objects stored in one
+    /// chunk under their own id (every object up to the chunk size) are
+    /// found so; a larger one's chunks, under a NUID, stay. `ids` is what
+    /// [`ContentStore::ids`] listed. Call it, and purge what it finds,
+    /// only from behind the gate ([`gate`]): an add stores an object's
+    /// chunks before its metadata.
+    pub async fn orphaned_chunks(
+        &self,
+        ids: &HashSet<ObjectId>,
+    ) -> Result<Vec<(ObjectId, u64)>, StoreError> {
+        let backend =
+            |e: &dyn std::fmt::Display| StoreError::Backend(format!("listing chunks: {e}"));
+        let stream = self
+            .js
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(|e| backend(&e))?;
+        let mut subjects = stream
+            .info_with_subjects(format!("{}>", self.chunk_prefix))
+            .await
+            .map_err(|e| backend(&e))?;
+        let mut named = Vec::new();
+        while let Some(entry) = subjects.next().await {
+            let (subject, _count) = entry.map_err(|e| backend(&e))?;
+            if let Some(id) = named::named_by(&self.chunk_prefix, &subject) {
+                if !ids.contains(&id) {
+                    named.push(id);
+                }
+            }
+        }
+        // Each one's size, from its message; one gone meanwhile is left out.
+        let mut out = Vec::with_capacity(named.len());
+        for id in named {
+            let subject = named::chunk_subject(&self.chunk_prefix, &id);
+            match stream.direct_get_last_for_subject(&subject).await {
+                Ok(message) => out.push((id, message.payload.len() as u64)),
+                Err(e)
+                    if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound => {}
+                Err(e) => return Err(backend(&e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Purges object `id`'s own chunk subject (see
+    /// [`NatsStore::orphaned_chunks`]).
+    pub async fn purge_chunk(&self, id: ObjectId) -> Result<(), StoreError> {
+        self.delete_subjects(
+            &format!("deleting the chunk of object {id}"),
+            [named::chunk_subject(&self.chunk_prefix, &id)],
+        )
+        .await
+    }
+
     /// What the bucket's stream takes on the server, in bytes: content,
     /// metadata and the server's own overhead per message.
     pub async fn stream_bytes(&self) -> Result<u64, StoreError> {

@@ -47,6 +47,8 @@ pub struct Usage {
     pub stream_bytes: u64,
     /// Where the objects are: `None` for the NATS bucket.
     pub location: Option<String>,
+    /// Every object stored, as listed.
+    pub ids: HashSet<ObjectId>,
 }
 
 /// An object no live image needs.
@@ -149,6 +151,7 @@ impl Usage {
             unreferenced,
             stream_bytes,
             location: store.location().map(str::to_string),
+            ids: stored,
         })
     }
 
