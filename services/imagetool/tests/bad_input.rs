@@ -290,3 +290,26 @@ fn flags_clap_refuses_are_one_line_and_help_still_prints() {
         run.ok();
     }
 }
+
+#[test]
+fn an_objects_location_it_cannot_use_is_one_line_and_publishes_nothing() {
+    let server = NatsServer::start().unwrap();
+    let t = tree();
+    for (objects, expect) in [
+        ("ftp://host/x", "use s3://BUCKET/PREFIX or file:///DIR"),
+        ("s3:///prefix", "no bucket named; use s3://BUCKET/PREFIX"),
+        (
+            "file://relative/dir",
+            "the directory must be an absolute path",
+        ),
+        ("bucket/prefix", "use s3://BUCKET/PREFIX or file:///DIR"),
+    ] {
+        let err =
+            imagetool(&server, &["--objects", objects, "add", "i", &t, "", ""]).one_line_error();
+        assert!(
+            err.contains(expect) && err.contains("--objects"),
+            "{objects}: {err}"
+        );
+    }
+    assert_eq!(imagetool(&server, &["list", "--all"]).ok(), "");
+}

@@ -57,11 +57,14 @@ pub struct ConnectArgs {
     /// object bucket: s3://BUCKET/PREFIX (S3 or S3-compatible storage;
     /// credentials and region from the AWS environment) or file:///DIR (a
     /// local directory). Images, the MDB and everything else stay on NATS.
-    #[arg(long, env = "DOM_OBJECTS", value_name = "URL")]
+    #[arg(long, env = "DOM_OBJECTS", value_name = "URL", value_parser = checked_objects)]
     pub objects: Option<String>,
     /// The S3 endpoint, for S3-compatible storage (http://minio:9000).
     #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
     pub s3_endpoint: Option<String>,
+    /// The S3 region (default: the AWS environment's, else us-east-1).
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
 }
 
 impl Default for ConnectArgs {
@@ -78,6 +81,7 @@ impl Default for ConnectArgs {
             objects_domain: None,
             objects: None,
             s3_endpoint: None,
+            s3_region: None,
         }
     }
 }
@@ -112,6 +116,24 @@ fn checked_server_list(text: &str) -> Result<String, String> {
         Ok(_) => Ok(text.to_string()),
         Err(BusError::BadServer { reason, .. }) => Err(reason),
         Err(other) => Err(other.to_string()),
+    }
+}
+
+/// For clap: an `--objects` location of a kind the store opens, checked
+/// at start so that a typo is an error there, not an outage later.
+fn checked_objects(text: &str) -> Result<String, String> {
+    let usage = "use s3://BUCKET/PREFIX or file:///DIR";
+    if let Some(rest) = text.strip_prefix("s3://") {
+        let bucket = rest.split('/').next().unwrap_or_default();
+        if bucket.is_empty() {
+            return Err(format!("no bucket named; {usage}"));
+        }
+        return Ok(text.to_string());
+    }
+    match text.strip_prefix("file://") {
+        Some(path) if path.starts_with('/') => Ok(text.to_string()),
+        Some(_) => Err(format!("the directory must be an absolute path; {usage}")),
+        None => Err(usage.to_string()),
     }
 }
 
@@ -167,9 +189,10 @@ pub struct Bus {
     /// Bumped each time the connection is (re)established.
     connects: tokio::sync::watch::Receiver<u64>,
     /// Where objects live when not in the NATS bucket (`--objects`), and
-    /// the S3 endpoint (`--s3-endpoint`).
+    /// the S3 endpoint and region (`--s3-endpoint`, `--s3-region`).
     pub objects: Option<String>,
     pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
 }
 
 impl Bus {
@@ -285,6 +308,7 @@ impl Bus {
             connects,
             objects: args.objects.clone(),
             s3_endpoint: args.s3_endpoint.clone(),
+            s3_region: args.s3_region.clone(),
         })
     }
 

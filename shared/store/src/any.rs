@@ -26,9 +26,10 @@ impl Store {
     /// credential may).
     pub async fn open(bus: &Bus) -> Result<Self, StoreError> {
         match &bus.objects {
-            Some(location) => Ok(Store::Blob(BlobStore::open(
+            Some(location) => Ok(Store::Blob(BlobStore::open_in(
                 location,
                 bus.s3_endpoint.as_deref(),
+                bus.s3_region.as_deref(),
             )?)),
             None => Ok(Store::Nats(NatsStore::open(bus).await?)),
         }

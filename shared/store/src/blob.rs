@@ -11,7 +11,8 @@
 //!
 //! S3 settings come from the AWS environment (`AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
-//! `AWS_ALLOW_HTTP`), and the endpoint also from `--s3-endpoint`.
+//! `AWS_ALLOW_HTTP`), the endpoint and region also from `--s3-endpoint`
+//! and `--s3-region`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -64,6 +65,18 @@ impl BlobStore {
     // The store's one error type, as every read returns.
     #[allow(clippy::result_large_err)]
     pub fn open(location: &str, endpoint: Option<&str>) -> Result<Self, StoreError> {
+        Self::open_in(location, endpoint, None)
+    }
+
+    /// As [`BlobStore::open`], in S3 region `region` when given (else the
+    /// AWS environment's).
+    // The store's one error type, as every read returns.
+    #[allow(clippy::result_large_err)]
+    pub fn open_in(
+        location: &str,
+        endpoint: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<Self, StoreError> {
         let url = url::Url::parse(location).map_err(|e| {
             bad(
                 location,
@@ -80,6 +93,9 @@ impl BlobStore {
                 let mut builder = object_store::aws::AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
+                if let Some(region) = region {
+                    builder = builder.with_region(region);
+                }
                 if let Some(endpoint) = endpoint {
                     builder = builder
                         .with_endpoint(endpoint)
