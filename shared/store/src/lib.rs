@@ -234,19 +234,8 @@ impl ContentStore for NatsStore {
         // subject, which carries its name; far cheaper than replaying the
         // metadata messages themselves. Objects are never deleted by the
         // tools, so a metadata subject means the object is stored.
-        let backend = |e: &dyn std::fmt::Display| StoreError::Backend(e.to_string());
-        let stream = self
-            .js
-            .get_stream_no_info(&self.stream)
-            .await
-            .map_err(|e| backend(&e))?;
-        let mut subjects = stream
-            .info_with_subjects(format!("{}>", self.meta_prefix))
-            .await
-            .map_err(|e| backend(&e))?;
         let mut ids = HashSet::new();
-        while let Some(entry) = subjects.next().await {
-            let (subject, _count) = entry.map_err(|e| backend(&e))?;
+        for subject in self.subjects_under(&self.meta_prefix).await? {
             let Some(encoded) = subject.strip_prefix(self.meta_prefix.as_str()) else {
                 continue;
             };
@@ -529,18 +518,8 @@ impl NatsStore {
     ) -> Result<Vec<(ObjectId, u64)>, StoreError> {
         let backend =
             |e: &dyn std::fmt::Display| StoreError::Backend(format!("listing chunks: {e}"));
-        let stream = self
-            .js
-            .get_stream_no_info(&self.stream)
-            .await
-            .map_err(|e| backend(&e))?;
-        let mut subjects = stream
-            .info_with_subjects(format!("{}>", self.chunk_prefix))
-            .await
-            .map_err(|e| backend(&e))?;
         let mut named = Vec::new();
-        while let Some(entry) = subjects.next().await {
-            let (subject, _count) = entry.map_err(|e| backend(&e))?;
+        for subject in self.subjects_under(&self.chunk_prefix).await? {
             if let Some(id) = named::named_by(&self.chunk_prefix, &subject) {
                 if !ids.contains(&id) {
                     named.push(id);
@@ -548,6 +527,11 @@ impl NatsStore {
             }
         }
         // Each one's size, from its message; one gone meanwhile is left out.
+        let stream = self
+            .js
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(|e| backend(&e))?;
         let mut out = Vec::with_capacity(named.len());
         for id in named {
             let subject = named::chunk_subject(&self.chunk_prefix, &id);
@@ -557,6 +541,27 @@ impl NatsStore {
                     if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound => {}
                 Err(e) => return Err(backend(&e)),
             }
+        }
+        Ok(out)
+    }
+
+    /// Every subject of the bucket's stream under `prefix` that holds a
+    /// message: one paged stream-info request.
+    async fn subjects_under(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let backend = |e: &dyn std::fmt::Display| StoreError::Backend(e.to_string());
+        let stream = self
+            .js
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(|e| backend(&e))?;
+        let mut subjects = stream
+            .info_with_subjects(format!("{prefix}>"))
+            .await
+            .map_err(|e| backend(&e))?;
+        let mut out = Vec::new();
+        while let Some(entry) = subjects.next().await {
+            let (subject, _count) = entry.map_err(|e| backend(&e))?;
+            out.push(subject);
         }
         Ok(out)
     }
