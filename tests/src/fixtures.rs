@@ -136,6 +136,7 @@ pub fn image_name(image: &str) -> ImageName {
 /// need not exist, for tests of what never reads it.
 pub fn sparse_record(image: &str) -> ImageRecord {
     ImageRecord {
+        health_check: None,
         v: 1,
         name: image_name(image),
         manifest: ObjectId::of(image.as_bytes()),

@@ -321,6 +321,7 @@ fn image_record(
     let now = time::OffsetDateTime::now_utc();
     let expires = request.expires_in.map(|d| now + d);
     ImageRecord {
+        health_check: None,
         v: IMAGE_RECORD_VERSION,
         name: request.name.clone(),
         manifest,

@@ -10,7 +10,6 @@ use dom_bus::DesiredMessage;
 use dom_model::{DesiredState, Filter, Manifest};
 
 use crate::agent::{Core, Current};
-use crate::config::scan_rate;
 use crate::report;
 use crate::scanner::ScanSpec;
 
@@ -196,13 +195,14 @@ impl Core {
             .current
             .as_ref()
             .and_then(|c| c.state.config.scan_speed_percent)
-            .unwrap_or(self.config.scan_speed_percent);
-        let bytes_per_second = match percent {
-            100.. => None,
-            _ => {
-                let speed = self.media.speed(&self.config.root, &self.state_dir).await;
-                scan_rate(percent, speed)
-            }
+            .unwrap_or(dom_model::desired::ScanPercent::whole(
+                self.config.scan_speed_percent,
+            ));
+        let bytes_per_second = if percent.is_full() {
+            None
+        } else {
+            let speed = self.media.speed(&self.config.root, &self.state_dir).await;
+            Some(percent.of(speed))
         };
         ScanSpec {
             filter: self

@@ -238,6 +238,7 @@ mod tests {
 
     fn state(manifest: &Manifest) -> DesiredState {
         DesiredState {
+            health_check: None,
             v: 1,
             host: "h1".into(),
             image: ImageName::parse("sparse.0").unwrap(),

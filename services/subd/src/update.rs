@@ -110,6 +110,7 @@ impl UpdateOutcome {
     /// `started` (RFC 3339). Fetch counts are the caller's to fill in.
     pub fn to_result(&self, image: &str, started: &str) -> UpdateResult {
         UpdateResult {
+            from: None,
             image: image.to_string(),
             started: started.to_string(),
             duration_ms: self.duration.as_millis() as u64,

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use dom_model::controls::{Control, SafetyClearance, UPDATES};
+use dom_model::controls::{Control, Kind, SafetyClearance, SubsConfig};
 use dom_model::desired::is_valid_host;
 use dom_model::policy::Updates;
 use dom_model::text::bounded;
@@ -152,16 +152,60 @@ impl View {
             Control::SafetyClear(clearance) => {
                 self.clearances.insert(clearance.host.clone(), clearance);
             }
-            Control::Withdrawn(name) if name == UPDATES => {
-                self.fleet.controls.updates = Updates::Enabled
+            Control::Rollout(rollout) => {
+                self.fleet
+                    .controls
+                    .rollouts
+                    .insert(rollout.image.clone(), rollout);
             }
-            Control::Withdrawn(name) => {
-                let host = name.split_once('.').map_or("", |(_, host)| host);
-                self.clearances.remove(host);
+            Control::Pause(pause) => {
+                self.fleet.controls.paused.insert(pause.host.clone(), pause);
             }
+            Control::FastUpdate(fast) => {
+                self.fleet
+                    .controls
+                    .fast_update
+                    .insert(fast.host, fast.image);
+            }
+            Control::SubsConfig(SubsConfig {
+                host: None, config, ..
+            }) => self.fleet.controls.agent_config = config,
+            Control::SubsConfig(SubsConfig {
+                host: Some(host),
+                config,
+                ..
+            }) => {
+                self.fleet.controls.host_config.insert(host, config);
+            }
+            Control::DefaultImage(default) => self.fleet.controls.default_image = default.image,
+            Control::Withdrawn(name) => self.withdraw(&name),
             Control::Unknown(_) => return Applied::Unchanged,
         }
         Applied::Changed
+    }
+
+    /// A control published empty: what it said no longer holds.
+    fn withdraw(&mut self, name: &str) {
+        let controls = &mut self.fleet.controls;
+        match Kind::of(name) {
+            Some(Kind::Updates) => controls.updates = Updates::Enabled,
+            Some(Kind::SafetyClear(host)) => {
+                self.clearances.remove(host);
+            }
+            Some(Kind::Rollout(image)) => controls.rollouts.retain(|i, _| i.as_str() != image),
+            Some(Kind::Pause(host)) => {
+                controls.paused.remove(host);
+            }
+            Some(Kind::FastUpdate(host)) => {
+                controls.fast_update.remove(host);
+            }
+            Some(Kind::SubsConfig(None)) => controls.agent_config = Default::default(),
+            Some(Kind::SubsConfig(Some(host))) => {
+                controls.host_config.remove(host);
+            }
+            Some(Kind::DefaultImage) => controls.default_image = None,
+            None => {}
+        }
     }
 
     /// Decides what every machine should be told, with the clearances

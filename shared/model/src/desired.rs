@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::filter::{Filter, FilterError};
-use crate::image::{ImageName, ImageRecord};
+use crate::image::{HealthCheck, ImageName, ImageRecord};
 use crate::object::ObjectId;
 use crate::triggers::{Trigger, Triggers, TriggersError};
 
@@ -58,14 +58,88 @@ pub struct PlannedImage {
     pub manifest: ObjectId,
 }
 
-/// Agent settings chosen by the dominator. Absent fields keep the agent's
-/// own defaults.
+/// A share of the disk's read bandwidth, in percent to a thousandth:
+/// from 0.001 (the original's emergency throttle is 0.1) to 100. On the
+/// wire it is a plain JSON number (`2`, `0.1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ScanPercent(u32);
+
+impl ScanPercent {
+    /// The full bandwidth: no limit.
+    pub const FULL: Self = Self(100_000);
+
+    /// Reads a percentage such as `2` or `0.1`; refuses what is not
+    /// between 0.001 and 100.
+    pub fn parse(percent: f64) -> Result<Self, String> {
+        let thousandths = (percent * 1000.0).round();
+        if !(1.0..=100_000.0).contains(&thousandths) {
+            return Err(format!("{percent} is not between 0.001 and 100"));
+        }
+        Ok(Self(thousandths as u32))
+    }
+
+    /// A whole percentage, 1 to 100.
+    pub fn whole(percent: u32) -> Self {
+        Self(percent.clamp(1, 100) * 1000)
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / 1000.0
+    }
+
+    pub fn is_full(self) -> bool {
+        self >= Self::FULL
+    }
+
+    /// This share of `bytes` (per second), at least 1.
+    pub fn of(self, bytes: u64) -> u64 {
+        ((u128::from(bytes) * u128::from(self.0) / 100_000) as u64).max(1)
+    }
+}
+
+impl std::fmt::Display for ScanPercent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}%", self.as_f64())
+    }
+}
+
+impl std::str::FromStr for ScanPercent {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let number = s.trim().trim_end_matches('%');
+        let percent: f64 = number
+            .parse()
+            .map_err(|_| format!("{s:?} is not a percentage such as 2 or 0.1"))?;
+        Self::parse(percent)
+    }
+}
+
+impl Serialize for ScanPercent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_multiple_of(1000) {
+            serializer.serialize_u32(self.0 / 1000)
+        } else {
+            serializer.serialize_f64(self.as_f64())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ScanPercent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let percent = f64::deserialize(deserializer)?;
+        Self::parse(percent)
+            .map_err(|why| serde::de::Error::custom(format!("scan_speed_percent {why}")))
+    }
+}
+
+/// Agent settings chosen by the dominator (`domtool configure-subs`).
+/// Absent fields keep the agent's own defaults.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentConfig {
-    /// Share of the disk's read bandwidth the continuous scan may use,
-    /// 1 to 100.
+    /// Share of the disk's read bandwidth the continuous scan may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scan_speed_percent: Option<u32>,
+    pub scan_speed_percent: Option<ScanPercent>,
     /// Most bytes per second to fetch objects at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch_rate: Option<u64>,
@@ -74,6 +148,15 @@ pub struct AgentConfig {
 impl AgentConfig {
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
+    }
+
+    /// These settings, with `over`'s where it has them (a machine's own
+    /// over the fleet's).
+    pub fn overridden_by(&self, over: &AgentConfig) -> AgentConfig {
+        AgentConfig {
+            scan_speed_percent: over.scan_speed_percent.or(self.scan_speed_percent),
+            fetch_rate: over.fetch_rate.or(self.fetch_rate),
+        }
     }
 }
 
@@ -109,6 +192,10 @@ pub struct DesiredState {
     pub high_impact_granted: bool,
     #[serde(default, skip_serializing_if = "AgentConfig::is_empty")]
     pub config: AgentConfig,
+    /// The image's own health check, run after an update with the agent's
+    /// `--health-command`; copied from the image record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
     /// When the dominator issued it, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued: Option<String>,
@@ -142,6 +229,7 @@ impl DesiredState {
             updates_allowed: true,
             high_impact_granted: false,
             config: AgentConfig::default(),
+            health_check: record.health_check.clone(),
             issued: None,
             publisher: None,
         }
@@ -199,13 +287,11 @@ impl DesiredState {
                 host: host(),
                 source,
             })?;
-        if let Some(percent) = self.config.scan_speed_percent {
-            if !(1..=100).contains(&percent) {
-                return Err(DesiredError::Config {
-                    host: host(),
-                    reason: format!("scan_speed_percent {percent} is not between 1 and 100"),
-                });
-            }
+        if let Some(check) = &self.health_check {
+            check.validate().map_err(|reason| DesiredError::Config {
+                host: host(),
+                reason,
+            })?;
         }
         if self.config.fetch_rate == Some(0) {
             return Err(DesiredError::Config {
@@ -260,6 +346,7 @@ mod tests {
 
     fn sample() -> DesiredState {
         DesiredState {
+            health_check: None,
             v: 1,
             host: "web1.example.com".into(),
             image: ImageName::parse("web/prod/2026-11-26").unwrap(),
@@ -278,7 +365,7 @@ mod tests {
             updates_allowed: false,
             high_impact_granted: true,
             config: AgentConfig {
-                scan_speed_percent: Some(2),
+                scan_speed_percent: Some(ScanPercent::whole(2)),
                 fetch_rate: Some(10 << 20),
             },
             issued: Some("2026-11-26T09:00:00Z".into()),
@@ -349,6 +436,7 @@ mod tests {
     #[test]
     fn for_image_copies_the_record() {
         let record = ImageRecord {
+            health_check: None,
             v: 1,
             name: ImageName::parse("image.0").unwrap(),
             manifest: ObjectId::of(b"m"),
@@ -433,9 +521,20 @@ mod tests {
     #[test]
     fn rejects_bad_config() {
         let config = serde_json::json!({"scan_speed_percent": 0});
-        assert!(error(&edited("config", config)).contains("between 1 and 100"));
+        assert!(error(&edited("config", config)).contains("between 0.001 and 100"));
         let config = serde_json::json!({"scan_speed_percent": 101});
-        assert!(error(&edited("config", config)).contains("between 1 and 100"));
+        assert!(error(&edited("config", config)).contains("between 0.001 and 100"));
+        // The original's emergency throttle.
+        let config = serde_json::json!({"scan_speed_percent": 0.1});
+        let state = DesiredState::decode(&edited("config", config)).unwrap();
+        let percent = state.config.scan_speed_percent.unwrap();
+        assert_eq!(percent.as_f64(), 0.1);
+        assert_eq!(percent.of(100_000_000), 100_000);
+        assert!(String::from_utf8(state.encode())
+            .unwrap()
+            .contains(r#""scan_speed_percent":0.1"#));
+        let check = serde_json::json!({"command": "", "timeout_s": 5});
+        assert!(error(&edited("health_check", check)).contains("empty"));
         let config = serde_json::json!({"fetch_rate": 0});
         assert!(error(&edited("config", config)).contains("fetch_rate"));
         let config = serde_json::json!({"fetch_rate": -1});

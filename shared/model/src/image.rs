@@ -12,6 +12,9 @@ use crate::triggers::Trigger;
 
 /// Schema version of image records and tombstones.
 pub const IMAGE_RECORD_VERSION: u32 = 1;
+/// Schema version of an image record that carries a health check. Older
+/// readers would put the image on machines without running its check.
+pub const IMAGE_RECORD_HEALTH_VERSION: u32 = 2;
 /// Longest image name accepted.
 pub const MAX_NAME_LEN: usize = 200;
 
@@ -118,6 +121,47 @@ pub struct ImageRecord {
     /// (`s3://BUCKET/PREFIX`, `file:///DIR`). Older readers ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<String>,
+    /// A check the agent runs after updating to this image
+    /// (`imagetool add --health-command`). A record with one is schema
+    /// version [`IMAGE_RECORD_HEALTH_VERSION`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// A health check carried with an image: a shell command that exits 0
+/// when the machine works, tried again until `timeout_s` is up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub command: String,
+    /// How long the agent keeps trying; absent: the agent's
+    /// `--health-timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+}
+
+/// Longest health command accepted.
+pub const MAX_HEALTH_COMMAND_LEN: usize = 4096;
+/// Longest health-check time accepted, in seconds.
+pub const MAX_HEALTH_TIMEOUT_S: u64 = 3600;
+
+impl HealthCheck {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.command.trim().is_empty() {
+            return Err("the health check's command is empty".into());
+        }
+        if self.command.len() > MAX_HEALTH_COMMAND_LEN || self.command.contains('\0') {
+            return Err(format!(
+                "the health check's command is longer than {MAX_HEALTH_COMMAND_LEN} bytes or holds a NUL"
+            ));
+        }
+        match self.timeout_s {
+            Some(0) => Err("the health check's timeout_s is 0".into()),
+            Some(t) if t > MAX_HEALTH_TIMEOUT_S => Err(format!(
+                "the health check's timeout_s {t} is over {MAX_HEALTH_TIMEOUT_S}"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl ImageRecord {
@@ -169,7 +213,17 @@ impl ImageMessage {
         if probe.deleted {
             Ok(Self::Deleted(serde_json::from_slice(payload).map_err(err)?))
         } else {
-            Ok(Self::Record(serde_json::from_slice(payload).map_err(err)?))
+            let record: ImageRecord = serde_json::from_slice(payload).map_err(err)?;
+            if record.v > IMAGE_RECORD_HEALTH_VERSION {
+                return Err(ImageMessageError(format!(
+                    "image record schema version {}; this reader understands up to {IMAGE_RECORD_HEALTH_VERSION}",
+                    record.v
+                )));
+            }
+            if let Some(check) = &record.health_check {
+                check.validate().map_err(ImageMessageError)?;
+            }
+            Ok(Self::Record(record))
         }
     }
 
@@ -230,6 +284,7 @@ mod tests {
             expires: None,
             expires_unix: Some(10),
             objects: None,
+            health_check: None,
         };
         assert!(record.is_expired(10));
         assert!(!record.is_expired(9));

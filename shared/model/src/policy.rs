@@ -53,6 +53,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::controls::machine::DEFAULT_MAX_PAUSE_S;
+use crate::controls::{PauseControl, RolloutControl};
 use crate::desired::{AgentConfig, DesiredState};
 use crate::image::{ImageMessage, ImageName, ImageRecord};
 use crate::mdb::MdbRecord;
@@ -60,6 +62,7 @@ use crate::report::StateReport;
 
 mod decide;
 mod grants;
+pub mod rollout;
 pub mod safety;
 mod status;
 #[cfg(test)]
@@ -70,6 +73,7 @@ pub use grants::{
     decide_with_grants, grant_high_impact, high_impact_grants, high_impact_holders,
     high_impact_requests,
 };
+pub use rollout::{Canary, RolloutPolicy};
 pub use safety::{safety_check, SafetyRule, SafetyShutoff, SafetyVerdict};
 pub use status::{Decision, FleetSummary, HoldReason, MachineStatus};
 
@@ -104,8 +108,25 @@ pub struct FleetControls {
     /// Machines to hold a HighImpact grant: [`high_impact_grants`] works
     /// it out from the reports and what was published.
     pub high_impact: BTreeSet<String>,
-    /// Agent settings handed to every machine in its desired state.
+    /// Agent settings handed to every machine in its desired state
+    /// (`dom.ctl.subs-config`).
     pub agent_config: AgentConfig,
+    /// One machine's own settings, over the fleet's
+    /// (`dom.ctl.subs-config.<host>`).
+    pub host_config: BTreeMap<String, AgentConfig>,
+    /// The image of MDB machines that name none (`dom.ctl.default-image`).
+    pub default_image: Option<ImageName>,
+    /// Machines paused by an operator, by host.
+    pub paused: BTreeMap<String, PauseControl>,
+    /// The longest a pause holds a machine, seconds.
+    pub max_pause_s: u64,
+    /// Machines to move past their rollout's waves, with the image.
+    pub fast_update: BTreeMap<String, ImageName>,
+    /// Where each image's rollout was left, when someone stopped or
+    /// resumed it.
+    pub rollouts: BTreeMap<ImageName, RolloutControl>,
+    /// How rollouts proceed.
+    pub rollout: RolloutPolicy,
 }
 
 impl Default for FleetControls {
@@ -117,6 +138,13 @@ impl Default for FleetControls {
             safety_cleared: BTreeMap::new(),
             high_impact: BTreeSet::new(),
             agent_config: AgentConfig::default(),
+            host_config: BTreeMap::new(),
+            default_image: None,
+            paused: BTreeMap::new(),
+            max_pause_s: DEFAULT_MAX_PAUSE_S,
+            fast_update: BTreeMap::new(),
+            rollouts: BTreeMap::new(),
+            rollout: RolloutPolicy::default(),
         }
     }
 }
@@ -235,6 +263,7 @@ pub fn same_desired(a: &DesiredState, b: &DesiredState) -> bool {
         updates_allowed,
         high_impact_granted,
         config,
+        health_check,
         issued: _,
         publisher: _,
     } = a;
@@ -249,6 +278,7 @@ pub fn same_desired(a: &DesiredState, b: &DesiredState) -> bool {
         && *updates_allowed == b.updates_allowed
         && *high_impact_granted == b.high_impact_granted
         && *config == b.config
+        && *health_check == b.health_check
 }
 
 /// Whether `report` shows the machine on `image` with no deviations.

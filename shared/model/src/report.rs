@@ -70,6 +70,11 @@ pub struct ScanStats {
 pub struct UpdateResult {
     /// The image being applied.
     pub image: String,
+    /// The image the machine carried before (its last image applied),
+    /// absent on a machine's first update. `domtool rollout abort
+    /// --revert` sends a machine back to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     /// When the update started, RFC 3339.
     pub started: String,
     #[serde(default)]
@@ -92,6 +97,64 @@ pub struct UpdateResult {
     pub fetched_objects: u64,
     #[serde(default)]
     pub fetched_bytes: u64,
+}
+
+/// Where a health check stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    /// The check is running (and being retried) after an update.
+    #[default]
+    Checking,
+    /// It passed, or the machine has no health check and its update
+    /// succeeded.
+    Healthy,
+    /// It kept failing until its time was up; `message` is the command's
+    /// last output line.
+    Unhealthy,
+    /// Its last try was still running when its time was up.
+    TimedOut,
+}
+
+impl HealthState {
+    /// Whether the check is over and failed.
+    pub fn failed(self) -> bool {
+        matches!(self, Self::Unhealthy | Self::TimedOut)
+    }
+}
+
+/// The health of a machine after its last update: the agent's
+/// `--health-command` and the image's own check, run once the triggers
+/// have started their services, retried for a bounded time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// The image the update applied.
+    pub image: String,
+    pub state: HealthState,
+    /// For people: the failing command's last output line, or what was
+    /// checked.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When the check started, RFC 3339.
+    #[serde(default)]
+    pub started: String,
+    /// Tries so far, and how long they took in all.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+impl Health {
+    /// Whether this says the machine is healthy on `image`.
+    pub fn healthy_on(&self, image: &str) -> bool {
+        self.image == image && self.state == HealthState::Healthy
+    }
+
+    /// Whether this says the check on `image` is over and failed.
+    pub fn failed_on(&self, image: &str) -> bool {
+        self.image == image && self.state.failed()
+    }
 }
 
 /// An agent's request to run an update that fires HighImpact triggers.
@@ -145,6 +208,15 @@ pub struct StateReport {
     /// HighImpact triggers, and while it uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub high_impact: Option<HighImpactRequest>,
+    /// The health check after the last successful update; absent until
+    /// one ran (older agents never send it: their machines count as
+    /// healthy once compliant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    /// The scan's current read limit, bytes per second, after the
+    /// dominator's settings (`domtool configure-subs`); absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_rate: Option<u64>,
     /// Bytes held in the agent's object cache.
     #[serde(default)]
     pub object_cache_bytes: u64,
@@ -217,6 +289,8 @@ impl Event {
     pub const ERROR: &'static str = "error";
     /// A desired state was refused.
     pub const REJECTED: &'static str = "rejected";
+    /// A health check after an update finished (healthy or not).
+    pub const HEALTH: &'static str = "health";
 
     pub fn new(host: &str, kind: &str, time: &str, message: impl Into<String>) -> Self {
         Self {
@@ -317,6 +391,7 @@ mod tests {
             would_delete: Some(2),
             fetching: true,
             last_update: Some(UpdateResult {
+                from: None,
                 image: "image.0".into(),
                 started: "2026-11-26T08:00:00Z".into(),
                 duration_ms: 900,

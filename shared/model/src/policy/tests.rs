@@ -24,6 +24,7 @@ fn name(s: &str) -> ImageName {
 /// A normal image about the size of the test machines.
 fn normal(image: &str) -> ImageRecord {
     ImageRecord {
+        health_check: None,
         v: 1,
         name: name(image),
         manifest: ObjectId::of(image.as_bytes()),
@@ -218,13 +219,18 @@ fn the_desired_state_copies_the_image_and_the_agent_config() {
         .image(image.clone())
         .machine("web1", "image.1")
         .report(planned("web1", "image.1", false))
-        .controls(|c| c.agent_config.scan_speed_percent = Some(5))
+        .controls(|c| {
+            c.agent_config.scan_speed_percent = Some(crate::desired::ScanPercent::whole(5))
+        })
         .status("web1");
     let desired = status.desired.unwrap();
     assert_eq!(desired.manifest, image.manifest);
     assert_eq!(desired.filter, image.filter);
     assert_eq!(desired.triggers, image.triggers);
-    assert_eq!(desired.config.scan_speed_percent, Some(5));
+    assert_eq!(
+        desired.config.scan_speed_percent,
+        Some(crate::desired::ScanPercent::whole(5))
+    );
     assert!(desired.updates_allowed && desired.issued.is_none());
     desired.validate().unwrap();
 }
