@@ -73,7 +73,7 @@ pub use grants::{
     decide_with_grants, grant_high_impact, high_impact_grants, high_impact_holders,
     high_impact_requests,
 };
-pub use rollout::{Canary, RolloutPolicy};
+pub use rollout::{Canary, FailedMachine, RolloutPhase, RolloutPolicy, RolloutSummary};
 pub use safety::{safety_check, SafetyRule, SafetyShutoff, SafetyVerdict};
 pub use status::{Decision, FleetSummary, HoldReason, MachineStatus};
 

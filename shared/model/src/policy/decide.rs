@@ -36,6 +36,9 @@ pub fn decide(fleet: &Fleet, now: i64) -> Decision {
     Decision {
         spent_clearances: spent_clearances(fleet),
         unmanaged: unmanaged(fleet),
+        rollouts: Vec::new(),
+        spent_fast_updates: Vec::new(),
+        expired_pauses: Vec::new(),
         machines,
         summary,
     }

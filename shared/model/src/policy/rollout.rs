@@ -4,6 +4,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::Serialize;
+
+use crate::image::ImageName;
+
 /// The first wave of an image's rollout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Canary {
@@ -86,4 +90,70 @@ impl Default for RolloutPolicy {
             halt_rate: None,
         }
     }
+}
+
+/// Where an image's rollout stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutPhase {
+    /// Machines are moving, wave by wave.
+    Rolling,
+    /// Too many failures: nothing more moves until an operator resumes.
+    Halted,
+    /// An operator aborted it.
+    Aborted,
+    /// Every machine requiring the image carries it and is healthy.
+    Done,
+}
+
+impl fmt::Display for RolloutPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Rolling => "rolling",
+            Self::Halted => "halted",
+            Self::Aborted => "aborted",
+            Self::Done => "done",
+        })
+    }
+}
+
+/// A machine of a rollout that failed: its update to the image failed, or
+/// its health check on the image did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FailedMachine {
+    pub host: String,
+    /// The image it carried before, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// One line: `update failed: ...`, `unhealthy: ...`, `health check timed out`.
+    pub why: String,
+}
+
+/// One image's rollout, as a decision sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RolloutSummary {
+    pub image: ImageName,
+    pub phase: RolloutPhase,
+    /// Machines whose MDB record requires the image.
+    pub machines: usize,
+    /// On the image and healthy.
+    pub done: usize,
+    /// Told to move (updates allowed) and not yet done or failed.
+    pub moving: usize,
+    /// Failed, forgiven failures left out.
+    pub failed: Vec<FailedMachine>,
+    /// Not yet told to move.
+    pub waiting: usize,
+    /// The current wave (0 is the canary), and how many machines the
+    /// waves so far take in all.
+    pub wave: usize,
+    pub wave_end: usize,
+    /// Why it halted or was aborted, and by whom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Set when this decision halts it: the halt is to be published
+    /// (`dom.ctl.rollout.<image>`) and announced.
+    pub halts_now: bool,
 }

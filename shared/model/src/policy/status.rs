@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::rollout::{RolloutPhase, RolloutSummary};
 use super::safety::SafetyShutoff;
 use super::Updates;
 use crate::desired::DesiredState;
@@ -26,6 +27,23 @@ pub enum HoldReason {
         image: ImageName,
         waiting_for: String,
     },
+    /// An operator paused the machine (`domtool pause`), until
+    /// `until` (RFC 3339).
+    Paused {
+        until: String,
+        reason: String,
+        by: String,
+    },
+    /// The image's rollout halted or was aborted: nothing more moves to
+    /// it until an operator resumes it.
+    RolloutStopped {
+        image: ImageName,
+        phase: RolloutPhase,
+        reason: String,
+    },
+    /// The image's rollout has not reached the machine yet: it waits for
+    /// the current wave to be healthy.
+    WaitingForWave { image: ImageName, wave: usize },
     /// Every update slot is taken.
     WaitingForSlot,
 }
@@ -41,6 +59,18 @@ impl fmt::Display for HoldReason {
             Self::SafetyCheckPending { image, waiting_for } => write!(
                 f,
                 "waiting for {waiting_for} to run the safety check for image {image}"
+            ),
+            Self::Paused { until, reason, by } => {
+                write!(f, "paused by {by} until {until}: {reason}")
+            }
+            Self::RolloutStopped {
+                image,
+                phase,
+                reason,
+            } => write!(f, "the rollout of image {image} is {phase}: {reason}"),
+            Self::WaitingForWave { image, wave } => write!(
+                f,
+                "waiting for wave {wave} of the rollout of image {image} (the one before must be healthy)"
             ),
             Self::WaitingForSlot => f.write_str("waiting for an update slot"),
         }
@@ -137,6 +167,14 @@ pub struct Decision {
     /// Hosts with a state report or a published desired state but no MDB
     /// record, in host order.
     pub unmanaged: Vec<String>,
+    /// The rollout of every image some machine is not yet done moving
+    /// to, or whose rollout an operator or a halt stopped, in image order.
+    pub rollouts: Vec<RolloutSummary>,
+    /// Fast updates to forget: the machine is compliant with the image,
+    /// or its MDB record requires another.
+    pub spent_fast_updates: Vec<String>,
+    /// Pauses that ran out, to withdraw.
+    pub expired_pauses: Vec<String>,
 }
 
 impl Decision {
@@ -145,6 +183,11 @@ impl Decision {
             .binary_search_by(|m| m.host.as_str().cmp(host))
             .ok()
             .map(|i| &self.machines[i])
+    }
+
+    /// The rollout of `image`, if it has one.
+    pub fn rollout(&self, image: &str) -> Option<&RolloutSummary> {
+        self.rollouts.iter().find(|r| r.image.as_str() == image)
     }
 
     /// The desired states to publish now, in host order.
