@@ -361,7 +361,7 @@ mod tests {
             reason: "2 of 2 failed".into(),
             machines: vec![RolloutMachine {
                 host: "web1".into(),
-                from: Some("web/prod.6".into()),
+                from: Some(ImageName::parse("web/prod.6").unwrap()),
                 why: "unhealthy".into(),
             }],
             revert: false,

@@ -32,7 +32,7 @@ pub struct RolloutMachine {
     pub host: String,
     /// The image it carried before the rollout reached it, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub from: Option<ImageName>,
     /// Why it counts as failed, for people.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub why: String,
@@ -77,6 +77,17 @@ impl RolloutControl {
     /// Whether `host`'s failures are forgiven by a resume.
     pub fn forgives(&self, host: &str) -> bool {
         self.state == RolloutState::Resumed && self.machines.iter().any(|m| m.host == host)
+    }
+
+    /// The image an abort with `revert` sends `host` back to.
+    pub fn reverts(&self, host: &str) -> Option<&ImageName> {
+        if self.state != RolloutState::Aborted || !self.revert {
+            return None;
+        }
+        self.machines
+            .iter()
+            .find(|m| m.host == host)
+            .and_then(|m| m.from.as_ref())
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -1,15 +1,17 @@
 //! The decision function: each machine judged on its own, then the update
 //! slots handed out across the fleet.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use super::rollout::{judge, Member, RolloutPhase, Standing, Verdict};
 use super::safety::{safety_check, SafetyVerdict};
 use super::status::{Decision, FleetSummary, HoldReason, MachineStatus};
 use super::{is_compliant_with, same_desired, Fleet, ImageProblem, Updates};
 use crate::desired::{DesiredState, PlannedImage};
-use crate::image::ImageRecord;
+use crate::image::{ImageName, ImageRecord};
 use crate::mdb::MdbRecord;
 use crate::report::StateReport;
+use crate::report::{Health, HealthState};
 
 /// Decides what every machine in the MDB should be told now. `now` is Unix
 /// seconds, for image expiry. See the [module docs](super) for the rules.
@@ -20,12 +22,23 @@ pub fn decide(fleet: &Fleet, now: i64) -> Decision {
         .map(|(host, record)| Draft::new(fleet, host, record, now))
         .collect();
 
+    let verdicts = judge_rollouts(fleet, &drafts);
+    gate(&mut drafts, &verdicts);
+
     let taken = drafts.iter().filter(|d| d.holds_slot).count();
     let mut free = fleet.controls.max_updating.saturating_sub(taken);
+    let mut verdicts = verdicts;
     for draft in drafts.iter_mut().filter(|d| d.wants_slot) {
         if free > 0 {
             free -= 1;
             draft.holds_slot = true;
+            // Told to move now: the rollout counts it as moving.
+            if let Target::Image(image) = draft.target {
+                if let Some(summary) = verdicts.get_mut(&image.name).map(|v| &mut v.summary) {
+                    summary.waiting = summary.waiting.saturating_sub(1);
+                    summary.moving += 1;
+                }
+            }
         } else {
             draft.hold = Some(HoldReason::WaitingForSlot);
         }
@@ -36,9 +49,8 @@ pub fn decide(fleet: &Fleet, now: i64) -> Decision {
     Decision {
         spent_clearances: spent_clearances(fleet),
         unmanaged: unmanaged(fleet),
-        rollouts: Vec::new(),
-        spent_fast_updates: Vec::new(),
-        expired_pauses: Vec::new(),
+        halts: verdicts.values().filter_map(|v| v.halt.clone()).collect(),
+        rollouts: verdicts.into_values().map(|v| v.summary).collect(),
         machines,
         summary,
     }
@@ -56,6 +68,11 @@ enum Target<'a> {
 struct Draft<'a> {
     host: &'a str,
     record: &'a MdbRecord,
+    /// The image the machine is to carry: its MDB record's, the fleet's
+    /// default, or the one an aborted rollout sends it back to.
+    required: Option<&'a ImageName>,
+    /// An operator asked for this machine to move past its rollout's waves.
+    fast: bool,
     report: Option<&'a StateReport>,
     last: Option<&'a DesiredState>,
     target: Target<'a>,
@@ -78,15 +95,24 @@ impl<'a> Draft<'a> {
         let controls = &fleet.controls;
         let report = fleet.reports.get(host);
         let last = fleet.desired.get(host);
-        let stop = match &controls.updates {
-            Updates::Disabled { reason, by } => Some(HoldReason::UpdatesDisabledFleet {
+        let paused = controls
+            .paused
+            .get(host)
+            .filter(|p| p.ends(controls.max_pause_s) > now);
+        let stop = match (&controls.updates, paused) {
+            (Updates::Disabled { reason, by }, _) => Some(HoldReason::UpdatesDisabledFleet {
                 reason: reason.clone(),
                 by: by.clone(),
             }),
-            Updates::Enabled if record.disable_updates => Some(HoldReason::DisableUpdates),
-            Updates::Enabled => None,
+            (Updates::Enabled, _) if record.disable_updates => Some(HoldReason::DisableUpdates),
+            (Updates::Enabled, Some(pause)) => Some(HoldReason::Paused {
+                until: pause.until.clone(),
+                reason: pause.reason.clone(),
+                by: pause.by.clone(),
+            }),
+            (Updates::Enabled, None) => None,
         };
-        let required = record.required_image.as_ref();
+        let required = required_image(fleet, host, record);
         let target = match required.map(|name| fleet.resolve(name, now)) {
             None => Target::None,
             Some(Err(problem)) => Target::Problem(problem),
@@ -103,6 +129,8 @@ impl<'a> Draft<'a> {
         let mut draft = Self {
             host,
             record,
+            required,
+            fast: required.is_some_and(|name| controls.fast_update.get(host) == Some(name)),
             report,
             last,
             target,
@@ -157,12 +185,66 @@ impl<'a> Draft<'a> {
         }
     }
 
+    /// Where the machine stands in the rollout of `image`, its target.
+    fn member(&self, fleet: &Fleet, image: &ImageRecord) -> Member<'a> {
+        let name = image.name.as_str();
+        let report = self.report;
+        let health = report.and_then(|r| r.health.as_ref());
+        let update = report
+            .and_then(|r| r.last_update.as_ref())
+            .filter(|u| u.image == name);
+        let from = match (update, report) {
+            (Some(update), _) => update.from.clone(),
+            (None, Some(r)) => r.image.clone().filter(|i| i != name),
+            (None, None) => None,
+        };
+        let failure = match (health, update) {
+            (Some(health), _) if health.failed_on(name) => Some(health_failure(health)),
+            (_, Some(update)) if !update.ok && !self.compliant => Some(format!(
+                "update failed: {}",
+                update.error.as_deref().unwrap_or("no reason given")
+            )),
+            _ => None,
+        };
+        let released = self.compliant
+            || self.holds_slot
+            || self
+                .last
+                .is_some_and(|last| last.image == image.name && last.updates_allowed);
+        let checking = health.is_some_and(|h| h.image == name && h.state == HealthState::Checking);
+        let standing = match failure {
+            Some(why) => Standing::Failed {
+                forgiven: fleet
+                    .controls
+                    .rollouts
+                    .get(&image.name)
+                    .is_some_and(|c| c.forgives(self.host)),
+                why,
+            },
+            None if self.compliant && !checking => Standing::Done,
+            None if released => Standing::Moving,
+            None => Standing::Waiting,
+        };
+        Member {
+            host: self.host,
+            standing,
+            from,
+        }
+    }
+
     /// What the agent says is wrong: its persistent error, or a failed
     /// update to the image it is still not on.
     fn agent_error(&self, image: &ImageRecord) -> Option<String> {
         let report = self.report?;
         if let Some(error) = &report.error {
             return Some(format!("agent: {error}"));
+        }
+        if let Some(health) = report
+            .health
+            .as_ref()
+            .filter(|h| h.failed_on(image.name.as_str()))
+        {
+            return Some(health_failure(health));
         }
         let update = report.last_update.as_ref()?;
         (!update.ok && !self.compliant && update.image == image.name.as_str()).then(|| {
@@ -190,7 +272,11 @@ impl<'a> Draft<'a> {
                             manifest: planned.manifest,
                         });
                 desired.updates_allowed = self.hold.is_none();
-                desired.config = fleet.controls.agent_config.clone();
+                let controls = &fleet.controls;
+                desired.config = match controls.host_config.get(self.host) {
+                    Some(own) => controls.agent_config.overridden_by(own),
+                    None => controls.agent_config.clone(),
+                };
                 Some(desired)
             }
             // Left as it is, except that a stop still stops it.
@@ -206,7 +292,7 @@ impl<'a> Draft<'a> {
     /// image.
     fn asks_high_impact(&self) -> bool {
         let request = self.report.and_then(|r| r.high_impact.as_ref());
-        match (request, &self.record.required_image) {
+        match (request, self.required) {
             (Some(request), Some(required)) => request.image == required.as_str(),
             _ => false,
         }
@@ -222,7 +308,7 @@ impl<'a> Draft<'a> {
         };
         MachineStatus {
             host: self.host.to_string(),
-            required: self.record.required_image.clone(),
+            required: self.required.cloned(),
             planned: self.record.planned_image.clone(),
             current: self.report.and_then(|r| r.image.clone()),
             compliant: self.compliant,
@@ -235,6 +321,127 @@ impl<'a> Draft<'a> {
             high_impact_requested,
             desired,
             publish,
+        }
+    }
+}
+
+/// The image `host` is to carry: the one its MDB record requires, or the
+/// fleet's default image when it names none; except that a rollout
+/// aborted with `--revert` sends the machines it names back to the image
+/// they carried before.
+fn required_image<'a>(
+    fleet: &'a Fleet,
+    host: &str,
+    record: &'a MdbRecord,
+) -> Option<&'a ImageName> {
+    let required = record
+        .required_image
+        .as_ref()
+        .or(fleet.controls.default_image.as_ref())?;
+    let reverted = fleet
+        .controls
+        .rollouts
+        .get(required)
+        .and_then(|c| c.reverts(host));
+    Some(reverted.unwrap_or(required))
+}
+
+/// One line for a failed health check.
+fn health_failure(health: &Health) -> String {
+    match health.state {
+        HealthState::TimedOut if health.message.is_empty() => {
+            format!("health check on image {} timed out", health.image)
+        }
+        HealthState::TimedOut => format!(
+            "health check on image {} timed out: {}",
+            health.image, health.message
+        ),
+        _ => format!("unhealthy on image {}: {}", health.image, health.message),
+    }
+}
+
+/// Every image's rollout, judged from the machines that are to carry it.
+fn judge_rollouts<'a>(fleet: &'a Fleet, drafts: &[Draft<'a>]) -> BTreeMap<ImageName, Verdict> {
+    let mut members: BTreeMap<&ImageName, Vec<Member<'_>>> = BTreeMap::new();
+    for draft in drafts {
+        if let Target::Image(image) = draft.target {
+            members
+                .entry(&image.name)
+                .or_default()
+                .push(draft.member(fleet, image));
+        }
+    }
+    let controls = &fleet.controls;
+    let mut verdicts: BTreeMap<ImageName, Verdict> = members
+        .into_iter()
+        .map(|(image, members)| {
+            let control = controls.rollouts.get(image);
+            let verdict = judge(
+                image,
+                &members,
+                control,
+                &controls.rollout,
+                controls.max_updating,
+            );
+            (image.clone(), verdict)
+        })
+        .collect();
+    // A rollout stopped by a control whose machines all went elsewhere
+    // is still shown, so an operator can resume or forget it.
+    for (image, control) in &controls.rollouts {
+        if control.stops() && !verdicts.contains_key(image) {
+            let verdict = judge(
+                image,
+                &[],
+                Some(control),
+                &controls.rollout,
+                controls.max_updating,
+            );
+            verdicts.insert(image.clone(), verdict);
+        }
+    }
+    verdicts
+}
+
+/// Lets only as many machines start moving to each image as its rollout
+/// allows, in host order; holds the rest.
+fn gate(drafts: &mut [Draft<'_>], verdicts: &BTreeMap<ImageName, Verdict>) {
+    let mut budgets: BTreeMap<&ImageName, usize> = verdicts
+        .iter()
+        .map(|(image, v)| (image, v.may_start))
+        .collect();
+    for draft in drafts.iter_mut().filter(|d| d.wants_slot) {
+        let Target::Image(image) = draft.target else {
+            continue;
+        };
+        if draft.fast {
+            // Past the waves, a halt and the update cap: the operator
+            // asked for this one machine.
+            draft.wants_slot = false;
+            draft.holds_slot = true;
+            continue;
+        }
+        let (Some(verdict), Some(budget)) =
+            (verdicts.get(&image.name), budgets.get_mut(&image.name))
+        else {
+            continue;
+        };
+        let phase = verdict.summary.phase;
+        if matches!(phase, RolloutPhase::Halted | RolloutPhase::Aborted) {
+            draft.wants_slot = false;
+            draft.hold = Some(HoldReason::RolloutStopped {
+                image: image.name.clone(),
+                phase,
+                reason: verdict.summary.reason.clone().unwrap_or_default(),
+            });
+        } else if *budget == 0 {
+            draft.wants_slot = false;
+            draft.hold = Some(HoldReason::WaitingForWave {
+                image: image.name.clone(),
+                wave: verdict.next_wave,
+            });
+        } else if *budget != usize::MAX {
+            *budget -= 1;
         }
     }
 }

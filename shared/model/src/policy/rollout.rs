@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use crate::controls::{RolloutControl, RolloutMachine, RolloutState};
 use crate::image::ImageName;
 
 /// The first wave of an image's rollout.
@@ -144,8 +145,9 @@ pub struct RolloutSummary {
     pub failed: Vec<FailedMachine>,
     /// Not yet told to move.
     pub waiting: usize,
-    /// The current wave (0 is the canary), and how many machines the
-    /// waves so far take in all.
+    /// The current wave, counted from 1 (the canary), and how many
+    /// machines the waves up to it take in all (all of them once the
+    /// waves have grown to the update cap).
     pub wave: usize,
     pub wave_end: usize,
     /// Why it halted or was aborted, and by whom.
@@ -156,4 +158,210 @@ pub struct RolloutSummary {
     /// Set when this decision halts it: the halt is to be published
     /// (`dom.ctl.rollout.<image>`) and announced.
     pub halts_now: bool,
+}
+
+/// Each wave is this many times the one before, up to the update cap.
+pub const WAVE_GROWTH: usize = 4;
+
+/// Where one machine requiring the image stands in its rollout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Standing {
+    /// On the image and healthy.
+    Done,
+    /// Told to move, not done yet (updating, or its health being checked).
+    Moving,
+    /// Its update to the image, or its health check on it, failed.
+    Failed { why: String, forgiven: bool },
+    /// Not told to move yet.
+    Waiting,
+}
+
+/// One machine requiring the image.
+#[derive(Clone, Debug)]
+pub(super) struct Member<'a> {
+    pub host: &'a str,
+    pub standing: Standing,
+    /// The image it carried before, when known.
+    pub from: Option<String>,
+}
+
+/// What the rollout of one image allows this round.
+#[derive(Clone, Debug)]
+pub(super) struct Verdict {
+    pub summary: RolloutSummary,
+    /// How many more machines may be told to move now; `usize::MAX`: no
+    /// limit but the update cap.
+    pub may_start: usize,
+    /// The wave the waiting machines wait for, counted from 1.
+    pub next_wave: usize,
+    /// The halt to publish, when this round halts it.
+    pub halt: Option<RolloutControl>,
+}
+
+/// The cumulative ends of the waves: the canary, then each wave
+/// [`WAVE_GROWTH`] times the one before, until a wave would be as large as
+/// `cap`. That last wave has no end (`usize::MAX`): from there only the
+/// update cap limits the machines moving. The canary is always a wave of
+/// its own.
+fn wave_ends(canary: usize, cap: usize) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let (mut size, mut end) = (canary.max(1), 0usize);
+    while size < cap {
+        end = end.saturating_add(size);
+        ends.push(end);
+        size = size.saturating_mul(WAVE_GROWTH);
+    }
+    if ends.is_empty() {
+        ends.push(canary.max(1));
+    }
+    ends.push(usize::MAX);
+    ends
+}
+
+/// Judges the rollout of `image` from its machines (in host order), the
+/// control last published for it, and the fleet's rollout policy and cap.
+pub(super) fn judge(
+    image: &ImageName,
+    members: &[Member<'_>],
+    control: Option<&RolloutControl>,
+    policy: &RolloutPolicy,
+    cap: usize,
+) -> Verdict {
+    let count = |f: fn(&Standing) -> bool| members.iter().filter(|m| f(&m.standing)).count();
+    let done = count(|s| *s == Standing::Done);
+    let moving = count(|s| *s == Standing::Moving);
+    let waiting = count(|s| *s == Standing::Waiting);
+    let failed: Vec<FailedMachine> = members
+        .iter()
+        .filter_map(|m| match &m.standing {
+            Standing::Failed { why, forgiven } => Some((m, why, *forgiven)),
+            _ => None,
+        })
+        .map(|(m, why, forgiven)| {
+            let why = if forgiven {
+                format!("{why} (forgiven)")
+            } else {
+                why.clone()
+            };
+            FailedMachine {
+                host: m.host.to_string(),
+                from: m.from.clone(),
+                why,
+            }
+        })
+        .collect();
+    let counting = count(|s| {
+        matches!(
+            s,
+            Standing::Failed {
+                forgiven: false,
+                ..
+            }
+        )
+    });
+    let moved = members.len() - waiting;
+
+    // The waves: `wave` is the one being filled, or waited for.
+    let ends = wave_ends(policy.canary.size(members.len()), cap.max(1));
+    let wave = ends
+        .iter()
+        .position(|&end| moved < end)
+        .unwrap_or(ends.len() - 1);
+    let wave_start = wave.checked_sub(1).map_or(0, |w| ends[w]);
+    let sliding = wave == ends.len() - 1;
+    // Every machine moved so far is done, or failed and forgiven.
+    let settled = moving == 0 && counting == 0;
+    // A wave opens once the ones before it settled, and stays open.
+    let open = moved > wave_start || settled;
+    let may_start = match (policy.canary.is_off(), open, sliding) {
+        (true, _, _) => usize::MAX,
+        (false, false, _) => 0,
+        (false, true, true) => usize::MAX,
+        (false, true, false) => ends[wave] - moved,
+    };
+    // A failure in a wave that has nothing left to move can never let
+    // the next one open.
+    let stuck = !policy.canary.is_off() && counting > 0 && moving == 0 && !sliding;
+
+    // The halt.
+    let mut phase = match control.map(|c| c.state) {
+        Some(RolloutState::Halted) => RolloutPhase::Halted,
+        Some(RolloutState::Aborted) => RolloutPhase::Aborted,
+        _ if waiting == 0 && moving == 0 && counting == 0 => RolloutPhase::Done,
+        _ => RolloutPhase::Rolling,
+    };
+    let (mut reason, mut by) = match control.filter(|c| c.stops()) {
+        Some(c) => (Some(c.reason.clone()), Some(c.by.clone())),
+        None => (None, None),
+    };
+    let mut halt = None;
+    if phase == RolloutPhase::Rolling {
+        if let Some(why) = halt_reason(policy, counting, moved, stuck) {
+            phase = RolloutPhase::Halted;
+            reason = Some(why.clone());
+            by = None;
+            halt = Some(RolloutControl {
+                v: crate::controls::CONTROL_VERSION,
+                image: image.clone(),
+                state: RolloutState::Halted,
+                reason: why,
+                machines: members
+                    .iter()
+                    .filter_map(|m| match &m.standing {
+                        Standing::Failed { why, .. } => Some(RolloutMachine {
+                            host: m.host.to_string(),
+                            from: m.from.as_deref().and_then(|f| ImageName::parse(f).ok()),
+                            why: why.clone(),
+                        }),
+                        _ => None,
+                    })
+                    .collect(),
+                revert: false,
+                by: String::new(),
+                when: String::new(),
+            });
+        }
+    }
+    let stopped = matches!(phase, RolloutPhase::Halted | RolloutPhase::Aborted);
+    Verdict {
+        summary: RolloutSummary {
+            image: image.clone(),
+            phase,
+            machines: members.len(),
+            done,
+            moving,
+            failed,
+            waiting,
+            wave: wave + 1,
+            wave_end: if sliding { members.len() } else { ends[wave] },
+            reason,
+            by,
+            halts_now: halt.is_some(),
+        },
+        may_start: if stopped { 0 } else { may_start },
+        // Counted from 1, the canary, for people.
+        next_wave: if open && !sliding { wave + 2 } else { wave + 1 },
+        halt,
+    }
+}
+
+/// Why the rollout halts now, if it does: too many failures, or a wave
+/// that can no longer become healthy.
+fn halt_reason(policy: &RolloutPolicy, failed: usize, moved: usize, stuck: bool) -> Option<String> {
+    if failed == 0 {
+        return None;
+    }
+    let of = format!("{failed} of the {moved} machines it moved failed");
+    if policy.halt_after > 0 && failed >= policy.halt_after {
+        return Some(format!("{of} (--halt-after {})", policy.halt_after));
+    }
+    if let Some(rate) = policy.halt_rate {
+        if failed * 100 >= rate as usize * moved {
+            return Some(format!("{of} (--halt-rate {rate}%)"));
+        }
+    }
+    if stuck {
+        return Some(format!("{of}: the next wave cannot start"));
+    }
+    None
 }

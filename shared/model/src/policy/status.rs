@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::rollout::{RolloutPhase, RolloutSummary};
 use super::safety::SafetyShutoff;
 use super::Updates;
+use crate::controls::RolloutControl;
 use crate::desired::DesiredState;
 use crate::image::ImageName;
 
@@ -170,11 +171,9 @@ pub struct Decision {
     /// The rollout of every image some machine is not yet done moving
     /// to, or whose rollout an operator or a halt stopped, in image order.
     pub rollouts: Vec<RolloutSummary>,
-    /// Fast updates to forget: the machine is compliant with the image,
-    /// or its MDB record requires another.
-    pub spent_fast_updates: Vec<String>,
-    /// Pauses that ran out, to withdraw.
-    pub expired_pauses: Vec<String>,
+    /// Rollouts this decision halts: the controls to publish on
+    /// `dom.ctl.rollout.<image>` (the publisher stamps `by` and `when`).
+    pub halts: Vec<RolloutControl>,
 }
 
 impl Decision {

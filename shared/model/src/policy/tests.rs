@@ -12,6 +12,7 @@ mod high_impact;
 mod images;
 mod rollout;
 mod safety;
+mod waves;
 
 const NOW: i64 = 1_800_000_000;
 /// Inodes on every test machine unless a test says otherwise.
@@ -85,8 +86,13 @@ fn on(host: &str, image: &str) -> StateReport {
 /// A fleet under construction.
 struct Setup(Fleet);
 
+/// A fleet whose rollouts go without waves, as before waves were
+/// introduced, so each test looks at one rule; `waves` tests turn them on.
 fn fleet() -> Setup {
-    Setup(Fleet::default())
+    let mut fleet = Fleet::default();
+    fleet.controls.rollout.canary = Canary::Machines(0);
+    fleet.controls.rollout.halt_after = 0;
+    Setup(fleet)
 }
 
 impl Setup {
