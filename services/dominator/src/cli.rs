@@ -3,6 +3,10 @@
 use clap::Parser;
 use dom_bus::{ConnectArgs, LogArgs};
 
+fn parse_canary(s: &str) -> Result<dom_model::policy::Canary, String> {
+    s.parse()
+}
+
 /// The fleet's controller: turns MDB records, images and state reports into
 /// each machine's desired state.
 ///
@@ -10,8 +14,9 @@ use dom_bus::{ConnectArgs, LogArgs};
 /// every MDB, image, state, control and desired-state subject, then follows
 /// them, publishing a machine's desired state only when it changes. It
 /// holds machines whose image is unknown or deleted, honours per-machine
-/// DisableUpdates and the fleet-wide emergency stop (domtool
-/// disable-updates), caps how many machines update at once and how many
+/// DisableUpdates, pauses and the fleet-wide emergency stop (domtool
+/// disable-updates), rolls each image out in waves that halt on failures,
+/// caps how many machines update at once and how many
 /// run HighImpact triggers at once, and refuses updates that would wipe a
 /// machine (the safety shutoff). A live status page, Prometheus metrics,
 /// health and a JSON status are served over HTTP.
@@ -28,6 +33,27 @@ pub struct Cli {
     /// Most machines updating at once.
     #[arg(long, value_name = "N", default_value_t = dom_model::policy::DEFAULT_MAX_UPDATING)]
     pub max_concurrent: usize,
+    /// Machines in the first wave of every image's rollout: `N` machines,
+    /// or `P%` of those requiring the image. Each wave after it is four
+    /// times the one before and starts only once every machine moved so
+    /// far carries the image and is healthy; from the first wave as large
+    /// as --max-concurrent, machines move as slots free up. `0` turns
+    /// waves off.
+    #[arg(long, value_name = "N|P%", default_value = "1", value_parser = parse_canary)]
+    pub canary: dom_model::policy::Canary,
+    /// Halt an image's rollout once this many of the machines it moved
+    /// failed (their update, or their health check, failed). `0`: never on
+    /// a count. A failure in a wave also halts it once the wave has
+    /// nothing left moving, since the next wave could never start.
+    #[arg(long, value_name = "N", default_value_t = dom_model::policy::rollout::DEFAULT_HALT_AFTER)]
+    pub halt_after: usize,
+    /// Halt an image's rollout once this share of the machines it moved
+    /// failed, in percent.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub halt_rate: Option<u32>,
+    /// The longest `domtool pause` holds a machine, whatever it asked for.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub max_pause: std::time::Duration,
     /// Most machines running HighImpact triggers at once: agents ask before
     /// such an update, and wait for a grant.
     #[arg(long, value_name = "M", default_value_t = dom_model::policy::DEFAULT_MAX_HIGH_IMPACT)]

@@ -32,6 +32,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dom_bus::{Applied, Bus, BusError, FleetKind, FleetUpdate, Published, Standing, View};
+use dom_model::controls::{control_name, Control, RolloutControl, ROLLOUT};
+use dom_model::policy::RolloutPolicy;
 use dom_model::{Decision, DesiredState, FleetControls};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
@@ -48,6 +50,10 @@ pub struct Settings {
     pub max_concurrent: usize,
     /// Most machines running HighImpact triggers at once.
     pub max_high_impact: usize,
+    /// How images roll out: the canary, and when a rollout halts.
+    pub rollout: RolloutPolicy,
+    /// The longest a pause holds a machine.
+    pub max_pause: Duration,
     /// How long after a change to decide, gathering what else arrives.
     pub debounce: Duration,
     /// How often to decide with nothing new, so image expiry is noticed.
@@ -64,6 +70,8 @@ impl Default for Settings {
         Self {
             max_concurrent: dom_model::policy::DEFAULT_MAX_UPDATING,
             max_high_impact: dom_model::policy::DEFAULT_MAX_HIGH_IMPACT,
+            rollout: RolloutPolicy::default(),
+            max_pause: Duration::from_secs(dom_model::controls::machine::DEFAULT_MAX_PAUSE_S),
             debounce: Duration::from_millis(75),
             recheck: Duration::from_secs(30),
             id: dom_bus::stamp::host(),
@@ -131,6 +139,8 @@ pub async fn run(
         view: View::new(FleetControls {
             max_updating: settings.max_concurrent,
             max_high_impact: settings.max_high_impact,
+            rollout: settings.rollout,
+            max_pause_s: settings.max_pause.as_secs(),
             ..FleetControls::default()
         }),
         bus,
@@ -144,7 +154,12 @@ pub async fn run(
     let mut due: Option<Instant> = None;
     let mut pace = Pace::new(settings.debounce);
     loop {
-        let wake = due.unwrap_or_else(|| Instant::now() + settings.recheck);
+        let wake = due
+            .unwrap_or_else(|| Instant::now() + settings.recheck)
+            .min(
+                herd.next_pause_end()
+                    .unwrap_or_else(|| Instant::now() + settings.recheck),
+            );
         tokio::select! {
             update = feed.next() => match update {
                 None => return Err(BusError::JetStream {
@@ -448,7 +463,8 @@ impl Herd {
             }
         }
         self.view.forget_clearances(&decision.spent_clearances);
-        let mut failed = failures > 0;
+        let halted = self.halt(&decision.halts, &issued).await;
+        let mut failed = failures > 0 || !halted;
         // The events wait on the servers as the publishes do: a lease lost
         // meanwhile stops them, and what they would have said is left to
         // the events to tell, as a standby leaves it.
@@ -496,11 +512,56 @@ impl Herd {
         (next, took.saturating_sub(publish_wait))
     }
 
+    /// Publishes the halts a decision made (`dom.ctl.rollout.<image>`),
+    /// takes them into the view at once so the next round does not halt
+    /// again, and announces them on each machine named. Says whether all
+    /// were published.
+    async fn halt(&mut self, halts: &[RolloutControl], when: &str) -> bool {
+        let mut ok = true;
+        for halt in halts {
+            let control = RolloutControl {
+                by: format!("dominator {}", self.id),
+                when: when.to_string(),
+                ..halt.clone()
+            };
+            let name = control_name(ROLLOUT, control.image.as_str());
+            match self.bus.publish_ctl(&name, control.encode().into()).await {
+                Ok(_) => {
+                    tracing::warn!(image = %control.image, reason = %control.reason,
+                        machines = control.machines.len(), "rollout halted");
+                    notices::halted(&self.bus, &control).await;
+                    self.view.control(Control::Rollout(control));
+                }
+                Err(e) => {
+                    tracing::warn!(image = %control.image, error = %e, "cannot publish the rollout's halt");
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
+    /// When the first pause still running ends, if any: a round then
+    /// lets the machine go.
+    fn next_pause_end(&self) -> Option<Instant> {
+        let controls = &self.view.fleet.controls;
+        let now = now_unix();
+        let end = controls
+            .paused
+            .values()
+            .map(|p| p.ends(controls.max_pause_s))
+            .filter(|&end| end > now)
+            .min()?;
+        // A second late, so the round sees it ended.
+        Some(Instant::now() + Duration::from_secs((end - now) as u64 + 1))
+    }
+
     fn show(&mut self, decision: Decision, published: u64, when: String) {
         let rejected = self.view.rejected.clone();
         self.board
             .metrics()
             .fleet(&decision.summary, rejected.len());
+        self.board.metrics().rollouts(&decision.rollouts);
         let reports = std::mem::take(&mut self.changed_reports)
             .into_iter()
             .map(|host| {

@@ -141,6 +141,12 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
     let settings = Settings {
         max_concurrent: cli.max_concurrent,
         max_high_impact: cli.max_high_impact,
+        rollout: dom_model::policy::RolloutPolicy {
+            canary: cli.canary,
+            halt_after: cli.halt_after,
+            halt_rate: cli.halt_rate,
+        },
+        max_pause: cli.max_pause,
         id: cli.id.clone().unwrap_or_else(dom_bus::stamp::host),
         store_every: cli.store_every,
         ..Settings::default()

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dom_model::policy::{RolloutPhase, RolloutSummary};
 use dom_model::report::UpdateResult;
 use dom_model::{Decision, MachineStatus, StateReport};
 use serde::Serialize;
@@ -115,6 +116,8 @@ struct Summary<'a> {
     unmanaged: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     fleet: Option<&'a dom_model::policy::FleetSummary>,
+    /// The rollouts under way, halted or aborted.
+    rollouts: Vec<&'a RolloutSummary>,
 }
 
 #[derive(Serialize)]
@@ -281,6 +284,12 @@ fn summary<'a>(status: &'a crate::Status, decision: Option<&'a Decision>) -> Sum
         rejected_mdb: status.rejected_mdb.len(),
         unmanaged: decision.map_or(0, |d| d.unmanaged.len()),
         fleet: decision.map(|d| &d.summary),
+        rollouts: decision.map_or_else(Vec::new, |d| {
+            d.rollouts
+                .iter()
+                .filter(|r| r.phase != RolloutPhase::Done)
+                .collect()
+        }),
     }
 }
 

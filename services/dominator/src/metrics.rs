@@ -4,11 +4,12 @@
 //! atomic operations, so they cost a round nothing it would notice.
 //! Names and meanings are listed in `docs/OPERATIONS.md`.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use dom_bus::FleetKind;
-use dom_model::policy::FleetSummary;
 use dom_model::policy::Updates;
+use dom_model::policy::{FleetSummary, RolloutPhase, RolloutSummary};
 use dom_web::prometheus_client::metrics::counter::Counter;
 use dom_web::prometheus_client::metrics::family::Family;
 use dom_web::prometheus_client::metrics::gauge::Gauge;
@@ -49,7 +50,20 @@ pub struct Metrics {
     sse_clients: Gauge,
     /// The object store's totals, by quantity, in [`STORE`] order.
     store: Vec<Gauge>,
+    rollout_halted: Family<ImageLabel, Gauge>,
+    rollout_wave: Family<ImageLabel, Gauge>,
+    rollout_machines: Family<ImageLabel, Gauge>,
+    /// The images whose rollout the last round exported, to drop those
+    /// gone from the next.
+    rollout_images: Mutex<BTreeSet<String>>,
 }
+
+/// Labels naming an image (and what is counted of it).
+type ImageLabel = Vec<(&'static str, String)>;
+
+/// What is counted of a rollout's machines, as
+/// `dominator_rollout_machines{image=...,state=...}`.
+const ROLLOUT_STATES: [&str; 4] = ["done", "moving", "failed", "waiting"];
 
 /// What is exported of the object store, as `dominator_store{quantity=...}`.
 const STORE: [&str; 5] = [
@@ -90,7 +104,26 @@ impl Metrics {
             rejected_mdb: Gauge::default(),
             sse_clients: Gauge::default(),
             store: Vec::new(),
+            rollout_halted: Family::default(),
+            rollout_wave: Family::default(),
+            rollout_machines: Family::default(),
+            rollout_images: Mutex::default(),
         };
+        registry.register(
+            "rollout_halted",
+            "1 while the rollout of the image is halted or aborted (domtool rollout status IMAGE says why and which machines), else 0",
+            metrics.rollout_halted.clone(),
+        );
+        registry.register(
+            "rollout_wave",
+            "The wave the image's rollout is in, counted from 1 (the canary)",
+            metrics.rollout_wave.clone(),
+        );
+        registry.register(
+            "rollout_machines",
+            "Machines requiring the image, by where they stand in its rollout: done (on it and healthy), moving, failed, waiting",
+            metrics.rollout_machines.clone(),
+        );
         registry.register("rounds", "Decision rounds run", metrics.rounds.clone());
         registry.register(
             "round_duration_seconds",
@@ -244,12 +277,54 @@ impl Metrics {
             ("without_image", summary.without_image),
             ("high_impact", summary.high_impact),
             ("waiting_for_high_impact", summary.waiting_for_high_impact),
+            ("paused", summary.paused),
+            ("waiting_for_wave", summary.waiting_for_wave),
+            ("rollout_stopped", summary.rollout_stopped),
         ];
         for (status, n) in counts {
             self.machines
                 .get_or_create(&vec![("status", status)])
                 .set(n as i64);
         }
+    }
+
+    /// Every image's rollout after a round.
+    pub(crate) fn rollouts(&self, rollouts: &[RolloutSummary]) {
+        let mut images = self.rollout_images.lock().expect("metrics lock");
+        let now: BTreeSet<String> = rollouts.iter().map(|r| r.image.to_string()).collect();
+        for gone in images.difference(&now) {
+            let image = vec![("image", gone.clone())];
+            self.rollout_halted.remove(&image);
+            self.rollout_wave.remove(&image);
+            for state in ROLLOUT_STATES {
+                self.rollout_machines
+                    .remove(&vec![("image", gone.clone()), ("state", state.to_string())]);
+            }
+        }
+        for rollout in rollouts {
+            let image = vec![("image", rollout.image.to_string())];
+            let stopped = matches!(rollout.phase, RolloutPhase::Halted | RolloutPhase::Aborted);
+            self.rollout_halted
+                .get_or_create(&image)
+                .set(stopped as i64);
+            self.rollout_wave
+                .get_or_create(&image)
+                .set(rollout.wave as i64);
+            let counts = [
+                rollout.done,
+                rollout.moving,
+                rollout.failed.len(),
+                rollout.waiting,
+            ];
+            for (state, n) in ROLLOUT_STATES.iter().zip(counts) {
+                let labels = vec![
+                    ("image", rollout.image.to_string()),
+                    ("state", state.to_string()),
+                ];
+                self.rollout_machines.get_or_create(&labels).set(n as i64);
+            }
+        }
+        *images = now;
     }
 
     pub(crate) fn clients(&self, delta: i64) {

@@ -46,8 +46,13 @@ use crate::connect::inbox_prefix_for;
 use crate::subjects::Subjects;
 
 /// The kinds of event an agent publishes about its machine.
-pub const AGENT_EVENT_KINDS: [&str; 4] =
-    [Event::UPDATE, Event::DRIFT, Event::ERROR, Event::REJECTED];
+pub const AGENT_EVENT_KINDS: [&str; 5] = [
+    Event::UPDATE,
+    Event::DRIFT,
+    Event::ERROR,
+    Event::REJECTED,
+    Event::HEALTH,
+];
 
 /// A role in the fleet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -270,7 +275,14 @@ impl Role {
             }
             Role::Dominator => {
                 // The lease says which of several dominators is active.
-                let mut publish = vec![s.all("desired"), s.all("event"), s.all("lease")];
+                // It halts rollouts: `dom.ctl.rollout.<image>`, and no
+                // other control.
+                let mut publish = vec![
+                    s.all("desired"),
+                    s.all("event"),
+                    s.all("lease"),
+                    s.ctl(&format!("{}.>", dom_model::controls::ROLLOUT)),
+                ];
                 publish.extend(read_all);
                 publish.push(api("CONSUMER.DELETE.>".into()));
                 // Stopping, it frees the lease for a standby.

@@ -112,7 +112,7 @@ impl View {
             },
             FleetKind::Desired => self.apply_desired(name, message.sequence, payload),
             FleetKind::Ctl => match Control::decode(name, payload) {
-                Ok(control) => self.apply_control(control),
+                Ok(control) => self.control(control),
                 Err(e) => Applied::Skipped(e.to_string()),
             },
         };
@@ -146,7 +146,9 @@ impl View {
         }
     }
 
-    fn apply_control(&mut self, control: Control) -> Applied {
+    /// Takes a control into the view: one from the feed, or one this
+    /// process just published (the feed's echo of it changes nothing).
+    pub fn control(&mut self, control: Control) -> Applied {
         match control {
             Control::Updates(updates) => self.fleet.controls.updates = updates.to_policy(),
             Control::SafetyClear(clearance) => {

@@ -62,6 +62,18 @@
     } else {
       banner.className = "banner ok"; banner.textContent = "updates are enabled";
     }
+    // One line per rollout under way; a halted or aborted one says why and
+    // which machines failed.
+    document.getElementById("rollouts").innerHTML = (s.rollouts || []).map((r) => {
+      const counts = `${r.done} of ${r.machines} done, ${r.moving} moving, ${r.waiting} waiting`;
+      if (r.phase === "halted" || r.phase === "aborted") {
+        const failed = r.failed.map((m) => `${esc(m.host)} (${esc(m.why)})`).join(", ");
+        return `<div class="banner bad rollout" data-image="${esc(r.image)}"><b>the rollout of ${image(r.image)} is ${esc(r.phase)}</b>` +
+          `${r.by ? ` by ${esc(r.by)}` : ""}: ${esc(r.reason || "")}${failed ? `; failed: ${failed}` : ""}. ${counts}. ` +
+          `<span class="muted">domtool rollout resume|abort ${esc(r.image)}</span></div>`;
+      }
+      return `<div class="banner rollout" data-image="${esc(r.image)}">rolling out ${image(r.image)}: wave ${r.wave}, ${counts}</div>`;
+    }).join("");
     if (f) {
       document.getElementById("cards").innerHTML = [
         card(f.machines, "machines"),
@@ -69,6 +81,7 @@
         card(`${f.updating} / ${f.max_updating}`, "updating"),
         card(f.errors, "in error", f.errors ? "bad" : ""),
         card(f.held, "held", f.held ? "warn" : ""),
+        card(f.paused, "paused", f.paused ? "warn" : ""),
         card(f.safety_shutoffs, "safety shutoffs", f.safety_shutoffs ? "bad" : ""),
         card(`${f.high_impact} / ${f.max_high_impact}`, "HighImpact grants"),
         card(f.without_image, "without image"),

@@ -462,6 +462,9 @@ fn summarise(fleet: &Fleet, machines: &[MachineStatus]) -> FleetSummary {
         high_impact: count(&|m| m.high_impact),
         waiting_for_high_impact: count(&|m| m.high_impact_requested && !m.high_impact),
         max_high_impact: fleet.controls.max_high_impact,
+        paused: count(&|m| matches!(m.held, Some(HoldReason::Paused { .. }))),
+        waiting_for_wave: count(&|m| matches!(m.held, Some(HoldReason::WaitingForWave { .. }))),
+        rollout_stopped: count(&|m| matches!(m.held, Some(HoldReason::RolloutStopped { .. }))),
         updates: fleet.controls.updates.clone(),
     }
 }

@@ -152,6 +152,12 @@ pub struct FleetSummary {
     pub max_high_impact: usize,
     /// Machines asking for a HighImpact grant and not holding one.
     pub waiting_for_high_impact: usize,
+    /// Machines an operator paused.
+    pub paused: usize,
+    /// Machines waiting for their rollout's next wave.
+    pub waiting_for_wave: usize,
+    /// Machines held because their image's rollout halted or was aborted.
+    pub rollout_stopped: usize,
     pub updates: Updates,
 }
 
