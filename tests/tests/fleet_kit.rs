@@ -15,10 +15,15 @@ use dominator::{Dominator, Settings};
 use subd::services::ServiceCommand;
 use subd::Agent;
 
-/// The dominator's settings for tests: it acts 20 ms after a change.
+/// The dominator's settings for tests: it acts 20 ms after a change, and
+/// a machine that does not answer holds its rollout back for 2 s only.
 pub fn quick() -> Settings {
     Settings {
         debounce: Duration::from_millis(20),
+        rollout: dom_model::policy::RolloutPolicy {
+            unresponsive_after_s: 2,
+            ..Default::default()
+        },
         ..Settings::default()
     }
 }

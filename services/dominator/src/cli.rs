@@ -51,6 +51,11 @@ pub struct Cli {
     /// failed, in percent.
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub halt_rate: Option<u32>,
+    /// A machine told to move that has not said it heard this long after
+    /// (its state report does not name the image) is taken for down: it
+    /// no longer holds the next wave back.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub unresponsive_after: std::time::Duration,
     /// The longest `domtool pause` holds a machine, whatever it asked for.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
     pub max_pause: std::time::Duration,

@@ -149,6 +149,7 @@ pub async fn run(
         replay_rejections: BTreeMap::new(),
         changed_reports: HashSet::new(),
         waiting_since: None,
+        wake_at: None,
     };
     let mut caught_up = false;
     let mut due: Option<Instant> = None;
@@ -157,7 +158,7 @@ pub async fn run(
         let wake = due
             .unwrap_or_else(|| Instant::now() + settings.recheck)
             .min(
-                herd.next_pause_end()
+                herd.wake_at
                     .unwrap_or_else(|| Instant::now() + settings.recheck),
             );
         tokio::select! {
@@ -275,6 +276,9 @@ struct Herd {
     changed_reports: HashSet<String>,
     /// When the first change the next round decides on was published.
     waiting_since: Option<std::time::SystemTime>,
+    /// When the last decision said a rule reading the clock will decide
+    /// otherwise (a pause ends, a machine is taken for down).
+    wake_at: Option<Instant>,
 }
 
 /// What a round calls for next.
@@ -541,22 +545,12 @@ impl Herd {
         ok
     }
 
-    /// When the first pause still running ends, if any: a round then
-    /// lets the machine go.
-    fn next_pause_end(&self) -> Option<Instant> {
-        let controls = &self.view.fleet.controls;
-        let now = now_unix();
-        let end = controls
-            .paused
-            .values()
-            .map(|p| p.ends(controls.max_pause_s))
-            .filter(|&end| end > now)
-            .min()?;
-        // A second late, so the round sees it ended.
-        Some(Instant::now() + Duration::from_secs((end - now) as u64 + 1))
-    }
-
     fn show(&mut self, decision: Decision, published: u64, when: String) {
+        // A second late, so that the round sees the change.
+        self.wake_at = decision.wake_at.map(|at| {
+            let wait = (at - now_unix()).max(0) as u64 + 1;
+            Instant::now() + Duration::from_secs(wait)
+        });
         let rejected = self.view.rejected.clone();
         self.board
             .metrics()

@@ -145,6 +145,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
             canary: cli.canary,
             halt_after: cli.halt_after,
             halt_rate: cli.halt_rate,
+            unresponsive_after_s: cli.unresponsive_after.as_secs(),
         },
         max_pause: cli.max_pause,
         id: cli.id.clone().unwrap_or_else(dom_bus::stamp::host),

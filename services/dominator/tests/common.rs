@@ -16,11 +16,18 @@ pub use dom_tests::{
     connect, eventually, set_mdb, wait_allowed, wait_desired, NatsServer, DEADLINE,
 };
 
-/// A dominator on `bus` with at most `max_concurrent` machines updating.
+/// A dominator on `bus` with at most `max_concurrent` machines updating,
+/// and no rollout waves: these tests look at one rule at a time, with
+/// state reports they make up (the waves are tested with real agents in
+/// the end-to-end tests).
 pub async fn dominator(bus: &Bus, max_concurrent: usize) -> Dominator {
     let settings = Settings {
         max_concurrent,
         debounce: Duration::from_millis(20),
+        rollout: dom_model::policy::RolloutPolicy {
+            canary: dom_model::policy::Canary::Machines(0),
+            ..Default::default()
+        },
         ..Settings::default()
     };
     Dominator::start(bus.clone(), settings, Some("127.0.0.1:0"))

@@ -392,7 +392,14 @@ mod tests {
 
     #[test]
     fn high_impact_requests_in_reports_become_grants_in_desired_states() {
-        let mut view = View::default();
+        // Both machines move at once: no rollout waves.
+        let mut view = View::new(FleetControls {
+            rollout: dom_model::policy::RolloutPolicy {
+                canary: dom_model::policy::Canary::Machines(0),
+                ..Default::default()
+            },
+            ..FleetControls::default()
+        });
         let image = br#"{"v":1,"name":"db.1","manifest":"MANIFEST","sparse":true,
             "triggers":[{"MatchLines":["/db/.*"],"Service":"db","HighImpact":true}],
             "files":1,"bytes":1,"inodes":2,"created":"2026-11-26T09:00:00Z","creator":"a@b"}"#;

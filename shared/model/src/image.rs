@@ -191,6 +191,9 @@ pub struct Tombstone {
 }
 
 /// A message on an image subject.
+// Nearly every message is a record; boxing it would cost every reader an
+// allocation to save the few tombstones some bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageMessage {
     Record(ImageRecord),

@@ -12,6 +12,8 @@ use crate::image::{ImageName, ImageRecord};
 use crate::mdb::MdbRecord;
 use crate::report::StateReport;
 use crate::report::{Health, HealthState};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// Decides what every machine in the MDB should be told now. `now` is Unix
 /// seconds, for image expiry. See the [module docs](super) for the rules.
@@ -22,7 +24,7 @@ pub fn decide(fleet: &Fleet, now: i64) -> Decision {
         .map(|(host, record)| Draft::new(fleet, host, record, now))
         .collect();
 
-    let verdicts = judge_rollouts(fleet, &drafts);
+    let verdicts = judge_rollouts(fleet, &mut drafts);
     gate(&mut drafts, &verdicts);
 
     let taken = drafts.iter().filter(|d| d.holds_slot).count();
@@ -33,7 +35,7 @@ pub fn decide(fleet: &Fleet, now: i64) -> Decision {
             free -= 1;
             draft.holds_slot = true;
             // Told to move now: the rollout counts it as moving.
-            if let Target::Image(image) = draft.target {
+            if let (Target::Image(image), Some(_)) = (&draft.target, draft.report) {
                 if let Some(summary) = verdicts.get_mut(&image.name).map(|v| &mut v.summary) {
                     summary.waiting = summary.waiting.saturating_sub(1);
                     summary.moving += 1;
@@ -44,12 +46,14 @@ pub fn decide(fleet: &Fleet, now: i64) -> Decision {
         }
     }
 
+    let wake_at = drafts.iter().filter_map(|d| d.wake_at).min();
     let machines: Vec<MachineStatus> = drafts.into_iter().map(|d| d.finish(fleet)).collect();
     let summary = summarise(fleet, &machines);
     Decision {
         spent_clearances: spent_clearances(fleet),
         unmanaged: unmanaged(fleet),
         halts: verdicts.values().filter_map(|v| v.halt.clone()).collect(),
+        wake_at,
         rollouts: verdicts.into_values().map(|v| v.summary).collect(),
         machines,
         summary,
@@ -73,6 +77,10 @@ struct Draft<'a> {
     required: Option<&'a ImageName>,
     /// An operator asked for this machine to move past its rollout's waves.
     fast: bool,
+    /// Unix seconds.
+    now: i64,
+    /// When a rule reading the clock will judge this machine otherwise.
+    wake_at: Option<i64>,
     report: Option<&'a StateReport>,
     last: Option<&'a DesiredState>,
     target: Target<'a>,
@@ -131,6 +139,8 @@ impl<'a> Draft<'a> {
             record,
             required,
             fast: required.is_some_and(|name| controls.fast_update.get(host) == Some(name)),
+            now,
+            wake_at: paused.map(|p| p.ends(controls.max_pause_s)),
             report,
             last,
             target,
@@ -186,7 +196,7 @@ impl<'a> Draft<'a> {
     }
 
     /// Where the machine stands in the rollout of `image`, its target.
-    fn member(&self, fleet: &Fleet, image: &ImageRecord) -> Member<'a> {
+    fn member(&mut self, fleet: &Fleet, image: &ImageRecord) -> Member<'a> {
         let name = image.name.as_str();
         let report = self.report;
         let health = report.and_then(|r| r.health.as_ref());
@@ -222,6 +232,7 @@ impl<'a> Draft<'a> {
                 why,
             },
             None if self.compliant && !checking => Standing::Done,
+            None if released && self.unresponsive(fleet, image) => Standing::Unresponsive,
             None if released => Standing::Moving,
             None => Standing::Waiting,
         };
@@ -230,6 +241,30 @@ impl<'a> Draft<'a> {
             standing,
             from,
         }
+    }
+
+    /// Whether the machine was told to move to `image` longer ago than the
+    /// rollout policy waits and its agent has not said it heard.
+    fn unresponsive(&mut self, fleet: &Fleet, image: &ImageRecord) -> bool {
+        let heard = self
+            .report
+            .is_some_and(|r| r.desired_image.as_deref() == Some(image.name.as_str()));
+        let issued = self
+            .last
+            .filter(|last| last.image == image.name && last.updates_allowed)
+            .and_then(|last| last.issued.as_deref())
+            .and_then(|issued| OffsetDateTime::parse(issued, &Rfc3339).ok());
+        let wait = fleet.controls.rollout.unresponsive_after_s as i64;
+        let Some(deadline) = issued
+            .filter(|_| !heard)
+            .map(|at| at.unix_timestamp() + wait)
+        else {
+            return false;
+        };
+        if deadline > self.now {
+            self.wake_at = Some(self.wake_at.map_or(deadline, |w| w.min(deadline)));
+        }
+        deadline <= self.now
     }
 
     /// What the agent says is wrong: its persistent error, or a failed
@@ -361,9 +396,11 @@ fn health_failure(health: &Health) -> String {
 }
 
 /// Every image's rollout, judged from the machines that are to carry it.
-fn judge_rollouts<'a>(fleet: &'a Fleet, drafts: &[Draft<'a>]) -> BTreeMap<ImageName, Verdict> {
+fn judge_rollouts<'a>(fleet: &'a Fleet, drafts: &mut [Draft<'a>]) -> BTreeMap<ImageName, Verdict> {
     let mut members: BTreeMap<&ImageName, Vec<Member<'_>>> = BTreeMap::new();
-    for draft in drafts {
+    // A machine whose agent never reported is not in service yet, and
+    // could not tell how the image does: it is no part of the waves.
+    for draft in drafts.iter_mut().filter(|d| d.report.is_some()) {
         if let Target::Image(image) = draft.target {
             members
                 .entry(&image.name)
@@ -419,6 +456,9 @@ fn gate(drafts: &mut [Draft<'_>], verdicts: &BTreeMap<ImageName, Verdict>) {
             // asked for this one machine.
             draft.wants_slot = false;
             draft.holds_slot = true;
+            continue;
+        }
+        if draft.report.is_none() {
             continue;
         }
         let (Some(verdict), Some(budget)) =

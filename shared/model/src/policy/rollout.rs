@@ -71,6 +71,10 @@ pub const DEFAULT_CANARY: usize = 1;
 /// otherwise.
 pub const DEFAULT_HALT_AFTER: usize = 1;
 
+/// Seconds after which a machine told to move that has not answered no
+/// longer holds its rollout back, unless the operators say otherwise.
+pub const DEFAULT_UNRESPONSIVE_AFTER_S: u64 = 300;
+
 /// How rollouts proceed (the dominator's `--canary`, `--halt-after` and
 /// `--halt-rate`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +85,11 @@ pub struct RolloutPolicy {
     pub halt_after: usize,
     /// ... or once this share (percent) of the machines it moved failed.
     pub halt_rate: Option<u32>,
+    /// A machine told to move that has not even said it heard (its state
+    /// report does not name the image) this many seconds after its
+    /// desired state was issued is taken for down: it no longer holds the
+    /// next wave back.
+    pub unresponsive_after_s: u64,
 }
 
 impl Default for RolloutPolicy {
@@ -89,6 +98,7 @@ impl Default for RolloutPolicy {
             canary: Canary::default(),
             halt_after: DEFAULT_HALT_AFTER,
             halt_rate: None,
+            unresponsive_after_s: DEFAULT_UNRESPONSIVE_AFTER_S,
         }
     }
 }
@@ -145,6 +155,9 @@ pub struct RolloutSummary {
     pub failed: Vec<FailedMachine>,
     /// Not yet told to move.
     pub waiting: usize,
+    /// Told to move, and silent since for longer than the dominator's
+    /// `--unresponsive-after`: taken for down, they hold no wave back.
+    pub unresponsive: Vec<String>,
     /// The current wave, counted from 1 (the canary), and how many
     /// machines the waves up to it take in all (all of them once the
     /// waves have grown to the update cap).
@@ -170,6 +183,9 @@ pub(super) enum Standing {
     Done,
     /// Told to move, not done yet (updating, or its health being checked).
     Moving,
+    /// Told to move long enough ago, and its agent has not said it heard:
+    /// taken for down, it holds no wave back.
+    Unresponsive,
     /// Its update to the image, or its health check on it, failed.
     Failed { why: String, forgiven: bool },
     /// Not told to move yet.
@@ -259,6 +275,11 @@ pub(super) fn judge(
             }
         )
     });
+    let unresponsive: Vec<String> = members
+        .iter()
+        .filter(|m| m.standing == Standing::Unresponsive)
+        .map(|m| m.host.to_string())
+        .collect();
     let moved = members.len() - waiting;
 
     // The waves: `wave` is the one being filled, or waited for.
@@ -332,6 +353,7 @@ pub(super) fn judge(
             moving,
             failed,
             waiting,
+            unresponsive,
             wave: wave + 1,
             wave_end: if sliding { members.len() } else { ends[wave] },
             reason,

@@ -177,6 +177,10 @@ pub struct Decision {
     /// The rollout of every image some machine is not yet done moving
     /// to, or whose rollout an operator or a halt stopped, in image order.
     pub rollouts: Vec<RolloutSummary>,
+    /// When (Unix seconds) a rule that reads the clock will decide
+    /// otherwise: a pause ends, a machine told to move is taken for down.
+    /// The dominator decides again then.
+    pub wake_at: Option<i64>,
     /// Rollouts this decision halts: the controls to publish on
     /// `dom.ctl.rollout.<image>` (the publisher stamps `by` and `when`).
     pub halts: Vec<RolloutControl>,

@@ -152,7 +152,8 @@ impl Setup {
 fn publish(fleet: &mut Fleet, decision: &Decision) {
     for desired in decision.to_publish() {
         let mut desired = desired.clone();
-        desired.issued = Some("2026-11-26T09:00:00Z".into());
+        // At NOW: just issued.
+        desired.issued = Some("2027-01-15T08:00:00Z".into());
         fleet.desired.insert(desired.host.clone(), desired);
     }
 }

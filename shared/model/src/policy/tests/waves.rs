@@ -406,3 +406,40 @@ fn a_machine_s_own_settings_go_over_the_fleet_s() {
     assert_eq!(config("web2").scan_speed_percent.unwrap().as_f64(), 0.1);
     assert_eq!(config("web2").fetch_rate, Some(1 << 20));
 }
+
+#[test]
+fn a_machine_that_never_reported_is_no_canary_and_gets_its_image_at_once() {
+    let (old, new) = (sparse("web.1"), sparse("web.2"));
+    let decision = moving(&old, &new, 4, 1)
+        .machine("a-new-one", "web.2")
+        .decide();
+    assert_eq!(told_to_move(&decision, &new), ["a-new-one", "h00"]);
+    let rollout = decision.rollout("web.2").unwrap();
+    assert_eq!(
+        (rollout.machines, rollout.moving, rollout.waiting),
+        (4, 1, 3)
+    );
+}
+
+#[test]
+fn a_machine_told_to_move_that_never_answers_holds_no_wave_back() {
+    let (old, new) = (sparse("web.1"), sparse("web.2"));
+    let mut setup = moving(&old, &new, 6, 1);
+    setup.round();
+    // h00, the canary, is down: its report still names the old image.
+    let decision = decide(&setup.0, NOW + 299);
+    assert_eq!(told_to_move(&decision, &new), ["h00"]);
+    let decision = decide(&setup.0, NOW + 300);
+    assert_eq!(told_to_move(&decision, &new), hosts(0..5));
+    let rollout = decision.rollout("web.2").unwrap();
+    assert_eq!(rollout.unresponsive, ["h00"]);
+    assert_eq!(rollout.phase, RolloutPhase::Rolling);
+    // One that said it heard (its report names the new image) is moving,
+    // however long it takes.
+    let mut heard = on("h00", "web.1");
+    heard.desired_image = Some("web.2".into());
+    heard.compliant = false;
+    setup = setup.report(heard);
+    let decision = decide(&setup.0, NOW + 3600);
+    assert_eq!(told_to_move(&decision, &new), ["h00"]);
+}
