@@ -41,12 +41,21 @@ async fn wait_follows_real_agents_to_their_image_or_their_failure() {
     }
     let run = domtool(
         &fleet,
-        &["wait", "web1", "web2", "--image", "sparse.1", "--timeout", "60s"],
+        &[
+            "wait",
+            "web1",
+            "web2",
+            "--image",
+            "sparse.1",
+            "--timeout",
+            "60s",
+        ],
     )
     .await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(
-        run.stdout.contains("carries sparse.1 and is healthy (2 of 2)"),
+        run.stdout
+            .contains("carries sparse.1 and is healthy (2 of 2)"),
         "{}",
         run.stdout
     );
@@ -69,11 +78,22 @@ async fn wait_follows_real_agents_to_their_image_or_their_failure() {
         .unwrap();
     let run = domtool(
         &fleet,
-        &["fast-update", "web1", "--image", "broken.0", "--timeout", "60s"],
+        &[
+            "fast-update",
+            "web1",
+            "--image",
+            "broken.0",
+            "--timeout",
+            "60s",
+        ],
     )
     .await;
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("web1 now requires broken.0"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("web1 now requires broken.0"),
+        "{}",
+        run.stdout
+    );
     let error = run.one_line_error();
     assert!(
         error.starts_with("domtool: web1: update to broken.0 failed: fetching objects"),
@@ -86,7 +106,15 @@ async fn wait_follows_real_agents_to_their_image_or_their_failure() {
     // A machine that never reports.
     let run = domtool(
         &fleet,
-        &["wait", "web2", "web3", "--image", "sparse.1", "--timeout", "2s"],
+        &[
+            "wait",
+            "web2",
+            "web3",
+            "--image",
+            "sparse.1",
+            "--timeout",
+            "2s",
+        ],
     )
     .await;
     assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);

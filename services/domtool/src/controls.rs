@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 use dom_bus::stamp::{now_rfc3339, who};
 use dom_bus::{outln, Bus};
 use dom_model::controls::{
-    safety_clear_control, Control, SafetyClearance, UpdatesControl, UpdatesState,
-    CONTROL_VERSION, UPDATES,
+    safety_clear_control, Control, SafetyClearance, UpdatesControl, UpdatesState, CONTROL_VERSION,
+    UPDATES,
 };
 
 /// `disable-updates REASON` / `enable-updates REASON`.

@@ -72,19 +72,18 @@ pub async fn fast_update(bus: &Bus, request: Request) -> anyhow::Result<ExitCode
 /// the record as it is stored.
 async fn require(bus: &Bus, host: &str, image: &ImageName) -> anyhow::Result<()> {
     let stored = bus.last_mdb_message(host).await?;
-    let (payload, record) = match stored
-        .map(|message| (MdbRecord::decode(host, &message.payload), message.payload))
-    {
-        Some((Ok(Some(record)), payload)) => (payload.to_vec(), record),
-        // A refused payload: start from the record the dominator holds.
-        Some((Err(_), _)) => match crate::mdb::record(bus, host).await? {
-            Some(record) => (record.encode(), record),
-            None => bail!("{host} is not in the MDB; add it with domtool mdb set"),
-        },
-        Some((Ok(None), _)) | None => {
-            bail!("{host} is not in the MDB; add it with domtool mdb set")
-        }
-    };
+    let (payload, record) =
+        match stored.map(|message| (MdbRecord::decode(host, &message.payload), message.payload)) {
+            Some((Ok(Some(record)), payload)) => (payload.to_vec(), record),
+            // A refused payload: start from the record the dominator holds.
+            Some((Err(_), _)) => match crate::mdb::record(bus, host).await? {
+                Some(record) => (record.encode(), record),
+                None => bail!("{host} is not in the MDB; add it with domtool mdb set"),
+            },
+            Some((Ok(None), _)) | None => {
+                bail!("{host} is not in the MDB; add it with domtool mdb set")
+            }
+        };
     if record.required_image.as_ref() == Some(image) {
         return Ok(());
     }

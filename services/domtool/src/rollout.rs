@@ -147,7 +147,10 @@ async fn resume(bus: &Bus, image: &str, reason: &str) -> anyhow::Result<ExitCode
     };
     bus.publish_ctl(&name, control.encode().into()).await?;
     let forgiven = control.machines.len();
-    outln!("rollout of {image} resumed by {}; {forgiven} machines' failures forgiven", control.by);
+    outln!(
+        "rollout of {image} resumed by {}; {forgiven} machines' failures forgiven",
+        control.by
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -178,8 +181,11 @@ async fn abort(bus: &Bus, image: &str, revert: bool, reason: &str) -> anyhow::Re
         by: who(),
         when: now_rfc3339(),
     };
-    bus.publish_ctl(&control_name(ROLLOUT, image.as_str()), control.encode().into())
-        .await?;
+    bus.publish_ctl(
+        &control_name(ROLLOUT, image.as_str()),
+        control.encode().into(),
+    )
+    .await?;
     outln!("rollout of {image} aborted by {}", control.by);
     for machine in &control.machines {
         let back = match (&machine.from, revert) {

@@ -72,7 +72,11 @@ pub fn standing(report: Option<&StateReport>, image: &str, earlier: Option<&Earl
         seen.is_none_or(|seen| seen.as_deref() != Some(started))
     };
     let mut before = None;
-    if let Some(update) = report.last_update.as_ref().filter(|u| u.image == image && !u.ok) {
+    if let Some(update) = report
+        .last_update
+        .as_ref()
+        .filter(|u| u.image == image && !u.ok)
+    {
         let why = format!("update to {image} failed: {}", update_error(update));
         if counts(earlier.map(|e| &e.update), &update.started) {
             return Standing::Failed(why);
@@ -114,7 +118,10 @@ pub fn standing(report: Option<&StateReport>, image: &str, earlier: Option<&Earl
         _ if report.updating => format!("on {current}, updating"),
         _ if report.fetching => format!("on {current}, fetching"),
         Some(desired) if desired == image => {
-            format!("on {current}, {} deviations from {image}", report.deviations)
+            format!(
+                "on {current}, {} deviations from {image}",
+                report.deviations
+            )
         }
         Some(desired) => format!("on {current}, told to carry {desired}"),
         None => format!("on {current}, told nothing yet"),
@@ -368,7 +375,10 @@ mod tests {
         let Standing::NotYet(at) = standing(Some(&report), "web.7", Some(&earlier)) else {
             panic!("an earlier failure counted");
         };
-        assert!(at.contains("before waiting began: update to web.7 failed"), "{at}");
+        assert!(
+            at.contains("before waiting began: update to web.7 failed"),
+            "{at}"
+        );
         report.last_update = Some(failed_update("web.7", "t2"));
         assert!(matches!(
             standing(Some(&report), "web.7", Some(&earlier)),

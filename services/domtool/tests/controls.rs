@@ -23,14 +23,16 @@ async fn pause_and_resume_publish_and_withdraw_a_pause() {
         .await
         .ok();
 
-    let out = domtool(&server, &["pause", "web1", "--for", "2h", "debugging a leak"])
-        .await
-        .ok();
+    let out = domtool(
+        &server,
+        &["pause", "web1", "--for", "2h", "debugging a leak"],
+    )
+    .await
+    .ok();
     assert!(out.starts_with("web1 paused until 20"), "{out}");
     assert!(out.contains("(2h) by alice@"), "{out}");
     assert!(out.trim_end().ends_with(": debugging a leak"), "{out}");
-    let Control::Pause(pause) = decode("pause.web1", last_control(&bus, "pause.web1").await)
-    else {
+    let Control::Pause(pause) = decode("pause.web1", last_control(&bus, "pause.web1").await) else {
         panic!("not a pause");
     };
     assert_eq!(pause.until_unix - pause.when_unix, 7200);
@@ -50,9 +52,15 @@ async fn pause_and_resume_publish_and_withdraw_a_pause() {
         (&["pause", "web1", "--for", "30s", "x"][..], "too short"),
         (&["pause", "web1", "--for", "25h", "x"], "too long"),
         (&["pause", "web1", "--for", "2h", " "], "say why"),
-        (&["pause", "web9", "--for", "2h", "x"], "web9 is not in the MDB"),
+        (
+            &["pause", "web9", "--for", "2h", "x"],
+            "web9 is not in the MDB",
+        ),
         (&["pause", "bad@host", "--for", "2h", "x"], "invalid host"),
-        (&["pause", "web1", "--for", "soon", "x"], "invalid value 'soon'"),
+        (
+            &["pause", "web1", "--for", "soon", "x"],
+            "invalid value 'soon'",
+        ),
         (&["pause", "web1", "--for", "2h"], "<REASON>"),
     ] {
         let error = domtool(&server, args).await.one_line_error();
@@ -64,7 +72,10 @@ async fn pause_and_resume_publish_and_withdraw_a_pause() {
         .ok();
 
     let out = domtool(&server, &["resume", "web1"]).await.ok();
-    assert!(out.starts_with("web1 resumed; its pause by alice@"), "{out}");
+    assert!(
+        out.starts_with("web1 resumed; its pause by alice@"),
+        "{out}"
+    );
     assert_eq!(last_control(&bus, "pause.web1").await, Some(vec![]));
     let out = domtool(&server, &["resume", "web1"]).await.ok();
     assert_eq!(out, "web1 is not paused\n");
@@ -94,7 +105,13 @@ async fn configure_subs_and_get_subs_configuration_round_trip() {
     );
     domtool(
         &server,
-        &["configure-subs", "--host", "web1", "--scan-speed-percent", "0.1%"],
+        &[
+            "configure-subs",
+            "--host",
+            "web1",
+            "--scan-speed-percent",
+            "0.1%",
+        ],
     )
     .await
     .ok();
@@ -191,7 +208,9 @@ async fn set_default_image_refuses_images_that_do_not_resolve() {
     domtool(&server, &["set-default-image", "nosuch.0", "--force"])
         .await
         .ok();
-    let out = domtool(&server, &["set-default-image", "base.3"]).await.ok();
+    let out = domtool(&server, &["set-default-image", "base.3"])
+        .await
+        .ok();
     assert!(out.starts_with("default image set to base.3"), "{out}");
     let Control::DefaultImage(default) =
         decode("default-image", last_control(&bus, "default-image").await)
@@ -204,11 +223,17 @@ async fn set_default_image_refuses_images_that_do_not_resolve() {
     assert_eq!(lines[0], "base.3", "{out}");
     assert!(lines[1].starts_with("set by alice@"), "{out}");
 
-    for args in [&["set-default-image", "--none"][..], &["set-default-image", ""]] {
+    for args in [
+        &["set-default-image", "--none"][..],
+        &["set-default-image", ""],
+    ] {
         let out = domtool(&server, args).await.ok();
         assert!(out.starts_with("no default image"), "{out}");
         let out = domtool(&server, &["get-default-image"]).await.ok();
-        assert!(out.starts_with("no default image (cleared by alice@"), "{out}");
+        assert!(
+            out.starts_with("no default image (cleared by alice@"),
+            "{out}"
+        );
     }
     let error = domtool(&server, &["set-default-image"])
         .await

@@ -37,7 +37,11 @@ impl Fixture {
         assert_eq!(self.sequences().await, before, "{args:?} published");
         let forced: Vec<&str> = args.iter().copied().chain(["--force"]).collect();
         domtool(&self.server, &forced).await.ok();
-        assert_ne!(self.sequences().await, before, "{forced:?} published nothing");
+        assert_ne!(
+            self.sequences().await,
+            before,
+            "{forced:?} published nothing"
+        );
     }
 }
 

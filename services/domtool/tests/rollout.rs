@@ -66,11 +66,20 @@ async fn resume_forgives_a_halted_rollout_and_refuses_otherwise() {
 
     let out = domtool(
         &server,
-        &["rollout", "resume", "sparse.1", "--reason", "fixed the check"],
+        &[
+            "rollout",
+            "resume",
+            "sparse.1",
+            "--reason",
+            "fixed the check",
+        ],
     )
     .await
     .ok();
-    assert!(out.contains("rollout of sparse.1 resumed by alice@"), "{out}");
+    assert!(
+        out.contains("rollout of sparse.1 resumed by alice@"),
+        "{out}"
+    );
     let resumed = rollout_control(&bus, "sparse.1").await;
     assert_eq!(resumed.state, RolloutState::Resumed);
     assert_eq!(resumed.machines, control.machines, "the failures forgiven");
@@ -116,7 +125,9 @@ async fn abort_names_the_machines_reached_and_not_done_with_where_they_came_from
 
     let out = domtool(
         &server,
-        &["rollout", "abort", "sparse.1", "--revert", "--reason", "bad"],
+        &[
+            "rollout", "abort", "sparse.1", "--revert", "--reason", "bad",
+        ],
     )
     .await
     .ok();

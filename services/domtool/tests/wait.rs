@@ -53,7 +53,15 @@ async fn wait_exits_0_once_every_machine_is_there_and_healthy() {
         .unwrap();
     let waiting = background(domtool_command(
         &server,
-        &["wait", "web1", "web2", "--image", "sparse.1", "--timeout", "30s"],
+        &[
+            "wait",
+            "web1",
+            "web2",
+            "--image",
+            "sparse.1",
+            "--timeout",
+            "30s",
+        ],
     ));
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(!waiting.is_finished(), "web2 is still being checked");
@@ -103,7 +111,15 @@ async fn wait_exits_3_at_the_timeout_saying_where_each_machine_is() {
     bus.publish_state(&on("web1", "sparse.0")).await.unwrap();
     let run = domtool(
         &server,
-        &["wait", "web1", "web9", "--image", "sparse.1", "--timeout", "1s"],
+        &[
+            "wait",
+            "web1",
+            "web9",
+            "--image",
+            "sparse.1",
+            "--timeout",
+            "1s",
+        ],
     )
     .await;
     assert_eq!(run.code, 3, "{}", run.stderr);
@@ -132,10 +148,9 @@ async fn wait_exits_3_at_the_timeout_saying_where_each_machine_is() {
     )
     .await;
     assert_eq!(run.code, 3, "{}", run.stderr);
-    assert!(
-        run.one_line_error()
-            .contains("(before waiting began: update to sparse.1 failed"),
-    );
+    assert!(run
+        .one_line_error()
+        .contains("(before waiting began: update to sparse.1 failed"),);
     let waiting = background(domtool_command(
         &server,
         &[
@@ -202,7 +217,10 @@ async fn fast_update_rewrites_only_the_required_image_and_asks_for_the_update() 
     let Control::FastUpdate(fast) = Control::decode("fast-update.web1", &payload).unwrap() else {
         panic!("not a fast update");
     };
-    assert_eq!((fast.host.as_str(), fast.image.as_str()), ("web1", "sparse.1"));
+    assert_eq!(
+        (fast.host.as_str(), fast.image.as_str()),
+        ("web1", "sparse.1")
+    );
 
     // Without --image: the image the MDB requires; it waits, and an
     // earlier failure does not count.
@@ -211,10 +229,17 @@ async fn fast_update_rewrites_only_the_required_image_and_asks_for_the_update() 
         .unwrap();
     let run = domtool(&server, &["fast-update", "web1", "--timeout", "1s"]).await;
     assert_eq!(run.code, 3, "{}", run.stderr);
-    assert!(run.stdout.contains("fast update of web1 to sparse.1"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("fast update of web1 to sparse.1"),
+        "{}",
+        run.stdout
+    );
     bus.publish_state(&on("web1", "sparse.1")).await.unwrap();
     let out = domtool(&server, &["fast-update", "web1"]).await.ok();
-    assert!(out.contains("web1 carries sparse.1 and is healthy"), "{out}");
+    assert!(
+        out.contains("web1 carries sparse.1 and is healthy"),
+        "{out}"
+    );
 
     let error = domtool(&server, &["fast-update", "web9"])
         .await
