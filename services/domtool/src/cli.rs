@@ -8,9 +8,12 @@ use dom_bus::{ConnectArgs, LogArgs};
 /// The operators' tool for a fleet managed by the dominator.
 ///
 /// Edits the machine database (MDB), shows what every machine carries and
-/// why, follows the fleet live, and stops or resumes updates for the whole
-/// fleet. Everything it writes is an ordinary message on the bus, so the
-/// dominator (and anyone reading the streams) sees it at once.
+/// why, follows the fleet live, stops or resumes updates for the whole
+/// fleet, pauses single machines, sets the agents' settings and the
+/// default image, waits for machines to carry an image, and follows,
+/// resumes or aborts rollouts. Everything it writes is an ordinary message
+/// on the bus, so the dominator (and anyone reading the streams) sees it at
+/// once.
 #[derive(Debug, Parser)]
 #[command(name = "domtool", version)]
 pub struct Cli {
@@ -79,6 +82,7 @@ pub enum Command {
     /// `resume`. At least a minute, at most a day (the dominator's
     /// `--max-pause`).
     Pause {
+        /// The machine to hold.
         host: String,
         /// How long, e.g. 30m, 2h.
         #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -90,7 +94,10 @@ pub enum Command {
         force: bool,
     },
     /// Let a paused machine update again.
-    Resume { host: String },
+    Resume {
+        /// The paused machine.
+        host: String,
+    },
     /// Set the agents' settings, for the fleet or (with --host) one
     /// machine, over the fleet's. Settings not named are kept.
     ConfigureSubs {
@@ -130,8 +137,10 @@ pub enum Command {
     /// they do, 1 when an update to IMAGE or its health check failed on
     /// one of them, 3 at the timeout.
     Wait {
+        /// The machines to wait for.
         #[arg(required = true, value_name = "HOST")]
         hosts: Vec<String>,
+        /// The image they must carry.
         #[arg(long)]
         image: String,
         /// How long to wait, e.g. 90s, 5m.
@@ -147,6 +156,7 @@ pub enum Command {
     /// RequiredImage first, then wait for it to carry the image and be
     /// healthy (exit status as `wait`).
     FastUpdate {
+        /// The machine to move.
         host: String,
         /// Require this image in the machine's MDB record first (its other
         /// fields are kept); default: the image the record requires.
@@ -172,10 +182,14 @@ pub enum RolloutCommand {
     /// Where each rollout stands (or IMAGE's): phase, wave, counts, the
     /// machines that failed and why, and the last operator or dominator
     /// control.
-    Status { image: Option<String> },
+    Status {
+        /// Only this image's rollout.
+        image: Option<String>,
+    },
     /// Let a halted or aborted rollout go on; the failures that stopped it
     /// are forgiven.
     Resume {
+        /// The image whose rollout goes on.
         image: String,
         /// Why, for the record.
         #[arg(long, default_value = "")]
@@ -184,6 +198,7 @@ pub enum RolloutCommand {
     /// Stop a rollout for good (until resumed): nothing more moves to
     /// IMAGE.
     Abort {
+        /// The image whose rollout stops.
         image: String,
         /// Also send the machines it reached and that are not done back to
         /// the image each carried before.

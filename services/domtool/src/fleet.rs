@@ -144,6 +144,18 @@ pub async fn show(bus: &Bus, host: &str, events: usize) -> anyhow::Result<ExitCo
             outln!("planned:   {error}");
         }
     }
+    let controls = &view.fleet.controls;
+    if let Some(pause) = controls.paused.get(host) {
+        outln!(
+            "paused:    by {} until {}: {}",
+            pause.by,
+            pause.until,
+            pause.reason
+        );
+    }
+    if let Some(image) = controls.fast_update.get(host) {
+        outln!("fast update to {image} asked for");
+    }
     let all = bus.events(host).await?;
     if !all.is_empty() {
         outln!("events:");

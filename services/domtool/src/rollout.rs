@@ -239,3 +239,87 @@ fn from(report: &dom_model::StateReport, image: &ImageName) -> Option<String> {
         _ => report.image.clone().filter(|i| i != image.as_str()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dom_model::policy::FailedMachine;
+
+    #[test]
+    fn a_halted_rollout_reads_in_one_line() {
+        let rollout = RolloutSummary {
+            image: ImageName::parse("web.7").unwrap(),
+            phase: RolloutPhase::Halted,
+            machines: 10,
+            done: 3,
+            moving: 0,
+            failed: vec![FailedMachine {
+                host: "web4".into(),
+                from: Some("web.6".into()),
+                why: "unhealthy: curl: (7) refused".into(),
+            }],
+            waiting: 6,
+            wave: 1,
+            wave_end: 4,
+            reason: Some("1 of 4 machines failed (--halt-after 1)".into()),
+            by: Some("dominator@ops1".into()),
+            halts_now: false,
+        };
+        assert_eq!(
+            summary_line(&rollout),
+            "rollout of web.7 halted: 3 of 10 done, 0 moving, 1 failed, 6 waiting; \
+             wave 1 (to 4 machines); 1 of 4 machines failed (--halt-after 1) (by dominator@ops1)"
+        );
+    }
+
+    #[test]
+    fn an_abort_names_machines_reached_and_not_done_with_their_image_before() {
+        let image = ImageName::parse("web.7").unwrap();
+        let mut fleet = Fleet::default();
+        for host in ["web1", "web2", "web3", "web4"] {
+            let record = dom_model::MdbRecord::new(host).requiring(image.clone());
+            fleet.set_mdb(host, Some(record));
+        }
+        let report = |image: &str, compliant: bool| {
+            let mut r = dom_model::StateReport::new("x");
+            r.image = Some(image.into());
+            r.desired_image = Some("web.7".into());
+            r.compliant = compliant;
+            r
+        };
+        // web1 updated and is not healthy yet; web2 is done; web3's update
+        // failed; web4 was never reached.
+        let mut web1 = report("web.7", true);
+        web1.health = Some(dom_model::report::Health {
+            image: "web.7".into(),
+            ..Default::default()
+        });
+        web1.last_update = Some(dom_model::report::UpdateResult {
+            image: "web.7".into(),
+            from: Some("web.6".into()),
+            ok: true,
+            ..Default::default()
+        });
+        let mut web3 = report("web.5", false);
+        web3.last_update = Some(dom_model::report::UpdateResult {
+            image: "web.7".into(),
+            error: Some("no space left".into()),
+            ..Default::default()
+        });
+        fleet.reports.insert("web1".into(), web1);
+        fleet.reports.insert("web2".into(), report("web.7", true));
+        fleet.reports.insert("web3".into(), web3);
+        fleet.reports.insert("web4".into(), report("web.6", false));
+        let decision = dom_model::policy::decide(&fleet, 0);
+        let machines = reached(&fleet, &decision, &image);
+        let named: Vec<(&str, Option<&str>)> = machines
+            .iter()
+            .map(|m| (m.host.as_str(), m.from.as_deref()))
+            .collect();
+        assert_eq!(named, [("web1", Some("web.6")), ("web3", Some("web.5"))]);
+        assert_eq!(machines[1].why, "update to web.7 failed: no space left");
+        assert!(machines[0]
+            .why
+            .starts_with("not done: on web.7, health check running"));
+    }
+}

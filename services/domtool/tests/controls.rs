@@ -47,6 +47,9 @@ async fn pause_and_resume_publish_and_withdraw_a_pause() {
         "{status}"
     );
 
+    let show = domtool(&server, &["show", "web1"]).await.ok();
+    assert!(show.contains("paused:    by alice@"), "{show}");
+
     let before = ctl_sequence(&bus).await;
     for (args, expected) in [
         (&["pause", "web1", "--for", "30s", "x"][..], "too short"),
