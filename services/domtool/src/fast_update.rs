@@ -34,11 +34,7 @@ pub async fn fast_update(bus: &Bus, request: Request) -> anyhow::Result<ExitCode
     let host = request.host.as_str();
     crate::mdb::check_host(host)?;
     let image = match &request.image {
-        Some(image) => {
-            let image = crate::images::live(bus, image, request.force).await?;
-            require(bus, host, &image).await?;
-            image
-        }
+        Some(image) => crate::images::live(bus, image, request.force).await?,
         None => match crate::mdb::record(bus, host).await? {
             Some(record) => record.required_image.with_context(|| {
                 format!("{host} has no RequiredImage in the MDB; name one with --image")
@@ -46,12 +42,15 @@ pub async fn fast_update(bus: &Bus, request: Request) -> anyhow::Result<ExitCode
             None => bail!("{host} is not in the MDB"),
         },
     };
-    // Hear where the machine stands before asking, so that only what
-    // happens after the request counts.
+    // Hear where the machine stands before changing anything, so that
+    // only what happens after the request counts.
     let waiter = match request.no_wait {
         true => None,
         false => Some(Waiter::start(bus, &[host.to_string()], image.clone(), true).await?),
     };
+    if request.image.is_some() {
+        require(bus, host, &image).await?;
+    }
     let control = FastUpdate {
         v: CONTROL_VERSION,
         host: host.to_string(),
