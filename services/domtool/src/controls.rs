@@ -1,5 +1,6 @@
 //! The emergency stop and safety-shutoff clearances, published on
-//! `dom.ctl.<control>` with who and why.
+//! `dom.ctl.<control>` with who and why, and reading back the control
+//! standing on one subject.
 
 use std::process::ExitCode;
 
@@ -7,9 +8,9 @@ use anyhow::{bail, Context};
 use dom_bus::stamp::{now_rfc3339, who};
 use dom_bus::{outln, Bus};
 use dom_model::controls::{
-    safety_clear_control, SafetyClearance, UpdatesControl, UpdatesState, CONTROL_VERSION, UPDATES,
+    safety_clear_control, Control, SafetyClearance, UpdatesControl, UpdatesState, CONTROL_VERSION,
+    UPDATES,
 };
-use dom_model::ImageName;
 
 /// `disable-updates REASON` / `enable-updates REASON`.
 pub async fn set_updates(bus: &Bus, enable: bool, reason: &str) -> anyhow::Result<ExitCode> {
@@ -35,10 +36,11 @@ pub async fn clear_safety_shutoff(
     host: &str,
     image: Option<&str>,
     reason: &str,
+    force: bool,
 ) -> anyhow::Result<ExitCode> {
     crate::mdb::check_host(host)?;
     let image = match image {
-        Some(image) => ImageName::parse(image)?,
+        Some(image) => crate::images::live(bus, image, force).await?,
         None => match crate::mdb::record(bus, host).await? {
             Some(record) => record.required_image.with_context(|| {
                 format!("{host} has no RequiredImage in the MDB; nothing to clear")
@@ -58,4 +60,17 @@ pub async fn clear_safety_shutoff(
         .await?;
     outln!("safety shutoff of {host} cleared for one update to {image}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The control standing on `dom.ctl.<name>` now: `None` when there is
+/// none or it was withdrawn. One that does not decode is an error (the
+/// dominator skips it).
+pub async fn standing(bus: &Bus, name: &str) -> anyhow::Result<Option<Control>> {
+    let Some(message) = bus.last_control(name).await? else {
+        return Ok(None);
+    };
+    Ok(match Control::decode(name, &message.payload)? {
+        Control::Withdrawn(_) => None,
+        control => Some(control),
+    })
 }

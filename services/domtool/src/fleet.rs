@@ -6,14 +6,15 @@ use std::process::ExitCode;
 use anyhow::bail;
 use dom_bus::stamp::now_unix;
 use dom_bus::{outln, Bus};
-use dom_model::policy::{HoldReason, Updates};
+use dom_model::policy::{HoldReason, RolloutPhase, Updates};
 use dom_model::report::UpdateResult;
-use dom_model::{Decision, MachineStatus};
+use dom_model::{Decision, FleetControls, MachineStatus};
 
 /// `domtool status`.
 pub async fn status(bus: &Bus) -> anyhow::Result<ExitCode> {
     let mut view = bus.fleet_view().await?;
-    let decision = view.decide(now_unix());
+    let now = now_unix();
+    let decision = view.decide(now);
     outln!("{}", summary_line(&decision));
     let mut rows = vec![[
         "HOST",
@@ -36,10 +37,18 @@ pub async fn status(bus: &Bus) -> anyhow::Result<ExitCode> {
                 Some(_) => "no".into(),
             },
             or_dash(report.and_then(|r| r.last_update.as_ref()).map(last_update)),
-            or_dash(problem(machine, view.rejected.get(&machine.host))),
+            or_dash(
+                problem(machine, view.rejected.get(&machine.host))
+                    .or_else(|| paused(&view.fleet.controls, &machine.host, now)),
+            ),
         ]);
     }
     print_table(&rows);
+    for rollout in &decision.rollouts {
+        if rollout.phase != RolloutPhase::Done {
+            outln!("{}", crate::rollout::summary_line(rollout));
+        }
+    }
     for host in &decision.unmanaged {
         outln!("{host}: not in the MDB (has a state report or a desired state)");
     }
@@ -135,6 +144,18 @@ pub async fn show(bus: &Bus, host: &str, events: usize) -> anyhow::Result<ExitCo
             outln!("planned:   {error}");
         }
     }
+    let controls = &view.fleet.controls;
+    if let Some(pause) = controls.paused.get(host) {
+        outln!(
+            "paused:    by {} until {}: {}",
+            pause.by,
+            pause.until,
+            pause.reason
+        );
+    }
+    if let Some(image) = controls.fast_update.get(host) {
+        outln!("fast update to {image} asked for");
+    }
     let all = bus.events(host).await?;
     if !all.is_empty() {
         outln!("events:");
@@ -167,9 +188,23 @@ fn problem(machine: &MachineStatus, refused: Option<&String>) -> Option<String> 
         return Some(format!("MDB record refused: {refused}"));
     }
     match &machine.held {
-        None | Some(HoldReason::WaitingForSlot) => None,
+        None | Some(HoldReason::WaitingForSlot | HoldReason::WaitingForWave { .. }) => None,
         Some(held) => Some(format!("held: {held}")),
     }
+}
+
+/// A pause still standing, when the decision gives no other reason to
+/// show (a dominator whose policy predates pauses does not hold for it).
+fn paused(controls: &FleetControls, host: &str, now: i64) -> Option<String> {
+    let pause = controls.paused.get(host)?;
+    (pause.ends(controls.max_pause_s) > now).then(|| {
+        let held = HoldReason::Paused {
+            until: pause.until.clone(),
+            reason: pause.reason.clone(),
+            by: pause.by.clone(),
+        };
+        format!("held: {held}")
+    })
 }
 
 fn last_update(update: &UpdateResult) -> String {

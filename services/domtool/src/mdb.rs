@@ -10,9 +10,10 @@ use dom_bus::{outln, Bus, FleetKind};
 use dom_model::desired::is_valid_host;
 use dom_model::mdb::{diff_mdb, parse_mdb_file};
 use dom_model::text::bounded;
-use dom_model::{ImageMessage, ImageName, MdbChange, MdbRecord};
+use dom_model::{ImageName, MdbChange, MdbRecord};
 
 use crate::cli::MdbCommand;
+use crate::images::{live, refusal, Images};
 
 pub async fn run(bus: &Bus, command: MdbCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -28,9 +29,9 @@ pub async fn run(bus: &Bus, command: MdbCommand) -> anyhow::Result<ExitCode> {
             let mut record = record(bus, &host)
                 .await?
                 .unwrap_or_else(|| MdbRecord::new(&host));
-            record.required_image = Some(image(bus, &required, force).await?);
+            record.required_image = Some(live(bus, &required, force).await?);
             record.planned_image = match planned {
-                Some(planned) => Some(image(bus, &planned, force).await?),
+                Some(planned) => Some(live(bus, &planned, force).await?),
                 None => None,
             };
             record.disable_updates = disable_updates;
@@ -63,10 +64,18 @@ pub async fn run(bus: &Bus, command: MdbCommand) -> anyhow::Result<ExitCode> {
             outln!("{host} removed from the MDB");
             Ok(ExitCode::SUCCESS)
         }
-        MdbCommand::Load { file, replace } => {
+        MdbCommand::Load {
+            file,
+            replace,
+            force,
+        } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let records = parse_mdb_file(&bytes).with_context(|| format!("{}", file.display()))?;
+            if !force {
+                check_images(&Images::all(bus).await?, &records)
+                    .with_context(|| format!("{}", file.display()))?;
+            }
             let current: Vec<MdbRecord> = mdb(bus).await?.into_values().collect();
             let changes: Vec<MdbChange> = diff_mdb(&current, &records)
                 .into_iter()
@@ -131,19 +140,56 @@ pub async fn record(bus: &Bus, host: &str) -> anyhow::Result<Option<MdbRecord>> 
     }
 }
 
-/// A live image's name, checked against the image stream unless `force`.
-async fn image(bus: &Bus, name: &str, force: bool) -> anyhow::Result<ImageName> {
-    let name = ImageName::parse(name)?;
-    if force {
-        return Ok(name);
+/// Refuses the first record naming an image that does not resolve.
+fn check_images(images: &Images, records: &[MdbRecord]) -> anyhow::Result<()> {
+    for record in records {
+        for (field, image) in [
+            ("RequiredImage", &record.required_image),
+            ("PlannedImage", &record.planned_image),
+        ] {
+            if let Some(problem) = image.as_ref().and_then(|image| images.problem(image)) {
+                bail!("{}: {field}: {}", record.hostname, refusal(&problem));
+            }
+        }
     }
-    match bus.image(&name).await?.map(|stored| stored.message) {
-        Some(ImageMessage::Record(_)) => Ok(name),
-        Some(ImageMessage::Deleted(t)) => bail!(
-            "image {name} was deleted at {} by {}; pick a live image (or --force)",
-            t.deleted_at,
-            t.by
-        ),
-        None => bail!("image {name} does not exist; add it with imagetool first (or --force)"),
+    Ok(())
+}
+
+/// `payload`, an MDB record as stored, requiring `image` instead: every
+/// other field is kept as it was, unknown ones included, and the field is
+/// found without regard to case, as [`MdbRecord::decode`] reads it.
+pub fn with_required_image(
+    host: &str,
+    payload: &[u8],
+    image: &ImageName,
+) -> anyhow::Result<Vec<u8>> {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(payload).with_context(|| format!("the MDB record of {host}"))?;
+    object.retain(|key, _| !key.eq_ignore_ascii_case("RequiredImage"));
+    object.insert("RequiredImage".into(), image.as_str().into());
+    let edited = serde_json::to_vec(&object).expect("JSON serialises");
+    MdbRecord::decode(host, &edited)?;
+    Ok(edited)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_required_image_keeps_every_other_field() {
+        let stored = br#"{"hostname":"web1","requiredimage":"web.6","PlannedImage":"web.8",
+            "IpAddress":"10.0.0.1","Tags":{"Role":"web"}}"#;
+        let image = ImageName::parse("web.7").unwrap();
+        let edited = with_required_image("web1", stored, &image).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&edited).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"hostname": "web1", "RequiredImage": "web.7",
+                "PlannedImage": "web.8", "IpAddress": "10.0.0.1", "Tags": {"Role": "web"}})
+        );
+        let record = MdbRecord::decode("web1", &edited).unwrap().unwrap();
+        assert_eq!(record.required_image, Some(image.clone()));
+        assert!(with_required_image("web1", b"[1]", &image).is_err());
     }
 }

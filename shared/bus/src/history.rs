@@ -1,6 +1,7 @@
-//! Reading back: the last message of one subject, and what the last
-//! message per subject alone does not tell (the MDB record a refused
-//! payload hides, a host's last event of some kinds, recent events).
+//! Reading back: the last message of one subject (an MDB record, a
+//! control), and what the last message per subject alone does not tell
+//! (the MDB record a refused payload hides, a host's last event of some
+//! kinds, recent events).
 //!
 //! Every read here is a direct get, so any role that may read a stream
 //! may use it (see [`crate::direct`]).
@@ -52,6 +53,19 @@ impl Bus {
         let what = format!("reading the MDB record of {host}");
         self.last_on(&self.subjects.mdb_stream(), self.subjects.mdb(host), &what)
             .await
+    }
+
+    /// The last message of control `control` (`dom.ctl.<control>`), as
+    /// stored: an empty payload is a withdrawal, and a payload that does
+    /// not decode is the reader's to refuse.
+    pub async fn last_control(&self, control: &str) -> Result<Option<StoredMessage>, BusError> {
+        let what = format!("reading control {control}");
+        self.last_on(
+            &self.subjects.ctl_stream(),
+            self.subjects.ctl(control),
+            &what,
+        )
+        .await
     }
 
     /// The last MDB message of `host` that decodes (the stream keeps 16
