@@ -114,6 +114,12 @@ async fn status(bus: &Bus, image: Option<&str>) -> anyhow::Result<ExitCode> {
                         .unwrap_or_default();
                     outln!("  failed {}{from}: {}", failed.host, failed.why);
                 }
+                if !rollout.unresponsive.is_empty() {
+                    outln!(
+                        "  not answering (taken for down, holding no wave back): {}",
+                        rollout.unresponsive.join(", ")
+                    );
+                }
             }
             None => outln!("no rollout of {image}"),
         }
@@ -223,7 +229,9 @@ pub fn reached(fleet: &Fleet, decision: &Decision, image: &ImageName) -> Vec<Rol
         };
         machines.push(RolloutMachine {
             host: machine.host.clone(),
-            from: report.and_then(|r| from(r, image)),
+            from: report
+                .and_then(|r| from(r, image))
+                .and_then(|f| ImageName::parse(&f).ok()),
             why,
         });
     }
@@ -259,6 +267,7 @@ mod tests {
                 why: "unhealthy: curl: (7) refused".into(),
             }],
             waiting: 6,
+            unresponsive: vec![],
             wave: 1,
             wave_end: 4,
             reason: Some("1 of 4 machines failed (--halt-after 1)".into()),
@@ -314,7 +323,7 @@ mod tests {
         let machines = reached(&fleet, &decision, &image);
         let named: Vec<(&str, Option<&str>)> = machines
             .iter()
-            .map(|m| (m.host.as_str(), m.from.as_deref()))
+            .map(|m| (m.host.as_str(), m.from.as_ref().map(|f| f.as_str())))
             .collect();
         assert_eq!(named, [("web1", Some("web.6")), ("web3", Some("web.5"))]);
         assert_eq!(machines[1].why, "update to web.7 failed: no space left");

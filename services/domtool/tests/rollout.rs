@@ -14,7 +14,7 @@ fn halted(image: &str) -> RolloutControl {
         reason: "1 of 1 machines failed (--halt-after 1)".into(),
         machines: vec![RolloutMachine {
             host: "web1".into(),
-            from: Some("sparse.0".into()),
+            from: Some(dom_model::ImageName::parse("sparse.0").unwrap()),
             why: "unhealthy: curl: (7) refused".into(),
         }],
         revert: false,
@@ -144,7 +144,7 @@ async fn abort_names_the_machines_reached_and_not_done_with_where_they_came_from
         aborted.machines,
         [RolloutMachine {
             host: "web1".into(),
-            from: Some("sparse.0".into()),
+            from: Some(dom_model::ImageName::parse("sparse.0").unwrap()),
             why: "update to sparse.1 failed: no space left".into(),
         }]
     );
