@@ -37,13 +37,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             triggers,
             hash_cache,
             no_hash_cache,
+            health_command,
+            health_timeout,
         } => Some(
             add::AddRequest::parse(name, source, filter, triggers, cli.expires_in)?
                 .with_hash_cache(if *no_hash_cache {
                     None
                 } else {
                     hash_cache.clone().or_else(add::default_hash_cache)
-                }),
+                })
+                .with_health_check(health_command.as_deref(), *health_timeout)?,
         ),
         _ => None,
     };
