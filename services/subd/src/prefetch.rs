@@ -55,7 +55,7 @@ impl Core {
                 _ => None,
             })
             .collect();
-        let fetch_rate = current.state.config.fetch_rate.or(self.config.fetch_rate);
+        let fetch_rate = self.fetch_rate();
         let image = planned.image.to_string();
         let wanted: Vec<(ObjectId, u64)> = match store.manifest(id).await {
             Ok(stored) => stored
