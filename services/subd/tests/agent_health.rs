@@ -238,3 +238,23 @@ async fn a_check_is_dropped_when_the_desired_image_changes() {
     );
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_stopped_during_a_check_runs_it_again() {
+    let fleet = Fleet::start().await;
+    let m = machine();
+    let record = image(&fleet, m._tmp.path(), "again.0").await;
+    let mut hanging = config(&fleet, "hl7", &m, Some("sleep 30"));
+    hanging.health_timeout = Duration::from_secs(60);
+    let agent = Agent::start(hanging.clone()).unwrap();
+    fleet.assign("hl7", &record).await;
+    wait_health(&fleet, "hl7", "again.0", HealthState::Checking).await;
+    agent.stop().await;
+
+    let ran = m._tmp.path().join("ran-again");
+    let command = format!("touch '{}'", ran.display());
+    let agent = Agent::start(config(&fleet, "hl7", &m, Some(&command))).unwrap();
+    wait_health(&fleet, "hl7", "again.0", HealthState::Healthy).await;
+    assert!(ran.exists(), "the check ran again");
+    agent.stop().await;
+}
