@@ -109,7 +109,9 @@ impl AddRequest {
         };
         let timeout_s = match timeout {
             None => None,
-            Some(d) if d.is_zero() => bail!("--health-timeout: a timeout of 0 leaves no time to check"),
+            Some(d) if d.is_zero() => {
+                bail!("--health-timeout: a timeout of 0 leaves no time to check")
+            }
             // Whole seconds on the wire; a fraction rounds up.
             Some(d) => Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)),
         };

@@ -53,10 +53,17 @@ fn the_health_check_goes_into_the_record_with_version_2() {
         serde_json::json!({"command": "curl -fs http://localhost/healthz", "timeout_s": 90})
     );
 
-    imagetool(&server, &["add", "web.2", &t, "", "", "--health-command", "true"]).ok();
+    imagetool(
+        &server,
+        &["add", "web.2", &t, "", "", "--health-command", "true"],
+    )
+    .ok();
     let no_timeout = record(&server, "web.2");
     assert_eq!(no_timeout["v"], 2);
-    assert_eq!(no_timeout["health_check"], serde_json::json!({"command": "true"}));
+    assert_eq!(
+        no_timeout["health_check"],
+        serde_json::json!({"command": "true"})
+    );
 
     imagetool(&server, &["add", "plain.1", &t, "", ""]).ok();
     let without = record(&server, "plain.1");
@@ -69,7 +76,10 @@ fn bad_health_flags_are_one_line_errors_and_publish_nothing() {
     let server = NatsServer::start().unwrap();
     let t = tree();
     for (args, says) in [
-        (&["--health-command", " "][..], "--health-command: the health check's command is empty"),
+        (
+            &["--health-command", " "][..],
+            "--health-command: the health check's command is empty",
+        ),
         (
             &["--health-command", "true", "--health-timeout", "0s"],
             "--health-timeout: a timeout of 0",
@@ -79,7 +89,10 @@ fn bad_health_flags_are_one_line_errors_and_publish_nothing() {
             "--health-timeout: the health check's timeout_s 7200 is over 3600",
         ),
         (&["--health-timeout", "10s"], "--health-command"),
-        (&["--health-command", "true", "--health-timeout", "soon"], "--health-timeout"),
+        (
+            &["--health-command", "true", "--health-timeout", "soon"],
+            "--health-timeout",
+        ),
     ] {
         let mut all = vec!["add", "h.1", t.as_str(), "", ""];
         all.extend_from_slice(args);

@@ -218,7 +218,8 @@ impl Core {
             Some(percent.of(speed))
         };
         self.report.scan_rate = bytes_per_second;
-        self.observed.rate_limits(bytes_per_second, self.fetch_rate());
+        self.observed
+            .rate_limits(bytes_per_second, self.fetch_rate());
         ScanSpec {
             filter: self
                 .current

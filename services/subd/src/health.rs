@@ -166,7 +166,9 @@ async fn try_once(command: &str, env: &[(&'static str, String)], limit: Duration
     match waited {
         Err(_) => Try::TimedOut(line),
         Ok(Ok(status)) if status.success() => Try::Passed,
-        Ok(Ok(status)) => Try::Failed(line.unwrap_or_else(|| format!("the command failed ({status})"))),
+        Ok(Ok(status)) => {
+            Try::Failed(line.unwrap_or_else(|| format!("the command failed ({status})")))
+        }
         Ok(Err(e)) => Try::Failed(format!("cannot wait for the health check: {e}")),
     }
 }
@@ -438,9 +440,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_command_is_retried_then_unhealthy_with_its_last_line() {
-        let health = checks(&[("echo starting; echo 'curl: (7) refused' >&2; echo; exit 1", 400)])
-            .run("web.1")
-            .await;
+        let health = checks(&[(
+            "echo starting; echo 'curl: (7) refused' >&2; echo; exit 1",
+            400,
+        )])
+        .run("web.1")
+        .await;
         assert_eq!(health.state, HealthState::Unhealthy);
         assert_eq!(health.message, "curl: (7) refused");
         assert!(health.attempts > 1, "{health:?}");

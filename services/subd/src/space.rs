@@ -49,7 +49,8 @@ pub fn room(path: &Path) -> Option<Room> {
     let st = report::statvfs(path)?;
     // The field types differ between platforms.
     #[allow(clippy::unnecessary_cast)]
-    let (available, blocks, fragment) = (st.f_bavail as u64, st.f_blocks as u64, st.f_frsize as u64);
+    let (available, blocks, fragment) =
+        (st.f_bavail as u64, st.f_blocks as u64, st.f_frsize as u64);
     Some(Room {
         free: available.saturating_mul(fragment),
         size: blocks.saturating_mul(fragment),
@@ -91,7 +92,10 @@ impl Core {
         };
         let needed = need(objects, after.size);
         if needed <= after.free {
-            tracing::info!(dropped, "made room for the fetch by tidying the object cache");
+            tracing::info!(
+                dropped,
+                "made room for the fetch by tidying the object cache"
+            );
             self.room_found();
             return true;
         }

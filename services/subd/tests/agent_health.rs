@@ -138,7 +138,11 @@ async fn a_failing_health_command_is_unhealthy_with_its_last_line_even_after_a_r
     let event = health_event(&fleet, "hl2", "sick.0").await;
     assert_eq!(event.details["state"], "unhealthy");
     assert_eq!(event.details["message"], "curl: (7) refused");
-    assert!(event.message.contains("curl: (7) refused"), "{}", event.message);
+    assert!(
+        event.message.contains("curl: (7) refused"),
+        "{}",
+        event.message
+    );
     agent.stop().await;
 
     // A restarted agent still says so, and does not check again.
@@ -152,7 +156,10 @@ async fn a_failing_health_command_is_unhealthy_with_its_last_line_even_after_a_r
         if body["report"]["compliant"] == true {
             break body["report"].clone();
         }
-        assert!(started.elapsed() < crate::agent_support::DEADLINE, "{body:#}");
+        assert!(
+            started.elapsed() < crate::agent_support::DEADLINE,
+            "{body:#}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(report["health"]["state"], "unhealthy", "{report:#}");
@@ -222,7 +229,12 @@ async fn a_check_is_dropped_when_the_desired_image_changes() {
     let m = machine();
     let slow = image(&fleet, m._tmp.path(), "slow.0").await;
     let next = image(&fleet, m._tmp.path(), "next.0").await;
-    let mut cfg = config(&fleet, "hl6", &m, Some("[ \"$DOM_IMAGE\" != slow.0 ] || sleep 30"));
+    let mut cfg = config(
+        &fleet,
+        "hl6",
+        &m,
+        Some("[ \"$DOM_IMAGE\" != slow.0 ] || sleep 30"),
+    );
     cfg.health_timeout = Duration::from_secs(60);
     let agent = Agent::start(cfg).unwrap();
     fleet.assign("hl6", &slow).await;

@@ -54,12 +54,17 @@ async fn a_fractional_scan_speed_from_the_dominator_reaches_the_metrics_and_the_
     // 0.1% of the disk's 200 MiB/s.
     let expected = media_speed / 1000;
     let report = fleet
-        .wait_state("rt1", "the new scan rate", |r| r.scan_rate == Some(expected))
+        .wait_state("rt1", "the new scan rate", |r| {
+            r.scan_rate == Some(expected)
+        })
         .await;
     assert!(report.compliant);
     let started = std::time::Instant::now();
     while metric(&base, scan).await != Some(expected) {
-        assert!(started.elapsed() < DEADLINE, "{scan} never became {expected}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{scan} never became {expected}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(metric(&base, fetch).await, Some(5_000_000));

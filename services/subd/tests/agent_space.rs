@@ -139,7 +139,10 @@ async fn an_image_bigger_than_the_free_space_is_refused_then_a_smaller_one_conve
     let report = fleet.wait_compliant("sp1", "small.0").await;
     assert_eq!(report.error, None);
     assert!(root.join("data/blob4").exists());
-    assert!(root.join("local").exists(), "a sparse image deletes nothing");
+    assert!(
+        root.join("local").exists(),
+        "a sparse image deletes nothing"
+    );
     agent.stop().await;
 }
 
@@ -170,7 +173,10 @@ async fn objects_a_cut_short_fetch_left_on_a_full_disk_do_not_wedge_the_next_ima
     }
     assert!(left.len() >= 2, "the cache holds objects of the big image");
     let free = subd::report::free_bytes(&root).unwrap();
-    assert!(free < 13 << 20, "the disk is nearly full: {free} bytes free");
+    assert!(
+        free < 13 << 20,
+        "the disk is nearly full: {free} bytes free"
+    );
     drop(cache);
 
     let agent = Agent::start(fleet.config("sp2", &root, &recorder.command())).unwrap();
