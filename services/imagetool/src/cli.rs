@@ -94,6 +94,8 @@ pub enum Command {
     ShowFilter { name: String },
     /// Print the image's triggers as JSON.
     ShowTriggers { name: String },
+    /// Print the image's health check as JSON (`null`: none).
+    ShowHealthCheck { name: String },
     /// Unpack the image into DIR (new or empty), verifying every object.
     Get { name: String, dir: PathBuf },
     /// Paths added, removed and changed from LEFT to RIGHT.

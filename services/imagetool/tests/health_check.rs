@@ -65,7 +65,17 @@ fn the_health_check_goes_into_the_record_with_version_2() {
         serde_json::json!({"command": "true"})
     );
 
+    let shown = imagetool(&server, &["show-health-check", "web.1"]).ok();
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown, with["health_check"]);
+
     imagetool(&server, &["add", "plain.1", &t, "", ""]).ok();
+    assert_eq!(
+        imagetool(&server, &["show-health-check", "plain.1"])
+            .ok()
+            .trim(),
+        "null"
+    );
     let without = record(&server, "plain.1");
     assert_eq!(without["v"], 1, "{without}");
     assert!(without.get("health_check").is_none(), "{without}");
