@@ -358,11 +358,14 @@ impl Core {
         self.keep_applied("the update").await;
         self.report.last_update = Some(result);
         self.send_event(event);
-        self.publish();
         if ok {
+            // The report of the update already says the check is on.
             if let Some(image) = self.applied.image.clone() {
                 self.check_health(&image).await;
             }
+        }
+        self.publish();
+        if ok {
             self.media.measure_again(&self.config.root, &self.state_dir);
             // After the report: the objects the update used are not
             // needed any more, and the report need not wait for their

@@ -86,7 +86,13 @@ impl Core {
             self.room_found();
             return true;
         }
-        let dropped = self.drop_unwanted_objects().await;
+        // Once per refusal: nothing unwanted enters the cache meanwhile,
+        // and a large cache is not listed again on every scan.
+        let dropped = if self.space_error.is_none() {
+            self.drop_unwanted_objects().await
+        } else {
+            0
+        };
         let Some(after) = room(&dir) else {
             return true;
         };
