@@ -155,6 +155,11 @@ impl Core {
         let old_triggers = self.old_triggers();
         let services = ServicePlan::new(&plan.changed, old_triggers.as_ref(), &new_triggers);
         let permitted = !services.high_impact || self.may_run_high_impact();
+        let missing = crate::fetch::missing(&plan, &self.converger.objects);
+        if !self.room_for(&missing).await {
+            self.withdraw_high_impact();
+            return;
+        }
         if permitted {
             tracing::info!(
                 image,
@@ -166,11 +171,6 @@ impl Core {
             );
         }
 
-        let missing = crate::fetch::missing(&plan, &self.converger.objects);
-        if !self.room_for(&missing).await {
-            self.withdraw_high_impact();
-            return;
-        }
         self.report.fetching = !missing.is_empty();
         if self.report.fetching {
             self.publish();
