@@ -189,3 +189,39 @@ async fn objects_a_cut_short_fetch_left_on_a_full_disk_do_not_wedge_the_next_ima
     }
     agent.stop().await;
 }
+
+#[test]
+fn writing_objects_into_a_full_cache_leaves_no_partial_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("small");
+    let Some(_mount) = Tmpfs::mount(&dir, "8m") else {
+        return;
+    };
+    let cache = ObjectCache::open(dir.join("objects")).unwrap();
+    let objects: Vec<Vec<u8>> = (0..4).map(|i| noise(100 + i, 3 << 20)).collect();
+    let ids: Vec<ObjectId> = objects.iter().map(|c| ObjectId::of(c)).collect();
+    // One by one, then in a batch (as a fetch writes them).
+    let failed = (0..4).find(|&i| cache.insert_bytes(&ids[i], &objects[i]).is_err());
+    let failed = failed.expect("the file system fills up");
+    let error = cache
+        .insert_bytes(&ids[failed], &objects[failed])
+        .unwrap_err();
+    assert!(error.to_string().contains("No space left"), "{error}");
+    assert_eq!(files_under(&dir), failed, "whole objects only");
+    assert!(!cache.contains(&ids[failed]));
+
+    cache.retain(&Default::default()).unwrap();
+    let batch = cache.batch();
+    let written = (0..4)
+        .take_while(|&i| batch.insert_bytes(&ids[i], &objects[i]).is_ok())
+        .count();
+    assert!(written < 4);
+    batch.commit().unwrap();
+    assert_eq!(files_under(&dir), written, "whole objects only");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(cache.contains(id), i < written);
+    }
+    // Room made, the next write goes through.
+    cache.retain(&Default::default()).unwrap();
+    cache.insert_bytes(&ids[3], &objects[3]).unwrap();
+}
