@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use dom_bus::{Bus, ImageError};
-use dom_model::image::IMAGE_RECORD_VERSION;
+use dom_model::image::{HealthCheck, IMAGE_RECORD_HEALTH_VERSION, IMAGE_RECORD_VERSION};
 use dom_model::manifest::Totals;
 use dom_model::{Filter, ImageMessage, ImageName, ImageRecord, Manifest, ObjectId, Triggers};
 use dom_store::gate::{Pass, Side};
@@ -37,6 +37,8 @@ pub struct AddRequest {
     pub expires_in: Option<Duration>,
     /// Where the hash cache lives; `None` hashes everything.
     pub hash_cache: Option<std::path::PathBuf>,
+    /// The check machines run after updating to the image.
+    pub health_check: Option<HealthCheck>,
 }
 
 /// `$XDG_CACHE_HOME/imagetool/hashes`, else `~/.cache/imagetool/hashes`.
@@ -83,11 +85,52 @@ impl AddRequest {
             triggers,
             expires_in,
             hash_cache: None,
+            health_check: None,
         })
     }
 
     pub fn with_hash_cache(self, hash_cache: Option<std::path::PathBuf>) -> Self {
         Self { hash_cache, ..self }
+    }
+
+    /// The image's health check (`--health-command`, `--health-timeout`);
+    /// a timeout without a command, an empty command, or a timeout of 0
+    /// or over an hour is refused.
+    pub fn with_health_check(
+        self,
+        command: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Self> {
+        let Some(command) = command else {
+            if timeout.is_some() {
+                bail!("--health-timeout needs --health-command");
+            }
+            return Ok(self);
+        };
+        let timeout_s = match timeout {
+            None => None,
+            Some(d) if d.is_zero() => {
+                bail!("--health-timeout: a timeout of 0 leaves no time to check")
+            }
+            // Whole seconds on the wire; a fraction rounds up.
+            Some(d) => Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+        };
+        let check = HealthCheck {
+            command: command.to_string(),
+            timeout_s,
+        };
+        if let Err(why) = check.validate() {
+            let flag = if why.contains("timeout") {
+                "--health-timeout"
+            } else {
+                "--health-command"
+            };
+            bail!("{flag}: {why}");
+        }
+        Ok(Self {
+            health_check: Some(check),
+            ..self
+        })
     }
 }
 
@@ -103,6 +146,8 @@ pub struct AddSummary {
     pub uploaded_bytes: u64,
     pub skipped: u64,
     pub elapsed: Duration,
+    /// The image's health check, as recorded.
+    pub health_check: Option<HealthCheck>,
 }
 
 impl std::fmt::Display for AddSummary {
@@ -118,7 +163,14 @@ impl std::fmt::Display for AddSummary {
             crate::human_bytes(self.uploaded_bytes),
             self.skipped,
             self.elapsed.as_secs_f64()
-        )
+        )?;
+        if let Some(check) = &self.health_check {
+            write!(f, "; health check: {}", check.command)?;
+            if let Some(t) = check.timeout_s {
+                write!(f, " (for up to {t} s)")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -219,6 +271,7 @@ async fn add_entered(
     let objects = store.location().map(str::to_string);
     bus.publish_image(&image_record(&request, manifest_id, &totals, objects))
         .await?;
+    let health_check = request.health_check.clone();
     if let (Some(cache), Some(path)) = (&cache, &request.hash_cache) {
         // Only a speed-up: failing to save it fails nothing.
         if let Err(e) = cache.save(path) {
@@ -234,6 +287,7 @@ async fn add_entered(
         uploaded_bytes: uploaded_bytes.load(Ordering::Relaxed),
         skipped: totals.objects - uploaded,
         elapsed: started.elapsed(),
+        health_check,
     })
 }
 
@@ -321,8 +375,12 @@ fn image_record(
     let now = time::OffsetDateTime::now_utc();
     let expires = request.expires_in.map(|d| now + d);
     ImageRecord {
-        health_check: None,
-        v: IMAGE_RECORD_VERSION,
+        health_check: request.health_check.clone(),
+        v: if request.health_check.is_some() {
+            IMAGE_RECORD_HEALTH_VERSION
+        } else {
+            IMAGE_RECORD_VERSION
+        },
         name: request.name.clone(),
         manifest,
         sparse: request.filter.is_none(),

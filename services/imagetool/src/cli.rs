@@ -70,6 +70,15 @@ pub enum Command {
         /// Hash every file, and neither read nor write the hash cache.
         #[arg(long, conflicts_with = "hash_cache")]
         no_hash_cache: bool,
+        /// A check machines run (with `sh -c`) after updating to this
+        /// image, until it exits 0; their own --health-command runs too.
+        #[arg(long, value_name = "CMD")]
+        health_command: Option<String>,
+        /// How long machines try the image's health check (default: the
+        /// agent's --health-timeout); at most 1h.
+        #[arg(long, value_name = "DURATION", requires = "health_command",
+              value_parser = humantime::parse_duration)]
+        health_timeout: Option<Duration>,
     },
     /// List images (deleted and expired ones are left out unless --all).
     List {
@@ -85,6 +94,8 @@ pub enum Command {
     ShowFilter { name: String },
     /// Print the image's triggers as JSON.
     ShowTriggers { name: String },
+    /// Print the image's health check as JSON (`null`: none).
+    ShowHealthCheck { name: String },
     /// Unpack the image into DIR (new or empty), verifying every object.
     Get { name: String, dir: PathBuf },
     /// Paths added, removed and changed from LEFT to RIGHT.

@@ -87,6 +87,17 @@ pub async fn show_triggers(bus: &Bus, name: &ImageName, out: &mut impl Write) ->
     Ok(())
 }
 
+pub async fn show_health_check(bus: &Bus, name: &ImageName, out: &mut impl Write) -> Result<()> {
+    bus.ensure_image_streams().await?;
+    let record = bus.image_record(name).await?;
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(&record.health_check)?
+    )?;
+    Ok(())
+}
+
 pub async fn diff(
     bus: &Bus,
     left: &ImageName,

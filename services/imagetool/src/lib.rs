@@ -3,7 +3,8 @@
 //! - [`cli`]: flags, including the original's Go-style ones.
 //! - [`source`]: reading a directory or tar archive into a manifest.
 //! - [`add`]: uploading missing objects, then publishing the record.
-//! - [`inspect`]: list, check, show, show-filter, show-triggers, diff.
+//! - [`inspect`]: list, check, show, show-filter, show-triggers,
+//!   show-health-check, diff.
 //! - [`get`]: unpacking an image into a directory, verifying every object.
 //! - [`usage`]: du and list-unreferenced, what the store holds and for whom.
 //!
@@ -37,13 +38,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             triggers,
             hash_cache,
             no_hash_cache,
+            health_command,
+            health_timeout,
         } => Some(
             add::AddRequest::parse(name, source, filter, triggers, cli.expires_in)?
                 .with_hash_cache(if *no_hash_cache {
                     None
                 } else {
                     hash_cache.clone().or_else(add::default_hash_cache)
-                }),
+                })
+                .with_health_check(health_command.as_deref(), *health_timeout)?,
         ),
         _ => None,
     };
@@ -72,6 +76,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::ShowTriggers { name } => {
             inspect::show_triggers(&bus, &ImageName::parse(&name)?, &mut out).await?
+        }
+        Command::ShowHealthCheck { name } => {
+            inspect::show_health_check(&bus, &ImageName::parse(&name)?, &mut out).await?
         }
         Command::Diff { left, right } => {
             let (left, right) = (ImageName::parse(&left)?, ImageName::parse(&right)?);

@@ -4,5 +4,6 @@ mod bad_input;
 mod common;
 mod expiration;
 mod hash_cache;
+mod health_check;
 mod usage;
 mod user_guide;

@@ -148,6 +148,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
 enum Work {
     Link(Box<Inbound>),
     Scan(ScanEvent),
+    Health(crate::health::Checked),
+    /// Time to look at the free space again, for an update refused for
+    /// want of it.
+    Space,
 }
 
 /// The desired state being enforced, with what it needs compiled.
@@ -202,10 +206,19 @@ pub(crate) struct Core {
     pub desired_error: Option<String>,
     pub manifest_error: Option<String>,
     pub scan_error: Option<String>,
+    /// The update refused for want of space (see [`crate::space`]).
+    pub space_error: Option<String>,
+    /// Free bytes that update needs.
+    pub space_needed: u64,
     pub restart: bool,
     pub prefetch: Prefetch,
     /// What the status page and metrics show.
     pub observed: Arc<Observed>,
+    /// The health check under way ([`crate::health`]), and where its
+    /// result goes.
+    pub checking: crate::health::Checking,
+    pub health_results: mpsc::UnboundedSender<crate::health::Checked>,
+    health_inbox: Option<mpsc::UnboundedReceiver<crate::health::Checked>>,
 }
 
 impl Core {
@@ -253,6 +266,7 @@ impl Core {
         report.agent_version = report::AGENT_VERSION.into();
         report.image = applied.image.clone();
         report.last_update = applied.last_update.clone();
+        report.health = applied.health.clone();
         let converger = Converger::new(
             root.clone(),
             objects,
@@ -260,6 +274,7 @@ impl Core {
             config.reboot_command.clone(),
         );
         let config = Config { root, ..config };
+        let (health_results, health_inbox) = crate::health::results();
         Ok(Self {
             started: Instant::now(),
             state_dir,
@@ -287,9 +302,14 @@ impl Core {
             desired_error: None,
             manifest_error: None,
             scan_error: None,
+            space_error: None,
+            space_needed: 0,
             restart: false,
             prefetch: Prefetch::default(),
             observed,
+            checking: crate::health::Checking::default(),
+            health_results,
+            health_inbox: Some(health_inbox),
             config,
         })
     }
@@ -297,6 +317,9 @@ impl Core {
     async fn run(mut self, mut stop: watch::Receiver<bool>) -> Exit {
         let (inbound_tx, mut inbound) = mpsc::unbounded_channel();
         let (scan_tx, mut scans) = mpsc::unbounded_channel();
+        let mut health = self.health_inbox.take().expect("the loop runs once");
+        let mut space = tokio::time::interval(crate::space::RECHECK);
+        space.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.link = Some(Link::start(
             self.config.connect.clone(),
             self.config.host.clone(),
@@ -332,11 +355,14 @@ impl Core {
             self.scan_urgently();
         }
         self.publish();
+        self.resume_health_check().await;
         let exit = loop {
             let work = tokio::select! {
                 _ = stop.changed() => break Exit::Stopped,
                 Some(message) = inbound.recv() => Work::Link(Box::new(message)),
                 Some(event) = scans.recv() => Work::Scan(event),
+                Some(checked) = health.recv() => Work::Health(checked),
+                _ = space.tick(), if self.space_error.is_some() => Work::Space,
             };
             // Stopping does not wait for a fetch or for the bus; an update
             // already changing the tree is waited for below.
@@ -367,6 +393,8 @@ impl Core {
             Work::Scan(ScanEvent::Quick(scanned)) => self.scanned(scanned).await,
             Work::Scan(ScanEvent::Rehashing) => self.observed.rehashing(true),
             Work::Scan(ScanEvent::Rehashed { duration, error }) => self.rehashed(duration, error),
+            Work::Health(checked) => self.health_done(checked).await,
+            Work::Space => self.recheck_space().await,
         }
     }
 
@@ -419,7 +447,8 @@ impl Core {
             .desired_error
             .clone()
             .or_else(|| self.manifest_error.clone())
-            .or_else(|| self.scan_error.clone());
+            .or_else(|| self.scan_error.clone())
+            .or_else(|| self.space_error.clone());
         self.report.generation = self.generation;
         self.report.image = self.applied.image.clone();
         if !worth_publishing(self.published.as_ref(), &self.report) {

@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use dom_bus::{ConnectArgs, LogArgs};
 
-use crate::config::{Config, DEFAULT_SCAN_SPEED_PERCENT};
+use dom_model::desired::ScanPercent;
+
+use crate::config::Config;
 use crate::services::{RebootCommand, ServiceCommand};
 
 /// Keep this machine exactly on its required image.
@@ -39,11 +41,11 @@ pub struct Cli {
     /// Run for a trigger with DoReboot; "" refuses reboots.
     #[arg(long, value_name = "CMD", default_value = RebootCommand::DEFAULT)]
     pub reboot_command: String,
-    /// Share of the disk's read bandwidth the scan may use (1-100; 100 is
-    /// no limit).
-    #[arg(long, value_name = "PERCENT", default_value_t = DEFAULT_SCAN_SPEED_PERCENT,
-          value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub scan_speed_percent: u32,
+    /// Share of the disk's read bandwidth the scan may use, 0.001 to 100
+    /// (`0.1` or `2%`; 100 is no limit). The dominator's
+    /// `configure-subs` overrides it.
+    #[arg(long, value_name = "PERCENT", default_value = "2")]
+    pub scan_speed_percent: ScanPercent,
     /// The disk's read speed in bytes per second (default: measured once
     /// and remembered in the state directory).
     #[arg(long, value_name = "BYTES")]
@@ -73,6 +75,18 @@ pub struct Cli {
     /// interface; `off` or "" serves nothing).
     #[arg(long, value_name = "ADDR", default_value = ":6969", value_parser = dom_web::parse_flag)]
     pub http: String,
+    /// Run with `sh -c` after each successful update (once the triggers
+    /// started their services), until it exits 0; with DOM_HOST,
+    /// DOM_IMAGE and DOM_ROOT set. The image's own check runs too.
+    #[arg(long, value_name = "CMD")]
+    pub health_command: Option<String>,
+    /// How long a health check is tried before the machine is reported
+    /// unhealthy.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive_duration)]
+    pub health_timeout: Duration,
+    /// Pause between tries of a health check.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub health_interval: Duration,
     /// CPU niceness of the agent (0-19).
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub nice: i32,
@@ -112,7 +126,23 @@ impl Cli {
         config.rehash_interval = self.rehash_interval;
         config.high_impact_permission = !self.no_high_impact_permission;
         config.http = dom_web::serves(&self.http).map(str::to_string);
+        config.health_command = match self.health_command.as_deref().map(str::trim) {
+            None => None,
+            Some("") => bail!("--health-command is empty; leave it out for no health command"),
+            Some(_) => self.health_command.clone(),
+        };
+        config.health_timeout = self.health_timeout;
+        config.health_interval = self.health_interval;
         Ok(config)
+    }
+}
+
+/// A duration above zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("a duration of 0 leaves no time to check".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -143,7 +173,10 @@ mod tests {
         let config = parse(&["--hostname", "web1.example.com"]).unwrap();
         assert_eq!(config.root, PathBuf::from("/"));
         assert_eq!(config.state_dir, PathBuf::from("/.subd"));
-        assert_eq!(config.scan_speed_percent, 2);
+        assert_eq!(config.scan_speed_percent, ScanPercent::whole(2));
+        assert_eq!(config.health_command, None);
+        assert_eq!(config.health_timeout, Duration::from_secs(60));
+        assert_eq!(config.health_interval, Duration::from_secs(2));
         assert_eq!(config.service_command.to_string(), "service");
         assert!(config.reboot_command.is_some());
         assert!(config.high_impact_permission);
@@ -173,8 +206,18 @@ mod tests {
             "fleet-b",
             "--no-high-impact-permission",
             "--limit-urgent-scans",
+            "--health-command",
+            "curl -fs localhost",
+            "--health-timeout",
+            "5s",
+            "--health-interval",
+            "500ms",
         ])
         .unwrap();
+        assert_eq!(config.health_command.as_deref(), Some("curl -fs localhost"));
+        assert_eq!(config.health_timeout, Duration::from_secs(5));
+        assert_eq!(config.health_interval, Duration::from_millis(500));
+        assert!(config.scan_speed_percent.is_full());
         assert_eq!(config.state_dir, PathBuf::from("/srv/m/.subd"));
         assert_eq!(config.connect.server, "nats://n1:4222");
         assert_eq!(config.connect.prefix, "fleet-b");
@@ -184,6 +227,14 @@ mod tests {
         assert_eq!(config.scan_interval, Duration::from_millis(250));
         assert!(!config.high_impact_permission);
         assert!(config.limit_urgent_scans);
+    }
+
+    #[test]
+    fn the_scan_speed_may_be_a_fraction() {
+        let config = parse(&["--hostname", "h1", "--scan-speed-percent", "0.1"]).unwrap();
+        assert_eq!(config.scan_speed_percent, "0.1".parse().unwrap());
+        let config = parse(&["--hostname", "h1", "--scan-speed-percent", "2%"]).unwrap();
+        assert_eq!(config.scan_speed_percent, ScanPercent::whole(2));
     }
 
     #[test]
@@ -204,6 +255,10 @@ mod tests {
             &["--hostname", "h1", "--fetch-rate", "0"],
             &["--hostname", "h1", "--service-command", "'unclosed"],
             &["--hostname", "h1", "--http", "nonsense"],
+            &["--hostname", "h1", "--scan-speed-percent", "101"],
+            &["--hostname", "h1", "--scan-speed-percent", "fast"],
+            &["--hostname", "h1", "--health-command", " "],
+            &["--hostname", "h1", "--health-timeout", "0s"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }

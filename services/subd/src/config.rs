@@ -6,11 +6,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dom_bus::ConnectArgs;
+use dom_model::desired::ScanPercent;
 
 use crate::services::{RebootCommand, ServiceCommand};
 
 /// The original's default: the scan may use 2% of the disk's bandwidth.
 pub const DEFAULT_SCAN_SPEED_PERCENT: u32 = 2;
+/// How long a health check is tried by default.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// The pause between tries of a health check by default.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// The state directory's name under the root, never touched by an image.
 pub const STATE_DIR_NAME: &str = ".subd";
 
@@ -30,9 +35,10 @@ pub struct Config {
     pub service_command: ServiceCommand,
     /// Run for a trigger with `DoReboot`; `None` refuses reboots.
     pub reboot_command: Option<RebootCommand>,
-    /// Share of the disk's read bandwidth the scan may use, 1 to 100; 100
-    /// means no limit at all. A desired state's `config` overrides it.
-    pub scan_speed_percent: u32,
+    /// Share of the disk's read bandwidth the scan may use, 0.001% to
+    /// 100%; 100% means no limit at all. A desired state's `config`
+    /// overrides it.
+    pub scan_speed_percent: ScanPercent,
     /// The disk's read bandwidth in bytes per second; `None` measures it
     /// once and remembers it in the state directory.
     pub media_speed: Option<u64>,
@@ -64,6 +70,15 @@ pub struct Config {
     /// Where to serve the status page and metrics (`:6969`: every
     /// interface); `None` serves nothing.
     pub http: Option<String>,
+    /// Run with `sh -c` after each successful update, until it exits 0
+    /// or [`Config::health_timeout`] is up; the image's own check runs
+    /// too. `None`: only the image's.
+    pub health_command: Option<String>,
+    /// How long a health check is tried (an image's own `timeout_s`
+    /// overrides it for its check).
+    pub health_timeout: Duration,
+    /// Pause between two tries of a health check.
+    pub health_interval: Duration,
 }
 
 impl Config {
@@ -82,7 +97,7 @@ impl Config {
                 RebootCommand::parse(RebootCommand::DEFAULT)
                     .expect("the default reboot command parses"),
             ),
-            scan_speed_percent: DEFAULT_SCAN_SPEED_PERCENT,
+            scan_speed_percent: ScanPercent::whole(DEFAULT_SCAN_SPEED_PERCENT),
             media_speed: None,
             fetch_rate: None,
             scan_interval: Duration::from_secs(1),
@@ -93,6 +108,9 @@ impl Config {
             retry_max: Duration::from_secs(300),
             high_impact_permission: true,
             http: None,
+            health_command: None,
+            health_timeout: DEFAULT_HEALTH_TIMEOUT,
+            health_interval: DEFAULT_HEALTH_INTERVAL,
         }
     }
 
@@ -100,7 +118,7 @@ impl Config {
     /// benchmarks, where many agents share one process.
     pub fn uncapped(self) -> Self {
         Self {
-            scan_speed_percent: 100,
+            scan_speed_percent: ScanPercent::FULL,
             fetch_rate: None,
             scan_interval: Duration::from_millis(50),
             rehash_interval: Duration::from_secs(3600),
@@ -147,7 +165,7 @@ mod tests {
     fn state_dir_defaults_under_the_root() {
         let config = Config::new("h1", "/srv/m1");
         assert_eq!(config.state_dir, Path::new("/srv/m1/.subd"));
-        assert_eq!(config.scan_speed_percent, 2);
-        assert!(config.uncapped().scan_speed_percent >= 100);
+        assert_eq!(config.scan_speed_percent, ScanPercent::whole(2));
+        assert!(config.uncapped().scan_speed_percent.is_full());
     }
 }

@@ -141,6 +141,13 @@ impl Core {
         self.waiting = None;
         self.manifest_error = None;
         if image_changed {
+            if let Some(current) = &self.current {
+                let image = current.state.image.to_string();
+                self.drop_health_check_unless(&image).await;
+            }
+            if old.is_some() {
+                self.desired_image_changed().await;
+            }
             self.compliant = None;
             self.retry_at = None;
             self.retry_delay = self.config.retry_min;
@@ -187,6 +194,14 @@ impl Core {
         }
     }
 
+    /// The fetch rate limit now: the desired state's, else the agent's.
+    pub(crate) fn fetch_rate(&self) -> Option<u64> {
+        self.current
+            .as_ref()
+            .and_then(|c| c.state.config.fetch_rate)
+            .or(self.config.fetch_rate)
+    }
+
     /// The filter and rate limit scans use now. The limit is for
     /// background scans; urgent ones go at full speed unless the operator
     /// chose otherwise.
@@ -195,15 +210,16 @@ impl Core {
             .current
             .as_ref()
             .and_then(|c| c.state.config.scan_speed_percent)
-            .unwrap_or(dom_model::desired::ScanPercent::whole(
-                self.config.scan_speed_percent,
-            ));
+            .unwrap_or(self.config.scan_speed_percent);
         let bytes_per_second = if percent.is_full() {
             None
         } else {
             let speed = self.media.speed(&self.config.root, &self.state_dir).await;
             Some(percent.of(speed))
         };
+        self.report.scan_rate = bytes_per_second;
+        self.observed
+            .rate_limits(bytes_per_second, self.fetch_rate());
         ScanSpec {
             filter: self
                 .current

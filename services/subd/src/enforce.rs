@@ -83,7 +83,7 @@ impl Core {
     }
 
     /// Compares the last scan with the image, and updates when allowed.
-    async fn enforce(&mut self) {
+    pub(crate) async fn enforce(&mut self) {
         let (Some(current), Some(tree)) = (&self.current, &self.tree) else {
             self.report.compliant = false;
             self.report.deviations = 0;
@@ -148,12 +148,18 @@ impl Core {
         };
         let image = current.state.image.to_string();
         let new_triggers = current.triggers.clone();
-        let fetch_rate = current.state.config.fetch_rate.or(self.config.fetch_rate);
+        let fetch_rate = self.fetch_rate();
         let (started, started_at) = (Instant::now(), now_rfc3339());
+        let from = self.applied.image.clone();
         let sequence = current.sequence;
         let old_triggers = self.old_triggers();
         let services = ServicePlan::new(&plan.changed, old_triggers.as_ref(), &new_triggers);
         let permitted = !services.high_impact || self.may_run_high_impact();
+        let missing = crate::fetch::missing(&plan, &self.converger.objects);
+        if !self.room_for(&missing).await {
+            self.withdraw_high_impact();
+            return;
+        }
         if permitted {
             tracing::info!(
                 image,
@@ -165,7 +171,7 @@ impl Core {
             );
         }
 
-        self.report.fetching = !crate::fetch::missing(&plan, &self.converger.objects).is_empty();
+        self.report.fetching = !missing.is_empty();
         if self.report.fetching {
             self.publish();
         }
@@ -183,6 +189,7 @@ impl Core {
             Err(e) => {
                 let result = UpdateResult {
                     image: image.clone(),
+                    from,
                     started: started_at,
                     duration_ms: millis(started.elapsed()),
                     ok: false,
@@ -238,6 +245,7 @@ impl Core {
         }
 
         let mut result = outcome.to_result(&image, &started_at);
+        result.from = from;
         result.duration_ms = millis(started.elapsed());
         result.fetched_objects = stats.objects;
         result.fetched_bytes = stats.bytes;
@@ -321,6 +329,9 @@ impl Core {
         self.applied.triggers = current.state.triggers.clone();
         self.keep_applied("the image").await;
         self.report.image = self.applied.image.clone();
+        if let Some(image) = self.applied.image.clone() {
+            self.check_health(&image).await;
+        }
     }
 
     /// Records an update's result, here and in the state directory.
@@ -347,6 +358,12 @@ impl Core {
         self.keep_applied("the update").await;
         self.report.last_update = Some(result);
         self.send_event(event);
+        if ok {
+            // The report of the update already says the check is on.
+            if let Some(image) = self.applied.image.clone() {
+                self.check_health(&image).await;
+            }
+        }
         self.publish();
         if ok {
             self.media.measure_again(&self.config.root, &self.state_dir);

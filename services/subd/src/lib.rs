@@ -23,6 +23,9 @@
 //!   on the machine), every object verified.
 //! - [`update`]: applying a plan in the original's order, with the
 //!   triggers' service stops and starts around it.
+//! - [`health`]: the health check after an update, run as a task.
+//! - [`space`]: room for a fetch, made by tidying the cache, or the
+//!   update refused before anything is fetched.
 //! - [`services`]: running the configurable service and reboot commands.
 //! - `durable`: making many new files durable at once, by one flush of
 //!   the file system or one by one, whichever waits less.
@@ -39,6 +42,7 @@ mod desired;
 mod durable;
 mod enforce;
 pub mod fetch;
+pub mod health;
 mod high_impact;
 pub mod link;
 pub mod media;
@@ -48,6 +52,7 @@ mod prefetch;
 pub mod report;
 pub mod scanner;
 pub mod services;
+pub mod space;
 pub mod update;
 pub mod web;
 

@@ -7,7 +7,9 @@
 //!   again when read back);
 //! - `applied.json`: the image last applied successfully (its triggers
 //!   decide which services an update stops), the last update's result,
-//!   and whether a HighImpact grant was used and not yet taken back;
+//!   whether a HighImpact grant was used and not yet taken back, and the
+//!   health check's result after that update (`checking` while it runs,
+//!   so a restarted agent runs it again);
 //! - `media-speed`: the measured read speed of the disk;
 //! - `hashes`: the scan's hash cache; `objects/`: the object cache.
 //!
@@ -21,7 +23,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use dom_model::report::UpdateResult;
+use dom_model::report::{Health, UpdateResult};
 use dom_model::{DesiredState, Manifest, ObjectId, Trigger};
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +59,9 @@ pub struct Applied {
     /// back yet: the grant is not used again, even after a restart.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub high_impact_spent: bool,
+    /// The health check after the last successful update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 #[derive(Serialize, Deserialize)]

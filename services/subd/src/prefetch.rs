@@ -2,7 +2,9 @@
 //! image, a desired state may name the image it will be moved to next; the
 //! objects of that image the machine lacks are fetched into the object
 //! cache (verified, at the fetch rate), and kept there, so the update
-//! itself only renames. Nothing of the planned image is applied.
+//! itself only renames. Nothing of the planned image is applied, and
+//! nothing is fetched ahead when it would not leave the margin
+//! [`crate::space`] keeps free.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -55,7 +57,7 @@ impl Core {
                 _ => None,
             })
             .collect();
-        let fetch_rate = current.state.config.fetch_rate.or(self.config.fetch_rate);
+        let fetch_rate = self.fetch_rate();
         let image = planned.image.to_string();
         let wanted: Vec<(ObjectId, u64)> = match store.manifest(id).await {
             Ok(stored) => stored
@@ -73,6 +75,18 @@ impl Core {
                 return;
             }
         };
+        let room = crate::space::room(self.state_dir.path());
+        if let Some(room) = room.filter(|r| crate::space::need(&wanted, r.size) > r.free) {
+            // Only a head start: the update checks the space again, and
+            // says so when there is not enough.
+            tracing::info!(
+                image,
+                free = room.free,
+                "not pre-fetching the planned image: not enough space"
+            );
+            self.prefetch.retry_at = Some((id, Instant::now() + RETRY));
+            return;
+        }
         tracing::info!(
             image,
             objects = wanted.len(),

@@ -39,6 +39,11 @@ pub fn worth_publishing(published: Option<&StateReport>, next: &StateReport) -> 
 
 /// Free bytes on the file system holding `path`, for an unprivileged user.
 pub fn free_bytes(path: &Path) -> Option<u64> {
+    crate::space::room(path).map(|room| room.free)
+}
+
+/// `statvfs(2)` of the file system holding `path`.
+pub(crate) fn statvfs(path: &Path) -> Option<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
@@ -49,11 +54,7 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
         return None;
     }
     // SAFETY: statvfs succeeded, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    // The field types differ between platforms.
-    #[allow(clippy::unnecessary_cast)]
-    let (available, fragment) = (st.f_bavail as u64, st.f_frsize as u64);
-    Some(available.saturating_mul(fragment))
+    Some(unsafe { st.assume_init() })
 }
 
 /// The `update` event for an update of `image`.

@@ -116,42 +116,64 @@ struct Control {
     updating: bool,
     /// The limits made from `spec.rate`: one for quick scans (lifted
     /// while urgent), one for the rehash (paused while it must step
-    /// aside).
-    quick_rate: Option<Arc<RateLimit>>,
-    rehash_rate: Option<Arc<RateLimit>>,
+    /// aside). Every scan holds them, lifted while there is no limit, so
+    /// a limit set while a scan runs holds it from then on.
+    quick_rate: Arc<RateLimit>,
+    rehash_rate: Arc<RateLimit>,
+    /// `spec.rate` is a limit.
+    limited: bool,
+    /// Hold urgent scans to the limit too ([`ScanSettings::limit_urgent`]).
+    limit_urgent: bool,
 }
 
 impl Control {
+    fn new(spec: ScanSpec, limit_urgent: bool) -> Self {
+        let mut control = Control {
+            spec,
+            stop: false,
+            now: true,
+            urgent_next: false,
+            quick_running: false,
+            running_urgent: false,
+            held: false,
+            updating: false,
+            quick_rate: Arc::new(RateLimit::new(u64::MAX)),
+            rehash_rate: Arc::new(RateLimit::new(u64::MAX)),
+            limited: false,
+            limit_urgent,
+        };
+        control.set_rate(control.spec.rate);
+        control
+    }
+
+    /// The limit from now on, for scans under way too.
     fn set_rate(&mut self, rate: Option<u64>) {
-        match (rate, &self.quick_rate, &self.rehash_rate) {
-            (Some(r), Some(quick), Some(rehash)) => {
-                quick.set_bytes_per_second(r);
-                rehash.set_bytes_per_second(r);
-            }
-            (Some(r), _, _) => {
-                self.quick_rate = Some(Arc::new(RateLimit::new(r)));
-                self.rehash_rate = Some(Arc::new(RateLimit::new(r)));
-            }
-            (None, _, _) => {
-                // No limit from now on, for scans under way too.
-                for old in self.quick_rate.iter().chain(&self.rehash_rate) {
-                    old.lift(true);
-                    old.pause(false);
+        match rate {
+            Some(r) => {
+                self.quick_rate.set_bytes_per_second(r);
+                self.rehash_rate.set_bytes_per_second(r);
+                if !self.limited {
+                    self.limited = true;
+                    let urgent = self.running_urgent && !self.limit_urgent;
+                    self.quick_rate
+                        .lift(self.quick_running && (urgent || self.held));
+                    self.rehash_rate.lift(false);
                 }
-                self.quick_rate = None;
-                self.rehash_rate = None;
+            }
+            None => {
+                self.limited = false;
+                self.quick_rate.lift(true);
+                self.rehash_rate.lift(true);
             }
         }
         self.pace_rehash();
     }
 
-    /// The rehash reads only while no quick scan runs and no update is
-    /// under way.
+    /// With a limit, the rehash reads only while no quick scan runs and
+    /// no update is under way.
     fn pace_rehash(&self) {
-        if let Some(rate) = &self.rehash_rate {
-            let aside = self.quick_running || self.updating || self.held;
-            rate.pause(aside && !self.stop);
-        }
+        let aside = self.quick_running || self.updating || self.held;
+        self.rehash_rate.pause(aside && self.limited && !self.stop);
     }
 }
 
@@ -185,19 +207,7 @@ impl Scanner {
         report: impl Fn(ScanEvent) + Send + Sync + 'static,
     ) -> Self {
         let cache = HashCache::load(&settings.cache_path);
-        let mut control = Control {
-            spec,
-            stop: false,
-            now: true,
-            urgent_next: false,
-            quick_running: false,
-            running_urgent: false,
-            held: false,
-            updating: false,
-            quick_rate: None,
-            rehash_rate: None,
-        };
-        control.set_rate(control.spec.rate);
+        let control = Control::new(spec, settings.limit_urgent);
         let shared = Arc::new(Shared {
             settings,
             control: Mutex::new(control),
@@ -245,9 +255,7 @@ impl Scanner {
         if control.quick_running {
             control.running_urgent = true;
             if !self.shared.settings.limit_urgent {
-                if let Some(rate) = &control.quick_rate {
-                    rate.lift(true);
-                }
+                control.quick_rate.lift(true);
             }
         }
         // A scan already asked for (with a new filter, say) is urgent too.
@@ -266,9 +274,7 @@ impl Scanner {
         let mut control = self.control();
         control.held = held;
         if held && control.quick_running {
-            if let Some(rate) = &control.quick_rate {
-                rate.lift(true);
-            }
+            control.quick_rate.lift(true);
         }
         control.pace_rehash();
         self.shared.wake.notify_all();
@@ -327,7 +333,7 @@ impl Drop for Scanner {
         let mut control = self.control();
         control.stop = true;
         // Readers waiting on a limit or a pause let go, so both loops end.
-        for rate in control.quick_rate.iter().chain(&control.rehash_rate) {
+        for rate in [&control.quick_rate, &control.rehash_rate] {
             rate.lift(true);
             rate.pause(false);
         }
@@ -366,17 +372,16 @@ impl Shared {
         }
         let mut start = Start {
             spec: control.spec.clone(),
-            rate: control.rehash_rate.clone(),
+            rate: Some(control.rehash_rate.clone()),
             urgent: false,
         };
         if quick {
             control.now = false;
             start.urgent = std::mem::take(&mut control.urgent_next);
             control.running_urgent = start.urgent;
-            start.rate = control.quick_rate.clone();
-            if let Some(rate) = &start.rate {
-                rate.lift(start.urgent && !self.settings.limit_urgent);
-            }
+            start.rate = Some(control.quick_rate.clone());
+            let urgent = start.urgent && !self.settings.limit_urgent;
+            control.quick_rate.lift(urgent || !control.limited);
             control.quick_running = true;
             control.pace_rehash();
         }
@@ -389,9 +394,7 @@ impl Shared {
         control.quick_running = false;
         control.pace_rehash();
         let urgent = std::mem::take(&mut control.running_urgent);
-        if let Some(rate) = &control.quick_rate {
-            rate.lift(false);
-        }
+        control.quick_rate.lift(!control.limited);
         urgent
     }
 
@@ -491,5 +494,46 @@ impl Shared {
         if let Err(e) = cache.save(&self.settings.cache_path) {
             tracing::warn!(path = %self.settings.cache_path.display(), error = %e, "cannot save the hash cache");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control(rate: Option<u64>) -> Control {
+        let spec = ScanSpec {
+            filter: Filter::empty(),
+            epoch: 0,
+            rate,
+        };
+        Control::new(spec, false)
+    }
+
+    #[test]
+    fn a_limit_set_during_an_unlimited_scan_holds_it_from_then_on() {
+        let mut c = control(None);
+        assert!(c.quick_rate.is_lifted() && c.rehash_rate.is_lifted());
+        // A background scan under way, held by no limit.
+        c.quick_running = true;
+        let scan = c.quick_rate.clone();
+        c.set_rate(Some(1000));
+        assert!(!scan.is_lifted(), "the scan under way keeps to the limit");
+        assert_eq!(scan.bytes_per_second(), 1000);
+        assert!(!c.rehash_rate.is_lifted());
+        c.set_rate(Some(50));
+        assert_eq!(scan.bytes_per_second(), 50, "changed in place");
+        c.set_rate(None);
+        assert!(scan.is_lifted() && c.rehash_rate.is_lifted());
+    }
+
+    #[test]
+    fn an_urgent_scan_stays_at_full_speed_when_a_limit_comes() {
+        let mut c = control(None);
+        c.quick_running = true;
+        c.running_urgent = true;
+        c.set_rate(Some(1000));
+        assert!(c.quick_rate.is_lifted());
+        assert!(!c.rehash_rate.is_lifted());
     }
 }

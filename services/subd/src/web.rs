@@ -6,7 +6,10 @@
 //!   the latest events; it refreshes itself every few seconds.
 //! - `GET /status`: the same as JSON: `report` (the last state report
 //!   made, published or not) and `events` (latest first).
-//! - `GET /metrics`: the metrics below, for Prometheus.
+//! - `GET /metrics`: the metrics below, for Prometheus; among them the
+//!   rate limits in force (`subd_scan_rate_limit_bytes_per_second`,
+//!   `subd_fetch_rate_limit_bytes_per_second`, 0 for none), which follow
+//!   the dominator's `configure-subs` as desired states bring it.
 //! - `GET /healthz`: `200 ok` while the agent's loop runs.
 //!
 //! Nothing here reads the bus or the disk: the agent's loop records what
@@ -18,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dom_model::report::UpdateResult;
+use dom_model::report::{HealthState, UpdateResult};
 use dom_model::{Event, StateReport};
 use dom_web::axum::extract::State;
 use dom_web::axum::http::StatusCode;
@@ -68,6 +71,9 @@ struct Metrics {
     fetched_objects: Counter,
     object_cache_bytes: Gauge<i64, AtomicI64>,
     free_bytes: Gauge<i64, AtomicI64>,
+    scan_rate_limit: Gauge<i64, AtomicI64>,
+    fetch_rate_limit: Gauge<i64, AtomicI64>,
+    healthy: Gauge,
     reports: Counter,
     events: Family<Labels, Counter>,
 }
@@ -97,6 +103,9 @@ impl Metrics {
             fetched_objects: Counter::default(),
             object_cache_bytes: Gauge::default(),
             free_bytes: Gauge::default(),
+            scan_rate_limit: Gauge::default(),
+            fetch_rate_limit: Gauge::default(),
+            healthy: Gauge::default(),
             reports: Counter::default(),
             events: Family::default(),
         }
@@ -129,6 +138,9 @@ impl Metrics {
             fetched_objects: "fetched_objects", "Objects fetched for updates";
             object_cache_bytes: "object_cache_bytes", "Bytes held in the object cache";
             free_bytes: "free_bytes", "Free bytes on the root's file system";
+            scan_rate_limit: "scan_rate_limit_bytes_per_second", "Bytes per second background scans may read now (0: no limit)";
+            fetch_rate_limit: "fetch_rate_limit_bytes_per_second", "Bytes per second objects may be fetched at now (0: no limit)";
+            healthy: "healthy", "1 when the health check after the last update passed, 0 while it runs or after it failed";
             reports: "state_reports", "State reports published";
             events: "events", "Events published, by kind";
         }
@@ -188,6 +200,13 @@ impl Observed {
         m.fetched_objects.inc_by(result.fetched_objects);
     }
 
+    /// The scan and fetch rate limits now (`None`: no limit).
+    pub(crate) fn rate_limits(&self, scan: Option<u64>, fetch: Option<u64>) {
+        let gauge = |limit: Option<u64>| limit.unwrap_or(0).min(i64::MAX as u64) as i64;
+        self.metrics.scan_rate_limit.set(gauge(scan));
+        self.metrics.fetch_rate_limit.set(gauge(fetch));
+    }
+
     /// The loop made this report; `published`: it went to the bus.
     pub(crate) fn reported(&self, report: &StateReport, published: bool) {
         let m = &self.metrics;
@@ -195,6 +214,11 @@ impl Observed {
         m.deviations.set(report.deviations as i64);
         m.compliant.set(i64::from(report.compliant));
         m.updating.set(i64::from(report.updating));
+        let healthy = report
+            .health
+            .as_ref()
+            .is_some_and(|h| h.state == HealthState::Healthy);
+        m.healthy.set(i64::from(healthy));
         m.object_cache_bytes
             .set(report.object_cache_bytes.min(i64::MAX as u64) as i64);
         if let Some(free) = report.free_bytes {
@@ -366,6 +390,31 @@ fn render_report(report: Option<&StateReport>) -> String {
         for failure in &u.trigger_failures {
             rows.push(("trigger failure", escape(failure)));
         }
+    }
+    if let Some(h) = &r.health {
+        let state = match h.state {
+            HealthState::Checking => "checking",
+            HealthState::Healthy => "healthy",
+            HealthState::Unhealthy => "unhealthy",
+            HealthState::TimedOut => "timed out",
+        };
+        let text = escape(&format!(
+            "{state} on {} ({} tries, {} ms){}",
+            h.image,
+            h.attempts,
+            h.duration_ms,
+            if h.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", h.message)
+            }
+        ));
+        let value = if h.state.failed() {
+            format!(r#"<span class="bad">{text}</span>"#)
+        } else {
+            text
+        };
+        rows.push(("health", value));
     }
     if let Some(error) = &r.error {
         rows.push((

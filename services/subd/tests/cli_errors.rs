@@ -26,7 +26,11 @@ fn refused(args: &[&str]) -> String {
 fn a_value_out_of_range_is_one_line_naming_the_flag() {
     assert_eq!(
         refused(&["--scan-speed-percent", "0"]),
-        "subd: invalid value '0' for '--scan-speed-percent <PERCENT>': 0 is not in 1..=100"
+        "subd: invalid value '0' for '--scan-speed-percent <PERCENT>': 0 is not between 0.001 and 100"
+    );
+    assert_eq!(
+        refused(&["--health-timeout", "0s"]),
+        "subd: invalid value '0s' for '--health-timeout <DURATION>': a duration of 0 leaves no time to check"
     );
     assert_eq!(
         refused(&["--fetch-rate", "10M"]),
