@@ -82,6 +82,20 @@ impl Fleet {
         filter: &str,
         triggers: &str,
     ) -> ImageRecord {
+        self.add_image_with(image, source, filter, triggers, Ok)
+            .await
+    }
+
+    /// [`Fleet::add_image`], the request edited first (`edit` adds a
+    /// health check, say).
+    pub async fn add_image_with(
+        &self,
+        image: &str,
+        source: &Path,
+        filter: &str,
+        triggers: &str,
+        edit: impl FnOnce(imagetool::add::AddRequest) -> anyhow::Result<imagetool::add::AddRequest>,
+    ) -> ImageRecord {
         let file = |f: &str| {
             if f.is_empty() {
                 String::new()
@@ -93,6 +107,7 @@ impl Fleet {
             imagetool::add::AddRequest::parse(image, source, &file(filter), &file(triggers), None)
                 .unwrap()
                 .with_hash_cache(None);
+        let request = edit(request).unwrap();
         imagetool::add::add(&self.bus, request, false)
             .await
             .unwrap();
@@ -169,10 +184,16 @@ pub struct Machine {
 
 impl Machine {
     pub fn start(&self) -> Agent {
+        self.start_with(|_| {})
+    }
+
+    /// Starts its agent with `edit` applied to the test configuration.
+    pub fn start_with(&self, edit: impl FnOnce(&mut subd::Config)) -> Agent {
         let mut config = subd::Config::new(self.host.clone(), self.root.clone()).uncapped();
         config.connect = self.connect.clone();
         config.service_command = ServiceCommand::parse(&self.script.display().to_string()).unwrap();
         config.reboot_command = None;
+        edit(&mut config);
         Agent::start(config).unwrap()
     }
 

@@ -141,12 +141,32 @@ async fn resume(bus: &Bus, image: &str, reason: &str) -> anyhow::Result<ExitCode
         }
         _ => bail!("the rollout of {image} was never halted or aborted; nothing to resume"),
     };
+    // Every failure standing now is forgiven: those the halt named, and
+    // any that came in after it (the rest of its wave).
+    let mut machines = stopped.machines;
+    let mut view = bus.fleet_view().await?;
+    let decision = view.decide(now_unix());
+    for failed in decision
+        .rollout(image.as_str())
+        .map_or(&[][..], |r| &r.failed[..])
+    {
+        if !machines.iter().any(|m| m.host == failed.host) {
+            machines.push(RolloutMachine {
+                host: failed.host.clone(),
+                from: failed
+                    .from
+                    .as_deref()
+                    .and_then(|f| ImageName::parse(f).ok()),
+                why: failed.why.clone(),
+            });
+        }
+    }
     let control = RolloutControl {
         v: CONTROL_VERSION,
         image: image.clone(),
         state: RolloutState::Resumed,
         reason: reason.to_string(),
-        machines: stopped.machines,
+        machines,
         revert: false,
         by: who(),
         when: now_rfc3339(),
