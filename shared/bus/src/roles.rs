@@ -46,8 +46,13 @@ use crate::connect::inbox_prefix_for;
 use crate::subjects::Subjects;
 
 /// The kinds of event an agent publishes about its machine.
-pub const AGENT_EVENT_KINDS: [&str; 4] =
-    [Event::UPDATE, Event::DRIFT, Event::ERROR, Event::REJECTED];
+pub const AGENT_EVENT_KINDS: [&str; 5] = [
+    Event::UPDATE,
+    Event::HEALTH,
+    Event::DRIFT,
+    Event::ERROR,
+    Event::REJECTED,
+];
 
 /// A role in the fleet.
 #[derive(Clone, Debug, PartialEq, Eq)]
