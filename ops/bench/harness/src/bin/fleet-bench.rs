@@ -89,6 +89,10 @@ struct Args {
     /// Most machines the dominator lets update at once (default: all).
     #[arg(long)]
     max_concurrent: Option<usize>,
+    /// The dominator's canary (its default: 1); `0` moves every machine
+    /// at once, as before rollouts had waves.
+    #[arg(long, default_value = "1", value_parser = |s: &str| s.parse::<dom_model::policy::Canary>())]
+    canary: dom_model::policy::Canary,
     /// tokio's blocking-thread limit (default: twice the agents, plus 64).
     #[arg(long)]
     max_blocking_threads: Option<usize>,
@@ -233,6 +237,10 @@ async fn run(args: Args) -> Result<()> {
     let max_concurrent = args.max_concurrent.unwrap_or(args.agents);
     let settings = Settings {
         max_concurrent,
+        rollout: dom_model::policy::RolloutPolicy {
+            canary: args.canary,
+            ..Default::default()
+        },
         ..Settings::default()
     };
     let dominator = Dominator::start(bus.clone(), settings, None).await?;
@@ -347,7 +355,7 @@ async fn run(args: Args) -> Result<()> {
         "seconds={seconds:.3} agents={} compliant={} complete={complete} mdb_publish={mdb_publish:.3} \
          first={:.3} p50={:.3} p90={:.3} p99={:.3} cpu={cpu:.2} machine_cpu={machine_cpu:.2} idle_cpu={idle_cpu:.3} start={start_s:.3} ready={ready_s:.3} \
          rss_peak={} rss_ready={rss_ready} threads_peak={} threads_ready={threads_ready} \
-         files_peak={} scan_threads={} scan_interval_ms={} max_concurrent={max_concurrent} \
+         files_peak={} scan_threads={} scan_interval_ms={} max_concurrent={max_concurrent} canary={} \
          image={} image_files={} image_inodes={} sparse={} machines_fs={}",
         hosts.len(),
         done.len(),
@@ -360,6 +368,7 @@ async fn run(args: Args) -> Result<()> {
         peaks.files.load(Ordering::Relaxed),
         args.scan_threads,
         args.scan_interval.as_millis(),
+        args.canary,
         image.name,
         image.files,
         image.inodes,
