@@ -403,3 +403,48 @@ async fn ten_thousand_machines_stay_usable() {
         shown.as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halted_rollout_is_a_banner_saying_why_and_which_machines() {
+    let Some(binary) = chromium() else {
+        return skipped();
+    };
+    let (_server, bus) = fleet_with_image().await;
+    neighbours(&bus).await;
+    // web1 carries sparse.0 and its health check on it failed.
+    set_mdb(&bus, "web1", "sparse.0").await;
+    let mut unhealthy = report("web1", "sparse.0", true);
+    unhealthy.health = Some(dom_model::report::Health {
+        image: "sparse.0".into(),
+        state: dom_model::report::HealthState::Unhealthy,
+        message: "service down: port 80 refused".into(),
+        ..Default::default()
+    });
+    bus.publish_state(&unhealthy).await.unwrap();
+    let dominator = start_dominator(&bus).await;
+    let halt = eventually("the dominator to halt the rollout", || async {
+        let message = bus.last_control("rollout.sparse.0").await.ok()??;
+        serde_json::from_slice::<dom_model::controls::RolloutControl>(&message.payload).ok()
+    })
+    .await;
+    assert_eq!(halt.state, dom_model::controls::RolloutState::Halted);
+
+    let browser = Browser::start(&binary).await;
+    let mut page = browser.page().await;
+    page.call("Page.enable", json!({})).await;
+    let addr = dominator.http_addr().unwrap();
+    page.call("Page.navigate", json!({"url": format!("http://{addr}/")}))
+        .await;
+    let banner = r#"(() => { const b = document.querySelector('#rollouts .rollout.bad'); return b ? b.textContent : null; })()"#;
+    page.wait_for(
+        "the halt's banner",
+        &format!("({banner} || '').includes('service down: port 80 refused')"),
+        json!(true),
+    )
+    .await;
+    let text = page.eval(banner).await;
+    let text = text.as_str().unwrap_or_default();
+    assert!(text.contains("sparse.0 is halted"), "{text}");
+    assert!(text.contains(&halt.reason), "{text}");
+    assert!(text.contains("web1"), "{text}");
+}

@@ -15,7 +15,7 @@ use dom_model::controls::{
     control_name, PauseControl, RolloutControl, RolloutState, PAUSE, ROLLOUT,
 };
 use dom_model::{DesiredState, Event, StateReport};
-use dom_tests::{connect, eventually, workspace_binary, NatsServer, Run};
+use dom_tests::{connect, eventually, NatsServer};
 use dominator::{Dominator, Settings};
 use futures::StreamExt;
 use subd::Agent;
@@ -144,18 +144,6 @@ async fn get(addr: SocketAddr, path: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn domtool(fleet: &Fleet, args: &[&str]) -> Run {
-    let mut command = std::process::Command::new(workspace_binary("domtool"));
-    command
-        .args(["--server", &fleet.servers])
-        .args(args)
-        .env_remove("DOM_SERVER")
-        .env_remove("RUST_LOG");
-    tokio::task::spawn_blocking(move || Run::from(command.output().expect("run domtool")))
-        .await
-        .unwrap()
-}
-
 /// A health check that passes once `marker` exists, and otherwise says
 /// why on its last line.
 fn check_for(marker: &Path) -> String {
@@ -226,13 +214,19 @@ async fn an_unhealthy_canary_halts_the_rollout_and_a_resume_continues_it() {
         .find(|e| e.kind == Event::HEALTH)
         .unwrap();
     assert!(health.message.contains("service down"), "{health:?}");
-    let status = domtool(&stage.fleet, &["rollout", "status", "sparse.1"]).await;
+    let status = stage
+        .fleet
+        .domtool(&["rollout", "status", "sparse.1"])
+        .await;
     assert!(status.stdout.contains("halted"), "{}", status.stdout);
     assert!(status.stdout.contains("m00"), "{}", status.stdout);
 
     // Fixed, and resumed: every machine moves, wave after wave.
     std::fs::write(&marker, "").unwrap();
-    let resume = domtool(&stage.fleet, &["rollout", "resume", "sparse.1"]).await;
+    let resume = stage
+        .fleet
+        .domtool(&["rollout", "resume", "sparse.1"])
+        .await;
     assert_eq!(resume.code, 0, "{}{}", resume.stdout, resume.stderr);
     for m in &stage.machines {
         stage.fleet.wait_compliant(&m.host, "sparse.1").await;
@@ -371,7 +365,7 @@ async fn a_pause_ends_by_itself_and_the_machine_then_converges() {
         (desired.image.as_str() == "sparse.1" && !desired.updates_allowed).then_some(())
     })
     .await;
-    let status = domtool(&stage.fleet, &["status"]).await;
+    let status = stage.fleet.domtool(&["status"]).await;
     assert!(
         status.stdout.contains("paused by alice@ops1"),
         "{}",
@@ -406,7 +400,9 @@ async fn the_fleet_s_agent_settings_reach_a_running_agent() {
     fleet.require("web1", "sparse.0").await;
     fleet.wait_compliant("web1", "sparse.0").await;
 
-    let run = domtool(&fleet, &["configure-subs", "--scan-speed-percent", "0.1"]).await;
+    let run = fleet
+        .domtool(&["configure-subs", "--scan-speed-percent", "0.1"])
+        .await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let expected = media_speed / 1000;
     let addr = agent.http_address().unwrap();
@@ -417,6 +413,6 @@ async fn the_fleet_s_agent_settings_reach_a_running_agent() {
     .await;
     let report = bus.state("web1").await.unwrap().unwrap();
     assert_eq!(report.scan_rate, Some(expected));
-    let shown = domtool(&fleet, &["get-subs-configuration"]).await;
+    let shown = fleet.domtool(&["get-subs-configuration"]).await;
     assert!(shown.stdout.contains("0.1"), "{}", shown.stdout);
 }

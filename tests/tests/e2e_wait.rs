@@ -6,22 +6,8 @@
 use std::fs;
 
 use dom_model::ObjectId;
-use dom_tests::{workspace_binary, Run};
 
 use crate::fleet_kit::{source, sshd_source, Fleet};
-
-/// Runs the domtool binary against the fleet's server.
-async fn domtool(fleet: &Fleet, args: &[&str]) -> Run {
-    let mut command = std::process::Command::new(workspace_binary("domtool"));
-    command
-        .args(["--server", &fleet.servers])
-        .args(args)
-        .env_remove("DOM_SERVER")
-        .env_remove("RUST_LOG");
-    tokio::task::spawn_blocking(move || Run::from(command.output().expect("run domtool")))
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_follows_real_agents_to_their_image_or_their_failure() {
@@ -39,9 +25,8 @@ async fn wait_follows_real_agents_to_their_image_or_their_failure() {
     for m in &machines {
         fleet.require(&m.host, "sparse.1").await;
     }
-    let run = domtool(
-        &fleet,
-        &[
+    let run = fleet
+        .domtool(&[
             "wait",
             "web1",
             "web2",
@@ -49,9 +34,8 @@ async fn wait_follows_real_agents_to_their_image_or_their_failure() {
             "sparse.1",
             "--timeout",
             "60s",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout
@@ -60,7 +44,9 @@ async fn wait_follows_real_agents_to_their_image_or_their_failure() {
         run.stdout
     );
     // Already there: at once.
-    let run = domtool(&fleet, &["wait", "web2", "--image", "sparse.1"]).await;
+    let run = fleet
+        .domtool(&["wait", "web2", "--image", "sparse.1"])
+        .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
 
     // An image one of whose objects is gone from the bucket: the agent
@@ -76,18 +62,16 @@ async fn wait_follows_real_agents_to_their_image_or_their_failure() {
         .delete(ObjectId::of(&conf).to_string())
         .await
         .unwrap();
-    let run = domtool(
-        &fleet,
-        &[
+    let run = fleet
+        .domtool(&[
             "fast-update",
             "web1",
             "--image",
             "broken.0",
             "--timeout",
             "60s",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout.contains("web1 now requires broken.0"),
@@ -100,13 +84,14 @@ async fn wait_follows_real_agents_to_their_image_or_their_failure() {
         "{error}"
     );
     // It stands: a later wait fails at once too.
-    let run = domtool(&fleet, &["wait", "web1", "--image", "broken.0"]).await;
+    let run = fleet
+        .domtool(&["wait", "web1", "--image", "broken.0"])
+        .await;
     assert_eq!(run.code, 1, "{}", run.stderr);
 
     // A machine that never reports.
-    let run = domtool(
-        &fleet,
-        &[
+    let run = fleet
+        .domtool(&[
             "wait",
             "web2",
             "web3",
@@ -114,9 +99,8 @@ async fn wait_follows_real_agents_to_their_image_or_their_failure() {
             "sparse.1",
             "--timeout",
             "2s",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
     assert_eq!(
         run.one_line_error(),

@@ -127,6 +127,18 @@ impl Fleet {
         agents
     }
 
+    /// Runs the domtool binary against the fleet's server.
+    pub async fn domtool(&self, args: &[&str]) -> dom_tests::Run {
+        let mut command = std::process::Command::new(dom_tests::workspace_binary("domtool"));
+        command
+            .args(["--server", &self.servers])
+            .args(args)
+            .env_remove("DOM_SERVER")
+            .env_remove("RUST_LOG");
+        let output = tokio::task::spawn_blocking(move || command.output().expect("run domtool"));
+        dom_tests::Run::from(output.await.unwrap())
+    }
+
     /// `nats pub dom.mdb.HOST '{"RequiredImage":"IMAGE"}'`
     pub async fn require(&self, host: &str, image: &str) {
         let record = MdbRecord::new(host).requiring(name(image));
