@@ -195,6 +195,15 @@ pub enum RolloutCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Give IMAGE's rollout a canary of its own, over the dominator's
+    /// --canary: `N` machines or `P%` of those requiring it (`0`: no
+    /// waves). Set it before the MDB points machines at the image.
+    Canary {
+        /// The image whose rollout it is for.
+        image: String,
+        /// `N` or `P%`.
+        canary: String,
+    },
     /// Stop a rollout for good (until resumed): nothing more moves to
     /// IMAGE.
     Abort {

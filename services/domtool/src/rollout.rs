@@ -26,6 +26,7 @@ pub async fn run(bus: &Bus, command: RolloutCommand) -> anyhow::Result<ExitCode>
     match command {
         RolloutCommand::Status { image } => status(bus, image.as_deref()).await,
         RolloutCommand::Resume { image, reason } => resume(bus, &image, &reason).await,
+        RolloutCommand::Canary { image, canary } => set_canary(bus, &image, &canary).await,
         RolloutCommand::Abort {
             image,
             revert,
@@ -63,6 +64,11 @@ fn control_line(control: &RolloutControl) -> String {
         RolloutState::Resumed => "resumed",
         RolloutState::Aborted if control.revert => "aborted, reverting",
         RolloutState::Aborted => "aborted",
+        RolloutState::Configured => "configured",
+    };
+    let canary = match &control.canary {
+        Some(canary) => format!(", its own canary {canary}"),
+        None => String::new(),
     };
     let reason = match control.reason.as_str() {
         "" => String::new(),
@@ -74,7 +80,7 @@ fn control_line(control: &RolloutControl) -> String {
         n => format!("; {n} machines named"),
     };
     format!(
-        "last control: {state} by {} at {}{reason}{machines}",
+        "last control: {state} by {} at {}{reason}{machines}{canary}",
         control.by, control.when
     )
 }
@@ -143,6 +149,7 @@ async fn resume(bus: &Bus, image: &str, reason: &str) -> anyhow::Result<ExitCode
     };
     // Every failure standing now is forgiven: those the halt named, and
     // any that came in after it (the rest of its wave).
+    let stopped_canary = stopped.canary.clone();
     let mut machines = stopped.machines;
     let mut view = bus.fleet_view().await?;
     let decision = view.decide(now_unix());
@@ -162,6 +169,7 @@ async fn resume(bus: &Bus, image: &str, reason: &str) -> anyhow::Result<ExitCode
         }
     }
     let control = RolloutControl {
+        canary: stopped_canary,
         v: CONTROL_VERSION,
         image: image.clone(),
         state: RolloutState::Resumed,
@@ -175,6 +183,51 @@ async fn resume(bus: &Bus, image: &str, reason: &str) -> anyhow::Result<ExitCode
     let forgiven = control.machines.len();
     outln!(
         "rollout of {image} resumed by {}; {forgiven} machines' failures forgiven",
+        control.by
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The canary the standing control of `image`'s rollout gives it.
+async fn standing_canary(bus: &Bus, image: &ImageName) -> anyhow::Result<Option<String>> {
+    let name = control_name(ROLLOUT, image.as_str());
+    Ok(match crate::controls::standing(bus, &name).await? {
+        Some(Control::Rollout(control)) => control.canary,
+        _ => None,
+    })
+}
+
+/// `domtool rollout canary IMAGE N|P%`: the image's own first wave, kept
+/// with whatever stands for its rollout (a halt stays a halt).
+async fn set_canary(bus: &Bus, image: &str, canary: &str) -> anyhow::Result<ExitCode> {
+    let image = ImageName::parse(image)?;
+    let parsed: dom_model::policy::Canary = canary
+        .parse()
+        .map_err(|why| anyhow::anyhow!("canary {why}"))?;
+    let name = control_name(ROLLOUT, image.as_str());
+    let control = match crate::controls::standing(bus, &name).await? {
+        Some(Control::Rollout(standing)) => RolloutControl {
+            canary: Some(parsed.to_string()),
+            by: who(),
+            when: now_rfc3339(),
+            ..standing
+        },
+        _ => RolloutControl {
+            v: CONTROL_VERSION,
+            image: image.clone(),
+            state: RolloutState::Configured,
+            reason: String::new(),
+            machines: Vec::new(),
+            revert: false,
+            canary: Some(parsed.to_string()),
+            by: who(),
+            when: now_rfc3339(),
+        },
+    };
+    bus.publish_ctl(&name, control.encode().into()).await?;
+    outln!(
+        "the rollout of {image} starts with a canary of {parsed}{}, set by {}",
+        if parsed.is_off() { " (no waves)" } else { "" },
         control.by
     );
     Ok(ExitCode::SUCCESS)
@@ -198,6 +251,7 @@ async fn abort(bus: &Bus, image: &str, revert: bool, reason: &str) -> anyhow::Re
         bail!("the rollout of {image} is done; nothing to abort");
     }
     let control = RolloutControl {
+        canary: standing_canary(bus, &image).await?,
         v: CONTROL_VERSION,
         image: image.clone(),
         state: RolloutState::Aborted,

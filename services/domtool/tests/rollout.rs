@@ -18,6 +18,7 @@ fn halted(image: &str) -> RolloutControl {
             why: "unhealthy: curl: (7) refused".into(),
         }],
         revert: false,
+        canary: None,
         by: "dominator@ops1".into(),
         when: "2026-12-01T09:00:00Z".into(),
     }
@@ -152,4 +153,52 @@ async fn abort_names_the_machines_reached_and_not_done_with_where_they_came_from
     domtool(&server, &["rollout", "resume", "sparse.1"])
         .await
         .ok();
+}
+
+#[tokio::test]
+async fn an_image_gets_a_canary_of_its_own_kept_through_a_halt_and_a_resume() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let out = domtool(&server, &["rollout", "canary", "sparse.1", "10%"])
+        .await
+        .ok();
+    assert!(out.contains("a canary of 10%"), "{out}");
+    let control = rollout_control(&bus, "sparse.1").await;
+    assert_eq!(control.state, RolloutState::Configured);
+    assert_eq!(control.canary.as_deref(), Some("10%"));
+    let status = domtool(&server, &["rollout", "status", "sparse.1"])
+        .await
+        .ok();
+    assert!(status.contains("configured by"), "{status}");
+    assert!(status.contains("its own canary 10%"), "{status}");
+
+    // A halt (the dominator carries the canary on), changed, resumed.
+    let halt = RolloutControl {
+        canary: Some("10%".into()),
+        ..halted("sparse.1")
+    };
+    bus.publish_ctl("rollout.sparse.1", halt.encode().into())
+        .await
+        .unwrap();
+    domtool(&server, &["rollout", "canary", "sparse.1", "3"])
+        .await
+        .ok();
+    let changed = rollout_control(&bus, "sparse.1").await;
+    assert_eq!(changed.state, RolloutState::Halted, "a halt stays a halt");
+    assert_eq!(changed.canary.as_deref(), Some("3"));
+    domtool(&server, &["rollout", "resume", "sparse.1"])
+        .await
+        .ok();
+    let resumed = rollout_control(&bus, "sparse.1").await;
+    assert_eq!(resumed.state, RolloutState::Resumed);
+    assert_eq!(resumed.canary.as_deref(), Some("3"));
+
+    // Bad input changes nothing.
+    for bad in ["", "ten", "0%", "101%", "1.5"] {
+        let error = domtool(&server, &["rollout", "canary", "sparse.1", bad])
+            .await
+            .one_line_error();
+        assert!(error.contains("canary"), "{bad}: {error}");
+    }
+    assert_eq!(rollout_control(&bus, "sparse.1").await, resumed);
 }

@@ -222,6 +222,11 @@ impl Control {
                 if rollout.image.as_str() != image {
                     return Err(invalid(format!("names image {}", rollout.image)));
                 }
+                if let Some(canary) = &rollout.canary {
+                    canary
+                        .parse::<crate::policy::Canary>()
+                        .map_err(|why| invalid(format!("canary {why}")))?;
+                }
                 Self::Rollout(rollout)
             }
             Kind::Pause(host) => {
@@ -365,6 +370,7 @@ mod tests {
                 why: "unhealthy".into(),
             }],
             revert: false,
+            canary: Some("10%".into()),
             by: "dominator@ops1".into(),
             when: "t".into(),
         };

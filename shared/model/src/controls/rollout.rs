@@ -24,6 +24,9 @@ pub enum RolloutState {
     /// Stopped by an operator for good, until resumed: nothing more moves
     /// to the image, and with `revert` the machines named go back.
     Aborted,
+    /// An operator set how this image's rollout goes (its `canary`); it
+    /// goes on as it would without the control.
+    Configured,
 }
 
 /// One machine named by a rollout control.
@@ -62,6 +65,11 @@ pub struct RolloutControl {
     /// record still requires this one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revert: bool,
+    /// This image's own canary (`2`, `10%`), over the dominator's
+    /// `--canary` (`domtool rollout canary IMAGE N`). Every later control
+    /// of the image carries it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
     #[serde(default)]
     pub by: String,
     #[serde(default)]
@@ -72,6 +80,11 @@ impl RolloutControl {
     /// Whether nothing more may move to the image.
     pub fn stops(&self) -> bool {
         matches!(self.state, RolloutState::Halted | RolloutState::Aborted)
+    }
+
+    /// This image's own canary, when it has one that reads.
+    pub fn canary(&self) -> Option<crate::policy::Canary> {
+        self.canary.as_deref().and_then(|c| c.parse().ok())
     }
 
     /// Whether `host`'s failures are forgiven by a resume.

@@ -283,7 +283,10 @@ pub(super) fn judge(
     let moved = members.len() - waiting;
 
     // The waves: `wave` is the one being filled, or waited for.
-    let ends = wave_ends(policy.canary.size(members.len()), cap.max(1));
+    let canary = control
+        .and_then(RolloutControl::canary)
+        .unwrap_or(policy.canary);
+    let ends = wave_ends(canary.size(members.len()), cap.max(1));
     let wave = ends
         .iter()
         .position(|&end| moved < end)
@@ -294,7 +297,7 @@ pub(super) fn judge(
     let settled = moving == 0 && counting == 0;
     // A wave opens once the ones before it settled, and stays open.
     let open = moved > wave_start || settled;
-    let may_start = match (policy.canary.is_off(), open, sliding) {
+    let may_start = match (canary.is_off(), open, sliding) {
         (true, _, _) => usize::MAX,
         (false, false, _) => 0,
         (false, true, true) => usize::MAX,
@@ -302,7 +305,7 @@ pub(super) fn judge(
     };
     // A failure in a wave that has nothing left to move can never let
     // the next one open.
-    let stuck = !policy.canary.is_off() && counting > 0 && moving == 0 && !sliding;
+    let stuck = !canary.is_off() && counting > 0 && moving == 0 && !sliding;
 
     // The halt.
     let mut phase = match control.map(|c| c.state) {
@@ -338,6 +341,7 @@ pub(super) fn judge(
                     })
                     .collect(),
                 revert: false,
+                canary: control.and_then(|c| c.canary.clone()),
                 by: String::new(),
                 when: String::new(),
             });

@@ -256,6 +256,7 @@ fn an_abort_with_revert_sends_the_machines_it_names_back() {
     setup.round();
     setup = arrived(setup, "h00", "web.2", "web.1", HealthState::Unhealthy);
     let abort = RolloutControl {
+        canary: Default::default(),
         v: 1,
         image: new.name.clone(),
         state: RolloutState::Aborted,
@@ -442,4 +443,32 @@ fn a_machine_told_to_move_that_never_answers_holds_no_wave_back() {
     setup = setup.report(heard);
     let decision = decide(&setup.0, NOW + 3600);
     assert_eq!(told_to_move(&decision, &new), ["h00"]);
+}
+
+#[test]
+fn an_image_s_own_canary_goes_over_the_fleet_s_and_its_halt_keeps_it() {
+    let (old, new) = (sparse("web.1"), sparse("web.2"));
+    let own = RolloutControl {
+        v: 1,
+        image: new.name.clone(),
+        state: RolloutState::Configured,
+        reason: String::new(),
+        machines: vec![],
+        revert: false,
+        canary: Some("15%".into()),
+        by: "alice@ops1".into(),
+        when: "t".into(),
+    };
+    let mut setup = moving(&old, &new, 20, 1).controls(|c| {
+        c.rollouts.insert(new.name.clone(), own);
+    });
+    let decision = setup.round();
+    assert_eq!(told_to_move(&decision, &new), hosts(0..3), "15% of 20");
+    assert_eq!(
+        decision.rollout("web.2").unwrap().phase,
+        RolloutPhase::Rolling
+    );
+    setup = arrived(setup, "h00", "web.2", "web.1", HealthState::Unhealthy);
+    let halt = &setup.round().halts[0];
+    assert_eq!(halt.canary.as_deref(), Some("15%"));
 }
