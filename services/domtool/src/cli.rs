@@ -172,7 +172,7 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Follow, resume or abort an image's rollout.
+    /// Follow an image's rollout, set its canary, resume or abort it.
     #[command(subcommand)]
     Rollout(RolloutCommand),
 }
