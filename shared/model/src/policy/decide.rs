@@ -249,16 +249,17 @@ impl<'a> Draft<'a> {
         let heard = self
             .report
             .is_some_and(|r| r.desired_image.as_deref() == Some(image.name.as_str()));
+        if heard {
+            // Most machines of a rollout: no date to read.
+            return false;
+        }
         let issued = self
             .last
             .filter(|last| last.image == image.name && last.updates_allowed)
             .and_then(|last| last.issued.as_deref())
             .and_then(|issued| OffsetDateTime::parse(issued, &Rfc3339).ok());
         let wait = fleet.controls.rollout.unresponsive_after_s as i64;
-        let Some(deadline) = issued
-            .filter(|_| !heard)
-            .map(|at| at.unix_timestamp() + wait)
-        else {
+        let Some(deadline) = issued.map(|at| at.unix_timestamp() + wait) else {
             return false;
         };
         if deadline > self.now {

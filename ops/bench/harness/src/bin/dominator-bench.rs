@@ -83,6 +83,13 @@ async fn serve(args: Args) -> Result<()> {
     let settings = Settings {
         max_concurrent: args.max_concurrent.unwrap_or(args.machines),
         debounce: args.debounce.unwrap_or(defaults.debounce),
+        // The reports here are made up and never become healthy on B, so
+        // rollout waves would hold all but the canary: this measures the
+        // decisions and publishes for every machine, as `--canary 0` does.
+        rollout: dom_model::policy::RolloutPolicy {
+            canary: dom_model::policy::Canary::Machines(0),
+            ..defaults.rollout
+        },
         ..defaults
     };
     let mut dominator = Dominator::start(bus, settings, None).await?;
