@@ -556,6 +556,9 @@ impl Herd {
             .metrics()
             .fleet(&decision.summary, rejected.len());
         self.board.metrics().rollouts(&decision.rollouts);
+        self.board
+            .metrics()
+            .machines(&decision.machines, &self.view.fleet.reports);
         let reports = std::mem::take(&mut self.changed_reports)
             .into_iter()
             .map(|host| {

@@ -171,15 +171,20 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
     }
 }
 
-/// Measures the object store every `every` for `/metrics`, for as long as
-/// the board (the dominator) lives.
+/// Measures the object store and the fleet's streams every `every` for
+/// `/metrics`, for as long as the board (the dominator) lives.
 async fn measure_store(bus: Bus, board: std::sync::Weak<Board>, every: std::time::Duration) {
     loop {
         let measured = dom_store::usage::Usage::measure(&bus).await;
+        let streams = bus.stream_usage().await;
         let Some(board) = board.upgrade() else { return };
         match measured {
             Ok(usage) => board.metrics().store(&usage),
             Err(e) => tracing::warn!(error = %e, "cannot measure the object store"),
+        }
+        match streams {
+            Ok(streams) => board.metrics().streams(&streams),
+            Err(e) => tracing::warn!(error = %e, "cannot measure the streams"),
         }
         drop(board);
         tokio::time::sleep(every).await;

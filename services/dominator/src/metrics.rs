@@ -4,16 +4,20 @@
 //! atomic operations, so they cost a round nothing it would notice.
 //! Names and meanings are listed in `docs/OPERATIONS.md`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use dom_bus::FleetKind;
 use dom_model::policy::Updates;
-use dom_model::policy::{FleetSummary, RolloutPhase, RolloutSummary};
+use dom_model::policy::{FleetSummary, HoldReason, MachineStatus, RolloutPhase, RolloutSummary};
+use dom_model::StateReport;
+use dom_web::prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use dom_web::prometheus_client::metrics::counter::Counter;
 use dom_web::prometheus_client::metrics::family::Family;
 use dom_web::prometheus_client::metrics::gauge::Gauge;
 use dom_web::prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use dom_web::prometheus_client::metrics::MetricType;
 use dom_web::prometheus_client::registry::Registry;
 
 /// One label, as a name and a value (the label-set derive would need
@@ -53,9 +57,45 @@ pub struct Metrics {
     rollout_halted: Family<ImageLabel, Gauge>,
     rollout_wave: Family<ImageLabel, Gauge>,
     rollout_machines: Family<ImageLabel, Gauge>,
+    rollout_unresponsive: Family<ImageLabel, Gauge>,
     /// The images whose rollout the last round exported, to drop those
     /// gone from the next.
     rollout_images: Mutex<BTreeSet<String>>,
+    without_report: Gauge,
+    noncompliant: Gauge,
+    noncompliant_max_age: SecondsSince,
+    /// Since when each machine counted in `noncompliant` has been so.
+    noncompliant_since: Mutex<Since>,
+    stream_bytes: Family<ImageLabel, Gauge>,
+    stream_messages: Family<ImageLabel, Gauge>,
+    stream_max_bytes: Family<ImageLabel, Gauge>,
+    stream_max_messages: Family<ImageLabel, Gauge>,
+}
+
+/// A gauge of the seconds since an instant (0 without one), read when
+/// scraped: a quiet fleet runs no rounds, and a machine stuck out of
+/// compliance must still age.
+#[derive(Clone, Debug, Default)]
+struct SecondsSince(Arc<Mutex<Option<Instant>>>);
+
+impl EncodeMetric for SecondsSince {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let since = *self.0.lock().expect("metrics lock");
+        let seconds = since.map_or(0, |at| at.elapsed().as_secs() as i64);
+        encoder.encode_gauge(&seconds)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
+/// Since when each machine has been out of compliance, and the round that
+/// last saw it so (those a round did not see are dropped).
+#[derive(Debug, Default)]
+struct Since {
+    round: u64,
+    hosts: HashMap<String, (Instant, u64)>,
 }
 
 /// Labels naming an image (and what is counted of it).
@@ -107,7 +147,16 @@ impl Metrics {
             rollout_halted: Family::default(),
             rollout_wave: Family::default(),
             rollout_machines: Family::default(),
+            rollout_unresponsive: Family::default(),
             rollout_images: Mutex::default(),
+            without_report: Gauge::default(),
+            noncompliant: Gauge::default(),
+            noncompliant_max_age: SecondsSince::default(),
+            noncompliant_since: Mutex::default(),
+            stream_bytes: Family::default(),
+            stream_messages: Family::default(),
+            stream_max_bytes: Family::default(),
+            stream_max_messages: Family::default(),
         };
         registry.register(
             "rollout_halted",
@@ -123,6 +172,46 @@ impl Metrics {
             "rollout_machines",
             "Machines requiring the image, by where they stand in its rollout: done (on it and healthy), moving, failed, waiting",
             metrics.rollout_machines.clone(),
+        );
+        registry.register(
+            "rollout_unresponsive",
+            "Machines told to move to the image longer ago than --unresponsive-after whose agent has not said it heard",
+            metrics.rollout_unresponsive.clone(),
+        );
+        registry.register(
+            "machines_without_report",
+            "Machines in the MDB whose agent has published no state report",
+            metrics.without_report.clone(),
+        );
+        registry.register(
+            "noncompliant_machines",
+            "Machines not on their required image although nothing an operator chose holds them (emergency stop, DisableUpdates, pause, a rollout's waves or halt, the update slots)",
+            metrics.noncompliant.clone(),
+        );
+        registry.register(
+            "noncompliant_max_age_seconds",
+            "How long the longest-standing of dominator_noncompliant_machines has been so, as this dominator saw it",
+            metrics.noncompliant_max_age.clone(),
+        );
+        registry.register(
+            "stream_bytes",
+            "Bytes each of the fleet's streams (the object bucket's included) holds on the server, measured every --store-every",
+            metrics.stream_bytes.clone(),
+        );
+        registry.register(
+            "stream_messages",
+            "Messages each of the fleet's streams holds on the server, measured every --store-every",
+            metrics.stream_messages.clone(),
+        );
+        registry.register(
+            "stream_max_bytes",
+            "The stream's byte limit (its oldest messages go beyond it), -1 for none",
+            metrics.stream_max_bytes.clone(),
+        );
+        registry.register(
+            "stream_max_messages",
+            "The stream's message limit (its oldest messages go beyond it), -1 for none",
+            metrics.stream_max_messages.clone(),
         );
         registry.register("rounds", "Decision rounds run", metrics.rounds.clone());
         registry.register(
@@ -296,6 +385,7 @@ impl Metrics {
             let image = vec![("image", gone.clone())];
             self.rollout_halted.remove(&image);
             self.rollout_wave.remove(&image);
+            self.rollout_unresponsive.remove(&image);
             for state in ROLLOUT_STATES {
                 self.rollout_machines
                     .remove(&vec![("image", gone.clone()), ("state", state.to_string())]);
@@ -310,6 +400,9 @@ impl Metrics {
             self.rollout_wave
                 .get_or_create(&image)
                 .set(rollout.wave as i64);
+            self.rollout_unresponsive
+                .get_or_create(&image)
+                .set(rollout.unresponsive.len() as i64);
             let counts = [
                 rollout.done,
                 rollout.moving,
@@ -327,7 +420,78 @@ impl Metrics {
         *images = now;
     }
 
+    /// The machines after a round, with the state reports it decided on:
+    /// those without a report, and those out of compliance that nothing
+    /// an operator chose holds, and since when.
+    pub(crate) fn machines(
+        &self,
+        machines: &[MachineStatus],
+        reports: &BTreeMap<String, StateReport>,
+    ) {
+        let without_report = machines
+            .iter()
+            .filter(|m| !reports.contains_key(&m.host))
+            .count();
+        self.without_report.set(without_report as i64);
+        let now = Instant::now();
+        let mut since = self.noncompliant_since.lock().expect("metrics lock");
+        since.round += 1;
+        let round = since.round;
+        for machine in machines.iter().filter(|m| unheld_noncompliant(m)) {
+            match since.hosts.get_mut(&machine.host) {
+                Some(seen) => seen.1 = round,
+                None => {
+                    since.hosts.insert(machine.host.clone(), (now, round));
+                }
+            }
+        }
+        since.hosts.retain(|_, seen| seen.1 == round);
+        self.noncompliant.set(since.hosts.len() as i64);
+        *self.noncompliant_max_age.0.lock().expect("metrics lock") =
+            since.hosts.values().map(|seen| seen.0).min();
+    }
+
+    /// Every stream of the fleet as last measured.
+    pub(crate) fn streams(&self, streams: &[dom_bus::StreamUsage]) {
+        let limit = |n: Option<u64>| n.map_or(-1, |n| n.min(i64::MAX as u64) as i64);
+        for stream in streams {
+            let name = vec![("stream", stream.stream.clone())];
+            let gauges = [
+                (&self.stream_bytes, stream.bytes.min(i64::MAX as u64) as i64),
+                (
+                    &self.stream_messages,
+                    stream.messages.min(i64::MAX as u64) as i64,
+                ),
+                (&self.stream_max_bytes, limit(stream.max_bytes)),
+                (&self.stream_max_messages, limit(stream.max_messages)),
+            ];
+            for (family, value) in gauges {
+                family.get_or_create(&name).set(value);
+            }
+        }
+    }
+
     pub(crate) fn clients(&self, delta: i64) {
         self.sse_clients.inc_by(delta);
     }
+}
+
+/// Whether the machine should be on its required image by now and is
+/// not: it requires one, is not compliant, and nothing an operator chose
+/// holds it (the emergency stop, `DisableUpdates`, a pause, its rollout's
+/// waves or halt, the `--max-concurrent` update slots, each with a
+/// measure of its own). Those the safety shutoff holds are counted.
+fn unheld_noncompliant(machine: &MachineStatus) -> bool {
+    let chosen = matches!(
+        machine.held,
+        Some(
+            HoldReason::UpdatesDisabledFleet { .. }
+                | HoldReason::DisableUpdates
+                | HoldReason::Paused { .. }
+                | HoldReason::WaitingForWave { .. }
+                | HoldReason::RolloutStopped { .. }
+                | HoldReason::WaitingForSlot
+        )
+    );
+    machine.required.is_some() && !machine.compliant && !chosen
 }

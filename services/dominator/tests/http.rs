@@ -246,6 +246,81 @@ impl Events {
     }
 }
 
+/// The value of the sample `line` names in `body`, if there is one.
+fn sample(body: &str, name: &str) -> Option<i64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_silent_and_stuck_machines_and_measure_the_streams() {
+    let server = NatsServer::start().unwrap();
+    let (bus, _dominator, addr) = fleet(&server).await;
+    let body = get(addr, "/metrics").await.2;
+    // web2 has never reported; web1 deviates and web2's image does not
+    // resolve, and nothing an operator chose holds either.
+    assert_eq!(
+        sample(&body, "dominator_machines_without_report"),
+        Some(1),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "dominator_noncompliant_machines"),
+        Some(2),
+        "{body}"
+    );
+    let age = sample(&body, "dominator_noncompliant_max_age_seconds");
+    assert!(age.is_some_and(|s| (0..60).contains(&s)), "{body}");
+    // It ages between rounds, which a quiet fleet does not run.
+    eventually("the non-compliant machines to age", || async {
+        let body = get(addr, "/metrics").await.2;
+        let age = sample(&body, "dominator_noncompliant_max_age_seconds")?;
+        (age >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        sample(&body, "dominator_rollout_unresponsive{image=\"sparse.0\"}"),
+        Some(0),
+        "{body}"
+    );
+
+    // Each stream's holdings and limits, as the server tells them: only
+    // the events have a byte limit, none has a message limit.
+    let events = "{stream=\"DOM_EVENTS\"}";
+    let state = "{stream=\"DOM_STATE\"}";
+    let body = eventually("the streams in /metrics", || async {
+        let body = get(addr, "/metrics").await.2;
+        sample(&body, &format!("dominator_stream_bytes{state}")).map(|_| body)
+    })
+    .await;
+    let max_bytes = dom_bus::streams::EVENTS_MAX_BYTES;
+    assert_eq!(
+        sample(&body, &format!("dominator_stream_max_bytes{events}")),
+        Some(max_bytes)
+    );
+    assert_eq!(
+        sample(&body, &format!("dominator_stream_max_bytes{state}")),
+        Some(-1)
+    );
+    assert_eq!(
+        sample(&body, &format!("dominator_stream_max_messages{events}")),
+        Some(-1)
+    );
+    assert_eq!(
+        sample(&body, &format!("dominator_stream_messages{state}")),
+        Some(1)
+    );
+    let usage = bus.stream_usage().await.unwrap();
+    let objects = usage.iter().find(|u| u.stream.starts_with("OBJ_")).unwrap();
+    assert!(
+        objects.bytes > 0 && objects.max_bytes.is_none(),
+        "{objects:?}"
+    );
+    let line = format!("dominator_stream_bytes{{stream=\"{}\"}}", objects.stream);
+    assert_eq!(sample(&body, &line), Some(objects.bytes as i64), "{body}");
+}
+
 #[tokio::test]
 async fn the_live_feed_sends_a_snapshot_then_only_what_changed() {
     let server = NatsServer::start().unwrap();

@@ -60,7 +60,7 @@ pub use fleet::{FleetKind, FleetMessage, FleetUpdate};
 pub use images::ImageError;
 pub use lease::{LeaseRecord, Standing};
 pub use logging::{init_logging, LogArgs};
-pub use streams::{Layout, StreamPlace};
+pub use streams::{Layout, StreamPlace, StreamUsage};
 pub use subjects::Subjects;
 pub use tail::Heard;
 pub use view::{Applied, View};

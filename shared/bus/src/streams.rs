@@ -62,6 +62,17 @@ pub struct StreamPlace {
     pub followers: Vec<(String, bool, u64)>,
 }
 
+/// What a stream holds against its limits, as the server tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamUsage {
+    pub stream: String,
+    pub bytes: u64,
+    pub messages: u64,
+    /// The stream's limits; `None` for none.
+    pub max_bytes: Option<u64>,
+    pub max_messages: Option<u64>,
+}
+
 /// How long audit events are kept.
 pub const EVENTS_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How many bytes of audit events are kept.
@@ -205,6 +216,44 @@ impl Bus {
             });
         }
         Ok(places)
+    }
+
+    /// What each stream of the fleet (the bucket's included) holds and may
+    /// hold, in the order [`Bus::stream_places`] lists them. A stream that
+    /// does not exist (the bucket, with objects in S3) is left out.
+    pub async fn stream_usage(&self) -> Result<Vec<StreamUsage>, BusError> {
+        let mut names: Vec<String> = self.stream_configs().into_iter().map(|c| c.name).collect();
+        names.push(self.subjects.object_stream());
+        // The server says -1 (or 0) for no limit.
+        let limit = |n: i64| u64::try_from(n).ok().filter(|&n| n > 0);
+        let mut usage = Vec::with_capacity(names.len());
+        for name in names {
+            let what = self.api(&name, &format!("STREAM.INFO.{name}"));
+            let stream = match self
+                .guarded_on(&what, self.js_for(&name).get_stream(&name))
+                .await?
+            {
+                Ok(stream) => stream,
+                Err(e) => match e.kind() {
+                    GetStreamErrorKind::JetStream(error)
+                        if error.error_code()
+                            == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        continue
+                    }
+                    _ => return Err(self.js_error(format!("reading stream {name}: {e}"))),
+                },
+            };
+            let info = stream.cached_info();
+            usage.push(StreamUsage {
+                stream: name,
+                bytes: info.state.bytes,
+                messages: info.state.messages,
+                max_bytes: limit(info.config.max_bytes),
+                max_messages: limit(info.config.max_messages),
+            });
+        }
+        Ok(usage)
     }
 
     /// Makes sure the image stream and the object bucket exist: all an
