@@ -12,6 +12,10 @@
 #   .tools/bin/cargo-fuzz
 #                       only with --fuzz: the fuzzing driver (crates.io,
 #                       built with the stable toolchain; see docs/FUZZING.md)
+#   .tools/bin/promtool
+#                       Prometheus's rule checker, for the tests of
+#                       ops/monitoring (taken out of Debian's prometheus
+#                       package, which is not installed), when missing
 #   libssl-dev, pkg-config
 #                       OpenSSL's development files, which the build needs
 #                       (Debian packages, with apt-get as root, when missing)
@@ -198,5 +202,32 @@ if [[ "${SKIP_CHROMIUM:-0}" == 0 ]] && ! command -v chromium >/dev/null 2>&1 \
         fi
     elif [[ "${TOOLS_VERBOSE:-0}" != 0 ]]; then
         say "no chromium (apt-get install chromium): the browser test will be skipped"
+    fi
+fi
+
+# --- promtool, for the tests of ops/monitoring ----------------------------
+# Only promtool out of Debian's prometheus package: the package itself
+# would add a user, a hundred megabytes of web assets and a server started
+# at install, none of which the tests want. `apt-get download` fetches the
+# .deb (any user may), `dpkg -x` unpacks it aside, and promtool (one Go
+# binary needing only libc) is copied into .tools/bin. Without it the
+# monitoring tests say they were skipped. SKIP_PROMTOOL=1 leaves it out.
+if [[ "${SKIP_PROMTOOL:-0}" == 0 ]] && ! command -v promtool >/dev/null 2>&1 \
+    && [[ ! -x "$BIN/promtool" ]]; then
+    if command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1; then
+        say "installing promtool (from Debian's prometheus package) for the monitoring tests"
+        unpack="$(mktemp -d)"
+        apt_download() {
+            (cd "$unpack" && apt-get download -q prometheus >/dev/null 2>&1)
+        }
+        if apt_download || { [[ "$(id -u)" == 0 ]] && apt-get update -q >/dev/null 2>&1 && apt_download; }; then
+            dpkg -x "$unpack"/prometheus_*.deb "$unpack/root"
+            install -m 0755 "$unpack/root/usr/bin/promtool" "$BIN/promtool"
+        else
+            say "could not download Debian's prometheus package: the monitoring tests will be skipped"
+        fi
+        rm -rf "$unpack"
+    elif [[ "${TOOLS_VERBOSE:-0}" != 0 ]]; then
+        say "no promtool (Debian's prometheus package has it): the monitoring tests will be skipped"
     fi
 fi

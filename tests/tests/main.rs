@@ -1,6 +1,7 @@
 //! End-to-end tests across services, against real nats-server processes:
 //! agents and the dominator together, the status page in a browser, and a
-//! fleet secured by `ops/secure/domsecure` with each role's permissions.
+//! fleet secured by `ops/secure/domsecure` with each role's permissions,
+//! and the monitoring of `ops/monitoring` against what the services export.
 
 mod browser;
 mod cluster;
@@ -9,6 +10,7 @@ mod e2e_high_impact;
 mod e2e_rollout;
 mod e2e_wait;
 mod fleet_kit;
+mod monitoring;
 mod s3;
 mod secure;
 mod site;
