@@ -495,3 +495,76 @@ fn unheld_noncompliant(machine: &MachineStatus) -> bool {
     );
     machine.required.is_some() && !machine.compliant && !chosen
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dom_model::ImageName;
+
+    fn machine(host: &str, compliant: bool, held: Option<HoldReason>) -> MachineStatus {
+        MachineStatus {
+            host: host.into(),
+            required: Some(ImageName::parse("web.1").unwrap()),
+            planned: None,
+            current: None,
+            compliant,
+            updating: false,
+            error: None,
+            planned_error: None,
+            held,
+            safety_cleared: false,
+            high_impact: false,
+            high_impact_requested: false,
+            desired: None,
+            publish: false,
+        }
+    }
+
+    fn since(metrics: &Metrics) -> Vec<String> {
+        let since = metrics.noncompliant_since.lock().unwrap();
+        let mut hosts: Vec<String> = since.hosts.keys().cloned().collect();
+        hosts.sort();
+        hosts
+    }
+
+    #[test]
+    fn machines_held_by_choice_are_not_counted_and_a_compliant_one_drops_out() {
+        let metrics = Metrics::new();
+        let round = [
+            machine("stuck", false, None),
+            machine("fixed", false, None),
+            machine("disabled", false, Some(HoldReason::DisableUpdates)),
+            machine("queued", false, Some(HoldReason::WaitingForSlot)),
+            machine("done", true, None),
+        ];
+        metrics.machines(&round, &BTreeMap::new());
+        assert_eq!(since(&metrics), ["fixed", "stuck"]);
+        let first = metrics.noncompliant_since.lock().unwrap().hosts["stuck"].0;
+
+        let mut next = round.clone();
+        next[1].compliant = true;
+        metrics.machines(&next, &BTreeMap::new());
+        assert_eq!(since(&metrics), ["stuck"]);
+        // Still counted from when it was first seen.
+        assert_eq!(
+            metrics.noncompliant_since.lock().unwrap().hosts["stuck"].0,
+            first
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains("dominator_noncompliant_machines 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dominator_machines_without_report 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dominator_noncompliant_max_age_seconds 0\n"),
+            "{text}"
+        );
+
+        metrics.machines(&[], &BTreeMap::new());
+        assert!(since(&metrics).is_empty());
+    }
+}
