@@ -19,6 +19,8 @@
 #   libssl-dev, pkg-config
 #                       OpenSSL's development files, which the build needs
 #                       (Debian packages, with apt-get as root, when missing)
+#   systemd-analyze     to check the units of ops/systemd/ (Debian's
+#                       systemd package, with apt-get as root, when missing)
 #
 # Idempotent and quiet when there is nothing to do. Safe to run from any
 # directory. Set TOOLS_VERBOSE=1 to see what it does.
@@ -229,5 +231,25 @@ if [[ "${SKIP_PROMTOOL:-0}" == 0 ]] && ! command -v promtool >/dev/null 2>&1 \
         rm -rf "$unpack"
     elif [[ "${TOOLS_VERBOSE:-0}" != 0 ]]; then
         say "no promtool (Debian's prometheus package has it): the monitoring tests will be skipped"
+    fi
+fi
+
+# --- systemd-analyze, for the units' test ---------------------------------
+# `systemd-analyze verify` and `security` check ops/systemd/*.service. From
+# Debian's systemd package, installed with apt-get when it is missing and
+# this runs as root (as CI does); otherwise the units' test says it was
+# skipped. Nothing is started: the package only brings the tool.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        say "installing systemd (apt-get) for systemd-analyze, to check the units"
+        apt_systemd() {
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+                systemd >/dev/null 2>&1
+        }
+        if ! apt_systemd && ! { apt-get update -q >/dev/null 2>&1 && apt_systemd; }; then
+            say "could not install systemd: the units' test will be skipped"
+        fi
+    elif [[ "${TOOLS_VERBOSE:-0}" != 0 ]]; then
+        say "no systemd-analyze (apt-get install systemd): the units' test will be skipped"
     fi
 fi

@@ -110,15 +110,24 @@ impl Run {
 /// How long a service may take to stop once asked.
 pub const STOP_LIMIT: Duration = Duration::from_secs(10);
 
+/// How long a service with nothing to finish may take to exit on SIGTERM:
+/// what the units in ops/systemd/ promise.
+pub const SIGTERM_LIMIT: Duration = Duration::from_secs(5);
+
 /// Sends SIGTERM (what systemd sends) to `child` and waits for it to
 /// exit; panics, killing it, if it takes longer than [`STOP_LIMIT`].
 pub fn terminate(child: &mut Child) -> ExitStatus {
+    terminate_timed(child).0
+}
+
+/// [`terminate`], and how long the child took to exit.
+pub fn terminate_timed(child: &mut Child) -> (ExitStatus, Duration) {
     // SAFETY: kill(2) on our own child, which has not been reaped.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let asked = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait for the child") {
-            return status;
+            return (status, asked.elapsed());
         }
         if asked.elapsed() > STOP_LIMIT {
             let _ = child.kill();

@@ -1,7 +1,8 @@
 //! End-to-end tests across services, against real nats-server processes:
 //! agents and the dominator together, the status page in a browser, and a
 //! fleet secured by `ops/secure/domsecure` with each role's permissions,
-//! and the monitoring of `ops/monitoring` against what the services export.
+//! the monitoring of `ops/monitoring` against what the services export,
+//! and the systemd units of ops/systemd/, checked by `systemd-analyze`.
 
 mod browser;
 mod cluster;
@@ -15,3 +16,4 @@ mod s3;
 mod secure;
 mod site;
 mod standby;
+mod systemd;

@@ -9,3 +9,4 @@ mod http;
 mod restart;
 mod rollout;
 mod startup;
+mod stop;

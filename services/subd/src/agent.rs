@@ -365,11 +365,28 @@ impl Core {
                 _ = space.tick(), if self.space_error.is_some() => Work::Space,
             };
             // Stopping does not wait for a fetch or for the bus; an update
-            // already changing the tree is waited for below.
-            tokio::select! {
-                biased;
-                _ = stop.changed() => break Exit::Stopped,
-                () = self.handle(work) => {}
+            // already changing the tree is seen through, until its result
+            // is recorded in the state directory and reported, so that a
+            // restart neither forgets what the machine now carries nor
+            // loses the update's event.
+            let converger = self.converger.clone();
+            let stopped = {
+                let handling = self.handle(work);
+                tokio::pin!(handling);
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => {
+                        if converger.mid_update() {
+                            tracing::info!("stopping once the update under way is recorded");
+                            handling.await;
+                        }
+                        true
+                    }
+                    () = &mut handling => false,
+                }
+            };
+            if stopped {
+                break Exit::Stopped;
             }
             if self.restart {
                 break Exit::Restart;

@@ -87,7 +87,8 @@ pub struct Cli {
     /// Pause between tries of a health check.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,
-    /// CPU niceness of the agent (0-19).
+    /// CPU niceness of the agent (0-19); one started at a lower priority
+    /// (systemd's Nice=, `nice -n 19`) keeps it.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub nice: i32,
     #[command(flatten)]

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -28,6 +29,9 @@ pub struct Converger {
     pub reboot: Option<RebootCommand>,
     /// Held while an update changes the tree.
     applying: Arc<Mutex<()>>,
+    /// Set from the moment an update starts changing the tree until the
+    /// agent has recorded its result ([`Converger::recorded`]).
+    unrecorded: Arc<AtomicBool>,
 }
 
 impl Converger {
@@ -43,7 +47,23 @@ impl Converger {
             services,
             reboot,
             applying: Arc::new(Mutex::new(())),
+            unrecorded: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether an update is changing the tree, or has and the agent has
+    /// not recorded its result yet: a stopping agent sees it through, so
+    /// that what the machine carries, and the update's report, are not
+    /// lost with the process.
+    pub fn mid_update(&self) -> bool {
+        self.unrecorded.load(Ordering::SeqCst)
+    }
+
+    /// The agent recorded the result of the last update [`apply`] ran.
+    ///
+    /// [`apply`]: Converger::apply
+    pub fn recorded(&self) {
+        self.unrecorded.store(false, Ordering::SeqCst);
     }
 
     /// Waits until no update is changing the tree: an update runs to its
@@ -85,34 +105,46 @@ impl Converger {
         // on a blocking thread of its own rather than spawned with the
         // agent's loop. Its I/O still runs on the runtime.
         let (this, runtime) = (self.clone(), tokio::runtime::Handle::current());
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        let _given_up = GivenUp {
+            _cancel: cancel,
+            rate: options.rate.clone(),
+        };
         let run = tokio::task::spawn_blocking(move || {
             let progress = FetchProgress::default();
             let (cache, root) = (&this.objects, &this.root);
             runtime.block_on(async {
-                match &store {
-                    Some(store) => {
-                        fetch::fetch_objects(
-                            store, cache, root, &objects, &reuse, &options, &progress,
-                        )
-                        .await
+                let fetch = async {
+                    match &store {
+                        Some(store) => {
+                            fetch::fetch_objects(
+                                store, cache, root, &objects, &reuse, &options, &progress,
+                            )
+                            .await
+                        }
+                        None => {
+                            fetch::fetch_objects(
+                                &Unreachable,
+                                cache,
+                                root,
+                                &objects,
+                                &reuse,
+                                &options,
+                                &progress,
+                            )
+                            .await
+                        }
                     }
-                    None => {
-                        fetch::fetch_objects(
-                            &Unreachable,
-                            cache,
-                            root,
-                            &objects,
-                            &reuse,
-                            &options,
-                            &progress,
-                        )
-                        .await
-                    }
+                };
+                tokio::select! {
+                    fetched = fetch => Some(fetched),
+                    _ = cancelled => None,
                 }
             })
         });
         match run.await {
-            Ok(fetched) => fetched.map_err(|e| e.to_string()),
+            Ok(Some(fetched)) => fetched.map_err(|e| e.to_string()),
+            Ok(None) => Err("the fetch was cancelled".to_string()),
             Err(e) => Err(format!("the fetch stopped unexpectedly: {e}")),
         }
     }
@@ -125,6 +157,7 @@ impl Converger {
         old: Option<Triggers>,
         new: Triggers,
     ) -> UpdateOutcome {
+        self.unrecorded.store(true, Ordering::SeqCst);
         let this = self.clone();
         let run = tokio::task::spawn_blocking(move || {
             let _applying = this.applying.lock().unwrap_or_else(|e| e.into_inner());
@@ -155,6 +188,28 @@ impl Converger {
     /// Bytes held in the object cache.
     pub fn cached_bytes(&self) -> u64 {
         self.objects.total_bytes().unwrap_or(0)
+    }
+}
+
+/// Held by the caller of a fetch for as long as it waits. Dropped with
+/// the caller's future (the agent stopping in the middle of a fetch), it
+/// ends the fetch on its own thread too, and lets go of whatever waits
+/// its turn at the fetch's rate limit, so that no thread holds the
+/// process's exit up. Objects half written go with their batch; the tree
+/// is untouched.
+struct GivenUp {
+    /// Dropped, it tells the fetch's thread to stop.
+    _cancel: tokio::sync::oneshot::Sender<()>,
+    rate: Option<Arc<RateLimit>>,
+}
+
+impl Drop for GivenUp {
+    fn drop(&mut self) {
+        // The limit is this fetch's own: lifting it frees its waiters at
+        // once, and nothing else.
+        if let Some(rate) = &self.rate {
+            rate.lift(true);
+        }
     }
 }
 

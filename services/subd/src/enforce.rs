@@ -264,6 +264,7 @@ impl Core {
         let event = report::update_event(&self.config.host, &image, &outcome, &result);
         self.restart = outcome.restart_agent;
         self.finish(result, outcome.ok, event).await;
+        self.converger.recorded();
     }
 
     /// Tells the scanner an update is under way, or over.

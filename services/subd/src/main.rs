@@ -19,13 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Scanning must not compete with the machine's real work. Threads
-    // inherit the niceness of the thread that starts them, so this comes
-    // before the runtime and the scan threads exist.
-    // SAFETY: setpriority on the calling process; no memory is involved.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, cli.nice) } != 0 {
-        tracing::warn!(nice = cli.nice, error = %std::io::Error::last_os_error(), "cannot lower the CPU priority");
-    }
+    lower_priority(cli.nice);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -43,6 +37,27 @@ fn main() -> ExitCode {
             eprintln!("subd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lowers the CPU priority to niceness `nice`, never raising it: started
+/// lower already (systemd's `Nice=`, `nice -n 19 subd`), the agent keeps
+/// that, so the unit and `--nice` do not undo each other.
+///
+/// Scanning must not compete with the machine's real work. Threads
+/// inherit the niceness of the thread that starts them, so this comes
+/// before the runtime and the scan threads exist.
+fn lower_priority(nice: i32) {
+    // For the calling process getpriority cannot fail (its error value,
+    // -1, is also a niceness, and below every --nice).
+    // SAFETY: getpriority on the calling process; no memory is involved.
+    let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    if current >= nice {
+        return;
+    }
+    // SAFETY: setpriority on the calling process; no memory is involved.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+        tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot lower the CPU priority");
     }
 }
 

@@ -11,6 +11,7 @@ mod agent_http;
 mod agent_offline;
 mod agent_pace;
 mod agent_planned;
+mod agent_priority;
 mod agent_rates;
 mod agent_signals;
 mod agent_space;
