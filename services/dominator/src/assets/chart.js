@@ -9,7 +9,7 @@
 // points, whatever the browser's clock says.
 "use strict";
 window.FleetChart = (() => {
-  const W = 720, H = 180, LEFT = 40, RIGHT = 12, TOP = 12, BOTTOM = 24;
+  const W = 720, H = 150, LEFT = 40, RIGHT = 12, TOP = 12, BOTTOM = 24;
   const plotW = W - LEFT - RIGHT, plotH = H - TOP - BOTTOM;
   const SVG = "http://www.w3.org/2000/svg";
   // Drawn in this order, the most urgent on top.
