@@ -11,7 +11,7 @@
 //! chart draws as its right edge.
 //!
 //! The ring is bounded by count (the window over the interval: 360
-//! points, about 20 KiB) and by age, so it stays small whatever the
+//! points, about 15 KiB) and by age, so it stays small whatever the
 //! clock does. A standby decides as the active dominator does, so it
 //! samples the same summaries; until the replay is over there is no
 //! summary and no sample, and the chart shows a gap there. Nothing is
