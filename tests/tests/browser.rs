@@ -458,7 +458,7 @@ const CHART_VALUES: &str =
 /// The chart's accessible name.
 const CHART_TITLE: &str = "document.querySelector('#chart svg').getAttribute('aria-label')";
 
-/// The page of a dominator sampling every `every`, opened in `browser`.
+/// The status page of `dominator`, opened in `browser`.
 async fn open_page(browser: &Browser, dominator: &Dominator) -> Devtools {
     let mut page = browser.page().await;
     page.call("Page.enable", json!({})).await;
