@@ -4,7 +4,9 @@
 //! MDB change, without reloading, and saves a screenshot as
 //! `target/status-page.png`. A second test opens the page of 10,000
 //! machines: all of them in the table (one page of rows rendered),
-//! filtered, and a change followed live.
+//! filtered, and a change followed live. Others check the banner of a
+//! halted rollout, and the chart of the fleet's last hour: its counts,
+//! a change arriving live, an empty fleet and no data at all.
 //!
 //! Chromium is Debian's `chromium` (`ops/install-tools.sh` installs it
 //! when it can); `CHROMIUM=/path` picks another. Without one the test
@@ -447,4 +449,158 @@ async fn a_halted_rollout_is_a_banner_saying_why_and_which_machines() {
     assert!(text.contains("sparse.0 is halted"), "{text}");
     assert!(text.contains(&halt.reason), "{text}");
     assert!(text.contains("web1"), "{text}");
+}
+
+/// The chart's legend: each series' current value, by name.
+const CHART_VALUES: &str =
+    "(() => Object.fromEntries([...document.querySelectorAll('#chart .key')]\
+    .map((k) => [k.dataset.series, k.querySelector('.v').textContent])))()";
+/// The chart's accessible name.
+const CHART_TITLE: &str = "document.querySelector('#chart svg').getAttribute('aria-label')";
+
+/// The status page of `dominator`, opened in `browser`.
+async fn open_page(browser: &Browser, dominator: &Dominator) -> Devtools {
+    let mut page = browser.page().await;
+    page.call("Page.enable", json!({})).await;
+    page.call("Runtime.enable", json!({})).await;
+    let addr = dominator.http_addr().unwrap();
+    page.call("Page.navigate", json!({"url": format!("http://{addr}/")}))
+        .await;
+    page
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_shows_the_fleet_now_and_a_change_arrives_live() {
+    let Some(binary) = chromium() else {
+        return skipped();
+    };
+    let (_server, bus) = fleet_with_image().await;
+    // 14 compliant machines and db1 in error (its image does not exist);
+    // web1 reports it is not on its image yet, so it is updating.
+    neighbours(&bus).await;
+    set_mdb(&bus, "web1", "sparse.0").await;
+    bus.publish_state(&report("web1", "sparse.0", false))
+        .await
+        .unwrap();
+    let settings = Settings {
+        history_every: Duration::from_millis(400),
+        ..Settings::default()
+    };
+    let dominator = Dominator::start(bus.clone(), settings, Some("127.0.0.1:0"))
+        .await
+        .unwrap();
+
+    let browser = Browser::start(&binary).await;
+    let mut page = open_page(&browser, &dominator).await;
+    page.wait_for(
+        "the chart's current counts",
+        CHART_VALUES,
+        json!({"all": "16", "compliant": "14", "updating": "1", "error": "1"}),
+    )
+    .await;
+    page.wait_for(
+        "the chart's title",
+        CHART_TITLE,
+        json!("Last hour of the fleet: now 14 of 16 machines compliant, 1 updating, 1 in error"),
+    )
+    .await;
+    assert_eq!(
+        page.eval("document.getElementById('banner').textContent")
+            .await,
+        json!("updates are enabled")
+    );
+    // Samples come in the page's event stream: the line grows.
+    let points = "Number(document.querySelector('#chart .plot').dataset.points)";
+    page.wait_for("two samples drawn", &format!("{points} >= 2"), json!(true))
+        .await;
+    for series in ["all", "compliant", "updating", "error"] {
+        let path = format!(
+            "(document.querySelector('#chart path[data-series={series}]') || {{}}).getAttribute?.('d') || ''"
+        );
+        let d = page.eval(&path).await;
+        let d = d.as_str().unwrap_or_default();
+        assert!(
+            d.starts_with('M') && d.contains('H') && !d.contains("NaN"),
+            "{series}: {d:?}"
+        );
+    }
+    let dot = "Number(document.querySelector('#chart circle.compliant').getAttribute('cy'))";
+    let before = page.eval(dot).await.as_f64().unwrap();
+    page.eval("window.stillTheSamePage = true").await;
+
+    // web1 turns compliant: the legend, the title and the line's end
+    // follow without a reload, and the next samples count it.
+    bus.publish_state(&report("web1", "sparse.0", true))
+        .await
+        .unwrap();
+    page.wait_for(
+        "web1 compliant in the chart",
+        CHART_VALUES,
+        json!({"all": "16", "compliant": "15", "updating": "0", "error": "1"}),
+    )
+    .await;
+    page.wait_for(
+        "the chart's new title",
+        CHART_TITLE,
+        json!("Last hour of the fleet: now 15 of 16 machines compliant, 0 updating, 1 in error"),
+    )
+    .await;
+    let after = page.eval(dot).await.as_f64().unwrap();
+    assert!(
+        after < before,
+        "the compliant line ends higher: {before} -> {after}"
+    );
+    page.wait_for(
+        "a sample counting web1 compliant",
+        "window.dominatorStatus.chart.samples.at(-1).compliant",
+        json!(15),
+    )
+    .await;
+    assert_eq!(
+        page.eval("window.stillTheSamePage === true").await,
+        json!(true),
+        "the page was not reloaded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_of_an_empty_fleet_is_flat_and_without_data_says_so() {
+    let Some(binary) = chromium() else {
+        return skipped();
+    };
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    let dominator = start_dominator(&bus).await;
+    let browser = Browser::start(&binary).await;
+    let mut page = open_page(&browser, &dominator).await;
+    page.wait_for(
+        "the chart of no machines",
+        CHART_VALUES,
+        json!({"all": "0", "compliant": "0", "updating": "0", "error": "0"}),
+    )
+    .await;
+    page.wait_for(
+        "the chart's title",
+        CHART_TITLE,
+        json!("Last hour of the fleet: now 0 of 0 machines compliant, 0 updating, 0 in error"),
+    )
+    .await;
+    assert_eq!(
+        page.eval("document.querySelector('#chart svg').innerHTML.includes('NaN')")
+            .await,
+        json!(false)
+    );
+    // A chart that has heard nothing yet, as before the replay is over.
+    let fresh = "(() => { const el = document.createElement('div'); document.body.append(el); \
+        const c = new FleetChart(el); return [el.querySelector('svg').getAttribute('aria-label'), \
+        el.querySelector('.nodata') ? el.querySelector('.nodata').textContent : null, \
+        [...el.querySelectorAll('.key .v')].map((v) => v.textContent).join(' ')]; })()";
+    assert_eq!(
+        page.eval(fresh).await,
+        json!([
+            "Last hour of the fleet: no data yet",
+            "no data yet",
+            "\u{2013} \u{2013} \u{2013} \u{2013}"
+        ])
+    );
 }

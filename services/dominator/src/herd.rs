@@ -58,6 +58,8 @@ pub struct Settings {
     pub debounce: Duration,
     /// How often to decide with nothing new, so image expiry is noticed.
     pub recheck: Duration,
+    /// How often the status page's chart samples the fleet's counts.
+    pub history_every: Duration,
     /// Its name for the lease among several dominators (see
     /// `dom_bus::lease`), stamped on every desired state it publishes.
     pub id: String,
@@ -74,6 +76,7 @@ impl Default for Settings {
             max_pause: Duration::from_secs(dom_model::controls::machine::DEFAULT_MAX_PAUSE_S),
             debounce: Duration::from_millis(75),
             recheck: Duration::from_secs(30),
+            history_every: crate::history::DEFAULT_EVERY,
             id: dom_bus::stamp::host(),
             store_every: Duration::from_secs(300),
         }

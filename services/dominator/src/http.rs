@@ -3,7 +3,10 @@
 //! - `GET /`: the live status page: the fleet's summary and a table of
 //!   every machine, kept up to date by `GET /live` without reloading.
 //! - `GET /live`: server-sent events ([`crate::live`]): a `snapshot`,
-//!   then `changes` after rounds.
+//!   then `changes` after rounds and a `sample` for the chart every few
+//!   seconds.
+//! - `GET /history`: the chart's last hour of fleet counts as JSON
+//!   ([`crate::history`]).
 //! - `GET /machines/{host}`, `GET /images`, `GET /images/{name}`: a
 //!   machine's page, the image list, an image's page ([`crate::pages`]).
 //! - `GET /healthz`: `200 ok` once the replay is over and decisions are
@@ -36,6 +39,8 @@ use crate::status::Board;
 
 /// The status page's own script.
 const STATUS_JS: &str = include_str!("assets/status.js");
+/// The status page's chart.
+const CHART_JS: &str = include_str!("assets/chart.js");
 /// The status page's body.
 const STATUS_HTML: &str = include_str!("assets/status.html");
 
@@ -59,7 +64,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/machines/{host}", get(machine))
         .route("/images", get(images))
         .route("/images/{*name}", get(image))
-        .route("/static/status.js", get(status_js))
+        .route("/history", get(history))
+        .route("/static/status.js", get(|| script(STATUS_JS)))
+        .route("/static/chart.js", get(|| script(CHART_JS)))
         .merge(dom_web::metrics::route(app.board.metrics().registry()))
         .merge(dom_web::assets::routes())
         .fallback(|| async {
@@ -81,13 +88,13 @@ async fn index() -> Html<String> {
     dom_web::page("dominator", nav, STATUS_HTML)
 }
 
-async fn status_js() -> Response {
+async fn script(body: &'static str) -> Response {
     (
         [
             (CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (CACHE_CONTROL, "no-cache"),
         ],
-        STATUS_JS,
+        body,
     )
         .into_response()
 }
@@ -114,6 +121,17 @@ async fn status(State(app): State<Arc<App>>) -> Response {
             (CONNECTION, "close"),
         ],
         app.board.to_json(),
+    )
+        .into_response()
+}
+
+async fn history(State(app): State<Arc<App>>) -> Response {
+    (
+        [
+            (CONTENT_TYPE, "application/json"),
+            (CACHE_CONTROL, "no-store"),
+        ],
+        app.feed.history_json(),
     )
         .into_response()
 }

@@ -13,9 +13,12 @@
 //! - [`status`]: the live status, shared by the loop and the HTTP side.
 //! - [`http`], [`live`], [`pages`], [`metrics`]: the status page, its
 //!   live feed, the machine and image pages, and Prometheus metrics.
+//! - [`history`]: the last hour of the fleet's counts, for the page's
+//!   chart.
 
 pub mod cli;
 pub mod herd;
+pub mod history;
 pub mod http;
 pub mod live;
 pub mod metrics;
@@ -57,7 +60,7 @@ impl Dominator {
                 let addr = listener.local_addr()?;
                 // The page shows state reports: the board keeps them.
                 let board = Arc::new(Board::keeping_reports());
-                let feed = live::Feed::new(board.clone());
+                let feed = live::Feed::new(board.clone(), settings.history_every);
                 let app = Arc::new(http::App {
                     board: board.clone(),
                     feed: feed.clone(),

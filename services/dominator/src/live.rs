@@ -13,6 +13,10 @@
 //! with the previous one machine by machine (both are in host order), and
 //! broadcasts the rows that differ, serialised once for every browser.
 //! With no browser connected it only keeps the latest decision.
+//!
+//! The same task samples the fleet's summary every few seconds into the
+//! last hour's [`History`] for the page's chart: the snapshot carries
+//! the whole history, and each new sample is a `sample` event.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +28,7 @@ use dom_model::{Decision, MachineStatus, StateReport};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::history::{now_ms, rfc3339_ms, History, Sample};
 use crate::status::Board;
 
 /// Least time between two `changes` events.
@@ -108,7 +113,15 @@ pub fn status_word(machine: &MachineStatus, report: Option<&StateReport>) -> &'s
 
 #[derive(Serialize)]
 struct Summary<'a> {
+    /// The dominator's clock when sent, RFC 3339 to the millisecond: the
+    /// chart's right edge.
+    now: String,
     caught_up: bool,
+    /// This dominator's name, whether it is the active one, and who is.
+    id: &'a str,
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active_dominator: Option<&'a str>,
     rounds: u64,
     desired_published: u64,
     last_round: Option<&'a str>,
@@ -124,6 +137,7 @@ struct Summary<'a> {
 struct Snapshot<'a> {
     summary: Summary<'a>,
     machines: Vec<Row<'a>>,
+    history: &'a History,
 }
 
 #[derive(Serialize)]
@@ -134,39 +148,93 @@ struct Changes<'a> {
 }
 
 /// What the feed last told browsers about.
-#[derive(Default)]
 struct Seen {
     decision: Option<Arc<Decision>>,
     reports: HashMap<String, Arc<StateReport>>,
     seeded: bool,
+    /// Kept here, under the same lock as what browsers were told, so a
+    /// browser that connects gets every sample once: in its snapshot or
+    /// as an event after it.
+    history: History,
 }
 
 /// The live feed: one per dominator, shared by every browser.
 pub struct Feed {
     board: Arc<Board>,
+    sample_every: Duration,
     seen: Mutex<Seen>,
     frames: broadcast::Sender<Frame>,
 }
 
 impl Feed {
-    pub fn new(board: Arc<Board>) -> Arc<Self> {
+    /// The feed of `board`, sampling its summary every `sample_every`
+    /// once [`Feed::run`] runs.
+    pub fn new(board: Arc<Board>, sample_every: Duration) -> Arc<Self> {
+        let seen = Seen {
+            decision: None,
+            reports: HashMap::new(),
+            seeded: false,
+            history: History::new(sample_every, crate::history::WINDOW),
+        };
         Arc::new(Self {
             board,
-            seen: Mutex::default(),
+            sample_every,
+            seen: Mutex::new(seen),
             frames: broadcast::channel(BACKLOG).0,
         })
     }
 
-    /// Follows the board until it is dropped.
+    /// Follows the board, and samples it, until it is dropped.
     pub async fn run(self: Arc<Self>) {
         let mut ticks = self.board.subscribe();
+        let mut samples = tokio::time::interval(self.sample_every);
+        samples.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if ticks.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = ticks.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.tick();
+                    // The first decision is the first sample: the chart
+                    // starts as soon as there is something to draw.
+                    let first = self.seen.lock().expect("feed lock").history.is_empty();
+                    if first && self.sample() {
+                        samples.reset();
+                    }
+                    tokio::time::sleep(MIN_INTERVAL).await;
+                }
+                _ = samples.tick() => {
+                    self.sample();
+                }
             }
-            self.tick();
-            tokio::time::sleep(MIN_INTERVAL).await;
         }
+    }
+
+    /// Adds the board's summary to the history and tells browsers; takes
+    /// nothing before the first decision. Says whether it took one.
+    fn sample(&self) -> bool {
+        let Some(decision) = self.board.decision() else {
+            return false;
+        };
+        let sample = Sample::of(&decision.summary, now_ms());
+        let mut seen = self.seen.lock().expect("feed lock");
+        seen.history.record(sample);
+        let frame = Frame {
+            event: "sample",
+            data: serde_json::to_string(&sample)
+                .expect("samples serialise")
+                .into(),
+        };
+        // Nobody listening is not an error.
+        let _ = self.frames.send(frame);
+        true
+    }
+
+    /// The history as JSON, for `GET /history`.
+    pub fn history_json(&self) -> Vec<u8> {
+        let seen = self.seen.lock().expect("feed lock");
+        serde_json::to_vec(&seen.history).expect("samples serialise")
     }
 
     /// A snapshot for a browser that connects, and the receiver of every
@@ -191,6 +259,7 @@ impl Feed {
         let snapshot = Snapshot {
             summary: summary(&status, seen.decision.as_deref()),
             machines,
+            history: &seen.history,
         };
         let frame = Frame {
             event: "snapshot",
@@ -277,7 +346,11 @@ impl Feed {
 
 fn summary<'a>(status: &'a crate::Status, decision: Option<&'a Decision>) -> Summary<'a> {
     Summary {
+        now: rfc3339_ms(now_ms()),
         caught_up: status.caught_up,
+        id: &status.id,
+        active: status.active,
+        active_dominator: status.active_dominator.as_deref(),
         rounds: status.rounds,
         desired_published: status.desired_published,
         last_round: status.last_round.as_deref(),

@@ -1,8 +1,10 @@
 //! The HTTP side against a real dominator: every endpoint, the pages'
-//! content, the metrics, and the live feed's snapshot and changes.
+//! content, the metrics, the live feed's snapshot and changes, and the
+//! chart's samples.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::common::*;
 use dom_model::Event;
@@ -370,6 +372,9 @@ async fn the_live_feed_sends_a_snapshot_then_only_what_changed() {
             "web2 removed, web3 added"
         );
         let (name, data) = events.next().await;
+        if name == "sample" {
+            continue; // the chart's, every few seconds
+        }
         assert_eq!(name, "changes");
         removed |= data["removed"]
             .as_array()
@@ -382,6 +387,91 @@ async fn the_live_feed_sends_a_snapshot_then_only_what_changed() {
             .iter()
             .any(|m| m["host"] == "web3");
     }
+}
+
+/// The chart's history: in the snapshot, as a `sample` event at each
+/// interval, and at `/history`, every sample with its time, oldest first.
+#[tokio::test]
+async fn the_chart_samples_the_fleet_at_each_interval() {
+    let server = NatsServer::start().unwrap();
+    let bus = connect(&server).await;
+    add_example_image(&bus, "sparse.0").await;
+    set_mdb(&bus, "web1", "sparse.0").await;
+    set_mdb(&bus, "web2", "nosuch.0").await;
+    bus.publish_state(&report("web1", "sparse.0", false))
+        .await
+        .unwrap();
+    let settings = dominator::Settings {
+        history_every: Duration::from_millis(300),
+        ..dominator::Settings::default()
+    };
+    let dominator = Dominator::start(bus.clone(), settings, Some("127.0.0.1:0"))
+        .await
+        .unwrap();
+    wait_settled(&dominator).await;
+    let addr = dominator.http_addr().unwrap();
+    let response = reqwest::get(format!("http://{addr}/live")).await.unwrap();
+    let mut events = Events {
+        response,
+        buffer: String::new(),
+    };
+    let (name, snapshot) = events.next().await;
+    assert_eq!(name, "snapshot");
+    let history = &snapshot["history"];
+    assert_eq!(history["every_s"], 0.3);
+    assert_eq!(history["window_s"], 3600);
+    assert!(snapshot["summary"]["now"].as_str().unwrap().ends_with('Z'));
+
+    // web1 turns compliant: a later sample counts it.
+    bus.publish_state(&report("web1", "sparse.0", true))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a sample with web1 compliant"
+        );
+        let (name, data) = events.next().await;
+        if name == "sample" && data["compliant"] == 1 {
+            assert_eq!(data["all"], 2);
+            assert_eq!(data["error"], 1, "web2's image does not exist");
+            assert_eq!(data["updating"], 0);
+            break;
+        }
+    }
+    // And one more, an interval later, with nothing changed.
+    loop {
+        let (name, data) = events.next().await;
+        if name == "sample" {
+            assert_eq!(data["compliant"], 1);
+            break;
+        }
+    }
+
+    let (status, kind, body) = get(addr, "/history").await;
+    assert_eq!(status, 200);
+    assert_eq!(kind, "application/json");
+    let history: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let samples = history["samples"].as_array().unwrap();
+    assert!(samples.len() >= 2, "{body}");
+    let times: Vec<time::OffsetDateTime> = samples
+        .iter()
+        .map(|s| {
+            let at = s["at"].as_str().unwrap();
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap()
+        })
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "oldest first: {body}"
+    );
+    let span = *times.last().unwrap() - times[0];
+    assert!(
+        span.whole_milliseconds() >= 250,
+        "sampled at intervals: {body}"
+    );
+    assert_eq!(samples.last().unwrap()["compliant"], 1);
 }
 
 /// The text of `<pre id="files">` on a page, unescaped.

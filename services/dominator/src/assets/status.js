@@ -1,5 +1,6 @@
-// The dominator's status page: the summary and the machine table, kept
-// live by the server-sent events of /live (a snapshot, then changes).
+// The dominator's status page: the summary, the last hour's chart
+// (chart.js) and the machine table, kept live by the server-sent events
+// of /live (a snapshot, then changes and the chart's samples).
 "use strict";
 (() => {
   const esc = dom.esc;
@@ -93,9 +94,15 @@
       `round ${s.rounds}${s.last_round ? ` at ${s.last_round}` : ""}, ${s.desired_published} desired states published`;
   };
 
+  const chart = new FleetChart(document.getElementById("chart"));
+
   dom.live("/live", {
-    snapshot: (d) => { summary(d.summary); table.rows.clear(); d.machines.forEach((m) => table.rows.set(m.host, m)); table.now(); },
-    changes: (d) => { summary(d.summary); d.machines.forEach((m) => table.put(m)); d.removed.forEach((h) => table.remove(h)); },
+    snapshot: (d) => {
+      summary(d.summary); chart.history(d.history); chart.now(d.summary);
+      table.rows.clear(); d.machines.forEach((m) => table.rows.set(m.host, m)); table.now();
+    },
+    changes: (d) => { summary(d.summary); chart.now(d.summary); d.machines.forEach((m) => table.put(m)); d.removed.forEach((h) => table.remove(h)); },
+    sample: (s) => chart.sample(s),
   });
-  window.dominatorStatus = { table };
+  window.dominatorStatus = { table, chart };
 })();
