@@ -224,3 +224,14 @@ pub fn recorded_calls(log: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// What a test does when a tool it needs (Chromium, promtool,
+/// systemd-analyze) is missing: prints that it was skipped and why, or,
+/// with `DOM_REQUIRE_TOOLS=1` (as CI sets), fails, so a missing tool
+/// cannot pass for a passing test there.
+pub fn skip_without(why: &str) {
+    if std::env::var_os("DOM_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("DOM_REQUIRE_TOOLS=1 and {why}");
+    }
+    eprintln!("skipped: {why}");
+}

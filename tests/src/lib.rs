@@ -20,8 +20,8 @@ pub mod fixtures;
 pub mod s3;
 pub use bus::{connect, connect_bare, set_mdb, wait_allowed, wait_desired};
 pub use fixtures::{
-    eventually, files_under, normal_record, sparse_record, terminate, terminate_timed, Run,
-    DEADLINE, SIGTERM_LIMIT,
+    eventually, files_under, normal_record, skip_without, sparse_record, terminate,
+    terminate_timed, Run, DEADLINE, SIGTERM_LIMIT,
 };
 
 /// A running (or stopped) nats-server owned by one test.

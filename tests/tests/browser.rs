@@ -186,9 +186,9 @@ fn status_of(host: &str) -> String {
 }
 
 fn skipped() {
-    eprintln!(
-        "SKIPPED: no Chromium (/usr/bin/chromium): run ops/install-tools.sh as root, \
-         or `apt-get install chromium`, or set CHROMIUM=/path/to/chrome"
+    dom_tests::skip_without(
+        "no Chromium (/usr/bin/chromium): run ops/install-tools.sh as root, \
+         or `apt-get install chromium`, or set CHROMIUM=/path/to/chrome",
     );
 }
 

@@ -158,7 +158,7 @@ async fn scrape(addr: SocketAddr) -> String {
 #[test]
 fn promtool_accepts_the_rules_their_tests_the_scrape_config_and_the_dashboard() {
     let Some(promtool) = promtool() else {
-        println!("skipped: no promtool (ops/install-tools.sh installs it, or set PROMTOOL)");
+        dom_tests::skip_without("no promtool (ops/install-tools.sh installs it, or set PROMTOOL)");
         return;
     };
     let dir = monitoring();

@@ -41,8 +41,8 @@ fn systemd_analyze() -> Option<PathBuf> {
         .map(|dir| dir.join("systemd-analyze"))
         .find(|candidate| candidate.is_file());
     if found.is_none() {
-        eprintln!(
-            "skipped: no systemd-analyze (apt-get install systemd, or ops/install-tools.sh as root)"
+        dom_tests::skip_without(
+            "no systemd-analyze (apt-get install systemd, or ops/install-tools.sh as root)",
         );
     }
     found
