@@ -11,8 +11,8 @@
 #      Debian mirror with apt-get; a pretend running systemd there records
 #      every systemctl and deb-systemd-invoke call;
 #   3. every binary answers --version (with the package's version and a
-#      revision) and --help there; the man pages and completions are where
-#      man and the shells look;
+#      revision) and --help there, domsecure sets a secured server up; the
+#      man pages and completions are where man and the shells look;
 #   4. the units are enabled (multi-user.target.wants links) and nothing
 #      was started; removing stops them and masks them, purging removes the
 #      links and the /etc/default files.
@@ -176,6 +176,15 @@ for bin in "${SUBD_BINS[@]}" "${DOMINATOR_BINS[@]}"; do
     zcat "$CHROOT/usr/share/man/man1/$bin.1.gz" | grep -q '^\.TH' || fail "$bin.1.gz is no man page"
 done
 [[ "$(in_root domsecure --help)" == *"add-host HOST"* ]] || fail "domsecure --help lists no commands"
+# domsecure as installed: openssl from its dependency, domsetup beside it.
+if in_root domsecure --dir /root/secure init >"$WORK/domsecure.log" 2>&1 \
+        && in_root domsecure --dir /root/secure add-host web1 >>"$WORK/domsecure.log" 2>&1; then
+    for file in nats.conf ca/ca.pem creds/operator.nk creds/subd-web1.nk; do
+        [[ -s "$CHROOT/root/secure/$file" ]] || fail "domsecure init and add-host wrote no $file"
+    done
+else
+    fail "domsecure init and add-host failed: $(cat "$WORK/domsecure.log")"
+fi
 
 # --- 4. enabled, not started; remove and purge ----------------------------
 wants="$CHROOT/etc/systemd/system/multi-user.target.wants"
