@@ -14,8 +14,9 @@
 #      revision) and --help there, domsecure sets a secured server up; the
 #      man pages and completions are where man and the shells look;
 #   4. the units are enabled (multi-user.target.wants links) and nothing
-#      was started; removing stops them and masks them, purging removes the
-#      links and the /etc/default files.
+#      was started; an upgrade restarts only running ones (try-restart);
+#      removing stops them and masks them, purging removes the links and
+#      the /etc/default files.
 #
 # Usage: ops/package/check.sh [SUBD.deb DOMINATOR.deb]   (default: the newest
 # of this version in the target directory's debian/)
@@ -197,6 +198,17 @@ grep -q 'daemon-reload' "$CHROOT/var/log/systemd-calls" \
 if grep -Eq ' (start|restart|try-restart|reload-or-restart) ' "$CHROOT/var/log/systemd-calls"; then
     fail "installing started a unit: $(cat "$CHROOT/var/log/systemd-calls")"
 fi
+# An upgrade (the same packages again) restarts only what runs: try-restart.
+: > "$CHROOT/var/log/systemd-calls"
+in_root dpkg -i /tmp/packages/"$(basename "$SUBD_DEB")" /tmp/packages/"$(basename "$DOMINATOR_DEB")" \
+    >"$WORK/upgrade.log" 2>&1 || { cat "$WORK/upgrade.log" >&2; fail "reinstalling failed"; }
+calls="$(cat "$CHROOT/var/log/systemd-calls")"
+say "systemd calls on upgrade: $(tr '\n' ';' <<<"$calls")"
+for unit in subd dominator mdbd; do
+    grep -q "^deb-systemd-invoke try-restart .*$unit.service" <<<"$calls" \
+        || fail "upgrading does not try-restart $unit.service"
+done
+if grep -Eq ' (start|restart) ' <<<"$calls"; then fail "upgrading starts a unit: $calls"; fi
 : > "$CHROOT/var/log/systemd-calls"
 in_root dpkg -r subd dominator >"$WORK/remove.log" 2>&1 || { cat "$WORK/remove.log" >&2; fail "dpkg -r failed"; }
 calls="$(cat "$CHROOT/var/log/systemd-calls")"
