@@ -45,6 +45,14 @@ lint: tools
 build: tools
     cd "{{root}}" && cargo build --release
 
+# Debian packages subd and dominator in target/debian (cargo-deb; README "Packages")
+package: tools
+    @"{{root}}/ops/package/build.sh"
+
+# Check the packages: their contents, then install and run them in a Debian root (root)
+package-check: tools
+    @"{{root}}/ops/package/check.sh"
+
 # The whole story on a private fleet: NATS, the dominator and two agents
 demo: tools
     @"{{root}}/ops/demo.sh"

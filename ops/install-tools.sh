@@ -16,6 +16,9 @@
 #                       Prometheus's rule checker, for the tests of
 #                       ops/monitoring (taken out of Debian's prometheus
 #                       package, which is not installed), when missing
+#   .tools/bin/cargo-deb
+#                       only with --deb: builds the Debian packages
+#                       (crates.io; see `ops/just package`)
 #   libssl-dev, pkg-config
 #                       OpenSSL's development files, which the build needs
 #                       (Debian packages, with apt-get as root, when missing)
@@ -38,12 +41,15 @@ NATS_PY_PIN="nats-py==2.16.0"
 MOTO_PIN="moto==5.2.6"
 NATS_SERVER_MIN="2.12"
 CARGO_FUZZ_VERSION="0.13.2"
+CARGO_DEB_VERSION="3.8.0"
 
 want_fuzz=0
+want_deb=0
 for arg in "$@"; do
     case "$arg" in
         --fuzz) want_fuzz=1 ;;
-        *) printf 'install-tools: unknown argument %s (expected --fuzz)\n' "$arg" >&2; exit 2 ;;
+        --deb) want_deb=1 ;;
+        *) printf 'install-tools: unknown argument %s (expected --fuzz or --deb)\n' "$arg" >&2; exit 2 ;;
     esac
 done
 
@@ -156,8 +162,18 @@ if ((want_fuzz)) && [[ "$("$BIN/cargo-fuzz" --version 2>/dev/null || true)" != "
         --root "$TOOLS" cargo-fuzz
 fi
 
+# cargo-deb: likewise, only with --deb (a few minutes, once).
+if ((want_deb)) && [[ "$("$BIN/cargo-deb" --version 2>/dev/null || true)" != "cargo-deb $CARGO_DEB_VERSION" ]]; then
+    say "installing cargo-deb $CARGO_DEB_VERSION"
+    cargo_quiet=(--quiet)
+    if [[ "${TOOLS_VERBOSE:-0}" != 0 ]]; then cargo_quiet=(); fi
+    cargo install "${cargo_quiet[@]}" --locked --force --version "$CARGO_DEB_VERSION" \
+        --root "$TOOLS" cargo-deb
+fi
+
 tools=(just nats-server python)
 if ((want_fuzz)); then tools+=(cargo-fuzz); fi
+if ((want_deb)); then tools+=(cargo-deb); fi
 for tool in "${tools[@]}"; do
     if [[ ! -x "$BIN/$tool" ]]; then
         say "error: .tools/bin/$tool is missing or not executable"

@@ -23,7 +23,7 @@ use dom_bus::{Bus, ConnectArgs, Layout, LogArgs, StreamPlace, Subjects};
 
 /// Sets a secured fleet up: credentials for each role, and the streams.
 #[derive(Debug, Parser)]
-#[command(name = "domsetup", version)]
+#[command(name = "domsetup", version = dom_version::VERSION)]
 pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,

@@ -21,7 +21,7 @@ fn parse_canary(s: &str) -> Result<dom_model::policy::Canary, String> {
 /// machine (the safety shutoff). A live status page, Prometheus metrics,
 /// health and a JSON status are served over HTTP.
 #[derive(Debug, Parser)]
-#[command(name = "dominator", version)]
+#[command(name = "dominator", version = dom_version::VERSION)]
 pub struct Cli {
     #[command(flatten)]
     pub connect: ConnectArgs,

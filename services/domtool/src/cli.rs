@@ -15,7 +15,7 @@ use dom_bus::{ConnectArgs, LogArgs};
 /// on the bus, so the dominator (and anyone reading the streams) sees it at
 /// once.
 #[derive(Debug, Parser)]
-#[command(name = "domtool", version)]
+#[command(name = "domtool", version = dom_version::VERSION)]
 pub struct Cli {
     #[command(flatten)]
     pub connect: ConnectArgs,

@@ -17,7 +17,7 @@ use thiserror::Error;
 /// stream. Command lines of the original Dominator imagetool work as
 /// written, e.g. `imagetool -imageServerHostname=HOST add sparse.0 path "" ""`.
 #[derive(Debug, Parser)]
-#[command(name = "imagetool", version)]
+#[command(name = "imagetool", version = dom_version::VERSION)]
 pub struct Cli {
     #[command(flatten)]
     pub connect: ConnectArgs,

@@ -15,7 +15,7 @@ use dom_bus::{ConnectArgs, LogArgs};
 /// gone gets an empty payload; unchanged machines are left alone. A file
 /// that does not parse is reported and ignored until it is fixed.
 #[derive(Debug, Parser)]
-#[command(name = "mdbd", version)]
+#[command(name = "mdbd", version = dom_version::VERSION)]
 pub struct Cli {
     #[command(flatten)]
     pub connect: ConnectArgs,

@@ -21,7 +21,7 @@ use crate::services::{RebootCommand, ServiceCommand};
 /// desired state in the state directory, so it enforces it even when NATS
 /// is unreachable.
 #[derive(Debug, Parser)]
-#[command(name = "subd", version)]
+#[command(name = "subd", version = dom_version::VERSION)]
 pub struct Cli {
     #[command(flatten)]
     pub connect: ConnectArgs,

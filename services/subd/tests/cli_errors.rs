@@ -67,6 +67,31 @@ fn help_and_version_print_and_exit_0() {
 }
 
 #[test]
+fn version_names_the_crate_version_and_the_commit() {
+    // The package build sets DOM_REVISION; a build in a checkout takes
+    // the commit it was built from, which is this checkout's HEAD.
+    let revision = match std::env::var("DOM_REVISION") {
+        Ok(revision) if !revision.is_empty() => revision,
+        _ => {
+            let head = Command::new("git")
+                .args(["rev-parse", "--short", "HEAD"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .expect("run git");
+            assert!(head.status.success(), "git rev-parse: {head:?}");
+            String::from_utf8(head.stdout)
+                .expect("utf-8")
+                .trim()
+                .to_string()
+        }
+    };
+    assert_eq!(
+        subd(&["--version"]).ok(),
+        format!("subd {} (rev {revision})\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
 fn a_server_list_that_does_not_parse_is_one_line_at_start() {
     // Before: the agent started and called it an outage for ever.
     let error = refused(&[
