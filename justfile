@@ -53,6 +53,10 @@ package: tools
 package-check: tools
     @"{{root}}/ops/package/check.sh"
 
+# Boot the packages in a container under systemd and run their units (root)
+boot-check: tools
+    @"{{root}}/ops/package/boot-check.sh"
+
 # The whole story on a private fleet: NATS, the dominator and two agents
 demo: tools
     @"{{root}}/ops/demo.sh"
