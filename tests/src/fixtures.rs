@@ -160,6 +160,7 @@ pub fn sparse_record(image: &str) -> ImageRecord {
         expires: None,
         expires_unix: None,
         objects: None,
+        metadata: Default::default(),
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use dom_bus::{Bus, ImageError};
-use dom_model::image::{HealthCheck, IMAGE_RECORD_HEALTH_VERSION, IMAGE_RECORD_VERSION};
+use dom_model::image::{HealthCheck, IMAGE_RECORD_VERSION};
 use dom_model::manifest::Totals;
 use dom_model::{Filter, ImageMessage, ImageName, ImageRecord, Manifest, ObjectId, Triggers};
 use dom_store::gate::{Pass, Side};
@@ -374,13 +374,9 @@ fn image_record(
 ) -> ImageRecord {
     let now = time::OffsetDateTime::now_utc();
     let expires = request.expires_in.map(|d| now + d);
-    ImageRecord {
+    let mut record = ImageRecord {
         health_check: request.health_check.clone(),
-        v: if request.health_check.is_some() {
-            IMAGE_RECORD_HEALTH_VERSION
-        } else {
-            IMAGE_RECORD_VERSION
-        },
+        v: IMAGE_RECORD_VERSION,
         name: request.name.clone(),
         manifest,
         sparse: request.filter.is_none(),
@@ -394,7 +390,10 @@ fn image_record(
         expires: expires.map(crate::rfc3339),
         expires_unix: expires.map(|t| t.unix_timestamp()),
         objects,
-    }
+        metadata: Default::default(),
+    };
+    record.v = record.schema_version();
+    record
 }
 
 /// Reads an object's content for upload, checking it still hashes to its

@@ -451,6 +451,7 @@ mod tests {
             expires: None,
             expires_unix: None,
             objects: None,
+            metadata: Default::default(),
         };
         let state = DesiredState::for_image("web1", &record);
         state.validate().unwrap();

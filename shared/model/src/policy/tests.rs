@@ -40,6 +40,7 @@ fn normal(image: &str) -> ImageRecord {
         expires: None,
         expires_unix: None,
         objects: None,
+        metadata: Default::default(),
     }
 }
 
