@@ -8,6 +8,8 @@
 //! - [`manifest`]: the full tree of an image and its deterministic encoding.
 //! - [`image`]: image names and the image record published on the bus.
 //! - [`diff`]: what differs between two manifests.
+//! - [`overlay`]: images from images, an archive laid over an image's
+//!   tree or put in place of some of its files.
 //! - [`plan`]: the convergence plan, the work that turns a machine's tree
 //!   into its image.
 //! - [`desired`]: the desired state the dominator hands each machine.
@@ -31,6 +33,7 @@ pub mod image;
 pub mod manifest;
 pub mod mdb;
 pub mod object;
+pub mod overlay;
 pub mod path;
 pub mod plan;
 pub mod policy;
