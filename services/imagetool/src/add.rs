@@ -1,32 +1,23 @@
 //! `imagetool add`: scan a source, upload the objects the bucket lacks,
 //! then publish the image record — only after every object is stored.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
 use dom_bus::{Bus, ImageError};
 use dom_model::image::{HealthCheck, IMAGE_RECORD_VERSION};
 use dom_model::manifest::Totals;
-use dom_model::{Filter, ImageMessage, ImageName, ImageRecord, Manifest, ObjectId, Triggers};
-use dom_store::gate::{Pass, Side};
-use dom_store::{ContentStore, NatsStore, Store};
-use futures::{StreamExt, TryStreamExt};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use dom_model::{Filter, ImageMessage, ImageName, ImageRecord, ObjectId, Triggers};
+use dom_store::gate::Pass;
+use dom_store::Store;
 
 use crate::progress::Progress;
 use crate::source::{self, SourceOptions};
-use dom_scan::{Content, Counters, HashCache};
-
-/// How many objects are uploaded at once.
-const UPLOAD_CONCURRENCY: usize = 48;
-/// How many hashed objects may wait for the uploader.
-const HANDOVER_QUEUE: usize = 256;
+use crate::upload;
+use dom_scan::{Counters, HashCache};
 
 /// What was checked before anything is sent: the inputs of `add`.
 pub struct AddRequest {
@@ -64,20 +55,8 @@ impl AddRequest {
         if let Err(e) = std::fs::metadata(source) {
             bail!("cannot read source {}: {e}", source.display());
         }
-        let filter = if filter_file.is_empty() {
-            None
-        } else {
-            let text = std::fs::read_to_string(filter_file)
-                .with_context(|| format!("cannot read filter file {filter_file}"))?;
-            Some(Filter::parse(&text).with_context(|| format!("filter file {filter_file}"))?)
-        };
-        let triggers = if triggers_file.is_empty() {
-            Triggers::empty()
-        } else {
-            let text = std::fs::read_to_string(triggers_file)
-                .with_context(|| format!("cannot read triggers file {triggers_file}"))?;
-            Triggers::parse(&text).with_context(|| format!("triggers file {triggers_file}"))?
-        };
+        let filter = load_filter(filter_file)?;
+        let triggers = load_triggers(triggers_file)?;
         Ok(Self {
             name,
             source: source.to_path_buf(),
@@ -134,6 +113,28 @@ impl AddRequest {
     }
 }
 
+/// The filter in `filter_file`; `""` is none (a sparse image).
+pub fn load_filter(filter_file: &str) -> Result<Option<Filter>> {
+    if filter_file.is_empty() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(filter_file)
+        .with_context(|| format!("cannot read filter file {filter_file}"))?;
+    Ok(Some(
+        Filter::parse(&text).with_context(|| format!("filter file {filter_file}"))?,
+    ))
+}
+
+/// The triggers in `triggers_file`; `""` is none.
+pub fn load_triggers(triggers_file: &str) -> Result<Triggers> {
+    if triggers_file.is_empty() {
+        return Ok(Triggers::empty());
+    }
+    let text = std::fs::read_to_string(triggers_file)
+        .with_context(|| format!("cannot read triggers file {triggers_file}"))?;
+    Triggers::parse(&text).with_context(|| format!("triggers file {triggers_file}"))
+}
+
 /// What `add` did.
 #[derive(Debug, Clone)]
 pub struct AddSummary {
@@ -183,28 +184,11 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
     // Fail before doing any work; the publish at the end checks again.
     refuse_taken(bus, &name).await?;
     let store = Store::open(bus).await?;
-    // No collection deletes objects while this add relies on them. The
-    // gate is on NATS, wherever the objects live.
-    let gate = match &store {
-        Store::Nats(nats) => nats.clone(),
-        Store::Blob(_) => NatsStore::open(bus).await?,
-    };
-    let pass = gate
-        .enter_gate(Side::Add, &crate::creator(), GATE_PATIENCE, |why| {
-            if show_progress {
-                eprintln!("imagetool: waiting: {why}");
-            }
-        })
-        .await?;
+    let pass = upload::enter_gate(bus, &store, show_progress).await?;
     let added = add_entered(bus, &store, &pass, request, show_progress, started).await;
-    if let Err(e) = pass.leave().await {
-        tracing::warn!(error = %e, "cannot leave the gate; a collection waits until it is stale");
-    }
+    upload::leave_gate(pass).await;
     added
 }
-
-/// How long an add waits for a collection to end.
-const GATE_PATIENCE: Duration = Duration::from_secs(300);
 
 /// The add, once in at the gate.
 async fn add_entered(
@@ -216,10 +200,7 @@ async fn add_entered(
     started: Instant,
 ) -> Result<AddSummary> {
     let name = request.name.clone();
-    let mut listing = {
-        let store = store.clone();
-        tokio::spawn(async move { store.ids().await })
-    };
+    let listing = upload::start_listing(store);
 
     let cache = request.hash_cache.as_deref().map(|path| {
         let cache = HashCache::load(path);
@@ -231,46 +212,31 @@ async fn add_entered(
     let progress = Progress::new(show_progress);
     let bar = progress.spinner("scanning");
     let ticker = progress.tick_scan(bar.clone(), counters.clone(), uploaded_bytes.clone());
-    let (scanner, mut found_rx) = start_scan(&request, cache.clone(), counters.clone());
-    // Objects found while the bucket is still being listed wait here, so
-    // that the listing (a large bucket takes a while) never holds up the
-    // scan; once it is known what is stored, the queue's back-pressure
-    // paces the scan to the upload again.
-    let mut found_early = Vec::new();
-    let existing = loop {
-        tokio::select! {
-            listed = &mut listing => break listed.context("listing objects stopped")??,
-            Some(found) = found_rx.recv() => found_early.push(found),
+    let scan = {
+        let source = request.source.clone();
+        let filter = request.filter.clone().unwrap_or_else(Filter::empty);
+        let (cache, counters) = (cache.clone(), counters.clone());
+        move |sink| {
+            let options = SourceOptions {
+                filter,
+                cache,
+                sink: Some(sink),
+            };
+            source::scan(&source, options, &counters)
         }
     };
-    tracing::info!(
-        elapsed = ?started.elapsed(),
-        objects = existing.len(),
-        found_meanwhile = found_early.len(),
-        "listed bucket"
-    );
-    let found = futures::stream::iter(found_early)
-        .chain(futures::stream::poll_fn(|cx| found_rx.poll_recv(cx)));
-    let uploaded = upload_missing(store, &existing, found, &uploaded_bytes).await;
-    let manifest = scanner.await.context("scanner stopped")??;
-    let uploaded = uploaded?;
+    let scanned = upload::scan_and_upload(store, listing, &uploaded_bytes, scan).await?;
+    let (manifest, uploaded) = (scanned.value, scanned.uploaded);
     ticker.abort();
     bar.finish_and_clear();
     let totals = manifest.totals();
     tracing::info!(elapsed = ?started.elapsed(), files = totals.files, uploaded, "scanned and uploaded");
 
-    let encoded = Bytes::from(manifest.encode());
-    let manifest_id = ObjectId::of(&encoded);
-    tracing::info!(elapsed = ?started.elapsed(), bytes = encoded.len(), "encoded manifest");
-    if !existing.contains(&manifest_id) {
-        store.put(manifest_id, encoded).await?;
-    }
-    // Everything the image needs is stored, unless this add's place at
-    // the gate lapsed and a collection ran meanwhile.
-    pass.check()?;
     let objects = store.location().map(str::to_string);
-    bus.publish_image(&image_record(&request, manifest_id, &totals, objects))
-        .await?;
+    upload::publish(bus, store, pass, &scanned.existing, &manifest, |id| {
+        image_record(&request, id, &totals, objects)
+    })
+    .await?;
     let health_check = request.health_check.clone();
     if let (Some(cache), Some(path)) = (&cache, &request.hash_cache) {
         // Only a speed-up: failing to save it fails nothing.
@@ -292,7 +258,7 @@ async fn add_entered(
 }
 
 /// Refuses a name that an image has, or had and was deleted.
-async fn refuse_taken(bus: &Bus, name: &ImageName) -> Result<()> {
+pub(crate) async fn refuse_taken(bus: &Bus, name: &ImageName) -> Result<()> {
     match bus.image(name).await? {
         Some(stored) if matches!(stored.message, ImageMessage::Deleted(_)) => {
             Err(ImageError::NameDeleted(name.clone()).into())
@@ -300,69 +266,6 @@ async fn refuse_taken(bus: &Bus, name: &ImageName) -> Result<()> {
         Some(_) => Err(ImageError::NameTaken(name.clone()).into()),
         None => Ok(()),
     }
-}
-
-/// The scan of a source, running: its manifest when done.
-type Scanner = JoinHandle<Result<Manifest, source::SourceError>>;
-
-/// Scans the request's source on a thread of its own, which hands over
-/// each object on the channel returned as soon as it is hashed, and closes
-/// the channel when the scan ends. The channel is bounded, so a scan
-/// faster than the upload waits instead of holding the image in memory.
-fn start_scan(
-    request: &AddRequest,
-    cache: Option<Arc<HashCache>>,
-    counters: Arc<Counters>,
-) -> (Scanner, mpsc::Receiver<(ObjectId, Content)>) {
-    let (found_tx, found_rx) = mpsc::channel(HANDOVER_QUEUE);
-    let sender = Arc::new(std::sync::Mutex::new(Some(found_tx)));
-    let sink = {
-        let sender = sender.clone();
-        move |id, content| {
-            if let Some(tx) = &*sender.lock().expect("sender lock") {
-                let _ = tx.blocking_send((id, content));
-            }
-        }
-    };
-    let source = request.source.clone();
-    let options = SourceOptions {
-        filter: request.filter.clone().unwrap_or_else(Filter::empty),
-        cache,
-        sink: Some(Box::new(sink)),
-    };
-    let scanner = tokio::task::spawn_blocking(move || {
-        let scan = source::scan(&source, options, &counters);
-        sender.lock().expect("sender lock").take();
-        scan
-    });
-    (scanner, found_rx)
-}
-
-/// Uploads each object found that the bucket lacks, once, several at a
-/// time; returns how many it uploaded and counts their bytes.
-async fn upload_missing(
-    store: &Store,
-    existing: &HashSet<ObjectId>,
-    found: impl futures::Stream<Item = (ObjectId, Content)>,
-    uploaded_bytes: &Arc<AtomicU64>,
-) -> Result<u64> {
-    let mut queued = HashSet::new();
-    found
-        .filter(|(id, _)| futures::future::ready(!existing.contains(id) && queued.insert(*id)))
-        .map(|(id, content)| {
-            let store = store.clone();
-            let uploaded_bytes = uploaded_bytes.clone();
-            async move {
-                let bytes = read_content(id, content).await?;
-                let len = bytes.len() as u64;
-                store.put(id, bytes).await?;
-                uploaded_bytes.fetch_add(len, Ordering::Relaxed);
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(UPLOAD_CONCURRENCY)
-        .try_fold(0u64, |n, ()| futures::future::ready(Ok(n + 1)))
-        .await
 }
 
 /// The record `add` publishes for the request's image, made now.
@@ -394,27 +297,4 @@ fn image_record(
     };
     record.v = record.schema_version();
     record
-}
-
-/// Reads an object's content for upload, checking it still hashes to its
-/// id (a file changed since the scan must not be stored under the old id).
-async fn read_content(id: ObjectId, content: Content) -> Result<Bytes> {
-    match content {
-        Content::Memory(bytes) => Ok(bytes),
-        Content::File(path, _) => {
-            let bytes = tokio::task::spawn_blocking(move || {
-                let data = std::fs::read(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                if ObjectId::of(&data) != id {
-                    bail!(
-                        "{} changed while the image was being added; try again",
-                        path.display()
-                    );
-                }
-                Ok(Bytes::from(data))
-            })
-            .await??;
-            Ok(bytes)
-        }
-    }
 }

@@ -38,6 +38,10 @@ pub struct Cli {
     /// No progress display.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Compress `tar` output to standard output with gzip (a file named
+    /// .gz or .tgz always is).
+    #[arg(long, global = true)]
+    pub compress: bool,
     #[command(flatten)]
     pub log: LogArgs,
     #[command(subcommand)]
@@ -80,6 +84,69 @@ pub enum Command {
               value_parser = humantime::parse_duration)]
         health_timeout: Option<Duration>,
     },
+    /// Add an image made of SOURCE_IMAGE with TARFILE laid over it.
+    ///
+    /// A path in the archive replaces the image's (a file in place of a
+    /// directory takes the directory's subtree); directories merge, an
+    /// archive directory giving its owner and mode; other names of a hard
+    /// link the archive replaced keep the old content. The archive's
+    /// entries obey the rules `add` applies to an archive. FILTERFILE
+    /// ("" sparse) applies to the whole result; TRIGGERSFILE ("" none)
+    /// gives the triggers. Without TARFILE, as the original's addi: the
+    /// source's tree under a new filter and triggers. Only the archive's
+    /// objects the store lacks are uploaded; the source's objects must be
+    /// in this store.
+    Addi {
+        name: String,
+        source_image: String,
+        #[arg(
+            value_name = "[TARFILE] FILTERFILE TRIGGERSFILE",
+            num_args = 2..=3,
+            required = true
+        )]
+        rest: Vec<String>,
+    },
+    /// Add an image made of SOURCE_IMAGE with files replaced by those in
+    /// each TARFILE, in turn.
+    ///
+    /// Every file, symlink or device in an archive must be in the image
+    /// already, as the same kind (a path the image lacks is refused,
+    /// naming it); archive directories are ignored. Replacing one name of
+    /// a hard link replaces the content of every name. The new image keeps
+    /// the source's filter (archive paths it matches are ignored),
+    /// triggers, health check and build metadata. Only the archives'
+    /// objects the store lacks are uploaded.
+    Addrep {
+        name: String,
+        source_image: String,
+        #[arg(value_name = "TARFILE", required = true)]
+        tars: Vec<PathBuf>,
+    },
+    /// Write the image as a tar archive to OUT (.tar, or gzip for .tar.gz
+    /// or .tgz; "-" or none: standard output).
+    ///
+    /// Modes, owners, mtimes (to the nanosecond, in pax headers), symlinks,
+    /// hard links and devices are as in the image, and every object is
+    /// verified as it is read, so `imagetool add NEW OUT.tar "" ""` gives
+    /// the same manifest id. The archive is written beside OUT under a
+    /// temporary name and renamed when whole; an existing OUT is refused
+    /// unless --force.
+    Tar {
+        name: String,
+        #[arg(value_name = "OUT")]
+        out: Option<PathBuf>,
+        /// Replace OUT if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Estimate the space a machine needs for the image.
+    ///
+    /// Each inode is counted once (hard links share one): a regular file
+    /// takes its size rounded up to whole 4 KiB blocks, a directory one
+    /// 4 KiB block, a symlink 64 bytes, devices and fifos nothing; the
+    /// sum is printed human-readable and in bytes, then its parts and the
+    /// distinct objects a machine fetches.
+    EstimateUsage { name: String },
     /// List images (deleted and expired ones are left out unless --all).
     List {
         /// Also list deleted and expired images.
@@ -170,7 +237,12 @@ fn expiry(text: &str) -> Result<Expiry, String> {
 }
 
 /// Go-style flags accepted with a single dash.
-const GO_FLAGS: &[&str] = &["imageServerHostname", "imageServerPortNum", "expiresIn"];
+const GO_FLAGS: &[&str] = &[
+    "imageServerHostname",
+    "imageServerPortNum",
+    "expiresIn",
+    "compress",
+];
 
 /// A single-dash flag that is neither one of the original's Go-style
 /// flags nor a group of short flags (`-qv`).

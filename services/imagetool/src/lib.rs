@@ -7,15 +7,24 @@
 //!   show-health-check, diff.
 //! - [`get`]: unpacking an image into a directory, verifying every object.
 //! - [`usage`]: du and list-unreferenced, what the store holds and for whom.
+//! - [`upload`]: what every command that makes an image shares: the gate,
+//!   the upload of missing objects, the publish.
+//! - [`from_image`]: addi and addrep, images made from an image and archives.
+//! - [`archive`]: tar, an image written as a tar archive.
+//! - [`estimate`]: estimate-usage, the space a machine needs for an image.
 //!
 //! The binary is a thin wrapper over [`run`].
 
 pub mod add;
+pub mod archive;
 pub mod cli;
+pub mod estimate;
+pub mod from_image;
 pub mod get;
 pub mod inspect;
 pub mod progress;
 pub mod source;
+pub mod upload;
 pub mod usage;
 
 use std::process::ExitCode;
@@ -51,6 +60,37 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         ),
         _ => None,
     };
+    let from_image_request = match &cli.command {
+        Command::Addi {
+            name,
+            source_image,
+            rest,
+        } => Some(from_image::FromImageRequest::addi(
+            name,
+            source_image,
+            rest,
+            cli.expires_in,
+        )?),
+        Command::Addrep {
+            name,
+            source_image,
+            tars,
+        } => Some(from_image::FromImageRequest::addrep(
+            name,
+            source_image,
+            tars,
+            cli.expires_in,
+        )?),
+        _ => None,
+    };
+    let tar_output = match &cli.command {
+        Command::Tar { out, force, .. } => Some(archive::Output::parse(
+            out.as_deref(),
+            *force,
+            cli.compress,
+        )?),
+        _ => None,
+    };
     let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;
     let mut out = dom_bus::output::stdout();
     match cli.command {
@@ -58,6 +98,25 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let request = add_request.expect("parsed above");
             let summary = add::add(&bus, request, !cli.quiet).await?;
             dom_bus::outln!("{summary}");
+        }
+        Command::Addi { .. } | Command::Addrep { .. } => {
+            let request = from_image_request.expect("parsed above");
+            let summary = from_image::add_from_image(&bus, request).await?;
+            dom_bus::outln!("{summary}");
+        }
+        Command::Tar { name, .. } => {
+            let output = tar_output.expect("parsed above");
+            let to_stdout = matches!(output, archive::Output::Stdout { .. });
+            let summary = archive::tar(&bus, &ImageName::parse(&name)?, output).await?;
+            if !to_stdout {
+                dom_bus::outln!("{summary}");
+            } else if !cli.quiet {
+                // The archive is on stdout.
+                eprintln!("imagetool: {summary}");
+            }
+        }
+        Command::EstimateUsage { name } => {
+            estimate::estimate_usage(&bus, &ImageName::parse(&name)?, &mut out).await?
         }
         Command::List { all } => inspect::list(&bus, all, &mut out).await?,
         Command::Check { name } => {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dom_model::manifest::{ManifestBuilder, ManifestError};
+use dom_model::overlay::LayerEntry;
 use dom_model::{path, Filter, Inode, Manifest, ObjectId};
 use dom_scan::{Content, Counters, HashCache, ObjectSink, ScanError, ScanOptions};
 use thiserror::Error;
@@ -79,26 +80,77 @@ pub fn scan(
 /// that would land outside the image root (absolute paths, `..`, links
 /// escaping it) are refused; nothing is written anywhere.
 pub fn scan_archive<R: BufRead>(
-    mut reader: R,
+    reader: R,
     source: &Path,
     options: &SourceOptions,
     counters: &Counters,
 ) -> Result<Manifest, SourceError> {
+    let mut builder = ManifestBuilder::new();
+    read_tar(
+        archive_reader(reader, source)?,
+        source,
+        options,
+        counters,
+        &mut |path, inode| builder.add(path, inode, None),
+    )?;
+    Ok(builder.finish()?)
+}
+
+/// Reads a layer to lay over an image (see `dom_model::overlay`): the
+/// entries a `.tar` or `.tar.gz` names itself, in its order, or those
+/// of a directory's tree below its root. Filtered entries are left out
+/// and their content is not handed to the sink; each entry obeys the rules
+/// `add` applies to it.
+pub fn scan_layer(
+    source: &Path,
+    options: SourceOptions,
+    counters: &Counters,
+) -> Result<Vec<LayerEntry>, SourceError> {
     let read_err = |e: io::Error| SourceError::Read {
         path: source.to_path_buf(),
         reason: e.to_string(),
     };
+    if fs::metadata(source).map_err(read_err)?.is_dir() {
+        let manifest = scan(source, options, counters)?;
+        return Ok(manifest
+            .entries
+            .into_iter()
+            .filter(|entry| entry.path != "/")
+            .map(|entry| (entry.path, entry.inode))
+            .collect());
+    }
+    let file = fs::File::open(source).map_err(read_err)?;
+    let reader = archive_reader(BufReader::with_capacity(1 << 20, file), source)?;
+    let mut entries = Vec::new();
+    read_tar(reader, source, &options, counters, &mut |path, inode| {
+        // The checks the manifest builder makes of one entry.
+        ManifestBuilder::new().add(path.clone(), inode.clone(), None)?;
+        entries.push((path, inode));
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
+/// The tar stream of an archive, gunzipped if it starts as gzip does.
+fn archive_reader<'a, R: BufRead + 'a>(
+    mut reader: R,
+    source: &Path,
+) -> Result<Box<dyn Read + 'a>, SourceError> {
     let gzip = reader
         .fill_buf()
-        .map_err(read_err)?
+        .map_err(|e| SourceError::Read {
+            path: source.to_path_buf(),
+            reason: e.to_string(),
+        })?
         .starts_with(&[0x1f, 0x8b]);
-    if gzip {
-        let reader = tar_start(flate2::read::MultiGzDecoder::new(reader), source)?;
-        scan_tar(reader, source, options, counters)
+    Ok(if gzip {
+        Box::new(tar_start(
+            flate2::read::MultiGzDecoder::new(reader),
+            source,
+        )?)
     } else {
-        let reader = tar_start(reader, source)?;
-        scan_tar(reader, source, options, counters)
-    }
+        Box::new(tar_start(reader, source)?)
+    })
 }
 
 /// Size of a tar header block.
@@ -153,14 +205,16 @@ fn is_tar_header(block: &[u8]) -> bool {
     stored == sum
 }
 
-fn scan_tar<R: Read>(
+/// Hands each entry of a tar stream that the filter keeps to `each`, as
+/// an image path and its inode.
+fn read_tar<R: Read>(
     reader: R,
     source: &Path,
     options: &SourceOptions,
     counters: &Counters,
-) -> Result<Manifest, SourceError> {
+    each: &mut dyn FnMut(String, Inode) -> Result<(), ManifestError>,
+) -> Result<(), SourceError> {
     let mut archive = tar::Archive::new(reader);
-    let mut builder = ManifestBuilder::new();
     let read_err = |e: io::Error| SourceError::Read {
         path: source.to_path_buf(),
         reason: e.to_string(),
@@ -174,14 +228,14 @@ fn scan_tar<R: Read>(
             continue;
         }
         let inode = tar_inode(&mut entry, &errors, options, counters)?;
-        builder.add(image_path, inode, None).map_err(|e| match e {
+        each(image_path, inode).map_err(|e| match e {
             ManifestError::BadSymlink { target, .. } => {
                 errors.tar(format!("symlink target {target:?} escapes the image root"))
             }
             other => errors.tar(other.to_string()),
         })?;
     }
-    Ok(builder.finish()?)
+    Ok(())
 }
 
 /// The errors of one archive entry, named as the archive names it.
@@ -217,12 +271,19 @@ fn tar_inode<R: Read>(
     counters: &Counters,
 ) -> Result<Inode, SourceError> {
     let tar_err = |reason: String| errors.tar(reason);
+    let exact_mtime = pax_mtime(entry);
     let header = entry.header();
     let kind = header.entry_type();
     let mode = header.mode().map_err(|e| tar_err(e.to_string()))? & 0o7777;
     let uid = header.uid().map_err(|e| tar_err(e.to_string()))? as u32;
     let gid = header.gid().map_err(|e| tar_err(e.to_string()))? as u32;
-    let mtime = header.mtime().map_err(|e| tar_err(e.to_string()))? as i64;
+    let (mtime, mtime_ns) = match exact_mtime {
+        Some(exact) => exact,
+        None => (
+            header.mtime().map_err(|e| tar_err(e.to_string()))? as i64,
+            0,
+        ),
+    };
     let major = header.device_major().ok().flatten().unwrap_or(0);
     let minor = header.device_minor().ok().flatten().unwrap_or(0);
     let rdev = libc::makedev(major, minor);
@@ -242,7 +303,7 @@ fn tar_inode<R: Read>(
                 uid,
                 gid,
                 mtime,
-                mtime_ns: 0,
+                mtime_ns,
                 size,
                 object,
             }
@@ -265,7 +326,7 @@ fn tar_inode<R: Read>(
             uid,
             gid,
             mtime,
-            mtime_ns: 0,
+            mtime_ns,
             rdev,
         },
         tar::EntryType::Block => Inode::Block {
@@ -273,7 +334,7 @@ fn tar_inode<R: Read>(
             uid,
             gid,
             mtime,
-            mtime_ns: 0,
+            mtime_ns,
             rdev,
         },
         tar::EntryType::Fifo => Inode::Fifo {
@@ -281,12 +342,49 @@ fn tar_inode<R: Read>(
             uid,
             gid,
             mtime,
-            mtime_ns: 0,
+            mtime_ns,
         },
         // Extended headers are consumed by the tar reader; anything else
         // (sockets, sparse-file extensions we cannot represent) is an
         // error rather than a silently different image.
         other => return Err(tar_err(format!("unsupported entry type {other:?}"))),
+    })
+}
+
+/// The mtime a pax extended header gives to the nanosecond
+/// (`mtime=1764000000.123456789`, `imagetool tar` writes it when the
+/// header's whole seconds would lose something), if it gives one.
+fn pax_mtime<R: Read>(entry: &mut tar::Entry<'_, R>) -> Option<(i64, u32)> {
+    let extensions = entry.pax_extensions().ok()??;
+    let value = extensions
+        .filter_map(Result::ok)
+        .find(|ext| ext.key() == Ok("mtime"))?
+        .value()
+        .ok()?
+        .to_string();
+    parse_pax_time(&value)
+}
+
+/// `SECONDS[.FRACTION]`, perhaps negative, as whole seconds (rounded
+/// down) and nanoseconds.
+fn parse_pax_time(value: &str) -> Option<(i64, u32)> {
+    let (negative, digits) = match value.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let mut nanos: u32 = 0;
+    for (i, digit) in fraction.bytes().take(9).enumerate() {
+        nanos += u32::from(digit - b'0') * 10u32.pow(8 - i as u32);
+    }
+    Some(match (negative, nanos) {
+        (false, _) => (whole, nanos),
+        (true, 0) => (-whole, 0),
+        (true, n) => (-whole - 1, 1_000_000_000 - n),
     })
 }
 
@@ -435,6 +533,17 @@ mod tests {
                 .contains("after 600 of the file's 1000 bytes"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn pax_times_to_the_nanosecond() {
+        assert_eq!(parse_pax_time("17"), Some((17, 0)));
+        assert_eq!(parse_pax_time("17.5"), Some((17, 500_000_000)));
+        assert_eq!(parse_pax_time("17.000000001"), Some((17, 1)));
+        assert_eq!(parse_pax_time("-1.5"), Some((-2, 500_000_000)));
+        assert_eq!(parse_pax_time("-3"), Some((-3, 0)));
+        assert_eq!(parse_pax_time("x"), None);
+        assert_eq!(parse_pax_time(".5"), None);
     }
 
     #[test]

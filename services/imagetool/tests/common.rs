@@ -111,3 +111,68 @@ pub fn hostile_tar(name: &str, kind: tar::EntryType, link: Option<&str>) -> Vec<
     out.extend_from_slice(&[0u8; 1024]);
     out
 }
+
+/// The record of image `name` as the bus holds it.
+pub fn record(server: &NatsServer, name: &str) -> dom_model::ImageRecord {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let bus = dom_tests::connect(server).await;
+        bus.image_record(&dom_model::ImageName::parse(name).unwrap())
+            .await
+            .unwrap()
+    })
+}
+
+/// How many objects the fleet's bucket holds.
+pub fn stored_objects(server: &NatsServer) -> usize {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let bus = dom_tests::connect(server).await;
+        let store = dom_store::NatsStore::open(&bus).await.unwrap();
+        dom_store::ContentStore::ids(&store).await.unwrap().len()
+    })
+}
+
+/// One entry of a test archive.
+pub enum TarEntry<'a> {
+    Dir(&'a str, u32),
+    File(&'a str, &'a [u8]),
+    HardLink(&'a str, &'a str),
+}
+
+/// Writes an archive of `entries` (root-owned, mode 0644 files, mtime
+/// 1764000000) at `dir/name`.
+pub fn tar_of(dir: &Path, name: &str, entries: &[TarEntry]) -> PathBuf {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_764_000_000);
+        header.set_size(0);
+        match entry {
+            TarEntry::Dir(path, mode) => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(*mode);
+                builder
+                    .append_data(&mut header, path, std::io::empty())
+                    .unwrap();
+            }
+            TarEntry::File(path, content) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(0o644);
+                header.set_size(content.len() as u64);
+                builder.append_data(&mut header, path, *content).unwrap();
+            }
+            TarEntry::HardLink(path, target) => {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_mode(0o644);
+                builder.append_link(&mut header, path, target).unwrap();
+            }
+        }
+    }
+    let bytes = builder.into_inner().unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
