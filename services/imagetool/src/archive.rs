@@ -11,6 +11,7 @@
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -51,6 +52,14 @@ impl Output {
             }
         }
     }
+}
+
+/// The process's umask.
+fn umask() -> u32 {
+    // SAFETY: umask only swaps a number; it is put back at once.
+    let mask = unsafe { libc::umask(0o022) };
+    unsafe { libc::umask(mask) };
+    mask as u32
 }
 
 fn gzip_name(path: &Path) -> bool {
@@ -106,6 +115,9 @@ pub async fn tar(bus: &Bus, name: &ImageName, output: Output) -> Result<TarSumma
                 .prefix(".imagetool-tar-")
                 .tempfile_in(&parent)
                 .with_context(|| format!("cannot write in {}", parent.display()))?;
+            // The mode a new file gets, not the temporary file's 0600.
+            tmp.as_file()
+                .set_permissions(fs::Permissions::from_mode(0o666 & !umask()))?;
             let file = io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
             let written = write_archive(&store, &manifest, file, gzip_name(&path)).await?;
             tmp.as_file().sync_all()?;

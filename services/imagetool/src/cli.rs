@@ -84,7 +84,7 @@ pub enum Command {
               value_parser = humantime::parse_duration)]
         health_timeout: Option<Duration>,
     },
-    /// Add an image made of SOURCE_IMAGE with TARFILE laid over it.
+    /// Add an image: SOURCE_IMAGE with an archive laid over it.
     ///
     /// A path in the archive replaces the image's (a file in place of a
     /// directory takes the directory's subtree); directories merge, an
@@ -96,19 +96,19 @@ pub enum Command {
     /// source's tree under a new filter and triggers. Only the archive's
     /// objects the store lacks are uploaded; the source's objects must be
     /// in this store.
+    #[command(
+        override_usage = "imagetool addi NAME SOURCE_IMAGE [TARFILE] FILTERFILE TRIGGERSFILE"
+    )]
     Addi {
         name: String,
         source_image: String,
-        #[arg(
-            value_name = "[TARFILE] FILTERFILE TRIGGERSFILE",
-            num_args = 2..=3,
-            required = true
-        )]
+        /// [TARFILE] FILTERFILE TRIGGERSFILE
+        #[arg(value_name = "ARGS", num_args = 2..=3, required = true)]
         rest: Vec<String>,
     },
-    /// Add an image made of SOURCE_IMAGE with files replaced by those in
-    /// each TARFILE, in turn.
+    /// Add an image: SOURCE_IMAGE with files replaced from archives.
     ///
+    /// Each TARFILE is applied in turn.
     /// Every file, symlink or device in an archive must be in the image
     /// already, as the same kind (a path the image lacks is refused,
     /// naming it); archive directories are ignored. Replacing one name of
@@ -122,9 +122,10 @@ pub enum Command {
         #[arg(value_name = "TARFILE", required = true)]
         tars: Vec<PathBuf>,
     },
-    /// Write the image as a tar archive to OUT (.tar, or gzip for .tar.gz
-    /// or .tgz; "-" or none: standard output).
+    /// Write the image as a tar archive.
     ///
+    /// OUT is a .tar, or gzip for .tar.gz or .tgz; "-" or none: standard
+    /// output (-compress gzips it).
     /// Modes, owners, mtimes (to the nanosecond, in pax headers), symlinks,
     /// hard links and devices are as in the image, and every object is
     /// verified as it is read, so `imagetool add NEW OUT.tar "" ""` gives

@@ -187,8 +187,9 @@ async fn entered(
     // (a path addrep cannot replace, a link to a filtered path) changes
     // nothing on the server; then read again, uploading only the objects
     // the new image needs that the store lacks.
+    let (paths, _spooled) = spool_streams(&request.layers)?;
     let layers = {
-        let (paths, filter) = (request.layers.clone(), filter.clone());
+        let (paths, filter) = (paths.clone(), filter.clone());
         tokio::task::spawn_blocking(move || read_layers(&paths, &filter, Box::new(|_, _| {})))
             .await
             .context("reading the archives stopped")??
@@ -216,7 +217,7 @@ async fn entered(
     );
     let uploaded_bytes = Arc::new(AtomicU64::new(0));
     let scan = {
-        let (paths, filter, needed) = (request.layers.clone(), filter.clone(), needed.clone());
+        let (paths, filter, needed) = (paths.clone(), filter.clone(), needed.clone());
         move |sink: dom_scan::ObjectSink| {
             let wanted = move |id, content| {
                 if needed.contains(&id) {
@@ -287,6 +288,30 @@ async fn entered(
         stored: totals.objects.saturating_sub(scanned.uploaded),
         elapsed: started.elapsed(),
     })
+}
+
+/// The layers as paths that can be read twice: a pipe (`<(...)`, a fifo)
+/// is copied to a temporary file first, which lives as long as the files
+/// returned with it.
+fn spool_streams(layers: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<tempfile::NamedTempFile>)> {
+    let mut spooled = Vec::new();
+    let mut paths = Vec::with_capacity(layers.len());
+    for layer in layers {
+        let meta = std::fs::metadata(layer)
+            .with_context(|| format!("cannot read archive {}", layer.display()))?;
+        if meta.is_file() || meta.is_dir() {
+            paths.push(layer.clone());
+            continue;
+        }
+        let mut tmp = tempfile::NamedTempFile::new().context("cannot make a temporary file")?;
+        let mut from = std::fs::File::open(layer)
+            .with_context(|| format!("cannot read archive {}", layer.display()))?;
+        std::io::copy(&mut from, &mut tmp)
+            .with_context(|| format!("cannot read archive {}", layer.display()))?;
+        paths.push(tmp.path().to_path_buf());
+        spooled.push(tmp);
+    }
+    Ok((paths, spooled))
 }
 
 /// Reads every layer in turn, handing each object to `sink`.

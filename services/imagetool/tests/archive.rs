@@ -134,6 +134,14 @@ fn an_existing_archive_is_kept_unless_forced_and_failures_leave_nothing() {
 
     imagetool(&server, &["tar", "--force", "img", s(&out)]).ok();
     assert!(std::fs::read(&out).unwrap().len() > 1024);
+    // A new file's mode, not a temporary file's 0600.
+    let umask = unsafe {
+        let mask = libc::umask(0o022);
+        libc::umask(mask);
+        mask
+    };
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666 & !umask);
 
     let err = imagetool(&server, &["tar", "nosuch", s(&outs.join("new.tar"))]).one_line_error();
     assert!(err.contains("image nosuch does not exist"), "{err}");

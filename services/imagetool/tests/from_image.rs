@@ -250,6 +250,33 @@ fn addrep_replaces_files_keeping_the_source_filter_and_triggers() {
     assert_eq!(a.ino(), b.ino());
 }
 
+#[test]
+fn an_archive_from_a_pipe_is_read_once_and_kept_for_both_passes() {
+    let server = NatsServer::start().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    base_tree(&src);
+    imagetool(&server, &["add", "base", s(&src), "", ""]).ok();
+    let archive = tar_of(
+        work.path(),
+        "fix.tar",
+        &[TarEntry::File("etc/motd", b"piped\n")],
+    );
+    let fifo = work.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let writer = {
+        let (fifo, archive) = (fifo.clone(), archive.clone());
+        std::thread::spawn(move || std::fs::write(fifo, std::fs::read(archive).unwrap()))
+    };
+    let summary = imagetool(&server, &["addrep", "piped", "base", s(&fifo)]).ok();
+    writer.join().unwrap().unwrap();
+    assert_eq!(uploaded(&summary), 1, "{summary}");
+    let out = work.path().join("out");
+    imagetool(&server, &["get", "piped", s(&out)]).ok();
+    assert_eq!(std::fs::read(out.join("etc/motd")).unwrap(), b"piped\n");
+}
+
 /// Runs a failing command and checks that image `name` did not appear
 /// and the bucket did not change.
 fn fails(server: &NatsServer, args: &[&str], name: &str, expect: &str) {
