@@ -64,20 +64,8 @@ impl AddRequest {
         if let Err(e) = std::fs::metadata(source) {
             bail!("cannot read source {}: {e}", source.display());
         }
-        let filter = if filter_file.is_empty() {
-            None
-        } else {
-            let text = std::fs::read_to_string(filter_file)
-                .with_context(|| format!("cannot read filter file {filter_file}"))?;
-            Some(Filter::parse(&text).with_context(|| format!("filter file {filter_file}"))?)
-        };
-        let triggers = if triggers_file.is_empty() {
-            Triggers::empty()
-        } else {
-            let text = std::fs::read_to_string(triggers_file)
-                .with_context(|| format!("cannot read triggers file {triggers_file}"))?;
-            Triggers::parse(&text).with_context(|| format!("triggers file {triggers_file}"))?
-        };
+        let filter = load_filter(filter_file)?;
+        let triggers = load_triggers(triggers_file)?;
         Ok(Self {
             name,
             source: source.to_path_buf(),
@@ -87,6 +75,17 @@ impl AddRequest {
             hash_cache: None,
             health_check: None,
         })
+    }
+
+    /// What the image's record says besides its tree.
+    pub(crate) fn spec(&self) -> ImageSpec {
+        ImageSpec {
+            name: self.name.clone(),
+            filter: self.filter.clone(),
+            triggers: self.triggers.clone(),
+            expires_in: self.expires_in,
+            health_check: self.health_check.clone(),
+        }
     }
 
     pub fn with_hash_cache(self, hash_cache: Option<std::path::PathBuf>) -> Self {
@@ -132,6 +131,37 @@ impl AddRequest {
             ..self
         })
     }
+}
+
+/// A filter file's filter; `""` (a sparse image): none.
+pub(crate) fn load_filter(filter_file: &str) -> Result<Option<Filter>> {
+    if filter_file.is_empty() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(filter_file)
+        .with_context(|| format!("cannot read filter file {filter_file}"))?;
+    Ok(Some(
+        Filter::parse(&text).with_context(|| format!("filter file {filter_file}"))?,
+    ))
+}
+
+/// A triggers file's triggers; `""`: none.
+pub(crate) fn load_triggers(triggers_file: &str) -> Result<Triggers> {
+    if triggers_file.is_empty() {
+        return Ok(Triggers::empty());
+    }
+    let text = std::fs::read_to_string(triggers_file)
+        .with_context(|| format!("cannot read triggers file {triggers_file}"))?;
+    Triggers::parse(&text).with_context(|| format!("triggers file {triggers_file}"))
+}
+
+/// What an image's record says besides its tree.
+pub(crate) struct ImageSpec {
+    pub name: ImageName,
+    pub filter: Option<Filter>,
+    pub triggers: Triggers,
+    pub expires_in: Option<Duration>,
+    pub health_check: Option<HealthCheck>,
 }
 
 /// What `add` did.
@@ -183,24 +213,34 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
     // Fail before doing any work; the publish at the end checks again.
     refuse_taken(bus, &name).await?;
     let store = Store::open(bus).await?;
-    // No collection deletes objects while this add relies on them. The
-    // gate is on NATS, wherever the objects live.
-    let gate = match &store {
+    let pass = enter_gate(bus, &store, show_progress).await?;
+    let added = add_entered(bus, &store, &pass, request, show_progress, started).await;
+    leave_gate(pass).await;
+    added
+}
+
+/// Takes a place at the collection gate: no collection deletes objects
+/// while an add relies on them. The gate is on NATS, wherever the
+/// objects live.
+pub(crate) async fn enter_gate(bus: &Bus, store: &Store, show_progress: bool) -> Result<Pass> {
+    let gate = match store {
         Store::Nats(nats) => nats.clone(),
         Store::Blob(_) => NatsStore::open(bus).await?,
     };
-    let pass = gate
+    Ok(gate
         .enter_gate(Side::Add, &crate::creator(), GATE_PATIENCE, |why| {
             if show_progress {
                 eprintln!("imagetool: waiting: {why}");
             }
         })
-        .await?;
-    let added = add_entered(bus, &store, &pass, request, show_progress, started).await;
+        .await?)
+}
+
+/// Gives the place at the gate up, whatever the add's outcome.
+pub(crate) async fn leave_gate(pass: Pass) {
     if let Err(e) = pass.leave().await {
         tracing::warn!(error = %e, "cannot leave the gate; a collection waits until it is stale");
     }
-    added
 }
 
 /// How long an add waits for a collection to end.
@@ -259,18 +299,7 @@ async fn add_entered(
     let totals = manifest.totals();
     tracing::info!(elapsed = ?started.elapsed(), files = totals.files, uploaded, "scanned and uploaded");
 
-    let encoded = Bytes::from(manifest.encode());
-    let manifest_id = ObjectId::of(&encoded);
-    tracing::info!(elapsed = ?started.elapsed(), bytes = encoded.len(), "encoded manifest");
-    if !existing.contains(&manifest_id) {
-        store.put(manifest_id, encoded).await?;
-    }
-    // Everything the image needs is stored, unless this add's place at
-    // the gate lapsed and a collection ran meanwhile.
-    pass.check()?;
-    let objects = store.location().map(str::to_string);
-    bus.publish_image(&image_record(&request, manifest_id, &totals, objects))
-        .await?;
+    publish(bus, store, pass, &existing, &manifest, &request.spec()).await?;
     let health_check = request.health_check.clone();
     if let (Some(cache), Some(path)) = (&cache, &request.hash_cache) {
         // Only a speed-up: failing to save it fails nothing.
@@ -291,8 +320,38 @@ async fn add_entered(
     })
 }
 
+/// Stores the manifest (unless the bucket has it) and publishes the
+/// image's record, once every object is stored: the last step of an add.
+pub(crate) async fn publish(
+    bus: &Bus,
+    store: &Store,
+    pass: &Pass,
+    existing: &HashSet<ObjectId>,
+    manifest: &Manifest,
+    spec: &ImageSpec,
+) -> Result<()> {
+    let encoded = Bytes::from(manifest.encode());
+    let manifest_id = ObjectId::of(&encoded);
+    tracing::debug!(bytes = encoded.len(), "encoded manifest");
+    if !existing.contains(&manifest_id) {
+        store.put(manifest_id, encoded).await?;
+    }
+    // Everything the image needs is stored, unless this add's place at
+    // the gate lapsed and a collection ran meanwhile.
+    pass.check()?;
+    let objects = store.location().map(str::to_string);
+    bus.publish_image(&image_record(
+        spec,
+        manifest_id,
+        &manifest.totals(),
+        objects,
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Refuses a name that an image has, or had and was deleted.
-async fn refuse_taken(bus: &Bus, name: &ImageName) -> Result<()> {
+pub(crate) async fn refuse_taken(bus: &Bus, name: &ImageName) -> Result<()> {
     match bus.image(name).await? {
         Some(stored) if matches!(stored.message, ImageMessage::Deleted(_)) => {
             Err(ImageError::NameDeleted(name.clone()).into())
@@ -365,9 +424,9 @@ async fn upload_missing(
         .await
 }
 
-/// The record `add` publishes for the request's image, made now.
+/// The record an add publishes for the image, made now.
 fn image_record(
-    request: &AddRequest,
+    request: &ImageSpec,
     manifest: ObjectId,
     totals: &Totals,
     objects: Option<String>,

@@ -7,10 +7,12 @@
 //!   show-health-check, diff.
 //! - [`get`]: unpacking an image into a directory, verifying every object.
 //! - [`usage`]: du and list-unreferenced, what the store holds and for whom.
+//! - [`adds`]: an image captured from a live machine's agent.
 //!
 //! The binary is a thin wrapper over [`run`].
 
 pub mod add;
+pub mod adds;
 pub mod cli;
 pub mod get;
 pub mod inspect;
@@ -49,6 +51,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 })
                 .with_health_check(health_command.as_deref(), *health_timeout)?,
         ),
+        _ => None,
+    };
+    let adds_request = match &cli.command {
+        Command::Adds {
+            name,
+            host,
+            filter,
+            triggers,
+        } => Some(adds::AddsRequest::parse(
+            name,
+            host,
+            filter,
+            triggers,
+            cli.expires_in,
+        )?),
         _ => None,
     };
     let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;
@@ -139,6 +156,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             })
             .await?;
             dom_bus::outln!("deleted {name}; the name stays taken");
+        }
+        Command::Adds { .. } => {
+            let request = adds_request.expect("parsed above");
+            let summary = adds::adds(&bus, request, !cli.quiet).await?;
+            dom_bus::outln!("{summary}");
         }
     }
     Ok(ExitCode::SUCCESS)

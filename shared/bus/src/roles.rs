@@ -46,12 +46,13 @@ use crate::connect::inbox_prefix_for;
 use crate::subjects::Subjects;
 
 /// The kinds of event an agent publishes about its machine.
-pub const AGENT_EVENT_KINDS: [&str; 5] = [
+pub const AGENT_EVENT_KINDS: [&str; 6] = [
     Event::UPDATE,
     Event::DRIFT,
     Event::ERROR,
     Event::REJECTED,
     Event::HEALTH,
+    Event::CAPTURE,
 ];
 
 /// A role in the fleet.
@@ -130,6 +131,8 @@ pub enum RoleError {
 pub struct Permissions {
     pub publish: Vec<String>,
     pub subscribe: Vec<String>,
+    /// It may answer the requests it receives (an agent, captures).
+    pub allow_responses: bool,
 }
 
 impl Role {
@@ -244,7 +247,9 @@ impl Role {
         let any_inbox = "_INBOX.>".to_string();
         Ok(match self {
             Role::Operator => {
-                let mut publish = vec![s.images(), s.all("mdb"), s.all("ctl")];
+                // Only an operator asks agents for captures of their
+                // machines (`imagetool adds`).
+                let mut publish = vec![s.images(), s.all("mdb"), s.all("ctl"), s.all("capture")];
                 publish.extend(write_objects);
                 publish.extend(read_all);
                 publish.push(api("CONSUMER.DELETE.>".into()));
@@ -255,6 +260,7 @@ impl Role {
                 Permissions {
                     publish,
                     subscribe: vec![any_inbox, s.all_subjects()],
+                    ..Permissions::default()
                 }
             }
             Role::Builder => {
@@ -271,6 +277,7 @@ impl Role {
                 Permissions {
                     publish,
                     subscribe: vec![own_inbox],
+                    ..Permissions::default()
                 }
             }
             Role::Dominator => {
@@ -290,6 +297,7 @@ impl Role {
                 Permissions {
                     publish,
                     subscribe: vec![any_inbox],
+                    ..Permissions::default()
                 }
             }
             Role::Subd { host } => {
@@ -303,12 +311,15 @@ impl Role {
                 ]);
                 Permissions {
                     publish,
-                    subscribe: vec![own_inbox, s.desired(host)],
+                    // Its own capture requests, which it answers.
+                    subscribe: vec![own_inbox, s.desired(host), s.capture(host)],
+                    allow_responses: true,
                 }
             }
             Role::Viewer => Permissions {
                 publish: viewer_requests(),
                 subscribe: vec![any_inbox, s.all_subjects()],
+                ..Permissions::default()
             },
             Role::Site { .. } => unreachable!("answered above"),
         })
@@ -353,6 +364,11 @@ impl Role {
             Role::Site { .. } => "  allowed_connection_types: [\"LEAFNODE\"]\n",
             _ => "",
         };
+        let responses = if permissions.allow_responses {
+            "    allow_responses: true\n"
+        } else {
+            ""
+        };
         let list = |subjects: &[String]| {
             let mut out = String::new();
             for subject in subjects {
@@ -361,11 +377,12 @@ impl Role {
             out
         };
         Ok(format!(
-            "# {name} (prefix {prefix})\n{{\n  nkey: {public_key}\n{only}  permissions: {{\n    publish: {{ allow: [\n{publish}    ] }}\n    subscribe: {{ allow: [\n{subscribe}    ] }}\n  }}\n}}\n",
+            "# {name} (prefix {prefix})\n{{\n  nkey: {public_key}\n{only}  permissions: {{\n    publish: {{ allow: [\n{publish}    ] }}\n    subscribe: {{ allow: [\n{subscribe}    ] }}\n{responses}  }}\n}}\n",
             name = self.name(),
             prefix = subjects.prefix(),
             publish = list(&permissions.publish),
             subscribe = list(&permissions.subscribe),
+            responses = responses,
         ))
     }
 }
@@ -409,6 +426,7 @@ fn site_leaf_permissions(subjects: &Subjects, hub: &str) -> Permissions {
             "$JSC.R.>".into(),
             "$JS.M.>".into(),
         ],
+        ..Permissions::default()
     }
 }
 
@@ -443,6 +461,7 @@ fn subd_at_site(
             format!("{}.>", inbox_prefix_for(public_key)),
             s.desired(host),
         ],
+        ..Permissions::default()
     }
 }
 
@@ -572,7 +591,21 @@ pub fn accounts_config(subjects: &Subjects, users: &[(Role, String)], place: &Pl
                 };
             }
             out.push_str("    ]\n");
+            // The one service the other way: operators ask agents for
+            // captures of their machines.
+            let _ = writeln!(
+                out,
+                "    imports = [\n      {{ service: {{ account: AGENTS, subject: {:?} }} }}\n    ]",
+                subjects.all("capture")
+            );
         } else {
+            if account == Account::Agents {
+                let _ = writeln!(
+                    out,
+                    "    exports = [\n      {{ service: {:?}, accounts: [FLEET] }}\n    ]",
+                    subjects.all("capture")
+                );
+            }
             out.push_str("    imports = [\n");
             for (subject, how) in account.imports(subjects, place) {
                 let kind = match how {
@@ -644,8 +677,14 @@ mod tests {
             || s.contains("STREAM.UPDATE")));
         assert_eq!(
             p.subscribe,
-            vec!["_INBOX.UKEY.>".to_string(), "dom.desired.web1".to_string()]
+            vec![
+                "_INBOX.UKEY.>".to_string(),
+                "dom.desired.web1".to_string(),
+                "dom.capture.web1".to_string()
+            ]
         );
+        assert!(p.allow_responses);
+        assert!(!p.publish.iter().any(|s| s.contains("capture")));
         // No consumers outside the fleet's own account.
         assert!(!p.publish.iter().any(|s| s.contains("CONSUMER")));
     }
@@ -662,6 +701,21 @@ mod tests {
         assert!(perms("operator", None)
             .publish
             .contains(&"$JS.API.STREAM.CREATE.DOM_MDB".to_string()));
+    }
+
+    #[test]
+    fn only_the_operator_asks_for_captures() {
+        assert!(perms("operator", None)
+            .publish
+            .contains(&"dom.capture.>".to_string()));
+        for role in ["builder", "dominator", "viewer"] {
+            let p = perms(role, None);
+            assert!(!p.publish.iter().any(|s| s.contains("capture")), "{role}");
+            assert!(!p.allow_responses, "{role}");
+        }
+        let config = accounts_config(&Subjects::default(), &[], &Place::Hub);
+        assert!(config.contains(r#"{ service: { account: AGENTS, subject: "dom.capture.>" } }"#));
+        assert!(config.contains(r#"{ service: "dom.capture.>", accounts: [FLEET] }"#));
     }
 
     #[test]
@@ -834,5 +888,6 @@ mod tests {
         assert!(entry.contains("nkey: UKEY"));
         assert!(entry.contains("\"dom.state.web1.example.com\""));
         assert!(entry.contains("\"dom.desired.web1.example.com\""));
+        assert!(entry.contains("allow_responses: true"));
     }
 }
