@@ -297,3 +297,76 @@ fn filtered(tree: Manifest, filter: &Filter) -> Result<Manifest> {
     Manifest::decode(&manifest.encode()).context("the filter leaves an invalid tree")?;
     Ok(manifest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dom_model::Entry;
+
+    fn file(path: &str, content: &[u8]) -> Entry {
+        Entry {
+            path: path.into(),
+            inode: Inode::File {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: 1,
+                mtime_ns: 0,
+                size: content.len() as u64,
+                object: ObjectId::of(content),
+            },
+        }
+    }
+
+    fn dir(path: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            inode: Inode::Dir {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            },
+        }
+    }
+
+    fn link(path: &str, target: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            inode: Inode::Link {
+                target: target.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_filtered_link_target_hands_its_inode_to_the_first_link() {
+        let tree = Manifest {
+            v: 1,
+            entries: vec![
+                dir("/"),
+                dir("/a"),
+                file("/a/tool", b"tool"),
+                dir("/b"),
+                link("/b/one", "/a/tool"),
+                link("/b/two", "/a/tool"),
+            ],
+        };
+        let tree = Manifest::decode(&tree.encode()).unwrap();
+        let out = filtered(tree, &Filter::new(&["/a"]).unwrap()).unwrap();
+        let paths: Vec<&str> = out.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["/", "/b", "/b/one", "/b/two"]);
+        assert_eq!(out.entries[2].inode, file("/b/one", b"tool").inode);
+        assert_eq!(out.entries[3].inode, link("", "/b/one").inode);
+    }
+
+    #[test]
+    fn a_filter_that_orphans_a_path_is_refused() {
+        let tree = Manifest {
+            v: 1,
+            entries: vec![dir("/"), dir("/a"), file("/a/x", b"x")],
+        };
+        let tree = Manifest::decode(&tree.encode()).unwrap();
+        let error = filtered(tree, &Filter::new(&["/a$"]).unwrap()).unwrap_err();
+        assert!(format!("{error:#}").contains("the filter leaves an invalid tree"));
+    }
+}

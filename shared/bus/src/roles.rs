@@ -9,7 +9,9 @@
 //!   own events;
 //! - **subd**, one per machine: publishes its own state report and its
 //!   own events (each kind listed, since a host name may continue with
-//!   more labels), reads objects and its own desired state only;
+//!   more labels), reads objects and its own desired state only, and
+//!   answers the capture requests for its own host (`imagetool adds`),
+//!   which only the operator may send;
 //! - **viewer** (dashboards): reads everything, writes nothing;
 //! - **site**, one per remote site: the leaf connection of the site's
 //!   server to the hub (never a client), which mirrors the images and the
@@ -36,6 +38,12 @@
 //! the messages they follow. An answer to an imported request goes back
 //! into the asker's account, where no stream captures anything, so no
 //! reply subject can make the server write into a stream.
+//!
+//! One service goes the other way: `AGENTS` exports `dom.capture.>` to
+//! `FLEET`, so that an operator can ask a machine's agent for its tree
+//! and files. The agent may answer only the requests it receives
+//! (`allow_responses`), on the operator's inbox, where no stream
+//! captures anything.
 
 use std::fmt::Write;
 
@@ -684,7 +692,9 @@ mod tests {
             ]
         );
         assert!(p.allow_responses);
-        assert!(!p.publish.iter().any(|s| s.contains("capture")));
+        // It answers captures; it never asks for one.
+        assert!(!p.publish.iter().any(|s| s.starts_with("dom.capture")));
+        assert!(p.publish.contains(&"dom.event.web1.capture".to_string()));
         // No consumers outside the fleet's own account.
         assert!(!p.publish.iter().any(|s| s.contains("CONSUMER")));
     }
@@ -710,7 +720,10 @@ mod tests {
             .contains(&"dom.capture.>".to_string()));
         for role in ["builder", "dominator", "viewer"] {
             let p = perms(role, None);
-            assert!(!p.publish.iter().any(|s| s.contains("capture")), "{role}");
+            assert!(
+                !p.publish.iter().any(|s| s.starts_with("dom.capture")),
+                "{role}"
+            );
             assert!(!p.allow_responses, "{role}");
         }
         let config = accounts_config(&Subjects::default(), &[], &Place::Hub);
