@@ -157,10 +157,14 @@ pub enum Command {
     /// triggers); the filter leaves matching paths out of the image.
     /// Only an operator's credential may ask an agent.
     Adds {
+        /// The new image's name.
         name: String,
+        /// The machine to capture, named as its agent's --hostname.
         host: String,
+        /// Regexes, one a line, of paths to leave out ("": none, sparse).
         #[arg(value_name = "FILTERFILE", default_value = "")]
         filter: String,
+        /// The image's triggers, Dominator JSON ("": none).
         #[arg(value_name = "TRIGGERSFILE", default_value = "")]
         triggers: String,
     },
