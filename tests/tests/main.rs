@@ -6,6 +6,7 @@
 
 mod browser;
 mod cluster;
+mod e2e_adds;
 mod e2e_fleet;
 mod e2e_high_impact;
 mod e2e_rollout;

@@ -743,3 +743,89 @@ async fn the_user_guide_works_with_each_role() {
     dominator.stop().await;
     assert_eq!(viewer.lease_holder(dominator::herd::LEASE).await, None);
 }
+
+/// Runs the real imagetool binary with `credential`'s nkey, over TLS.
+async fn imagetool_as(secure: &Secure, credential: &str, args: &[&str]) -> dom_tests::Run {
+    let connect = secure.args(credential);
+    let mut command = Command::new(workspace_binary("imagetool"));
+    command
+        .arg("--server")
+        .arg(&connect.server)
+        .arg("--nkey")
+        .arg(connect.nkey.unwrap())
+        .arg("--tls-ca")
+        .arg(connect.tls_ca.unwrap())
+        .arg("--quiet")
+        .args(args)
+        .env_remove("DOM_SERVER")
+        .env_remove("RUST_LOG");
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run imagetool"));
+    dom_tests::Run::from(output.await.unwrap())
+}
+
+#[tokio::test]
+async fn only_an_operator_captures_a_machine() {
+    let secure = Secure::start();
+    let operator = secure.operator().await;
+    let machine = tempfile::tempdir().unwrap();
+    let root = machine.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/motd"), "golden\n").unwrap();
+    let mut config = subd::Config::new("web1", &root).uncapped();
+    config.connect = secure.args("subd-web1");
+    config.service_command = subd::services::ServiceCommand::parse("true").unwrap();
+    config.reboot_command = None;
+    let agent = subd::Agent::start(config).unwrap();
+    eventually("web1 scanned", || async {
+        operator
+            .state("web1")
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| r.generation > 0)
+    })
+    .await;
+
+    // A builder may add images, but not ask an agent for its machine.
+    let error = imagetool_as(&secure, "builder", &["adds", "golden.b", "web1"])
+        .await
+        .one_line_error();
+    assert_eq!(
+        error,
+        "imagetool: permission denied: this credential may not publish to dom.capture.web1"
+    );
+    // Nor may another machine's agent.
+    let other = secure.bus("subd-web1.example.com").await;
+    let request = dom_bus::capture::CaptureRequest {
+        v: dom_bus::capture::CAPTURE_VERSION,
+        session: "s".into(),
+        by: "web1.example.com".into(),
+        ask: dom_bus::capture::Ask::Tree {
+            offset: 0,
+            manifest: None,
+        },
+    };
+    assert_denied(
+        other.ask_capture("web1", &request).await,
+        "dom.capture.web1",
+    );
+    assert_eq!(messages(&operator, "DOM_IMAGES").await, 0);
+
+    // The operator may, across the accounts; the agent answers.
+    let out = imagetool_as(&secure, "operator", &["adds", "golden.0", "web1"])
+        .await
+        .ok();
+    assert!(
+        out.starts_with("added golden.0 from web1: 1 files,")
+            && out.contains(" 1 objects uploaded"),
+        "{out}"
+    );
+    assert_eq!(messages(&operator, "DOM_IMAGES").await, 1);
+    let events = eventually("the capture event", || async {
+        let events = operator.events("web1").await.ok()?;
+        events.into_iter().find(|e| e.kind == Event::CAPTURE)
+    })
+    .await;
+    assert_eq!(events.details["objects"], 1, "{events:?}");
+    agent.stop().await;
+}

@@ -68,6 +68,17 @@ impl AddRequest {
         })
     }
 
+    /// What the image's record says besides its tree.
+    pub(crate) fn spec(&self) -> ImageSpec {
+        ImageSpec {
+            name: self.name.clone(),
+            filter: self.filter.clone(),
+            triggers: self.triggers.clone(),
+            expires_in: self.expires_in,
+            health_check: self.health_check.clone(),
+        }
+    }
+
     pub fn with_hash_cache(self, hash_cache: Option<std::path::PathBuf>) -> Self {
         Self { hash_cache, ..self }
     }
@@ -133,6 +144,15 @@ pub fn load_triggers(triggers_file: &str) -> Result<Triggers> {
     let text = std::fs::read_to_string(triggers_file)
         .with_context(|| format!("cannot read triggers file {triggers_file}"))?;
     Triggers::parse(&text).with_context(|| format!("triggers file {triggers_file}"))
+}
+
+/// What an image's record says besides its tree.
+pub(crate) struct ImageSpec {
+    pub name: ImageName,
+    pub filter: Option<Filter>,
+    pub triggers: Triggers,
+    pub expires_in: Option<Duration>,
+    pub health_check: Option<HealthCheck>,
 }
 
 /// What `add` did.
@@ -234,7 +254,7 @@ async fn add_entered(
 
     let objects = store.location().map(str::to_string);
     upload::publish(bus, store, pass, &scanned.existing, &manifest, |id| {
-        image_record(&request, id, &totals, objects)
+        image_record(&request.spec(), id, &totals, objects)
     })
     .await?;
     let health_check = request.health_check.clone();
@@ -269,8 +289,8 @@ pub(crate) async fn refuse_taken(bus: &Bus, name: &ImageName) -> Result<()> {
 }
 
 /// The record `add` publishes for the request's image, made now.
-fn image_record(
-    request: &AddRequest,
+pub(crate) fn image_record(
+    request: &ImageSpec,
     manifest: ObjectId,
     totals: &Totals,
     objects: Option<String>,

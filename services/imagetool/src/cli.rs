@@ -215,6 +215,27 @@ pub enum Command {
         #[arg(long)]
         ids: bool,
     },
+    /// Add an image captured from a live machine, through its agent.
+    ///
+    /// HOST's agent (subd) sends the tree of its last scan (its root
+    /// without its own state and the paths its current image filters),
+    /// then the contents of the files the bucket lacks, which are checked
+    /// and stored here; the agent writes nothing. FILTERFILE and
+    /// TRIGGERSFILE are as for add (default "": a sparse image, no
+    /// triggers); the filter leaves matching paths out of the image.
+    /// Only an operator's credential may ask an agent.
+    Adds {
+        /// The new image's name.
+        name: String,
+        /// The machine to capture, named as its agent's --hostname.
+        host: String,
+        /// Regexes, one a line, of paths to leave out ("": none, sparse).
+        #[arg(value_name = "FILTERFILE", default_value = "")]
+        filter: String,
+        /// The image's triggers, Dominator JSON ("": none).
+        #[arg(value_name = "TRIGGERSFILE", default_value = "")]
+        triggers: String,
+    },
 }
 
 /// A new expiry: after a while, or never.

@@ -12,10 +12,12 @@
 //! - [`from_image`]: addi and addrep, images made from an image and archives.
 //! - [`archive`]: tar, an image written as a tar archive.
 //! - [`estimate`]: estimate-usage, the space a machine needs for an image.
+//! - [`adds`]: an image captured from a live machine's agent.
 //!
 //! The binary is a thin wrapper over [`run`].
 
 pub mod add;
+pub mod adds;
 pub mod archive;
 pub mod cli;
 pub mod estimate;
@@ -79,6 +81,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             name,
             source_image,
             tars,
+            cli.expires_in,
+        )?),
+        _ => None,
+    };
+    let adds_request = match &cli.command {
+        Command::Adds {
+            name,
+            host,
+            filter,
+            triggers,
+        } => Some(adds::AddsRequest::parse(
+            name,
+            host,
+            filter,
+            triggers,
             cli.expires_in,
         )?),
         _ => None,
@@ -198,6 +215,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             })
             .await?;
             dom_bus::outln!("deleted {name}; the name stays taken");
+        }
+        Command::Adds { .. } => {
+            let request = adds_request.expect("parsed above");
+            let summary = adds::adds(&bus, request, !cli.quiet).await?;
+            dom_bus::outln!("{summary}");
         }
     }
     Ok(ExitCode::SUCCESS)

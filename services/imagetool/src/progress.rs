@@ -34,6 +34,18 @@ impl Progress {
         bar
     }
 
+    /// A bar of bytes done of `bytes`, its message the objects done of
+    /// `objects`.
+    pub fn transfer(&self, objects: u64, bytes: u64) -> ProgressBar {
+        let bar = self.bar(ProgressBar::new(bytes));
+        bar.set_style(
+            ProgressStyle::with_template("{msg}, {bytes}/{total_bytes} {wide_bar} {elapsed}")
+                .expect("template"),
+        );
+        bar.set_message(format!("0/{objects} objects"));
+        bar
+    }
+
     /// Updates a spinner with scan counts until aborted.
     pub fn tick_scan(
         &self,

@@ -191,7 +191,10 @@ pub(crate) struct Core {
     /// Names the filter scans are made with.
     pub epoch: u64,
     pub applied: Applied,
-    pub tree: Option<Manifest>,
+    /// The last scan's tree (or what an update was confirmed to leave).
+    pub tree: Option<Arc<Manifest>>,
+    /// Serving that tree and its files to captures ([`crate::capture`]).
+    pub capture: crate::capture::Capture,
     pub generation: u64,
     pub full_scans: u64,
     /// Whether the machine matched the current image at the last look.
@@ -291,6 +294,7 @@ impl Core {
             epoch: 0,
             applied,
             tree: None,
+            capture: crate::capture::Capture::new(),
             generation: 0,
             full_scans: 0,
             compliant: None,
@@ -416,6 +420,11 @@ impl Core {
     }
 
     async fn connected(&mut self, bus: dom_bus::Bus) {
+        self.capture.serve(
+            bus.clone(),
+            self.config.host.clone(),
+            self.config.root.clone(),
+        );
         match Store::open(&bus).await {
             Ok(store) => {
                 self.store = Some(store);
@@ -441,6 +450,13 @@ impl Core {
             }
             Some(e) => tracing::warn!(error = %e, "full rehash failed"),
         }
+    }
+
+    /// Takes `tree` as the machine's, and offers it to captures.
+    pub(crate) fn set_tree(&mut self, tree: Manifest) {
+        let tree = Arc::new(tree);
+        self.capture.share(tree.clone());
+        self.tree = Some(tree);
     }
 
     /// Asks for a scan to act on, at full speed.

@@ -67,10 +67,10 @@ impl Core {
             return;
         }
         self.urgent = false;
-        if self.tree.as_ref() != Some(&tree) {
+        if self.tree.as_deref() != Some(&tree) {
             self.generation += 1;
             tracing::debug!(generation = self.generation, "the tree changed");
-            self.tree = Some(tree);
+            self.set_tree(tree);
         }
         if self.waiting.is_some() {
             self.load_waiting().await;
@@ -297,7 +297,7 @@ impl Core {
                     "a confirmed update leaves work: {}",
                     plan_for(&self.config.root, current, &after, &self.protected)
                 );
-                self.tree = Some(after);
+                self.set_tree(after);
                 self.compliant = Some(true);
                 self.report.compliant = true;
                 self.report.deviations = 0;

@@ -32,8 +32,11 @@
 //! - [`persist`]: what the agent keeps in its state directory.
 //! - [`report`]: state reports and events.
 //! - [`web`]: the status page and metrics on `--http`.
+//! - `capture`: serving the last scan's tree and the files' contents to
+//!   an operator making an image of the machine (`imagetool adds`).
 
 pub mod agent;
+mod capture;
 pub mod cli;
 pub mod config;
 mod confirm;

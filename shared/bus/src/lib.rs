@@ -32,8 +32,11 @@
 //! - [`tail`]: following what happens: recent events then new ones, and
 //!   everything under the fleet's prefix.
 //! - [`stamp`]: when and by whom a message was made.
+//! - [`capture`]: asking a machine's agent for its tree and its files,
+//!   chunk by chunk, to make an image of it (`imagetool adds`).
 
 pub mod agent;
+pub mod capture;
 pub mod cli;
 pub mod connect;
 pub mod denied;

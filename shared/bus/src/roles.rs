@@ -9,7 +9,9 @@
 //!   own events;
 //! - **subd**, one per machine: publishes its own state report and its
 //!   own events (each kind listed, since a host name may continue with
-//!   more labels), reads objects and its own desired state only;
+//!   more labels), reads objects and its own desired state only, and
+//!   answers the capture requests for its own host (`imagetool adds`),
+//!   which only the operator may send;
 //! - **viewer** (dashboards): reads everything, writes nothing;
 //! - **site**, one per remote site: the leaf connection of the site's
 //!   server to the hub (never a client), which mirrors the images and the
@@ -36,6 +38,12 @@
 //! the messages they follow. An answer to an imported request goes back
 //! into the asker's account, where no stream captures anything, so no
 //! reply subject can make the server write into a stream.
+//!
+//! One service goes the other way: `AGENTS` exports `dom.capture.>` to
+//! `FLEET`, so that an operator can ask a machine's agent for its tree
+//! and files. The agent may answer only the requests it receives
+//! (`allow_responses`), on the operator's inbox, where no stream
+//! captures anything.
 
 use std::fmt::Write;
 
@@ -46,12 +54,13 @@ use crate::connect::inbox_prefix_for;
 use crate::subjects::Subjects;
 
 /// The kinds of event an agent publishes about its machine.
-pub const AGENT_EVENT_KINDS: [&str; 5] = [
+pub const AGENT_EVENT_KINDS: [&str; 6] = [
     Event::UPDATE,
     Event::DRIFT,
     Event::ERROR,
     Event::REJECTED,
     Event::HEALTH,
+    Event::CAPTURE,
 ];
 
 /// A role in the fleet.
@@ -130,6 +139,8 @@ pub enum RoleError {
 pub struct Permissions {
     pub publish: Vec<String>,
     pub subscribe: Vec<String>,
+    /// It may answer the requests it receives (an agent, captures).
+    pub allow_responses: bool,
 }
 
 impl Role {
@@ -244,7 +255,9 @@ impl Role {
         let any_inbox = "_INBOX.>".to_string();
         Ok(match self {
             Role::Operator => {
-                let mut publish = vec![s.images(), s.all("mdb"), s.all("ctl")];
+                // Only an operator asks agents for captures of their
+                // machines (`imagetool adds`).
+                let mut publish = vec![s.images(), s.all("mdb"), s.all("ctl"), s.all("capture")];
                 publish.extend(write_objects);
                 publish.extend(read_all);
                 publish.push(api("CONSUMER.DELETE.>".into()));
@@ -255,6 +268,7 @@ impl Role {
                 Permissions {
                     publish,
                     subscribe: vec![any_inbox, s.all_subjects()],
+                    ..Permissions::default()
                 }
             }
             Role::Builder => {
@@ -271,6 +285,7 @@ impl Role {
                 Permissions {
                     publish,
                     subscribe: vec![own_inbox],
+                    ..Permissions::default()
                 }
             }
             Role::Dominator => {
@@ -290,6 +305,7 @@ impl Role {
                 Permissions {
                     publish,
                     subscribe: vec![any_inbox],
+                    ..Permissions::default()
                 }
             }
             Role::Subd { host } => {
@@ -303,12 +319,15 @@ impl Role {
                 ]);
                 Permissions {
                     publish,
-                    subscribe: vec![own_inbox, s.desired(host)],
+                    // Its own capture requests, which it answers.
+                    subscribe: vec![own_inbox, s.desired(host), s.capture(host)],
+                    allow_responses: true,
                 }
             }
             Role::Viewer => Permissions {
                 publish: viewer_requests(),
                 subscribe: vec![any_inbox, s.all_subjects()],
+                ..Permissions::default()
             },
             Role::Site { .. } => unreachable!("answered above"),
         })
@@ -353,6 +372,11 @@ impl Role {
             Role::Site { .. } => "  allowed_connection_types: [\"LEAFNODE\"]\n",
             _ => "",
         };
+        let responses = if permissions.allow_responses {
+            "    allow_responses: true\n"
+        } else {
+            ""
+        };
         let list = |subjects: &[String]| {
             let mut out = String::new();
             for subject in subjects {
@@ -361,11 +385,12 @@ impl Role {
             out
         };
         Ok(format!(
-            "# {name} (prefix {prefix})\n{{\n  nkey: {public_key}\n{only}  permissions: {{\n    publish: {{ allow: [\n{publish}    ] }}\n    subscribe: {{ allow: [\n{subscribe}    ] }}\n  }}\n}}\n",
+            "# {name} (prefix {prefix})\n{{\n  nkey: {public_key}\n{only}  permissions: {{\n    publish: {{ allow: [\n{publish}    ] }}\n    subscribe: {{ allow: [\n{subscribe}    ] }}\n{responses}  }}\n}}\n",
             name = self.name(),
             prefix = subjects.prefix(),
             publish = list(&permissions.publish),
             subscribe = list(&permissions.subscribe),
+            responses = responses,
         ))
     }
 }
@@ -409,6 +434,7 @@ fn site_leaf_permissions(subjects: &Subjects, hub: &str) -> Permissions {
             "$JSC.R.>".into(),
             "$JS.M.>".into(),
         ],
+        ..Permissions::default()
     }
 }
 
@@ -443,6 +469,7 @@ fn subd_at_site(
             format!("{}.>", inbox_prefix_for(public_key)),
             s.desired(host),
         ],
+        ..Permissions::default()
     }
 }
 
@@ -572,7 +599,21 @@ pub fn accounts_config(subjects: &Subjects, users: &[(Role, String)], place: &Pl
                 };
             }
             out.push_str("    ]\n");
+            // The one service the other way: operators ask agents for
+            // captures of their machines.
+            let _ = writeln!(
+                out,
+                "    imports = [\n      {{ service: {{ account: AGENTS, subject: {:?} }} }}\n    ]",
+                subjects.all("capture")
+            );
         } else {
+            if account == Account::Agents {
+                let _ = writeln!(
+                    out,
+                    "    exports = [\n      {{ service: {:?}, accounts: [FLEET] }}\n    ]",
+                    subjects.all("capture")
+                );
+            }
             out.push_str("    imports = [\n");
             for (subject, how) in account.imports(subjects, place) {
                 let kind = match how {
@@ -644,8 +685,16 @@ mod tests {
             || s.contains("STREAM.UPDATE")));
         assert_eq!(
             p.subscribe,
-            vec!["_INBOX.UKEY.>".to_string(), "dom.desired.web1".to_string()]
+            vec![
+                "_INBOX.UKEY.>".to_string(),
+                "dom.desired.web1".to_string(),
+                "dom.capture.web1".to_string()
+            ]
         );
+        assert!(p.allow_responses);
+        // It answers captures; it never asks for one.
+        assert!(!p.publish.iter().any(|s| s.starts_with("dom.capture")));
+        assert!(p.publish.contains(&"dom.event.web1.capture".to_string()));
         // No consumers outside the fleet's own account.
         assert!(!p.publish.iter().any(|s| s.contains("CONSUMER")));
     }
@@ -662,6 +711,24 @@ mod tests {
         assert!(perms("operator", None)
             .publish
             .contains(&"$JS.API.STREAM.CREATE.DOM_MDB".to_string()));
+    }
+
+    #[test]
+    fn only_the_operator_asks_for_captures() {
+        assert!(perms("operator", None)
+            .publish
+            .contains(&"dom.capture.>".to_string()));
+        for role in ["builder", "dominator", "viewer"] {
+            let p = perms(role, None);
+            assert!(
+                !p.publish.iter().any(|s| s.starts_with("dom.capture")),
+                "{role}"
+            );
+            assert!(!p.allow_responses, "{role}");
+        }
+        let config = accounts_config(&Subjects::default(), &[], &Place::Hub);
+        assert!(config.contains(r#"{ service: { account: AGENTS, subject: "dom.capture.>" } }"#));
+        assert!(config.contains(r#"{ service: "dom.capture.>", accounts: [FLEET] }"#));
     }
 
     #[test]
@@ -834,5 +901,6 @@ mod tests {
         assert!(entry.contains("nkey: UKEY"));
         assert!(entry.contains("\"dom.state.web1.example.com\""));
         assert!(entry.contains("\"dom.desired.web1.example.com\""));
+        assert!(entry.contains("allow_responses: true"));
     }
 }

@@ -88,6 +88,12 @@ impl Subjects {
         format!("{}.event.{host}.>", self.prefix)
     }
 
+    /// `dom.capture.<host>`: asking `host`'s agent for its tree and file
+    /// contents, request and reply; no stream captures it.
+    pub fn capture(&self, host: &str) -> String {
+        format!("{}.capture.{host}", self.prefix)
+    }
+
     /// `dom.ctl.<control>`
     pub fn ctl(&self, control: &str) -> String {
         format!("{}.ctl.{control}", self.prefix)
@@ -201,6 +207,10 @@ mod tests {
         assert_eq!(
             s.host_events("web1.example.com"),
             "dom.event.web1.example.com.>"
+        );
+        assert_eq!(
+            s.capture("web1.example.com"),
+            "dom.capture.web1.example.com"
         );
         assert_eq!(s.images_stream(), "DOM_IMAGES");
         assert_eq!(s.object_bucket(), "dom-objects");

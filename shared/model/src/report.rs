@@ -291,6 +291,8 @@ impl Event {
     pub const REJECTED: &'static str = "rejected";
     /// A health check after an update finished (healthy or not).
     pub const HEALTH: &'static str = "health";
+    /// The agent served a capture of its machine (`imagetool adds`).
+    pub const CAPTURE: &'static str = "capture";
 
     pub fn new(host: &str, kind: &str, time: &str, message: impl Into<String>) -> Self {
         Self {
