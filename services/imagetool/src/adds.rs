@@ -26,8 +26,8 @@ use dom_store::{ContentStore, Store};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::add::{self, ImageSpec};
-use crate::upload;
 use crate::progress::Progress;
+use crate::upload;
 
 /// How many objects are pulled from the agent at once.
 const PULL_CONCURRENCY: usize = 8;
