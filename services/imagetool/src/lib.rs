@@ -7,14 +7,23 @@
 //!   show-health-check, diff.
 //! - [`get`]: unpacking an image into a directory, verifying every object.
 //! - [`usage`]: du and list-unreferenced, what the store holds and for whom.
+//! - [`file_in_image`], [`show_inode`], [`match_triggers`]: one file, one
+//!   inode, the triggers some paths fire.
+//! - [`diff_sides`]: an image or a local tree on either side of diff.
+//! - [`merge`]: merge-filters and merge-triggers, with no server.
 //!
 //! The binary is a thin wrapper over [`run`].
 
 pub mod add;
 pub mod cli;
+pub mod diff_sides;
+pub mod file_in_image;
 pub mod get;
 pub mod inspect;
+pub mod match_triggers;
+pub mod merge;
 pub mod progress;
+pub mod show_inode;
 pub mod source;
 pub mod usage;
 
@@ -51,8 +60,51 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         ),
         _ => None,
     };
-    let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;
     let mut out = dom_bus::output::stdout();
+    let mut inspection = None;
+    match &cli.command {
+        Command::MergeFilters { files } => {
+            merge::merge_filters(files, &mut out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::MergeTriggers { files } => {
+            merge::merge_triggers(files, &mut out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::MatchTriggers { name, paths, json } => {
+            match_triggers::parse_paths(paths)?;
+            let from = match_triggers::TriggersFrom::parse(name)?;
+            if let Some(triggers) = from.read_file()? {
+                match_triggers::print_matches(&triggers, paths, *json, &mut out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            inspection = Some(Inspection::Triggers(from));
+        }
+        Command::Diff { left, right } => {
+            let sides = (
+                diff_sides::Side::parse(left)?,
+                diff_sides::Side::parse(right)?,
+            );
+            if sides.0.is_local() && sides.1.is_local() {
+                let (l, r) = diff_sides::manifests(None, &sides.0, &sides.1).await?;
+                inspect::write_changes(&l, &r, &mut out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            inspection = Some(Inspection::Diff(sides.0, sides.1));
+        }
+        Command::GetFileInImage {
+            name,
+            out: to,
+            force,
+            ..
+        } => {
+            ImageName::parse(name)?;
+            let to = file_in_image::Destination::parse(to.as_deref(), *force)?;
+            inspection = Some(Inspection::File(to));
+        }
+        _ => {}
+    }
+    let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;
     match cli.command {
         Command::Add { .. } => {
             let request = add_request.expect("parsed above");
@@ -80,9 +132,34 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::ShowHealthCheck { name } => {
             inspect::show_health_check(&bus, &ImageName::parse(&name)?, &mut out).await?
         }
-        Command::Diff { left, right } => {
-            let (left, right) = (ImageName::parse(&left)?, ImageName::parse(&right)?);
-            inspect::diff(&bus, &left, &right, &mut out).await?
+        Command::Diff { .. } => {
+            let Some(Inspection::Diff(left, right)) = inspection else {
+                unreachable!("sides parsed above")
+            };
+            let (l, r) = diff_sides::manifests(Some(&bus), &left, &right).await?;
+            inspect::write_changes(&l, &r, &mut out)?
+        }
+        Command::GetFileInImage { name, path, .. } => {
+            let Some(Inspection::File(to)) = inspection else {
+                unreachable!("destination checked above")
+            };
+            let name = ImageName::parse(&name)?;
+            file_in_image::get_file_in_image(&bus, &name, &path, to, &mut out).await?
+        }
+        Command::ShowInode { name, path, json } => {
+            let name = ImageName::parse(&name)?;
+            show_inode::show_inode(&bus, &name, &path, json, &mut out).await?
+        }
+        Command::MatchTriggers { paths, json, .. } => {
+            let Some(Inspection::Triggers(match_triggers::TriggersFrom::Image(name))) = inspection
+            else {
+                unreachable!("a triggers file was matched above")
+            };
+            let triggers = match_triggers::image_triggers(&bus, &name).await?;
+            match_triggers::print_matches(&triggers, &paths, json, &mut out)?
+        }
+        Command::MergeFilters { .. } | Command::MergeTriggers { .. } => {
+            unreachable!("merged above, with no server")
         }
         Command::Get { name, dir } => {
             let summary = get::get(&bus, &ImageName::parse(&name)?, &dir).await?;
@@ -142,6 +219,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the inspection commands checked before connecting.
+enum Inspection {
+    Diff(diff_sides::Side, diff_sides::Side),
+    File(file_in_image::Destination),
+    Triggers(match_triggers::TriggersFrom),
 }
 
 /// `NAME expires at T (in D)`, `NAME expired at T`, or `NAME never expires`.

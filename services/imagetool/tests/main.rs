@@ -5,5 +5,6 @@ mod common;
 mod expiration;
 mod hash_cache;
 mod health_check;
+mod inspection;
 mod usage;
 mod user_guide;
