@@ -102,10 +102,10 @@ pub enum Command {
     ///
     /// Each side is an image, or a local directory, .tar or .tar.gz/.tgz
     /// scanned on the spot (nothing is uploaded). An argument is local
-    /// when it exists on disk, starts with /, ./ or ../, or ends with
-    /// .tar, .tar.gz or .tgz; otherwise it names an image. Against an
-    /// image, a local tree is read through that image's filter, as `add`
-    /// would read it.
+    /// when it exists on disk or starts with /, ./ or ../; otherwise it
+    /// names an image (a missing x.tar is looked up as an image, and the
+    /// error says when it is neither). Against an image, a local tree is
+    /// read through that image's filter, as `add` would read it.
     Diff { left: String, right: String },
     /// Write one regular file of an image to OUT, or to stdout.
     ///

@@ -3,9 +3,11 @@
 //! nothing uploaded, so a pipeline can see what an `add` would change
 //! before it makes the image.
 //!
-//! An argument is a local source when it exists on disk, starts with `/`,
-//! `./` or `../`, or ends with `.tar`, `.tar.gz` or `.tgz`; otherwise it
-//! is an image name. When one side is an image and the other local, the
+//! An argument is a local source when it exists on disk or starts with
+//! `/`, `./` or `../`; otherwise it is an image name. A name ending in
+//! `.tar`, `.tar.gz` or `.tgz` is both a valid image name and an archive's
+//! usual name: an existing file wins, and if there is neither the file nor
+//! the image, the error says so. When one side is an image and the other local, the
 //! image's filter is applied to the local scan, as `add` would apply it,
 //! so that a tree diffed against the image made from it shows nothing.
 //! A directory is scanned through the hash cache `add` uses.
@@ -31,12 +33,7 @@ impl Side {
     /// Tells a local source from an image name, by the rule above.
     pub fn parse(arg: &str) -> Result<Self> {
         let path = Path::new(arg);
-        let looks_local = arg.starts_with('/')
-            || arg.starts_with("./")
-            || arg.starts_with("../")
-            || [".tar", ".tar.gz", ".tgz"]
-                .iter()
-                .any(|ext| arg.ends_with(ext));
+        let looks_local = arg.starts_with('/') || arg.starts_with("./") || arg.starts_with("../");
         if path.exists() {
             return Ok(Self::Local(path.to_path_buf()));
         }
@@ -67,7 +64,16 @@ pub async fn manifests(
     for side in [left, right] {
         if let Side::Image(name) = side {
             let bus = bus.expect("a bus for an image side");
-            images.push(Some(crate::inspect::load(bus, name).await?));
+            let loaded = crate::inspect::load(bus, name).await;
+            let archive_like = [".tar", ".tar.gz", ".tgz"]
+                .iter()
+                .any(|ext| name.as_str().ends_with(ext));
+            images.push(Some(match loaded {
+                Err(e) if archive_like => {
+                    bail!("{name} is neither an archive on disk nor an image: {e:#}")
+                }
+                loaded => loaded?,
+            }));
         } else {
             images.push(None);
         }
@@ -135,13 +141,11 @@ mod tests {
             Side::parse("web/prod/1").unwrap(),
             Side::Image(ImageName::parse("web/prod/1").unwrap())
         );
-        for missing in [
-            "./no-such-tree",
-            "/no/such/tree",
-            "../nope",
-            "x.tar",
-            "x.tgz",
-        ] {
+        assert_eq!(
+            Side::parse("release.tar").unwrap(),
+            Side::Image(ImageName::parse("release.tar").unwrap())
+        );
+        for missing in ["./no-such-tree", "/no/such/tree", "../nope", "./x.tar"] {
             let err = Side::parse(missing).unwrap_err().to_string();
             assert_eq!(err, format!("{missing}: no such directory or archive"));
         }

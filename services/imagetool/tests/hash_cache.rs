@@ -27,7 +27,8 @@ fn unchanged_files_are_not_read_again_and_changed_ones_always_are() {
     let cache = cache.to_str().unwrap();
     let file = write(&tree, "etc/motd", b"hello, world");
     write(&tree, "etc/issue", b"a large enough file to notice");
-    // Files changed in the last two seconds are never cached.
+    // Files changed less than 2 s before they are hashed (0.1 s where
+    // times carry nanoseconds) are not cached.
     std::thread::sleep(Duration::from_millis(2100));
     let tree_arg = tree.to_str().unwrap();
 

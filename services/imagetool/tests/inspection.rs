@@ -317,6 +317,11 @@ fn diff_takes_a_directory_or_archive_on_either_side() {
 
     let err = imagetool_in(dir.path(), &["diff", "./missing", "image.0"]).one_line_error();
     assert_eq!(err, "imagetool: ./missing: no such directory or archive");
+    let err = imagetool(&server, &["diff", "release.tar", tree_arg]).one_line_error();
+    assert!(
+        err.starts_with("imagetool: release.tar is neither an archive on disk nor an image:"),
+        "{err}"
+    );
     let err = imagetool(&server, &["diff", "no.such.image", tree_arg]).one_line_error();
     assert!(err.contains("no.such.image"), "{err}");
     let err = imagetool(&server, &["diff", "bad name!", tree_arg]).one_line_error();
