@@ -11,6 +11,7 @@
 //!   inode, the triggers some paths fire.
 //! - [`diff_sides`]: an image or a local tree on either side of diff.
 //! - [`merge`]: merge-filters and merge-triggers, with no server.
+//! - [`offline`]: what the inspection commands do before connecting.
 //!
 //! The binary is a thin wrapper over [`run`].
 
@@ -22,6 +23,7 @@ pub mod get;
 pub mod inspect;
 pub mod match_triggers;
 pub mod merge;
+pub mod offline;
 pub mod progress;
 pub mod show_inode;
 pub mod source;
@@ -61,49 +63,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         _ => None,
     };
     let mut out = dom_bus::output::stdout();
-    let mut inspection = None;
-    match &cli.command {
-        Command::MergeFilters { files } => {
-            merge::merge_filters(files, &mut out)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        Command::MergeTriggers { files } => {
-            merge::merge_triggers(files, &mut out)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        Command::MatchTriggers { name, paths, json } => {
-            match_triggers::parse_paths(paths)?;
-            let from = match_triggers::TriggersFrom::parse(name)?;
-            if let Some(triggers) = from.read_file()? {
-                match_triggers::print_matches(&triggers, paths, *json, &mut out)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            inspection = Some(Inspection::Triggers(from));
-        }
-        Command::Diff { left, right } => {
-            let sides = (
-                diff_sides::Side::parse(left)?,
-                diff_sides::Side::parse(right)?,
-            );
-            if sides.0.is_local() && sides.1.is_local() {
-                let (l, r) = diff_sides::manifests(None, &sides.0, &sides.1).await?;
-                inspect::write_changes(&l, &r, &mut out)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            inspection = Some(Inspection::Diff(sides.0, sides.1));
-        }
-        Command::GetFileInImage {
-            name,
-            out: to,
-            force,
-            ..
-        } => {
-            ImageName::parse(name)?;
-            let to = file_in_image::Destination::parse(to.as_deref(), *force)?;
-            inspection = Some(Inspection::File(to));
-        }
-        _ => {}
-    }
+    let inspection = match offline::prepare(&cli.command, &mut out).await? {
+        offline::Prepared::Done => return Ok(ExitCode::SUCCESS),
+        offline::Prepared::Connect(inspection) => inspection,
+    };
     let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;
     match cli.command {
         Command::Add { .. } => {
@@ -133,14 +96,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             inspect::show_health_check(&bus, &ImageName::parse(&name)?, &mut out).await?
         }
         Command::Diff { .. } => {
-            let Some(Inspection::Diff(left, right)) = inspection else {
+            let Some(offline::Inspection::Diff(left, right)) = inspection else {
                 unreachable!("sides parsed above")
             };
             let (l, r) = diff_sides::manifests(Some(&bus), &left, &right).await?;
             inspect::write_changes(&l, &r, &mut out)?
         }
         Command::GetFileInImage { name, path, .. } => {
-            let Some(Inspection::File(to)) = inspection else {
+            let Some(offline::Inspection::File(to)) = inspection else {
                 unreachable!("destination checked above")
             };
             let name = ImageName::parse(&name)?;
@@ -151,7 +114,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             show_inode::show_inode(&bus, &name, &path, json, &mut out).await?
         }
         Command::MatchTriggers { paths, json, .. } => {
-            let Some(Inspection::Triggers(match_triggers::TriggersFrom::Image(name))) = inspection
+            let Some(offline::Inspection::Triggers(match_triggers::TriggersFrom::Image(name))) =
+                inspection
             else {
                 unreachable!("a triggers file was matched above")
             };
@@ -219,13 +183,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// What the inspection commands checked before connecting.
-enum Inspection {
-    Diff(diff_sides::Side, diff_sides::Side),
-    File(file_in_image::Destination),
-    Triggers(match_triggers::TriggersFrom),
 }
 
 /// `NAME expires at T (in D)`, `NAME expired at T`, or `NAME never expires`.
