@@ -167,7 +167,75 @@ pub enum Command {
     /// Unpack the image into DIR (new or empty), verifying every object.
     Get { name: String, dir: PathBuf },
     /// Paths added, removed and changed from LEFT to RIGHT.
+    ///
+    /// Each side is an image, or a local directory, .tar or .tar.gz/.tgz
+    /// scanned on the spot (nothing is uploaded). An argument is local
+    /// when it exists on disk or starts with /, ./ or ../; otherwise it
+    /// names an image (a missing x.tar is looked up as an image, and the
+    /// error says when it is neither). Against an image, a local tree is
+    /// read through that image's filter, as `add` would read it.
     Diff { left: String, right: String },
+    /// Write one regular file of an image to OUT, or to stdout.
+    ///
+    /// The content is verified against its SHA-512 before any of it is
+    /// written. OUT is written under a temporary name beside it, then
+    /// renamed; an existing OUT is refused unless --force. A path that
+    /// is not in the image, or not a regular file, is an error.
+    GetFileInImage {
+        name: String,
+        path: String,
+        out: Option<PathBuf>,
+        /// Replace OUT if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print one path's inode in an image.
+    ///
+    /// Type, mode (as ls shows it, and in octal), uid, gid, and as they
+    /// apply: size, mtime, SHA-512, symlink target, device numbers
+    /// (major,minor), and the other paths of a hard link.
+    ShowInode {
+        name: String,
+        path: String,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which services a change to PATHs would restart or reload.
+    ///
+    /// Matched as machines match them during an update, by the triggers
+    /// of image NAME, or of a triggers file if NAME is an existing file
+    /// (then no server is needed). One line per fired trigger, in the
+    /// order they run: SERVICE, restart or reload, then high-impact and
+    /// reboot where they apply.
+    MatchTriggers {
+        #[arg(value_name = "NAME|TRIGGERSFILE")]
+        name: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Print the fired triggers as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the union of filter files, each line once, in order.
+    ///
+    /// Every file is checked; an invalid regex names the file and line.
+    /// Needs no server.
+    MergeFilters {
+        #[arg(required = true, value_name = "FILTERFILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print triggers files merged into one, as JSON.
+    ///
+    /// Triggers of the same service (and the same DoReload) become one:
+    /// their match lines are united and sorted, DoReboot and HighImpact
+    /// set if any set them, the first SortName kept. Ordered by service,
+    /// a reload before a restart. Every file is checked; bad JSON or an
+    /// invalid regex names the file. Needs no server.
+    MergeTriggers {
+        #[arg(required = true, value_name = "TRIGGERSFILE")]
+        files: Vec<PathBuf>,
+    },
     /// Delete an image; its name stays taken.
     Delete { name: String },
     /// Set when a live image expires: DURATION from now (30m, 12h, 7d),

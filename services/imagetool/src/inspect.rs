@@ -106,7 +106,13 @@ pub async fn diff(
 ) -> Result<()> {
     let (_, l) = load(bus, left).await?;
     let (_, r) = load(bus, right).await?;
-    for change in dom_model::diff::diff(&l, &r) {
+    write_changes(&l, &r, out)
+}
+
+/// Prints the paths added (`+`), removed (`-`) and changed (`M`, with
+/// what changed) from `left` to `right`.
+pub fn write_changes(left: &Manifest, right: &Manifest, out: &mut impl Write) -> Result<()> {
+    for change in dom_model::diff::diff(left, right) {
         match change {
             Change::Added(p) => writeln!(out, "+ {p}")?,
             Change::Removed(p) => writeln!(out, "- {p}")?,

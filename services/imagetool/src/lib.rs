@@ -13,6 +13,11 @@
 //! - [`archive`]: tar, an image written as a tar archive.
 //! - [`estimate`]: estimate-usage, the space a machine needs for an image.
 //! - [`adds`]: an image captured from a live machine's agent.
+//! - [`file_in_image`], [`show_inode`], [`match_triggers`]: one file, one
+//!   inode, the triggers some paths fire.
+//! - [`diff_sides`]: an image or a local tree on either side of diff.
+//! - [`merge`]: merge-filters and merge-triggers, with no server.
+//! - [`offline`]: what the inspection commands do before connecting.
 //!
 //! The binary is a thin wrapper over [`run`].
 
@@ -20,11 +25,17 @@ pub mod add;
 pub mod adds;
 pub mod archive;
 pub mod cli;
+pub mod diff_sides;
 pub mod estimate;
+pub mod file_in_image;
 pub mod from_image;
 pub mod get;
 pub mod inspect;
+pub mod match_triggers;
+pub mod merge;
+pub mod offline;
 pub mod progress;
+pub mod show_inode;
 pub mod source;
 pub mod upload;
 pub mod usage;
@@ -108,8 +119,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         )?),
         _ => None,
     };
-    let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;
     let mut out = dom_bus::output::stdout();
+    let inspection = match offline::prepare(&cli.command, &mut out).await? {
+        offline::Prepared::Done => return Ok(ExitCode::SUCCESS),
+        offline::Prepared::Connect(inspection) => inspection,
+    };
+    let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;
     match cli.command {
         Command::Add { .. } => {
             let request = add_request.expect("parsed above");
@@ -156,9 +171,35 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::ShowHealthCheck { name } => {
             inspect::show_health_check(&bus, &ImageName::parse(&name)?, &mut out).await?
         }
-        Command::Diff { left, right } => {
-            let (left, right) = (ImageName::parse(&left)?, ImageName::parse(&right)?);
-            inspect::diff(&bus, &left, &right, &mut out).await?
+        Command::Diff { .. } => {
+            let Some(offline::Inspection::Diff(left, right)) = inspection else {
+                unreachable!("sides parsed above")
+            };
+            let (l, r) = diff_sides::manifests(Some(&bus), &left, &right).await?;
+            inspect::write_changes(&l, &r, &mut out)?
+        }
+        Command::GetFileInImage { name, path, .. } => {
+            let Some(offline::Inspection::File(to)) = inspection else {
+                unreachable!("destination checked above")
+            };
+            let name = ImageName::parse(&name)?;
+            file_in_image::get_file_in_image(&bus, &name, &path, to, &mut out).await?
+        }
+        Command::ShowInode { name, path, json } => {
+            let name = ImageName::parse(&name)?;
+            show_inode::show_inode(&bus, &name, &path, json, &mut out).await?
+        }
+        Command::MatchTriggers { paths, json, .. } => {
+            let Some(offline::Inspection::Triggers(match_triggers::TriggersFrom::Image(name))) =
+                inspection
+            else {
+                unreachable!("a triggers file was matched above")
+            };
+            let triggers = match_triggers::image_triggers(&bus, &name).await?;
+            match_triggers::print_matches(&triggers, &paths, json, &mut out)?
+        }
+        Command::MergeFilters { .. } | Command::MergeTriggers { .. } => {
+            unreachable!("merged above, with no server")
         }
         Command::Get { name, dir } => {
             let summary = get::get(&bus, &ImageName::parse(&name)?, &dir).await?;

@@ -27,7 +27,8 @@ fn unchanged_files_are_not_read_again_and_changed_ones_always_are() {
     let cache = cache.to_str().unwrap();
     let file = write(&tree, "etc/motd", b"hello, world");
     write(&tree, "etc/issue", b"a large enough file to notice");
-    // Files changed in the last two seconds are never cached.
+    // Files changed less than 2 s before they are hashed (0.1 s where
+    // times carry nanoseconds) are not cached.
     std::thread::sleep(Duration::from_millis(2100));
     let tree_arg = tree.to_str().unwrap();
 
@@ -94,5 +95,43 @@ fn a_damaged_cache_is_ignored() {
     assert_eq!(
         shown_hash(&server, "a", "/etc/motd"),
         ObjectId::of(b"hello, world").to_hex()
+    );
+}
+
+/// A build host makes ten image streams in turn, each from its own tree:
+/// the first tree's hashes are still there after the nine others.
+#[test]
+fn ten_trees_in_turn_keep_each_others_hashes() {
+    let server = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let trees: Vec<_> = (0..10)
+        .map(|i| {
+            let tree = dir.path().join(format!("tree{i}"));
+            write(&tree, "etc/stream", format!("stream {i}\n").as_bytes());
+            write(&tree, "usr/lib/common", b"the same in every stream");
+            tree.to_str().unwrap().to_string()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2100));
+    let add = |name: &str, tree: &str| {
+        imagetool(&server, &["add", name, tree, "", "", "--hash-cache", cache]).ok()
+    };
+    for (i, tree) in trees.iter().enumerate() {
+        let added = add(&format!("stream{i}.0"), tree);
+        assert!(added.contains("(33 B hashed)"), "{added}");
+    }
+    for (i, tree) in trees.iter().enumerate() {
+        let again = add(&format!("stream{i}.1"), tree);
+        assert!(again.contains("(0 B hashed)"), "{again}");
+    }
+    let changed = std::path::Path::new(&trees[0]).join("etc/stream");
+    std::fs::write(&changed, b"stream 0, patched\n").unwrap();
+    let patched = add("stream0.2", &trees[0]);
+    assert!(patched.contains("(18 B hashed)"), "{patched}");
+    assert_eq!(
+        shown_hash(&server, "stream0.2", "/etc/stream"),
+        ObjectId::of(b"stream 0, patched\n").to_hex()
     );
 }

@@ -8,5 +8,6 @@ mod expiration;
 mod from_image;
 mod hash_cache;
 mod health_check;
+mod inspection;
 mod usage;
 mod user_guide;

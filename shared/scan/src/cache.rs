@@ -19,6 +19,14 @@
 //! The cache is a plain file (see [`HashCache::save`]), written to a temporary
 //! name and renamed, with a checksum: a damaged or foreign file is ignored,
 //! never trusted.
+//!
+//! One cache serves every tree hashed through it (entries are keyed by
+//! device and inode, so trees never collide): a build host that adds ten
+//! image streams in turn finds each tree's hashes still there. The cache
+//! is bounded by size, not by age: a save keeps at most [`MAX_ENTRIES`]
+//! entries (about 60 MB on disk), dropping those least recently used, and
+//! never an entry the scan just saved used, so a tree larger than the
+//! bound is still remembered whole.
 
 use std::fs;
 use std::io::{self, Write};
@@ -37,8 +45,9 @@ use rustc_hash::FxHashMap as HashMap;
 pub const SETTLE: Duration = Duration::from_secs(2);
 /// The same where times carry nanoseconds.
 pub const FINE_SETTLE: Duration = Duration::from_millis(100);
-/// Entries not seen by this many saves in a row are dropped.
-const KEEP_SAVES: u32 = 8;
+/// Most entries a save keeps, beyond those used since the last save; the
+/// least recently used go first.
+pub const MAX_ENTRIES: usize = 500_000;
 const MAGIC: &[u8; 8] = b"DOMHC01\n";
 const SHARDS: usize = 64;
 
@@ -235,8 +244,9 @@ impl HashCache {
 
     /// Writes the cache to `path` (via a temporary file and a rename, so a
     /// crash leaves the old cache or the new one; not synced, as a cache
-    /// damaged by a power cut fails its checksum and is ignored). Entries
-    /// not used by the last few scans are dropped.
+    /// damaged by a power cut fails its checksum and is ignored). Keeps
+    /// every entry used since the last save, then the most recently used
+    /// others, up to [`MAX_ENTRIES`] in all.
     pub fn save(&self, path: &Path) -> io::Result<()> {
         let bytes = self.encode();
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -250,25 +260,42 @@ impl HashCache {
     const ENTRY_LEN: usize = 8 * 7 + 4 + DIGEST_LEN;
 
     fn encode(&self) -> Vec<u8> {
+        self.encode_bounded(MAX_ENTRIES)
+    }
+
+    /// Encodes at most `bound` entries, or more if more were used since
+    /// the last save: the least recently used are left out.
+    fn encode_bounded(&self, bound: usize) -> Vec<u8> {
         let saves = self.saves.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut out = Vec::with_capacity(MAGIC.len() + 4 + self.len() * Self::ENTRY_LEN + 32);
+        let mut kept: Vec<(u32, Key, Value)> = Vec::with_capacity(self.len());
+        for shard in &self.shards {
+            let shard = shard.lock().expect("cache lock");
+            // Age in saves: 1 for an entry used since the last save.
+            kept.extend(
+                shard
+                    .iter()
+                    .map(|(key, value)| (saves.wrapping_sub(value.seen), *key, *value)),
+            );
+        }
+        let used_now = kept.iter().filter(|(age, ..)| *age <= 1).count();
+        let keep = bound.max(used_now);
+        if kept.len() > keep {
+            kept.select_nth_unstable_by_key(keep, |(age, ..)| *age);
+            kept.truncate(keep);
+        }
+        let mut out = Vec::with_capacity(MAGIC.len() + 4 + kept.len() * Self::ENTRY_LEN + 32);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&saves.to_le_bytes());
-        for shard in &self.shards {
-            for (key, value) in shard.lock().expect("cache lock").iter() {
-                if saves.wrapping_sub(value.seen) > KEEP_SAVES {
-                    continue;
-                }
-                let s = &value.stamp;
-                for n in [key.dev, key.ino, s.size] {
-                    out.extend_from_slice(&n.to_le_bytes());
-                }
-                for n in [s.mtime, s.mtime_ns, s.ctime, s.ctime_ns] {
-                    out.extend_from_slice(&n.to_le_bytes());
-                }
-                out.extend_from_slice(&value.seen.to_le_bytes());
-                out.extend_from_slice(value.id.as_bytes());
+        for (_, key, value) in &kept {
+            let s = &value.stamp;
+            for n in [key.dev, key.ino, s.size] {
+                out.extend_from_slice(&n.to_le_bytes());
             }
+            for n in [s.mtime, s.mtime_ns, s.ctime, s.ctime_ns] {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            out.extend_from_slice(&value.seen.to_le_bytes());
+            out.extend_from_slice(value.id.as_bytes());
         }
         let sum = openssl::sha::sha256(&out);
         out.extend_from_slice(&sum);
@@ -434,17 +461,64 @@ mod tests {
     }
 
     #[test]
-    fn entries_unused_for_many_saves_are_dropped() {
+    fn entries_stay_however_many_saves_did_not_use_them() {
         let (dir, file) = one_file();
         let meta = fs::metadata(&file).unwrap();
         let cache = HashCache::new();
         cache.record(&meta, ObjectId::of(b"one"), long_ago());
         let saved = dir.path().join("hashes");
-        for _ in 0..KEEP_SAVES {
+        for _ in 0..100 {
             cache.save(&saved).unwrap();
         }
-        assert_eq!(HashCache::load(&saved).len(), 1);
+        let loaded = HashCache::load(&saved);
+        assert_eq!(loaded.lookup(&meta), Some(ObjectId::of(b"one")));
+    }
+
+    /// Three files, their identities made up: inodes 1, 2 and 3.
+    fn made_up(ino: u64) -> Identity {
+        Identity {
+            dev: 1,
+            ino,
+            size: 3,
+            mtime: 1,
+            mtime_ns: 0,
+            ctime: 1,
+            ctime_ns: 0,
+        }
+    }
+
+    #[test]
+    fn over_the_bound_the_least_recently_used_go_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("hashes");
+        let id = ObjectId::of(b"one");
+        let cache = HashCache::new();
+        cache.learn(&made_up(1), id);
         cache.save(&saved).unwrap();
-        assert!(HashCache::load(&saved).is_empty());
+        let cache = HashCache::load(&saved);
+        cache.learn(&made_up(2), id);
+        cache.save(&saved).unwrap();
+        let cache = HashCache::load(&saved);
+        cache.learn(&made_up(3), id);
+        // Used again now: the most recent, with 3.
+        assert_eq!(cache.lookup_identity(&made_up(1)), Some(id));
+        fs::write(&saved, cache.encode_bounded(2)).unwrap();
+        let loaded = HashCache::load(&saved);
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded.lookup_identity(&made_up(2)), None);
+        assert_eq!(loaded.lookup_identity(&made_up(1)), Some(id));
+        assert_eq!(loaded.lookup_identity(&made_up(3)), Some(id));
+    }
+
+    #[test]
+    fn what_the_last_scan_used_is_kept_even_over_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("hashes");
+        let cache = HashCache::new();
+        for ino in 1..=3 {
+            cache.learn(&made_up(ino), ObjectId::of(b"one"));
+        }
+        fs::write(&saved, cache.encode_bounded(1)).unwrap();
+        assert_eq!(HashCache::load(&saved).len(), 3);
     }
 }

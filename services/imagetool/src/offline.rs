@@ -1,0 +1,73 @@
+//! What the inspection commands do before connecting: the commands that
+//! need no server at all (merge-filters, merge-triggers, match-triggers
+//! with a triggers file, diff of two local sides) run here, and the others
+//! check their local inputs (the OUT of get-file-in-image, the sides of
+//! diff) so that bad input fails before anything is sent.
+
+use std::io::Write;
+
+use anyhow::Result;
+use dom_model::ImageName;
+
+use crate::cli::Command;
+use crate::{diff_sides, file_in_image, inspect, match_triggers, merge};
+
+/// What the inspection commands checked before connecting.
+pub enum Inspection {
+    Diff(diff_sides::Side, diff_sides::Side),
+    File(file_in_image::Destination),
+    Triggers(match_triggers::TriggersFrom),
+}
+
+/// Whether the command is done, or needs the server (with what it checked).
+pub enum Prepared {
+    Done,
+    Connect(Option<Inspection>),
+}
+
+/// Runs `command` if it needs no server, else checks its local inputs.
+pub async fn prepare(command: &Command, out: &mut impl Write) -> Result<Prepared> {
+    Ok(match command {
+        Command::MergeFilters { files } => {
+            merge::merge_filters(files, out)?;
+            Prepared::Done
+        }
+        Command::MergeTriggers { files } => {
+            merge::merge_triggers(files, out)?;
+            Prepared::Done
+        }
+        Command::MatchTriggers { name, paths, json } => {
+            match_triggers::parse_paths(paths)?;
+            let from = match_triggers::TriggersFrom::parse(name)?;
+            match from.read_file()? {
+                Some(triggers) => {
+                    match_triggers::print_matches(&triggers, paths, *json, out)?;
+                    Prepared::Done
+                }
+                None => Prepared::Connect(Some(Inspection::Triggers(from))),
+            }
+        }
+        Command::Diff { left, right } => {
+            let left = diff_sides::Side::parse(left)?;
+            let right = diff_sides::Side::parse(right)?;
+            if left.is_local() && right.is_local() {
+                let (l, r) = diff_sides::manifests(None, &left, &right).await?;
+                inspect::write_changes(&l, &r, out)?;
+                Prepared::Done
+            } else {
+                Prepared::Connect(Some(Inspection::Diff(left, right)))
+            }
+        }
+        Command::GetFileInImage {
+            name,
+            out: to,
+            force,
+            ..
+        } => {
+            ImageName::parse(name)?;
+            let to = file_in_image::Destination::parse(to.as_deref(), *force)?;
+            Prepared::Connect(Some(Inspection::File(to)))
+        }
+        _ => Prepared::Connect(None),
+    })
+}
