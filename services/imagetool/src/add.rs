@@ -19,6 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::metadata::MetadataRequest;
 use crate::progress::Progress;
 use crate::source::{self, SourceOptions};
 use dom_scan::{Content, Counters, HashCache};
@@ -39,6 +40,8 @@ pub struct AddRequest {
     pub hash_cache: Option<std::path::PathBuf>,
     /// The check machines run after updating to the image.
     pub health_check: Option<HealthCheck>,
+    /// Build metadata and tags, and the files they name.
+    pub metadata: MetadataRequest,
 }
 
 /// `$XDG_CACHE_HOME/imagetool/hashes`, else `~/.cache/imagetool/hashes`.
@@ -86,7 +89,15 @@ impl AddRequest {
             expires_in,
             hash_cache: None,
             health_check: None,
+            metadata: MetadataRequest::default(),
         })
+    }
+
+    /// The image's build metadata and tags ([`MetadataArgs::parse`]).
+    ///
+    /// [`MetadataArgs::parse`]: crate::metadata::MetadataArgs::parse
+    pub fn with_metadata(self, metadata: MetadataRequest) -> Self {
+        Self { metadata, ..self }
     }
 
     pub fn with_hash_cache(self, hash_cache: Option<std::path::PathBuf>) -> Self {
@@ -183,9 +194,19 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
     // Fail before doing any work; the publish at the end checks again.
     refuse_taken(bus, &name).await?;
     let store = Store::open(bus).await?;
-    // No collection deletes objects while this add relies on them. The
-    // gate is on NATS, wherever the objects live.
-    let gate = match &store {
+    let pass = enter_gate(bus, &store, show_progress).await?;
+    let added = add_entered(bus, &store, &pass, request, show_progress, started).await;
+    if let Err(e) = pass.leave().await {
+        tracing::warn!(error = %e, "cannot leave the gate; a collection waits until it is stale");
+    }
+    added
+}
+
+/// Enters the gate as an add, so that no collection deletes objects while
+/// an image about to be published relies on them. The gate is on NATS,
+/// wherever the objects live.
+pub(crate) async fn enter_gate(bus: &Bus, store: &Store, show_progress: bool) -> Result<Pass> {
+    let gate = match store {
         Store::Nats(nats) => nats.clone(),
         Store::Blob(_) => NatsStore::open(bus).await?,
     };
@@ -196,11 +217,7 @@ pub async fn add(bus: &Bus, request: AddRequest, show_progress: bool) -> Result<
             }
         })
         .await?;
-    let added = add_entered(bus, &store, &pass, request, show_progress, started).await;
-    if let Err(e) = pass.leave().await {
-        tracing::warn!(error = %e, "cannot leave the gate; a collection waits until it is stale");
-    }
-    added
+    Ok(pass)
 }
 
 /// How long an add waits for a collection to end.
@@ -265,6 +282,7 @@ async fn add_entered(
     if !existing.contains(&manifest_id) {
         store.put(manifest_id, encoded).await?;
     }
+    request.metadata.upload(store, &existing).await?;
     // Everything the image needs is stored, unless this add's place at
     // the gate lapsed and a collection ran meanwhile.
     pass.check()?;
@@ -292,7 +310,7 @@ async fn add_entered(
 }
 
 /// Refuses a name that an image has, or had and was deleted.
-async fn refuse_taken(bus: &Bus, name: &ImageName) -> Result<()> {
+pub(crate) async fn refuse_taken(bus: &Bus, name: &ImageName) -> Result<()> {
     match bus.image(name).await? {
         Some(stored) if matches!(stored.message, ImageMessage::Deleted(_)) => {
             Err(ImageError::NameDeleted(name.clone()).into())
@@ -390,7 +408,7 @@ fn image_record(
         expires: expires.map(crate::rfc3339),
         expires_unix: expires.map(|t| t.unix_timestamp()),
         objects,
-        metadata: Default::default(),
+        metadata: request.metadata.metadata.clone(),
     };
     record.v = record.schema_version();
     record

@@ -7,15 +7,24 @@
 //!   show-health-check, diff.
 //! - [`get`]: unpacking an image into a directory, verifying every object.
 //! - [`usage`]: du and list-unreferenced, what the store holds and for whom.
+//! - [`metadata`]: build metadata and tags given to a new image;
+//!   [`show_metadata`] prints them, [`tag`] changes tags later,
+//!   [`find_latest`] finds the newest image of a prefix, and [`copy`]
+//!   promotes an image under a new name, uploading nothing.
 //!
 //! The binary is a thin wrapper over [`run`].
 
 pub mod add;
 pub mod cli;
+pub mod copy;
+pub mod find_latest;
 pub mod get;
 pub mod inspect;
+pub mod metadata;
 pub mod progress;
+pub mod show_metadata;
 pub mod source;
+pub mod tag;
 pub mod usage;
 
 use std::process::ExitCode;
@@ -40,6 +49,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             no_hash_cache,
             health_command,
             health_timeout,
+            metadata,
         } => Some(
             add::AddRequest::parse(name, source, filter, triggers, cli.expires_in)?
                 .with_hash_cache(if *no_hash_cache {
@@ -47,10 +57,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     hash_cache.clone().or_else(add::default_hash_cache)
                 })
-                .with_health_check(health_command.as_deref(), *health_timeout)?,
+                .with_health_check(health_command.as_deref(), *health_timeout)?
+                .with_metadata(metadata.parse()?),
         ),
         _ => None,
     };
+    let release = Release::parse(&cli)?;
     let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;
     let mut out = dom_bus::output::stdout();
     match cli.command {
@@ -59,7 +71,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let summary = add::add(&bus, request, !cli.quiet).await?;
             dom_bus::outln!("{summary}");
         }
-        Command::List { all } => inspect::list(&bus, all, &mut out).await?,
+        Command::List { all, tags } => {
+            let tags = metadata::parse_tags(&tags)?;
+            inspect::list(&bus, all, &tags, &mut out).await?
+        }
         Command::Check { name } => {
             let name = ImageName::parse(&name)?;
             return Ok(if inspect::check(&bus, &name).await? {
@@ -140,8 +155,99 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             .await?;
             dom_bus::outln!("deleted {name}; the name stays taken");
         }
+        Command::ShowMetadata { .. }
+        | Command::Tag { .. }
+        | Command::FindLatestImage { .. }
+        | Command::Copy { .. } => {
+            let release = release.expect("parsed above");
+            release.run(&bus, !cli.quiet, &mut out).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The release pipelines' commands, their inputs checked before
+/// connecting.
+enum Release {
+    ShowMetadata(ImageName, show_metadata::Shown),
+    Tag(tag::TagRequest),
+    FindLatest(find_latest::Wanted),
+    Copy(Box<copy::CopyRequest>),
+}
+
+impl Release {
+    fn parse(cli: &Cli) -> Result<Option<Self>> {
+        Ok(Some(match &cli.command {
+            Command::ShowMetadata {
+                name,
+                json,
+                release_notes,
+                build_log,
+            } => {
+                use show_metadata::Shown;
+                let shown = match (json, release_notes, build_log) {
+                    (true, _, _) => Shown::Json,
+                    (_, true, _) => Shown::ReleaseNotes,
+                    (_, _, true) => Shown::BuildLog,
+                    _ => Shown::Lines,
+                };
+                Release::ShowMetadata(ImageName::parse(name)?, shown)
+            }
+            Command::Tag { name, tags, delete } => {
+                Release::Tag(tag::TagRequest::parse(name, tags, delete)?)
+            }
+            Command::FindLatestImage {
+                prefix,
+                tags,
+                build_commit_id,
+                ignore_expiring,
+            } => Release::FindLatest(find_latest::Wanted::parse(
+                prefix,
+                tags,
+                build_commit_id.as_deref(),
+                *ignore_expiring,
+            )?),
+            Command::Copy {
+                old,
+                new,
+                filter,
+                triggers,
+                metadata,
+            } => Release::Copy(Box::new(copy::CopyRequest::parse(
+                old,
+                new,
+                filter.as_ref(),
+                triggers.as_ref(),
+                metadata,
+                cli.expires_in,
+            )?)),
+            _ => return Ok(None),
+        }))
+    }
+
+    async fn run(
+        self,
+        bus: &Bus,
+        show_progress: bool,
+        out: &mut impl std::io::Write,
+    ) -> Result<()> {
+        match self {
+            Release::ShowMetadata(name, shown) => {
+                show_metadata::show_metadata(bus, &name, shown, out).await
+            }
+            Release::Tag(request) => tag::tag(bus, &request, out).await,
+            Release::FindLatest(wanted) => {
+                let name = find_latest::find_latest_image(bus, &wanted).await?;
+                writeln!(out, "{name}")?;
+                Ok(())
+            }
+            Release::Copy(request) => {
+                let summary = copy::copy(bus, &request, show_progress).await?;
+                writeln!(out, "{summary}")?;
+                Ok(())
+            }
+        }
+    }
 }
 
 /// `NAME expires at T (in D)`, `NAME expired at T`, or `NAME never expires`.
