@@ -184,6 +184,7 @@ pub enum Command {
     /// never change, so machines on the image are not updated again.
     Tag {
         name: String,
+        /// Tags to add, or to change the value of.
         #[arg(value_name = "KEY=VALUE")]
         tags: Vec<String>,
         /// Remove the tag KEY (repeatable).
@@ -198,6 +199,7 @@ pub enum Command {
     /// not `web/production/1`; `web/prod` matches both. Deleted and
     /// expired images never match.
     FindLatestImage {
+        /// The start of the names looked for, e.g. web/prod/.
         prefix: String,
         /// Only images carrying this tag (KEY=VALUE; repeatable: all of
         /// them).
@@ -224,7 +226,9 @@ pub enum Command {
     /// replace those two (a filter on a sparse image makes it normal; the
     /// tree stays as it was added).
     Copy {
+        /// The live image to copy.
         old: String,
+        /// The new image's name, never used before.
         new: String,
         /// Give NEW this filter file instead of OLD's filter.
         #[arg(long, value_name = "FILE")]
