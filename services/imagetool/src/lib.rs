@@ -10,7 +10,8 @@
 //! - [`metadata`]: build metadata and tags given to a new image;
 //!   [`show_metadata`] prints them, [`tag`] changes tags later,
 //!   [`find_latest`] finds the newest image of a prefix, and [`copy`]
-//!   promotes an image under a new name, uploading nothing.
+//!   promotes an image under a new name, uploading nothing; [`release`]
+//!   checks their arguments and runs them.
 //!
 //! The binary is a thin wrapper over [`run`].
 
@@ -22,6 +23,7 @@ pub mod get;
 pub mod inspect;
 pub mod metadata;
 pub mod progress;
+pub mod release;
 pub mod show_metadata;
 pub mod source;
 pub mod tag;
@@ -62,7 +64,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         ),
         _ => None,
     };
-    let release = Release::parse(&cli)?;
+    let release = release::Release::parse(&cli)?;
     let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;
     let mut out = dom_bus::output::stdout();
     match cli.command {
@@ -164,90 +166,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The release pipelines' commands, their inputs checked before
-/// connecting.
-enum Release {
-    ShowMetadata(ImageName, show_metadata::Shown),
-    Tag(tag::TagRequest),
-    FindLatest(find_latest::Wanted),
-    Copy(Box<copy::CopyRequest>),
-}
-
-impl Release {
-    fn parse(cli: &Cli) -> Result<Option<Self>> {
-        Ok(Some(match &cli.command {
-            Command::ShowMetadata {
-                name,
-                json,
-                release_notes,
-                build_log,
-            } => {
-                use show_metadata::Shown;
-                let shown = match (json, release_notes, build_log) {
-                    (true, _, _) => Shown::Json,
-                    (_, true, _) => Shown::ReleaseNotes,
-                    (_, _, true) => Shown::BuildLog,
-                    _ => Shown::Lines,
-                };
-                Release::ShowMetadata(ImageName::parse(name)?, shown)
-            }
-            Command::Tag { name, tags, delete } => {
-                Release::Tag(tag::TagRequest::parse(name, tags, delete)?)
-            }
-            Command::FindLatestImage {
-                prefix,
-                tags,
-                build_commit_id,
-                ignore_expiring,
-            } => Release::FindLatest(find_latest::Wanted::parse(
-                prefix,
-                tags,
-                build_commit_id.as_deref(),
-                *ignore_expiring,
-            )?),
-            Command::Copy {
-                old,
-                new,
-                filter,
-                triggers,
-                metadata,
-            } => Release::Copy(Box::new(copy::CopyRequest::parse(
-                old,
-                new,
-                filter.as_ref(),
-                triggers.as_ref(),
-                metadata,
-                cli.expires_in,
-            )?)),
-            _ => return Ok(None),
-        }))
-    }
-
-    async fn run(
-        self,
-        bus: &Bus,
-        show_progress: bool,
-        out: &mut impl std::io::Write,
-    ) -> Result<()> {
-        match self {
-            Release::ShowMetadata(name, shown) => {
-                show_metadata::show_metadata(bus, &name, shown, out).await
-            }
-            Release::Tag(request) => tag::tag(bus, &request, out).await,
-            Release::FindLatest(wanted) => {
-                let name = find_latest::find_latest_image(bus, &wanted).await?;
-                writeln!(out, "{name}")?;
-                Ok(())
-            }
-            Release::Copy(request) => {
-                let summary = copy::copy(bus, &request, show_progress).await?;
-                writeln!(out, "{summary}")?;
-                Ok(())
-            }
-        }
-    }
 }
 
 /// `NAME expires at T (in D)`, `NAME expired at T`, or `NAME never expires`.
