@@ -76,6 +76,9 @@ impl CopyRequest {
 /// What `copy` did.
 #[derive(Debug)]
 pub struct CopySummary {
+    /// The image copied.
+    pub from: ImageName,
+    /// The new image's record, as published.
     pub record: ImageRecord,
     /// Objects stored: only new release notes or build logs.
     pub uploaded: u64,
@@ -86,7 +89,8 @@ impl std::fmt::Display for CopySummary {
         let r = &self.record;
         write!(
             f,
-            "copied to {}: {} files, {}, {} objects uploaded",
+            "copied {} to {}: {} files, {}, {} objects uploaded",
+            self.from,
             r.name,
             r.files,
             crate::human_bytes(r.bytes),
@@ -114,7 +118,11 @@ pub async fn copy(bus: &Bus, request: &CopyRequest, show_progress: bool) -> Resu
         };
         pass.check()?;
         bus.publish_image(&record).await?;
-        anyhow::Ok(CopySummary { record, uploaded })
+        anyhow::Ok(CopySummary {
+            from: request.old.clone(),
+            record,
+            uploaded,
+        })
     }
     .await;
     if let Err(e) = pass.leave().await {
