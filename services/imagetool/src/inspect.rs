@@ -10,8 +10,13 @@ use dom_model::manifest::listing;
 use dom_model::{ImageMessage, ImageName, ImageRecord, Manifest};
 use dom_store::{ContentStore, Store};
 
+/// Lists images.
+pub async fn list(bus: &Bus, all: bool, out: &mut impl Write) -> Result<()> {
+    list_tagged(bus, all, &[], out).await
+}
+
 /// Lists images; with `tags`, only those carrying all of them.
-pub async fn list(
+pub async fn list_tagged(
     bus: &Bus,
     all: bool,
     tags: &[(String, String)],

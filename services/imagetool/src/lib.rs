@@ -75,7 +75,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::List { all, tags } => {
             let tags = metadata::parse_tags(&tags)?;
-            inspect::list(&bus, all, &tags, &mut out).await?
+            inspect::list_tagged(&bus, all, &tags, &mut out).await?
         }
         Command::Check { name } => {
             let name = ImageName::parse(&name)?;
