@@ -7,6 +7,7 @@ mod common;
 mod errors;
 mod http;
 mod restart;
+mod retag;
 mod rollout;
 mod startup;
 mod stop;

@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use dom_bus::{Bus, ImageError};
+use dom_model::image::Metadata;
 use dom_model::image::{HealthCheck, IMAGE_RECORD_VERSION};
 use dom_model::manifest::Totals;
 use dom_model::{Filter, ImageMessage, ImageName, ImageRecord, ObjectId, Triggers};
 use dom_store::gate::Pass;
 use dom_store::Store;
 
+use crate::metadata::MetadataRequest;
 use crate::progress::Progress;
 use crate::source::{self, SourceOptions};
 use crate::upload;
@@ -30,6 +32,8 @@ pub struct AddRequest {
     pub hash_cache: Option<std::path::PathBuf>,
     /// The check machines run after updating to the image.
     pub health_check: Option<HealthCheck>,
+    /// Build metadata and tags, and the files they name.
+    pub metadata: MetadataRequest,
 }
 
 /// `$XDG_CACHE_HOME/imagetool/hashes`, else `~/.cache/imagetool/hashes`.
@@ -65,6 +69,7 @@ impl AddRequest {
             expires_in,
             hash_cache: None,
             health_check: None,
+            metadata: MetadataRequest::default(),
         })
     }
 
@@ -76,7 +81,15 @@ impl AddRequest {
             triggers: self.triggers.clone(),
             expires_in: self.expires_in,
             health_check: self.health_check.clone(),
+            metadata: self.metadata.metadata.clone(),
         }
+    }
+
+    /// The image's build metadata and tags ([`MetadataArgs::parse`]).
+    ///
+    /// [`MetadataArgs::parse`]: crate::metadata::MetadataArgs::parse
+    pub fn with_metadata(self, metadata: MetadataRequest) -> Self {
+        Self { metadata, ..self }
     }
 
     pub fn with_hash_cache(self, hash_cache: Option<std::path::PathBuf>) -> Self {
@@ -153,6 +166,7 @@ pub(crate) struct ImageSpec {
     pub triggers: Triggers,
     pub expires_in: Option<Duration>,
     pub health_check: Option<HealthCheck>,
+    pub metadata: Metadata,
 }
 
 /// What `add` did.
@@ -252,6 +266,8 @@ async fn add_entered(
     let totals = manifest.totals();
     tracing::info!(elapsed = ?started.elapsed(), files = totals.files, uploaded, "scanned and uploaded");
 
+    // The notes and the log the record names are stored before it.
+    request.metadata.upload(store, &scanned.existing).await?;
     let objects = store.location().map(str::to_string);
     upload::publish(bus, store, pass, &scanned.existing, &manifest, |id| {
         image_record(&request.spec(), id, &totals, objects)
@@ -313,7 +329,7 @@ pub(crate) fn image_record(
         expires: expires.map(crate::rfc3339),
         expires_unix: expires.map(|t| t.unix_timestamp()),
         objects,
-        metadata: Default::default(),
+        metadata: request.metadata.clone(),
     };
     record.v = record.schema_version();
     record

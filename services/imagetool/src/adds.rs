@@ -58,6 +58,7 @@ impl AddsRequest {
                 triggers: add::load_triggers(triggers_file)?,
                 expires_in,
                 health_check: None,
+                metadata: Default::default(),
             },
             host: host.to_string(),
         })

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
+
+pub use crate::metadata::MetadataArgs;
 use dom_bus::{ConnectArgs, LogArgs};
 use thiserror::Error;
 
@@ -83,6 +85,8 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", requires = "health_command",
               value_parser = humantime::parse_duration)]
         health_timeout: Option<Duration>,
+        #[command(flatten)]
+        metadata: MetadataArgs,
     },
     /// Add an image: SOURCE_IMAGE with an archive laid over it.
     ///
@@ -153,6 +157,10 @@ pub enum Command {
         /// Also list deleted and expired images.
         #[arg(long)]
         all: bool,
+        /// Only images carrying this tag (KEY=VALUE; repeatable: all of
+        /// them).
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
     },
     /// Exit 0 if the image exists, 1 if it does not.
     Check { name: String },
@@ -304,6 +312,90 @@ pub enum Command {
         #[arg(value_name = "TRIGGERSFILE", default_value = "")]
         triggers: String,
     },
+    // Release pipelines: metadata, tags, finding and promoting images.
+    /// Print an image's build metadata and tags, or its release notes or
+    /// build log.
+    ///
+    /// One line each: created (and by whom), expiry, build commit, git
+    /// URL, release notes and build log (object id and size), then `tag
+    /// KEY=VALUE` per tag. --json prints the same as one JSON object.
+    /// --release-notes or --build-log prints that object's content, read
+    /// from the image's store and checked against its SHA-512.
+    ShowMetadata {
+        name: String,
+        /// As JSON, for scripts.
+        #[arg(long, conflicts_with_all = ["release_notes", "build_log"])]
+        json: bool,
+        /// Print the release notes themselves.
+        #[arg(long, alias = "releaseNotes", conflicts_with = "build_log")]
+        release_notes: bool,
+        /// Print the build log itself.
+        #[arg(long, alias = "buildLog")]
+        build_log: bool,
+    },
+    /// Add or change tags on a live image (KEY=VALUE...), or remove them
+    /// (-delete KEY).
+    ///
+    /// The record is published again with only its tags changed; the
+    /// image stream keeps the earlier one. Manifest, filter and triggers
+    /// never change, so machines on the image are not updated again.
+    Tag {
+        name: String,
+        /// Tags to add, or to change the value of.
+        #[arg(value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// Remove the tag KEY (repeatable).
+        #[arg(long = "delete", visible_alias = "remove", value_name = "KEY")]
+        delete: Vec<String>,
+    },
+    /// Print the name of the newest live image whose name starts with
+    /// PREFIX; exit 1 if none does.
+    ///
+    /// Newest by creation time, then by name. PREFIX is a plain string
+    /// prefix, as the original's: `web/prod/` matches `web/prod/1` but
+    /// not `web/production/1`; `web/prod` matches both. Deleted and
+    /// expired images never match.
+    FindLatestImage {
+        /// The start of the names looked for, e.g. web/prod/.
+        prefix: String,
+        /// Only images carrying this tag (KEY=VALUE; repeatable: all of
+        /// them).
+        #[arg(long = "tagsToMatch", visible_aliases = ["tag", "tags-to-match"], value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// Only images built from this commit.
+        #[arg(
+            long = "buildCommitId",
+            visible_alias = "build-commit-id",
+            value_name = "ID"
+        )]
+        build_commit_id: Option<String>,
+        /// Skip images that have an expiry at all.
+        #[arg(long = "ignoreExpiring", visible_alias = "ignore-expiring")]
+        ignore_expiring: bool,
+    },
+    /// Promote an image: a new image NEW with OLD's content, uploading
+    /// nothing.
+    ///
+    /// NEW gets OLD's manifest, filter, triggers, health check, metadata
+    /// and objects location, made now by this user; -expiresIn gives it
+    /// an expiry (none: never). -tag and the other metadata flags add to
+    /// or override OLD's metadata; -filter FILE and -triggers FILE
+    /// replace those two (a filter on a sparse image makes it normal; the
+    /// tree stays as it was added).
+    Copy {
+        /// The live image to copy.
+        old: String,
+        /// The new image's name, never used before.
+        new: String,
+        /// Give NEW this filter file instead of OLD's filter.
+        #[arg(long, value_name = "FILE")]
+        filter: Option<PathBuf>,
+        /// Give NEW this triggers file instead of OLD's triggers.
+        #[arg(long, value_name = "FILE")]
+        triggers: Option<PathBuf>,
+        #[command(flatten)]
+        metadata: MetadataArgs,
+    },
 }
 
 /// A new expiry: after a while, or never.
@@ -332,6 +424,17 @@ const GO_FLAGS: &[&str] = &[
     "imageServerPortNum",
     "expiresIn",
     "compress",
+    // Image metadata and release pipelines.
+    "tag",
+    "buildCommitId",
+    "buildGitUrl",
+    "releaseNotes",
+    "buildLog",
+    "tagsToMatch",
+    "ignoreExpiring",
+    "filter",
+    "triggers",
+    "delete",
 ];
 
 /// A single-dash flag that is neither one of the original's Go-style

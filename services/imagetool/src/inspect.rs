@@ -1,4 +1,5 @@
-//! Read-only commands: list, check, show, show-filter, show-triggers, diff.
+//! Read-only commands: list (by tag, too), check, show, show-filter,
+//! show-triggers, diff.
 
 use std::io::Write;
 
@@ -9,10 +10,28 @@ use dom_model::manifest::listing;
 use dom_model::{ImageMessage, ImageName, ImageRecord, Manifest};
 use dom_store::{ContentStore, Store};
 
+/// Lists images.
 pub async fn list(bus: &Bus, all: bool, out: &mut impl Write) -> Result<()> {
+    list_tagged(bus, all, &[], out).await
+}
+
+/// Lists images; with `tags`, only those carrying all of them.
+pub async fn list_tagged(
+    bus: &Bus,
+    all: bool,
+    tags: &[(String, String)],
+    out: &mut impl Write,
+) -> Result<()> {
     bus.ensure_image_streams().await?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     for stored in bus.images().await? {
+        let tagged = match &stored.message {
+            ImageMessage::Record(r) => r.metadata.matches_tags(tags),
+            ImageMessage::Deleted(_) => tags.is_empty(),
+        };
+        if !tagged {
+            continue;
+        }
         match &stored.message {
             ImageMessage::Record(r) if !r.is_expired(now) => writeln!(out, "{}", r.name)?,
             ImageMessage::Record(r) if all => writeln!(out, "{} (expired)", r.name)?,

@@ -18,6 +18,11 @@
 //! - [`diff_sides`]: an image or a local tree on either side of diff.
 //! - [`merge`]: merge-filters and merge-triggers, with no server.
 //! - [`offline`]: what the inspection commands do before connecting.
+//! - [`metadata`]: build metadata and tags given to a new image;
+//!   [`show_metadata`] prints them, [`tag`] changes tags later,
+//!   [`find_latest`] finds the newest image of a prefix, and [`copy`]
+//!   promotes an image under a new name, uploading nothing; [`release`]
+//!   checks their arguments and runs them.
 //!
 //! The binary is a thin wrapper over [`run`].
 
@@ -25,18 +30,24 @@ pub mod add;
 pub mod adds;
 pub mod archive;
 pub mod cli;
+pub mod copy;
 pub mod diff_sides;
 pub mod estimate;
 pub mod file_in_image;
+pub mod find_latest;
 pub mod from_image;
 pub mod get;
 pub mod inspect;
 pub mod match_triggers;
 pub mod merge;
+pub mod metadata;
 pub mod offline;
 pub mod progress;
+pub mod release;
 pub mod show_inode;
+pub mod show_metadata;
 pub mod source;
+pub mod tag;
 pub mod upload;
 pub mod usage;
 
@@ -62,6 +73,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             no_hash_cache,
             health_command,
             health_timeout,
+            metadata,
         } => Some(
             add::AddRequest::parse(name, source, filter, triggers, cli.expires_in)?
                 .with_hash_cache(if *no_hash_cache {
@@ -69,7 +81,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     hash_cache.clone().or_else(add::default_hash_cache)
                 })
-                .with_health_check(health_command.as_deref(), *health_timeout)?,
+                .with_health_check(health_command.as_deref(), *health_timeout)?
+                .with_metadata(metadata.parse()?),
         ),
         _ => None,
     };
@@ -119,6 +132,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         )?),
         _ => None,
     };
+    let release = release::Release::parse(&cli)?;
     let mut out = dom_bus::output::stdout();
     let inspection = match offline::prepare(&cli.command, &mut out).await? {
         offline::Prepared::Done => return Ok(ExitCode::SUCCESS),
@@ -150,7 +164,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::EstimateUsage { name } => {
             estimate::estimate_usage(&bus, &ImageName::parse(&name)?, &mut out).await?
         }
-        Command::List { all } => inspect::list(&bus, all, &mut out).await?,
+        Command::List { all, tags } => {
+            let tags = metadata::parse_tags(&tags)?;
+            inspect::list_tagged(&bus, all, &tags, &mut out).await?
+        }
         Command::Check { name } => {
             let name = ImageName::parse(&name)?;
             return Ok(if inspect::check(&bus, &name).await? {
@@ -261,6 +278,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let request = adds_request.expect("parsed above");
             let summary = adds::adds(&bus, request, !cli.quiet).await?;
             dom_bus::outln!("{summary}");
+        }
+        Command::ShowMetadata { .. }
+        | Command::Tag { .. }
+        | Command::FindLatestImage { .. }
+        | Command::Copy { .. } => {
+            let release = release.expect("parsed above");
+            release.run(&bus, !cli.quiet, &mut out).await?
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -25,6 +25,8 @@ pub enum ImageError {
         "image {0} has expired; its objects may be collected, so add it again under a new name"
     )]
     Expired(ImageName),
+    #[error("image {name}: the change would make the record invalid: {reason}")]
+    Invalid { name: ImageName, reason: String },
     #[error("image {name}: stored record is malformed: {reason}")]
     Malformed { name: String, reason: String },
     #[error(transparent)]
@@ -144,6 +146,46 @@ impl Bus {
         expires: Option<(String, i64)>,
         now: i64,
     ) -> Result<ImageRecord, ImageError> {
+        self.change_image(name, now, |record| {
+            (record.expires, record.expires_unix) = expires.unzip();
+        })
+        .await
+    }
+
+    /// Publishes a live image's record again with `set` added to its tags
+    /// (replacing a tag of the same key) and the keys in `remove` taken
+    /// away; the rest of the record is unchanged, and the stream keeps the
+    /// earlier one. An image that has expired at `now` is refused.
+    pub async fn change_image_tags(
+        &self,
+        name: &ImageName,
+        set: &[(String, String)],
+        remove: &[String],
+        now: i64,
+    ) -> Result<ImageRecord, ImageError> {
+        self.change_image(name, now, |record| {
+            let tags = &mut record.metadata.tags;
+            for key in remove {
+                tags.remove(key);
+            }
+            for (key, value) in set {
+                tags.insert(key.clone(), value.clone());
+            }
+        })
+        .await
+    }
+
+    /// Publishes a live image's record again, changed by `edit` (which
+    /// may touch only what [`ImageRecord::with_changeable_of`] lets
+    /// change: expiry and metadata), with the schema version it then
+    /// needs. Deleted, unknown and (at `now`) expired images are refused;
+    /// a record published meanwhile makes it [`ImageError::Raced`].
+    async fn change_image(
+        &self,
+        name: &ImageName,
+        now: i64,
+        edit: impl FnOnce(&mut ImageRecord),
+    ) -> Result<ImageRecord, ImageError> {
         let (mut record, sequence) = match self.image(name).await? {
             Some(Stored {
                 message: ImageMessage::Record(record),
@@ -155,7 +197,17 @@ impl Bus {
         if record.is_expired(now) {
             return Err(ImageError::Expired(name.clone()));
         }
-        (record.expires, record.expires_unix) = expires.unzip();
+        let before = record.clone();
+        edit(&mut record);
+        record.v = record.schema_version();
+        record
+            .metadata
+            .validate()
+            .map_err(|reason| ImageError::Invalid {
+                name: name.clone(),
+                reason,
+            })?;
+        debug_assert_eq!(before.with_changeable_of(&record), record);
         self.replace_image(name, ImageMessage::Record(record.clone()), sequence)
             .await?;
         Ok(record)

@@ -297,6 +297,19 @@ impl ImageRecord {
         }
     }
 
+    /// This record with what may change of an image after it was
+    /// published taken from `other`: its expiry, its metadata (tags,
+    /// build details) and the schema version those need. Manifest,
+    /// filter, triggers and the rest never change: a later record equal
+    /// to `self.with_changeable_of(later)` is the same image.
+    pub fn with_changeable_of(&self, other: &ImageRecord) -> ImageRecord {
+        ImageRecord {
+            v: other.v,
+            metadata: other.metadata.clone(),
+            ..self.with_expiry_of(other)
+        }
+    }
+
     /// The schema version this record needs: the oldest whose readers
     /// understand everything it carries.
     pub fn schema_version(&self) -> u32 {

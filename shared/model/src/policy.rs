@@ -177,9 +177,10 @@ impl Fleet {
 
     /// Applies a message from `dom.image.<name>`. Names are never reused:
     /// a tombstone replaces a record, and nothing replaces a tombstone. A
-    /// later record changes an earlier one's expiry only
-    /// (`imagetool change-image-expiration`); one that differs in anything
-    /// else is ignored, so an image's content never changes.
+    /// later record changes an earlier one's expiry and metadata only
+    /// (`imagetool change-image-expiration`, `imagetool tag`); one that
+    /// differs in anything else is ignored, so an image's content never
+    /// changes.
     pub fn add_image(&mut self, message: ImageMessage) {
         let name = message.name().clone();
         match (self.images.get_mut(&name), message) {
@@ -190,7 +191,7 @@ impl Fleet {
                 *stored = message;
             }
             (Some(ImageMessage::Record(stored)), ImageMessage::Record(later))
-                if stored.with_expiry_of(&later) == later =>
+                if stored.with_changeable_of(&later) == later =>
             {
                 *stored = later;
             }

@@ -3,8 +3,9 @@
 //!
 //! An image is live unless it was deleted or has expired. An object is
 //! referenced when a live image's manifest is that object, or names it
-//! as a file's content. Reading a live image's manifest must succeed:
-//! guessing instead would count the objects it needs as unreferenced.
+//! as a file's content, or its record names it as its release notes or
+//! build log. Reading a live image's manifest must succeed: guessing
+//! instead would count the objects it needs as unreferenced.
 
 use std::collections::{HashMap, HashSet};
 
@@ -97,6 +98,13 @@ impl Usage {
                     })?;
             let mut objects = manifest.manifest.objects();
             objects.push((record.manifest, manifest.encoded.len() as u64));
+            for id in [record.metadata.release_notes, record.metadata.build_log]
+                .into_iter()
+                .flatten()
+                .filter(|id| stored.contains(id))
+            {
+                objects.push((id, stored_size(&store, listed.as_deref(), id).await?));
+            }
             for (id, size) in &objects {
                 needed.entry(*id).or_insert((*size, 0)).1 += 1;
             }
@@ -172,6 +180,25 @@ impl Store {
                 object.id
             ))),
         }
+    }
+}
+
+/// The size of a stored object named outside a manifest, whose size no
+/// manifest gives: as listed, or from its metadata in the NATS bucket (0
+/// if it was removed meanwhile).
+async fn stored_size(
+    store: &Store,
+    listed: Option<&[crate::blob::Listed]>,
+    id: ObjectId,
+) -> Result<u64, StoreError> {
+    match (store, listed) {
+        (_, Some(listed)) => Ok(listed.iter().find(|l| l.id == id).map_or(0, |l| l.size)),
+        (Store::Nats(nats), None) => match nats.object_info(id).await {
+            Ok(meta) => Ok(meta.size as u64),
+            Err(StoreError::Missing(_)) => Ok(0),
+            Err(e) => Err(e),
+        },
+        (Store::Blob(_), None) => Ok(0),
     }
 }
 

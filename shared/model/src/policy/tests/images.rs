@@ -103,6 +103,32 @@ fn a_later_record_changes_the_expiry_and_nothing_else() {
 }
 
 #[test]
+fn a_later_record_with_new_tags_is_the_same_image_and_moves_no_machine() {
+    let old = sparse("sparse.0");
+    let mut tagged = old.clone();
+    tagged.metadata.tags.insert("stage".into(), "prod".into());
+    tagged.v = tagged.schema_version();
+    let status = fleet()
+        .image(old.clone())
+        .image(tagged.clone())
+        .machine("web1", "sparse.0")
+        .published(allowed(&old, "web1"))
+        .report(on("web1", "sparse.0"))
+        .status("web1");
+    assert_eq!(status.desired, Some(allowed(&old, "web1")));
+    assert!(!status.publish && !status.updating && status.compliant);
+    // The tags are taken, and a later expiry change still applies.
+    let mut fleet = Fleet::default();
+    fleet.add_image(ImageMessage::Record(old));
+    fleet.add_image(ImageMessage::Record(tagged.clone()));
+    assert_eq!(fleet.resolve(&name("sparse.0"), NOW), Ok(&tagged));
+    let mut expiring = tagged.clone();
+    expiring.expires_unix = Some(NOW);
+    fleet.add_image(ImageMessage::Record(expiring));
+    assert!(fleet.resolve(&name("sparse.0"), NOW).is_err());
+}
+
+#[test]
 fn a_machine_without_an_image_has_nothing_to_do() {
     let setup = fleet().record(MdbRecord::new("spare1"));
     let decision = setup.decide();
