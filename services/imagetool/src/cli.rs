@@ -159,7 +159,7 @@ pub enum Command {
         all: bool,
         /// Only images carrying this tag (KEY=VALUE; repeatable: all of
         /// them).
-        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        #[arg(long = "tag", visible_alias = "tagsToMatch", value_name = "KEY=VALUE")]
         tags: Vec<String>,
     },
     /// Exit 0 if the image exists, 1 if it does not.
@@ -285,7 +285,7 @@ pub enum Command {
     },
     /// Count the objects no live image needs (deleted and expired images
     /// need none), and their bytes.
-    #[command(visible_alias = "list-unreferenced-objects")]
+    #[command(visible_aliases = ["list-unreferenced-objects", "listunrefobj"])]
     ListUnreferenced {
         /// Also print each one's id and size in bytes, one a line.
         #[arg(long)]
@@ -381,7 +381,8 @@ pub enum Command {
     /// an expiry (none: never). -tag and the other metadata flags add to
     /// or override OLD's metadata; -filter FILE and -triggers FILE
     /// replace those two (a filter on a sparse image makes it normal; the
-    /// tree stays as it was added).
+    /// tree stays as it was added). The original's order, `copy NEW OLD`,
+    /// is taken too: of the two names, the one that exists is the source.
     Copy {
         /// The live image to copy.
         old: String,

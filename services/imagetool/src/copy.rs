@@ -1,5 +1,5 @@
 //! `imagetool copy OLD NEW`: promote an image under a new name without
-//! uploading anything.
+//! uploading anything. The original's order, `copy NEW OLD`, works too.
 //!
 //! NEW is OLD's record made again: the same manifest, filter, triggers,
 //! health check, metadata and objects location, created now by this
@@ -101,6 +101,7 @@ impl std::fmt::Display for CopySummary {
 
 pub async fn copy(bus: &Bus, request: &CopyRequest, show_progress: bool) -> Result<CopySummary> {
     bus.ensure_image_streams().await?;
+    let request = &in_working_order(bus, request).await?;
     crate::add::refuse_taken(bus, &request.new).await?;
     let old = live_record(bus, &request.old).await?;
     let store = crate::inspect::store_for(bus, &old).await?;
@@ -127,6 +128,23 @@ pub async fn copy(bus: &Bus, request: &CopyRequest, show_progress: bool) -> Resu
     .await;
     crate::upload::leave_gate(pass).await;
     copied
+}
+
+/// The request with its names in the order that can work. The original
+/// spells it `copy NEW OLD`, this tool `copy OLD NEW`; NEW must never have
+/// been used and OLD must exist, so when the first name is unused and the
+/// second is not, the original's order was meant.
+async fn in_working_order(bus: &Bus, request: &CopyRequest) -> Result<CopyRequest> {
+    let first_unused = bus.image(&request.old).await?.is_none();
+    if first_unused && bus.image(&request.new).await?.is_some() {
+        tracing::info!(old = %request.new, new = %request.old, "copy NEW OLD, as the original spells it");
+        return Ok(CopyRequest {
+            old: request.new.clone(),
+            new: request.old.clone(),
+            ..request.clone()
+        });
+    }
+    Ok(request.clone())
 }
 
 /// OLD's record, refused when deleted, unknown or expired.

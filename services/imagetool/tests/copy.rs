@@ -233,3 +233,16 @@ fn refused_copies_are_one_line_and_change_nothing() {
     assert!(out.ends_with(", 1 objects uploaded\n"), "{out}");
     assert_eq!(objects(&server).len(), stored.len() + 1);
 }
+
+#[test]
+fn the_original_s_order_new_then_old_copies_too() {
+    let server = kept_and_gone();
+    let stored = objects(&server);
+    let out = imagetool(&server, &["copy", "promoted.0", "kept"]).ok();
+    assert!(out.contains("promoted.0"), "{out}");
+    assert_eq!(shows(&server, "promoted.0"), shows(&server, "kept"));
+    assert_eq!(objects(&server), stored);
+    // Either way round, a name in use is never overwritten.
+    let err = imagetool(&server, &["copy", "promoted.0", "kept"]).one_line_error();
+    assert!(err.contains("already exists"), "{err}");
+}

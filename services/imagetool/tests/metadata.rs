@@ -157,6 +157,11 @@ fn list_by_tag_needs_every_tag_given() {
     );
     assert_eq!(list(&["-tag", "team=web"]), "web.1\nweb.2\n");
     assert_eq!(list(&["--tag", "stage=dev"]), "");
+    // The original's spelling.
+    assert_eq!(
+        list(&["-tagsToMatch", "stage=prod", "-tagsToMatch=team=web"]),
+        "web.1\n"
+    );
     assert_eq!(list(&["--all", "--tag", "stage=prod"]), "db.1\nweb.1\n");
     assert_eq!(list(&[]), "db.1\nplain.1\nweb.1\nweb.2\n");
     let err = imagetool(&server, &["list", "--tag", "stage"]).one_line_error();
