@@ -137,9 +137,20 @@ async fn a_golden_machine_becomes_an_image_another_machine_carries() {
     assert!(events.details["bytes"].as_u64().unwrap() > 1_300_000);
 
     // Unchanged, captured again: nothing to upload, the same tree.
-    let again = imagetool(&fleet, &["adds", "golden.1", "golden", &filter, ""])
-        .await
-        .ok();
+    let again = imagetool(
+        &fleet,
+        &[
+            "adds",
+            "golden.1",
+            "golden",
+            &filter,
+            "",
+            "-tag",
+            "role=golden",
+        ],
+    )
+    .await
+    .ok();
     assert!(
         again.contains(" 0 objects uploaded (0 B), 7 already stored"),
         "{again}"
@@ -150,6 +161,10 @@ async fn a_golden_machine_becomes_an_image_another_machine_carries() {
         .await
         .unwrap();
     assert_eq!(second.manifest, record.manifest);
+    assert_eq!(
+        second.metadata.tags.get("role").map(String::as_str),
+        Some("golden")
+    );
 
     // A second machine requiring it ends up with the golden tree.
     let copy = fleet.machine("copy");

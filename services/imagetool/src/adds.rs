@@ -26,6 +26,7 @@ use dom_store::{ContentStore, Store};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::add::{self, ImageSpec};
+use crate::metadata::MetadataRequest;
 use crate::progress::Progress;
 use crate::upload;
 
@@ -36,6 +37,8 @@ const PULL_CONCURRENCY: usize = 8;
 pub struct AddsRequest {
     spec: ImageSpec,
     pub host: String,
+    /// The files the metadata names, stored before the record.
+    metadata: MetadataRequest,
 }
 
 impl AddsRequest {
@@ -61,7 +64,21 @@ impl AddsRequest {
                 metadata: Default::default(),
             },
             host: host.to_string(),
+            metadata: MetadataRequest::default(),
         })
+    }
+
+    /// The new image's build metadata and tags (`-tag`, `-buildCommitId`,
+    /// ...).
+    pub fn with_metadata(self, metadata: MetadataRequest) -> Self {
+        Self {
+            spec: ImageSpec {
+                metadata: metadata.metadata.clone(),
+                ..self.spec
+            },
+            metadata,
+            ..self
+        }
     }
 }
 
@@ -119,6 +136,7 @@ pub async fn adds(bus: &Bus, request: AddsRequest, show_progress: bool) -> Resul
             .filter(|(id, _)| !existing.contains(id))
             .collect();
         let uploaded_bytes = pull_missing(&capture, &store, &missing, show_progress).await?;
+        request.metadata.upload(&store, &existing).await?;
         let objects = store.location().map(str::to_string);
         upload::publish(bus, &store, &pass, &existing, &manifest, |id| {
             add::image_record(&request.spec, id, &manifest.totals(), objects)

@@ -109,6 +109,8 @@ pub enum Command {
         /// [TARFILE] FILTERFILE TRIGGERSFILE
         #[arg(value_name = "ARGS", num_args = 2..=3, required = true)]
         rest: Vec<String>,
+        #[command(flatten)]
+        metadata: MetadataArgs,
     },
     /// Add an image: SOURCE_IMAGE with files replaced from archives.
     ///
@@ -125,6 +127,8 @@ pub enum Command {
         source_image: String,
         #[arg(value_name = "TARFILE", required = true)]
         tars: Vec<PathBuf>,
+        #[command(flatten)]
+        metadata: MetadataArgs,
     },
     /// Write the image as a tar archive.
     ///
@@ -311,6 +315,8 @@ pub enum Command {
         /// The image's triggers, Dominator JSON ("": none).
         #[arg(value_name = "TRIGGERSFILE", default_value = "")]
         triggers: String,
+        #[command(flatten)]
+        metadata: MetadataArgs,
     },
     // Release pipelines: metadata, tags, finding and promoting images.
     /// Print an image's build metadata and tags, or its release notes or

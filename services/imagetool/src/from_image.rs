@@ -24,6 +24,7 @@ use dom_scan::Counters;
 use dom_store::gate::Pass;
 use dom_store::{ContentStore, Store};
 
+use crate::metadata::MetadataRequest;
 use crate::source::{self, SourceOptions};
 use crate::upload;
 
@@ -48,6 +49,9 @@ pub struct FromImageRequest {
     pub layers: Vec<PathBuf>,
     pub how: How,
     pub expires_in: Option<Duration>,
+    /// Build metadata and tags given for the new image: all it has for
+    /// `addi`, over the source's for `addrep`.
+    pub metadata: MetadataRequest,
 }
 
 impl FromImageRequest {
@@ -107,7 +111,14 @@ impl FromImageRequest {
             layers,
             how,
             expires_in,
+            metadata: MetadataRequest::default(),
         })
+    }
+
+    /// The new image's build metadata and tags (`-tag`, `-buildCommitId`,
+    /// ...).
+    pub fn with_metadata(self, metadata: MetadataRequest) -> Self {
+        Self { metadata, ..self }
     }
 }
 
@@ -237,6 +248,12 @@ async fn entered(
         bail!("an archive changed while it was being read; try again");
     }
     let totals = manifest.totals();
+    let metadata = match &request.how {
+        How::Overlay { .. } => request.metadata.over(&Metadata::default())?,
+        How::Replace => request.metadata.over(&source.metadata)?,
+    };
+    // The notes and the log the record names are stored before it.
+    request.metadata.upload(store, &scanned.existing).await?;
     let record = |manifest_id| {
         let now = time::OffsetDateTime::now_utc();
         let expires = request.expires_in.map(|d| now + d);
@@ -246,14 +263,14 @@ async fn entered(
                 filter.as_ref().map(|f| f.lines().to_vec()),
                 triggers.list().to_vec(),
                 None::<HealthCheck>,
-                Metadata::default(),
+                metadata,
             ),
             How::Replace => (
                 source.sparse,
                 source.filter.clone(),
                 source.triggers.clone(),
                 source.health_check.clone(),
-                source.metadata.clone(),
+                metadata,
             ),
         };
         let mut record = ImageRecord {

@@ -91,22 +91,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             name,
             source_image,
             rest,
-        } => Some(from_image::FromImageRequest::addi(
-            name,
-            source_image,
-            rest,
-            cli.expires_in,
-        )?),
+            metadata,
+        } => Some(
+            from_image::FromImageRequest::addi(name, source_image, rest, cli.expires_in)?
+                .with_metadata(metadata.parse()?),
+        ),
         Command::Addrep {
             name,
             source_image,
             tars,
-        } => Some(from_image::FromImageRequest::addrep(
-            name,
-            source_image,
-            tars,
-            cli.expires_in,
-        )?),
+            metadata,
+        } => Some(
+            from_image::FromImageRequest::addrep(name, source_image, tars, cli.expires_in)?
+                .with_metadata(metadata.parse()?),
+        ),
         _ => None,
     };
     let adds_request = match &cli.command {
@@ -115,13 +113,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             host,
             filter,
             triggers,
-        } => Some(adds::AddsRequest::parse(
-            name,
-            host,
-            filter,
-            triggers,
-            cli.expires_in,
-        )?),
+            metadata,
+        } => Some(
+            adds::AddsRequest::parse(name, host, filter, triggers, cli.expires_in)?
+                .with_metadata(metadata.parse()?),
+        ),
         _ => None,
     };
     let tar_output = match &cli.command {

@@ -369,3 +369,86 @@ fn bad_input_fails_with_one_line_and_changes_nothing() {
         "base already exists",
     );
 }
+
+#[test]
+fn addi_and_addrep_take_the_metadata_flags_addrep_over_the_source_s() {
+    let server = NatsServer::start().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    base_tree(&src);
+    let notes = write(work.path(), "NOTES", b"what changed\n");
+    imagetool(
+        &server,
+        &[
+            "add",
+            "base",
+            s(&src),
+            "",
+            "",
+            "-tag",
+            "stream=web",
+            "-tag",
+            "stage=qa",
+        ],
+    )
+    .ok();
+    let layer = tar_of(
+        work.path(),
+        "layer.tar",
+        &[TarEntry::File("etc/motd", b"patched\n")],
+    );
+    // addi: a new build, with only the metadata given.
+    let before = stored_objects(&server);
+    imagetool(
+        &server,
+        &[
+            "addi",
+            "patched",
+            "base",
+            s(&layer),
+            "",
+            "",
+            "-tag",
+            "stage=dev",
+            "-buildCommitId",
+            "abc123",
+            "-releaseNotes",
+            s(&notes),
+        ],
+    )
+    .ok();
+    let patched = record(&server, "patched");
+    assert_eq!(patched.v, dom_model::image::IMAGE_RECORD_METADATA_VERSION);
+    let tags: Vec<_> = patched.metadata.tags.iter().collect();
+    assert_eq!(tags, [(&"stage".to_string(), &"dev".to_string())]);
+    assert_eq!(patched.metadata.build_commit_id.as_deref(), Some("abc123"));
+    // The layer's one new object, the manifest, and the notes.
+    assert_eq!(stored_objects(&server), before + 3);
+    assert_eq!(
+        imagetool(&server, &["show-metadata", "patched", "--release-notes"]).ok(),
+        "what changed\n"
+    );
+    // addrep: the source's tags, with those given over them.
+    imagetool(
+        &server,
+        &["addrep", "fixed", "base", s(&layer), "-tag", "stage=prod"],
+    )
+    .ok();
+    let fixed = record(&server, "fixed");
+    let tags: Vec<_> = fixed
+        .metadata
+        .tags
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    assert_eq!(tags, ["stage=prod", "stream=web"]);
+    // A bad tag is refused before anything is sent.
+    let messages = listed(&server);
+    let err = imagetool(
+        &server,
+        &["addrep", "bad", "base", s(&layer), "-tag", "nope"],
+    )
+    .one_line_error();
+    assert!(err.contains(r#"tag "nope" is not KEY=VALUE"#), "{err}");
+    assert_eq!(listed(&server), messages);
+}
