@@ -186,7 +186,17 @@ pub enum Command {
     /// names an image (a missing x.tar is looked up as an image, and the
     /// error says when it is neither). Against an image, a local tree is
     /// read through that image's filter, as `add` would read it.
-    Diff { left: String, right: String },
+    ///
+    /// The original's form, `diff TOOL LEFT RIGHT`, writes both sides'
+    /// listings (as `show` prints them) to temporary files and runs TOOL
+    /// on them (`diff`, `diff -u`, `vimdiff`: words split on spaces),
+    /// exiting with its status.
+    #[command(override_usage = "imagetool diff [TOOL] LEFT RIGHT")]
+    Diff {
+        /// [TOOL] LEFT RIGHT
+        #[arg(value_name = "ARGS", num_args = 2..=3, required = true)]
+        sides: Vec<String>,
+    },
     /// Write one regular file of an image to OUT, or to stdout.
     ///
     /// The content is verified against its SHA-512 before any of it is
@@ -220,6 +230,10 @@ pub enum Command {
     /// (then no server is needed). One line per fired trigger, in the
     /// order they run: SERVICE, restart or reload, then high-impact and
     /// reboot where they apply.
+    ///
+    /// The original's form, `match-triggers IMAGE TRIGGERSFILE` (one
+    /// argument after the image, a local file holding triggers), prints
+    /// as JSON the file's triggers that some path of the image fires.
     MatchTriggers {
         #[arg(value_name = "NAME|TRIGGERSFILE")]
         name: String,

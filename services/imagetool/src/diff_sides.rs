@@ -13,6 +13,7 @@
 //! A directory is scanned through the hash cache `add` uses.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -152,4 +153,35 @@ mod tests {
         let err = Side::parse("bad name!").unwrap_err().to_string();
         assert!(err.contains("neither an image name"), "{err}");
     }
+}
+
+/// The original's `diff TOOL LEFT RIGHT`: each side's listing, as `show`
+/// prints it, in a temporary file, and TOOL (split on spaces: `diff -u`)
+/// run on the two; its exit status is returned.
+pub fn run_tool(tool: &str, left: &Manifest, right: &Manifest) -> Result<ExitCode> {
+    let mut words = tool.split_whitespace();
+    let Some(program) = words.next() else {
+        bail!("the diff tool is empty; give a program such as diff");
+    };
+    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let mut files = Vec::new();
+    for (side, manifest) in [("left", left), ("right", right)] {
+        let path = dir.path().join(side);
+        let mut text = String::new();
+        for line in dom_model::manifest::listing::lines(manifest) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        files.push(path);
+    }
+    let status = std::process::Command::new(program)
+        .args(words)
+        .args(&files)
+        .status()
+        .with_context(|| format!("cannot run the diff tool {program}"))?;
+    Ok(match status.code() {
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
 }

@@ -132,6 +132,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let mut out = dom_bus::output::stdout();
     let inspection = match offline::prepare(&cli.command, &mut out).await? {
         offline::Prepared::Done => return Ok(ExitCode::SUCCESS),
+        offline::Prepared::Exit(code) => return Ok(code),
         offline::Prepared::Connect(inspection) => inspection,
     };
     let bus = Bus::connect(&cli.connect_args(), "imagetool").await?;
@@ -185,11 +186,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             inspect::show_health_check(&bus, &ImageName::parse(&name)?, &mut out).await?
         }
         Command::Diff { .. } => {
-            let Some(offline::Inspection::Diff(left, right)) = inspection else {
+            let Some(offline::Inspection::Diff(left, right, tool)) = inspection else {
                 unreachable!("sides parsed above")
             };
             let (l, r) = diff_sides::manifests(Some(&bus), &left, &right).await?;
-            inspect::write_changes(&l, &r, &mut out)?
+            match tool {
+                Some(tool) => return diff_sides::run_tool(&tool, &l, &r),
+                None => inspect::write_changes(&l, &r, &mut out)?,
+            }
         }
         Command::GetFileInImage { name, path, .. } => {
             let Some(offline::Inspection::File(to)) = inspection else {
@@ -202,15 +206,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let name = ImageName::parse(&name)?;
             show_inode::show_inode(&bus, &name, &path, json, &mut out).await?
         }
-        Command::MatchTriggers { paths, json, .. } => {
-            let Some(offline::Inspection::Triggers(match_triggers::TriggersFrom::Image(name))) =
-                inspection
-            else {
-                unreachable!("a triggers file was matched above")
-            };
-            let triggers = match_triggers::image_triggers(&bus, &name).await?;
-            match_triggers::print_matches(&triggers, &paths, json, &mut out)?
-        }
+        Command::MatchTriggers { paths, json, .. } => match inspection {
+            Some(offline::Inspection::Triggers(match_triggers::TriggersFrom::Image(name))) => {
+                let triggers = match_triggers::image_triggers(&bus, &name).await?;
+                match_triggers::print_matches(&triggers, &paths, json, &mut out)?
+            }
+            Some(offline::Inspection::TriggersInImage(name, triggers)) => {
+                let (_, manifest) = inspect::load(&bus, &name).await?;
+                match_triggers::print_fired_in(&triggers, &manifest, &mut out)?
+            }
+            _ => unreachable!("a triggers file was matched above"),
+        },
         Command::MergeFilters { .. } | Command::MergeTriggers { .. } => {
             unreachable!("merged above, with no server")
         }

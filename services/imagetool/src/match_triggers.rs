@@ -3,14 +3,15 @@
 //! exactly as the agent matches them during an update
 //! ([`Triggers::matching`]). A release pipeline asks this before it
 //! publishes, to see what a change will restart and whether any of it is
-//! high impact.
+//! high impact. The original's `match-triggers IMAGE TRIGGERSFILE`,
+//! which of a file's triggers an image's paths fire, works as written.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use dom_bus::Bus;
-use dom_model::{path, ImageName, Trigger, Triggers};
+use dom_model::{path, ImageName, Manifest, Trigger, Triggers};
 
 /// Whose triggers: an image's, or a local triggers file's.
 pub enum TriggersFrom {
@@ -40,6 +41,33 @@ impl TriggersFrom {
             Triggers::parse(&text).with_context(|| format!("triggers file {}", file.display()))?;
         Ok(Some(triggers))
     }
+}
+
+/// The original's form, `match-triggers IMAGE TRIGGERSFILE`: one PATH
+/// that is a local file holding triggers, after an image name that is no
+/// local file. Anything else is this tool's `NAME|TRIGGERSFILE PATH...`.
+pub fn original_form(name: &str, paths: &[String]) -> Option<(ImageName, Triggers)> {
+    let [file] = paths else {
+        return None;
+    };
+    if Path::new(name).exists() || !Path::new(file).is_file() {
+        return None;
+    }
+    let image = ImageName::parse(name).ok()?;
+    let triggers = Triggers::parse(&std::fs::read_to_string(file).ok()?).ok()?;
+    Some((image, triggers))
+}
+
+/// Prints, as the original does, the triggers that some path of
+/// `manifest` fires, as JSON in the order they would run.
+pub fn print_fired_in(
+    triggers: &Triggers,
+    manifest: &Manifest,
+    out: &mut impl Write,
+) -> Result<()> {
+    let fired = triggers.matching(manifest.entries.iter().map(|e| e.path.as_str()));
+    writeln!(out, "{}", serde_json::to_string_pretty(&fired)?)?;
+    Ok(())
 }
 
 /// Checks the paths: each an absolute, normalised image path.

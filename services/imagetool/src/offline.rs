@@ -14,14 +14,20 @@ use crate::{diff_sides, file_in_image, inspect, match_triggers, merge};
 
 /// What the inspection commands checked before connecting.
 pub enum Inspection {
-    Diff(diff_sides::Side, diff_sides::Side),
+    /// The two sides, and the original's diff TOOL if one was given.
+    Diff(diff_sides::Side, diff_sides::Side, Option<String>),
     File(file_in_image::Destination),
     Triggers(match_triggers::TriggersFrom),
+    /// The original's `match-triggers IMAGE TRIGGERSFILE`: which of the
+    /// file's triggers the image's paths fire.
+    TriggersInImage(ImageName, dom_model::Triggers),
 }
 
 /// Whether the command is done, or needs the server (with what it checked).
 pub enum Prepared {
     Done,
+    /// Done, exiting with this status (the original's diff TOOL's).
+    Exit(std::process::ExitCode),
     Connect(Option<Inspection>),
 }
 
@@ -37,6 +43,11 @@ pub async fn prepare(command: &Command, out: &mut impl Write) -> Result<Prepared
             Prepared::Done
         }
         Command::MatchTriggers { name, paths, json } => {
+            if let Some((image, triggers)) = match_triggers::original_form(name, paths) {
+                return Ok(Prepared::Connect(Some(Inspection::TriggersInImage(
+                    image, triggers,
+                ))));
+            }
             match_triggers::parse_paths(paths)?;
             let from = match_triggers::TriggersFrom::parse(name)?;
             match from.read_file()? {
@@ -47,15 +58,25 @@ pub async fn prepare(command: &Command, out: &mut impl Write) -> Result<Prepared
                 None => Prepared::Connect(Some(Inspection::Triggers(from))),
             }
         }
-        Command::Diff { left, right } => {
+        Command::Diff { sides } => {
+            let (tool, left, right) = match &sides[..] {
+                [left, right] => (None, left, right),
+                [tool, left, right] => (Some(tool.clone()), left, right),
+                _ => unreachable!("clap takes two or three"),
+            };
             let left = diff_sides::Side::parse(left)?;
             let right = diff_sides::Side::parse(right)?;
             if left.is_local() && right.is_local() {
                 let (l, r) = diff_sides::manifests(None, &left, &right).await?;
-                inspect::write_changes(&l, &r, out)?;
-                Prepared::Done
+                match tool {
+                    Some(tool) => Prepared::Exit(diff_sides::run_tool(&tool, &l, &r)?),
+                    None => {
+                        inspect::write_changes(&l, &r, out)?;
+                        Prepared::Done
+                    }
+                }
             } else {
-                Prepared::Connect(Some(Inspection::Diff(left, right)))
+                Prepared::Connect(Some(Inspection::Diff(left, right, tool)))
             }
         }
         Command::GetFileInImage {

@@ -433,6 +433,28 @@ fn match_triggers_names_what_a_change_restarts() {
         "kernel restart high-impact reboot\n"
     );
 
+    // The original's form: which of a file's triggers the image fires.
+    let three = write(
+        dir.path(),
+        "three",
+        br#"[{"Service":"kernel","MatchLines":["/boot/.*"]},
+             {"Service":"sshd","MatchLines":["/etc/ssh/.*"]},
+             {"Service":"motd","MatchLines":["/etc/motd"],"DoReload":true}]"#,
+    );
+    let json = imagetool(
+        &server,
+        &["match-triggers", "image.0", three.to_str().unwrap()],
+    )
+    .ok();
+    let fired: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let services: Vec<_> = fired
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["Service"].as_str().unwrap())
+        .collect();
+    assert_eq!(services, ["motd", "sshd"], "{json}");
+
     let err = imagetool(&server, &["match-triggers", "image.0", "etc/motd"]).one_line_error();
     assert!(err.contains("not absolute"), "{err}");
     let err =
@@ -499,6 +521,44 @@ fn merge_filters_and_triggers_offline() {
     let err = run(&["merge-triggers", "missing"]).one_line_error();
     assert!(
         err.starts_with("imagetool: cannot read triggers file missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn diff_with_a_tool_runs_it_on_both_listings_as_the_original_does() {
+    let server = user_guide_image();
+    let tree = examples().join("path");
+    let tree_arg = tree.to_str().unwrap();
+    // The same tree: the tool finds no difference and exits 0.
+    let same = imagetool(&server, &["diff", "diff", "image.0", tree_arg]);
+    assert_eq!(
+        (same.code, same.stdout.as_str()),
+        (0, ""),
+        "{}",
+        same.stderr
+    );
+    // A file added: the tool's own output and status.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("tree");
+    copy_keeping_mtimes(&tree, &copy);
+    write(&copy, "etc/new", b"new\n");
+    let changed = imagetool(
+        &server,
+        &["diff", "diff -u", "image.0", copy.to_str().unwrap()],
+    );
+    assert_eq!(changed.code, 1, "{}", changed.stderr);
+    let added: Vec<_> = changed
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+        .collect();
+    assert_eq!(added.len(), 1, "{}", changed.stdout);
+    assert!(added[0].contains("/etc/new"), "{}", changed.stdout);
+    // A tool that cannot run is one line.
+    let err = imagetool(&server, &["diff", "no-such-tool", "image.0", tree_arg]).one_line_error();
+    assert!(
+        err.contains("cannot run the diff tool no-such-tool"),
         "{err}"
     );
 }
