@@ -125,36 +125,6 @@ async fn scan(path: &Path, filter: Option<Filter>) -> Result<Manifest> {
     .context("scan stopped")?
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_and_archives_are_local_names_are_images() {
-        let dir = tempfile::tempdir().unwrap();
-        let here = dir.path().to_str().unwrap();
-        assert_eq!(Side::parse(here).unwrap(), Side::Local(here.into()));
-        assert_eq!(
-            Side::parse("image.0").unwrap(),
-            Side::Image(ImageName::parse("image.0").unwrap())
-        );
-        assert_eq!(
-            Side::parse("web/prod/1").unwrap(),
-            Side::Image(ImageName::parse("web/prod/1").unwrap())
-        );
-        assert_eq!(
-            Side::parse("release.tar").unwrap(),
-            Side::Image(ImageName::parse("release.tar").unwrap())
-        );
-        for missing in ["./no-such-tree", "/no/such/tree", "../nope", "./x.tar"] {
-            let err = Side::parse(missing).unwrap_err().to_string();
-            assert_eq!(err, format!("{missing}: no such directory or archive"));
-        }
-        let err = Side::parse("bad name!").unwrap_err().to_string();
-        assert!(err.contains("neither an image name"), "{err}");
-    }
-}
-
 /// The original's `diff TOOL LEFT RIGHT`: each side's listing, as `show`
 /// prints it, in a temporary file, and TOOL (split on spaces: `diff -u`)
 /// run on the two; its exit status is returned.
@@ -184,4 +154,34 @@ pub fn run_tool(tool: &str, left: &Manifest, right: &Manifest) -> Result<ExitCod
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => ExitCode::FAILURE,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_archives_are_local_names_are_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let here = dir.path().to_str().unwrap();
+        assert_eq!(Side::parse(here).unwrap(), Side::Local(here.into()));
+        assert_eq!(
+            Side::parse("image.0").unwrap(),
+            Side::Image(ImageName::parse("image.0").unwrap())
+        );
+        assert_eq!(
+            Side::parse("web/prod/1").unwrap(),
+            Side::Image(ImageName::parse("web/prod/1").unwrap())
+        );
+        assert_eq!(
+            Side::parse("release.tar").unwrap(),
+            Side::Image(ImageName::parse("release.tar").unwrap())
+        );
+        for missing in ["./no-such-tree", "/no/such/tree", "../nope", "./x.tar"] {
+            let err = Side::parse(missing).unwrap_err().to_string();
+            assert_eq!(err, format!("{missing}: no such directory or archive"));
+        }
+        let err = Side::parse("bad name!").unwrap_err().to_string();
+        assert!(err.contains("neither an image name"), "{err}");
+    }
 }
