@@ -197,6 +197,19 @@ pub enum Command {
         #[arg(value_name = "ARGS", num_args = 2..=3, required = true)]
         sides: Vec<String>,
     },
+    /// Write the image's build log to OUT, or to stdout (the original's
+    /// get-build-log; also `show-metadata NAME --build-log`).
+    ///
+    /// The log is read from the image's store and checked against its
+    /// SHA-512; OUT is written under a temporary name and renamed, and an
+    /// existing OUT is refused unless --force.
+    GetBuildLog {
+        name: String,
+        out: Option<PathBuf>,
+        /// Replace OUT if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Write one regular file of an image to OUT, or to stdout.
     ///
     /// The content is verified against its SHA-512 before any of it is

@@ -89,7 +89,7 @@ pub async fn get_file_in_image(
 /// Writes `content` to `to` through a temporary file in the same
 /// directory. The permission bits are the image's, without setuid,
 /// setgid or sticky: a copy for reading is not a program to install.
-fn write_local(to: &Path, content: &[u8], mode: u32, force: bool) -> Result<()> {
+pub(crate) fn write_local(to: &Path, content: &[u8], mode: u32, force: bool) -> Result<()> {
     let dir = match to.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

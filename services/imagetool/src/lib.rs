@@ -202,6 +202,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let name = ImageName::parse(&name)?;
             file_in_image::get_file_in_image(&bus, &name, &path, to, &mut out).await?
         }
+        Command::GetBuildLog { name, .. } => {
+            let Some(offline::Inspection::File(to)) = inspection else {
+                unreachable!("destination checked above")
+            };
+            let name = ImageName::parse(&name)?;
+            let shown = show_metadata::Shown::BuildLog;
+            match to {
+                file_in_image::Destination::Stdout => {
+                    show_metadata::show_metadata(&bus, &name, shown, &mut out).await?
+                }
+                file_in_image::Destination::File { path, force } => {
+                    let mut log = Vec::new();
+                    show_metadata::show_metadata(&bus, &name, shown, &mut log).await?;
+                    file_in_image::write_local(&path, &log, 0o644, force)?
+                }
+            }
+        }
         Command::ShowInode { name, path, json } => {
             let name = ImageName::parse(&name)?;
             show_inode::show_inode(&bus, &name, &path, json, &mut out).await?

@@ -84,6 +84,11 @@ pub async fn prepare(command: &Command, out: &mut impl Write) -> Result<Prepared
             out: to,
             force,
             ..
+        }
+        | Command::GetBuildLog {
+            name,
+            out: to,
+            force,
         } => {
             ImageName::parse(name)?;
             let to = file_in_image::Destination::parse(to.as_deref(), *force)?;

@@ -96,6 +96,22 @@ fn add_records_the_metadata_and_show_metadata_prints_it() {
     assert_eq!(notes.as_bytes(), NOTES);
     let log = imagetool(&server, &["show-metadata", "web.0", "-buildLog"]).ok();
     assert_eq!(log.as_bytes(), LOG);
+    // The original's get-build-log, to stdout and to a file.
+    assert_eq!(
+        imagetool(&server, &["get-build-log", "web.0"])
+            .ok()
+            .as_bytes(),
+        LOG
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("build.log");
+    let out_arg = out.to_str().unwrap();
+    imagetool(&server, &["get-build-log", "web.0", out_arg]).ok();
+    assert_eq!(std::fs::read(&out).unwrap(), LOG);
+    let err = imagetool(&server, &["get-build-log", "web.0", out_arg]).one_line_error();
+    assert!(err.contains("--force"), "{err}");
+    imagetool(&server, &["get-build-log", "web.0", out_arg, "--force"]).ok();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     let json: serde_json::Value =
         serde_json::from_str(&imagetool(&server, &["show-metadata", "web.0", "--json"]).ok())
             .unwrap();
