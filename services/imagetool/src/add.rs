@@ -304,23 +304,45 @@ pub(crate) async fn refuse_taken(bus: &Bus, name: &ImageName) -> Result<()> {
     }
 }
 
-/// The record `add` publishes for the request's image, made now.
+/// The record an add publishes for the image, made now.
 pub(crate) fn image_record(
     request: &ImageSpec,
     manifest: ObjectId,
     totals: &Totals,
     objects: Option<String>,
 ) -> ImageRecord {
-    let now = time::OffsetDateTime::now_utc();
-    let expires = request.expires_in.map(|d| now + d);
     let mut record = ImageRecord {
         health_check: request.health_check.clone(),
-        v: IMAGE_RECORD_VERSION,
-        name: request.name.clone(),
-        manifest,
         sparse: request.filter.is_none(),
         filter: request.filter.as_ref().map(|f| f.lines().to_vec()),
         triggers: request.triggers.list().to_vec(),
+        metadata: request.metadata.clone(),
+        ..made_now(&request.name, manifest, totals, request.expires_in, objects)
+    };
+    record.v = record.schema_version();
+    record
+}
+
+/// The record of a sparse image with no triggers, health check or
+/// metadata, made now by this user: what every command that makes an
+/// image starts from. Set `v` from [`ImageRecord::schema_version`] once
+/// the rest is filled in.
+pub(crate) fn made_now(
+    name: &ImageName,
+    manifest: ObjectId,
+    totals: &Totals,
+    expires_in: Option<Duration>,
+    objects: Option<String>,
+) -> ImageRecord {
+    let now = time::OffsetDateTime::now_utc();
+    let expires = expires_in.map(|d| now + d);
+    ImageRecord {
+        v: IMAGE_RECORD_VERSION,
+        name: name.clone(),
+        manifest,
+        sparse: true,
+        filter: None,
+        triggers: vec![],
         files: totals.files,
         bytes: totals.bytes,
         inodes: totals.inodes,
@@ -329,8 +351,7 @@ pub(crate) fn image_record(
         expires: expires.map(crate::rfc3339),
         expires_unix: expires.map(|t| t.unix_timestamp()),
         objects,
-        metadata: request.metadata.clone(),
-    };
-    record.v = record.schema_version();
-    record
+        health_check: None,
+        metadata: Default::default(),
+    }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use dom_bus::Bus;
-use dom_model::image::{HealthCheck, Metadata, IMAGE_RECORD_VERSION};
+use dom_model::image::{HealthCheck, Metadata};
 use dom_model::overlay::{self, LayerEntry};
 use dom_model::{Filter, ImageName, ImageRecord, Manifest, ObjectId, Triggers};
 use dom_scan::Counters;
@@ -255,8 +255,6 @@ async fn entered(
     // The notes and the log the record names are stored before it.
     request.metadata.upload(store, &scanned.existing).await?;
     let record = |manifest_id| {
-        let now = time::OffsetDateTime::now_utc();
-        let expires = request.expires_in.map(|d| now + d);
         let (sparse, filter, triggers, health_check, metadata) = match &request.how {
             How::Overlay { filter, triggers } => (
                 filter.is_none(),
@@ -273,23 +271,21 @@ async fn entered(
                 metadata,
             ),
         };
+        let objects = store.location().map(str::to_string);
+        let made = crate::add::made_now(
+            &request.name,
+            manifest_id,
+            &totals,
+            request.expires_in,
+            objects,
+        );
         let mut record = ImageRecord {
-            v: IMAGE_RECORD_VERSION,
-            name: request.name.clone(),
-            manifest: manifest_id,
             sparse,
             filter,
             triggers,
-            files: totals.files,
-            bytes: totals.bytes,
-            inodes: totals.inodes,
-            created: crate::rfc3339(now),
-            creator: crate::creator(),
-            expires: expires.map(crate::rfc3339),
-            expires_unix: expires.map(|t| t.unix_timestamp()),
-            objects: store.location().map(str::to_string),
             health_check,
             metadata,
+            ..made
         };
         record.v = record.schema_version();
         record
