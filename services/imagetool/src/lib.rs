@@ -150,6 +150,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tar { name, .. } => {
             let output = tar_output.expect("parsed above");
             let to_stdout = matches!(output, archive::Output::Stdout { .. });
+            // The archive's compression threads write standard output
+            // themselves, so this thread must not hold it.
+            drop(out);
             let summary = archive::tar(&bus, &ImageName::parse(&name)?, output).await?;
             if !to_stdout {
                 dom_bus::outln!("{summary}");

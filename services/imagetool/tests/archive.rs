@@ -100,6 +100,53 @@ fn an_archive_of_an_image_adds_back_as_the_same_manifest() {
     assert_eq!(record(&server, "piped").manifest, id);
 }
 
+/// An archive spanning many compression blocks (each thread compresses
+/// 1 MiB at a time) is still one gzip stream, as `gzip` writes: a reader
+/// that stops at the end of the first stream gets the whole archive,
+/// byte for byte the uncompressed one.
+#[test]
+fn a_compressed_archive_is_one_gzip_stream_of_the_plain_archive() {
+    use std::io::Read;
+    let server = NatsServer::start().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    // Text that compresses, and bytes that do not, 9 MiB in all.
+    let mut noise = Vec::with_capacity(3 << 20);
+    let mut x: u64 = 20;
+    while noise.len() < 3 << 20 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        noise.extend_from_slice(&x.to_le_bytes());
+    }
+    let text: Vec<u8> = (0..3 << 20).map(|i| b"line of a log\n"[i % 14]).collect();
+    write(&src, "var/noise", &noise);
+    write(&src, "var/text", &text);
+    write(
+        &src,
+        "var/both",
+        &[&text[..1 << 20], &noise[..2 << 20]].concat(),
+    );
+    imagetool(&server, &["add", "img", s(&src), "", ""]).ok();
+    let plain = work.path().join("img.tar");
+    let packed = work.path().join("img.tar.gz");
+    imagetool(&server, &["tar", "img", s(&plain)]).ok();
+    imagetool(&server, &["tar", "img", s(&packed)]).ok();
+    let compressed = std::fs::read(&packed).unwrap();
+    let mut unpacked = Vec::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_end(&mut unpacked)
+        .unwrap();
+    let plain = std::fs::read(&plain).unwrap();
+    assert_eq!(unpacked.len(), plain.len());
+    assert!(unpacked == plain, "the archives differ");
+    assert!(
+        compressed.len() < plain.len() * 3 / 4,
+        "{}",
+        compressed.len()
+    );
+}
+
 /// The names in `dir`.
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
