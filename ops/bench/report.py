@@ -13,6 +13,8 @@ Input rows: corpus <TAB> kind <TAB> run <TAB> value <TAB> extra <TAB> cpu <TAB> 
        key=value line (fleet-bench, dominator-bench), cpu and busy as above
   corpus e2e, kind a..e: value = seconds to compliant (the timeout when the
        case timed out), extra = the line of ops/bench/e2e.py
+  corpus pipeline, kind adds, copy, tar, ...: value = seconds, extra = the
+       line of ops/bench/pipeline.py
   corpus synth, kind rsynccopy, ostreepull: value = seconds (first rsync -a
        of synth, ostree pull-local --untrusted of it), cpu and busy as above
 Machine facts come from M_* environment variables.
@@ -190,6 +192,66 @@ def fleet_section(w, times, extra, cpu, other, server):
     for line in agents + dom:
         w(line)
     w("```\n")
+
+
+# The release pipeline's commands (ops/bench/pipeline.py): case, command,
+# what it does, and the case it is compared with.
+PIPELINE_CASES = [
+    ("adds", "`imagetool adds golden.0 golden`",
+     "a machine captured through its agent, into an empty bucket", "rsync"),
+    ("readds", "`imagetool adds golden.1 golden`", "the same machine again, unchanged", None),
+    ("rsync", "`rsync -a golden/ copy/`", "for comparison: copying the machine's tree", None),
+    ("add", "`imagetool add`", "the tree, with an empty hash cache", None),
+    ("copy", "`imagetool copy OLD NEW`", "a promotion", None),
+    ("addi", "`imagetool addi NEW OLD overlay.tar`", "10 new files (10 MiB) laid over", None),
+    ("addrep", "`imagetool addrep NEW OLD fixes.tar`", "10 files replaced (10 MiB)", None),
+    ("tar", "`imagetool tar NAME out.tar.gz`", "the image as a compressed archive", "gnutar"),
+    ("gnutar", "`tar -czf out.tar.gz -C tree .`", "for comparison: GNU tar and gzip", None),
+    ("addtar", "`imagetool add NAME out.tar.gz`", "that archive added back (same manifest id)",
+     None),
+    ("diff", "`imagetool diff NAME tree/`", "the image against its source (hash cache warm)", None),
+    ("getfile", "`imagetool get-file-in-image`", "the image's largest file", None),
+    ("estimate", "`imagetool estimate-usage NAME`", "the space a machine needs for it", None),
+    ("findlatest", "`imagetool find-latest-image web/prod/ -tagsToMatch canary=yes`",
+     "among N images", None),
+    ("list", "`imagetool list`", "among N images", None),
+]
+FIND_LATEST_TARGET = 1.0     # "well under a second for 10,000 images"
+
+
+def pipeline_section(w, extra, corpus):
+    runs = {case: [fields(line) for line in extra[("pipeline", case)]]
+            for case, _, _, _ in PIPELINE_CASES}
+    if not any(runs.values()):
+        return
+    seconds = {case: [float(r["seconds"]) for r in rs] for case, rs in runs.items()}
+    w("## Release pipeline commands, as a release engineer runs them\n")
+    w("The release `imagetool` and `subd` with their default flags against a fresh "
+      "nats-server, each command timed from process start to exit "
+      f"(`ops/bench/pipeline.py`), on {corpus}. The capture comes first, into an "
+      "empty bucket, from an agent that has made its first scan of a copy of the "
+      "corpus; the images have a filter; the hash cache starts empty.\n")
+    w("| command | what | time | objects uploaded | against |")
+    w("|---|---|---:|---:|---|")
+    for case, command, what, peer in PIPELINE_CASES:
+        if not runs[case]:
+            continue
+        last = runs[case][-1]
+        if "images" in last:
+            what = what.replace("N images", f"{int(last['images']):,} images "
+                                f"({int(last['messages']):,} messages)")
+            if case == "findlatest":
+                ok = median(seconds[case]) < FIND_LATEST_TARGET
+                what += f"; target < {FIND_LATEST_TARGET:g} s: {verdict(ok)}"
+        if "bytes" in last:
+            what += f"; {mb(int(last['bytes']))}"
+        against = "—"
+        if peer and seconds.get(peer):
+            ratio = median(seconds[case]) / median(seconds[peer])
+            against = f"{ratio:.2f}× {peer}"
+        w(f"| {command} | {what} | {spread(seconds[case])} | {last.get('uploaded', '—')} "
+          f"| {against} |")
+    w("")
 
 
 def spread(xs):
@@ -474,6 +536,7 @@ def main(path):
         w("The JetStream store of the synth row also holds the synth-1pct re-add.\n")
 
     fleet_section(w, times, extra, cpu, other, server)
+    pipeline_section(w, extra, os.environ.get("M_PIPELINE_CORPUS", "debian-minbase"))
     e2e_section(w, times, extra)
 
     w("## Every run\n")

@@ -25,6 +25,13 @@
 #              empty object cache; and the time services are down in an
 #              update changing 1,000 files
 # and once, after the corpora, not per corpus:
+#   pipeline   a release pipeline's imagetool commands (ops/bench/pipeline.py)
+#              on BENCH_PIPELINE_CORPUS (default debian-minbase), the
+#              release binaries with their default flags against a fresh
+#              nats-server: adds from a running agent (against rsync -a),
+#              copy, addi, addrep, tar (against GNU tar -czf), the archive
+#              added back, diff, get-file-in-image, estimate-usage, and
+#              find-latest-image and list among 10,000 more images
 #   fleet      BENCH_FLEET_AGENTS agents (default 1,000) and the dominator in
 #              one process: the time from one MDB record per machine to
 #              every agent compliant; then the dominator alone with
@@ -43,7 +50,7 @@
 #              comparisons, and rsync --checksum from converge
 # Environment: BENCH_RUNS (default 5), BENCH_CORPORA (default
 # "debian-minbase synth"), BENCH_TOOLS (default "sha512sum ostree imagetool
-# scan converge fleet e2e"), BENCH_FLEET_DIR (where the fleet's machines
+# scan converge fleet pipeline e2e"), BENCH_FLEET_DIR (where the fleet's machines
 # live, and e2e's hundred agents' under it; default /dev/shm when it is a
 # memory file system, else under .bench), BENCH_E2E_AGENTS (100),
 # BENCH_E2E_TIMEOUT (seconds a case may take, 300), BENCH_E2E_CASES
@@ -61,13 +68,14 @@ source "$ROOT/ops/lib.sh"
 
 RUNS="${BENCH_RUNS:-5}"
 read -r -a CORPORA <<<"${BENCH_CORPORA:-debian-minbase synth}"
-read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool scan converge fleet e2e}"
+read -r -a TOOLS <<<"${BENCH_TOOLS:-sha512sum ostree imagetool scan converge fleet pipeline e2e}"
 SCAN_RATE="${BENCH_SCAN_RATE:-100000000}"
 FLEET_AGENTS="${BENCH_FLEET_AGENTS:-1000}"
 FLEET_MACHINES="${BENCH_FLEET_MACHINES:-100000}"
 E2E_AGENTS="${BENCH_E2E_AGENTS:-100}"
 E2E_TIMEOUT="${BENCH_E2E_TIMEOUT:-300}"
 E2E_CASES="${BENCH_E2E_CASES:-b,c,a,d,e}"
+PIPELINE_CORPUS="${BENCH_PIPELINE_CORPUS:-debian-minbase}"
 BENCH="$ROOT/.bench"
 # The fleet's trees and state directories: a memory file system when there
 # is one, so a thousand agents' flushed writes do not all queue on one disk
@@ -128,7 +136,14 @@ if want imagetool; then
     fi
     [[ -x "$IMAGETOOL" ]] || die "$IMAGETOOL was not produced by the build"
 fi
-if want converge || want e2e; then command -v rsync >/dev/null || apt_install rsync; fi
+if want converge || want e2e || want pipeline; then
+    command -v rsync >/dev/null || apt_install rsync
+fi
+if want pipeline; then
+    say "building imagetool and subd (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p imagetool -p subd) ||
+        die "imagetool or subd failed to build"
+fi
 if want e2e; then
     command -v ostree >/dev/null || apt_install ostree
     say "building imagetool, dominator and subd (release)"
@@ -150,6 +165,7 @@ if want fleet; then
 fi
 "$ROOT/ops/bench/corpora.sh" "${CORPORA[@]}"
 if want e2e; then "$ROOT/ops/bench/corpora.sh" debian-minbase synth; fi
+if want pipeline; then "$ROOT/ops/bench/corpora.sh" "$PIPELINE_CORPUS"; fi
 
 # corpus NAME: the corpus's directory, by its real path (it may be a
 # symlink, which find and cp -a would not follow).
@@ -407,6 +423,35 @@ if want fleet; then
     say "fleet: the standby acted $(key seconds "$FLEET_OUT")s after the kill, $(key stopped_seconds "$FLEET_OUT")s after SIGTERM ($FLEET_OUT)"
 fi
 
+# --- release pipeline ---------------------------------------------------------
+# pipeline_run RUN: ops/bench/pipeline.py against a fresh nats-server; each
+# of its lines (case=X seconds=S ...) is recorded as it is.
+pipeline_run() {
+    local run="$1" line case
+    start_fresh_nats
+    "$ROOT/.tools/bin/python" -B "$ROOT/ops/bench/pipeline.py" \
+        --server "nats://127.0.0.1:$NATS_PORT" --bin "$ROOT/target/release" --bench "$BENCH" \
+        --work "$TMP/pipeline/run$run" --corpus "$PIPELINE_CORPUS" \
+        >"$TMP/pipeline.out" 2>"$TMP/pipeline.err" ||
+        { tail -n 20 "$TMP/pipeline.err" >&2; die "ops/bench/pipeline.py failed"; }
+    nats_stop
+    rm -rf "$TMP/nats"
+    discard "$TMP/pipeline/run$run"
+    while read -r line; do
+        case=$(key case "$line")
+        [[ -n "$case" ]] || continue
+        record pipeline "$case" "$run" "$(key seconds "$line")" "$line"
+        say "pipeline run $run: $line"
+    done <"$TMP/pipeline.out"
+}
+
+if want pipeline; then
+    for ((run = 1; run <= RUNS; run++)); do
+        say "pipeline run $run: imagetool's release commands on $PIPELINE_CORPUS"
+        pipeline_run "$run"
+    done
+fi
+
 # --- end to end ---------------------------------------------------------------
 # e2e_run RUN: the end-to-end driver against a fresh nats-server; each of
 # its lines (case=X seconds=S ...) is recorded as it is. The driver is
@@ -487,7 +532,7 @@ export M_COREUTILS="$(sha512sum --version | head -n1)"
 export M_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
 export M_RUSTC="$(rustc --version 2>/dev/null || true)"
 export M_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')"
-export RUNS
+export RUNS M_PIPELINE_CORPUS="$PIPELINE_CORPUS"
 
 python3 "$ROOT/ops/bench/report.py" "$DATA" | tee "$RESULTS"
 say "results written to .bench/results.md"
