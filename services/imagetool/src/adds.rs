@@ -30,8 +30,14 @@ use crate::metadata::MetadataRequest;
 use crate::progress::Progress;
 use crate::upload;
 
-/// How many objects are pulled from the agent at once.
-const PULL_CONCURRENCY: usize = 8;
+/// How many objects are pulled from the agent at once: a machine's tree
+/// is mostly small files, each a few round trips.
+const PULL_CONCURRENCY: usize = 32;
+/// How many bytes of content may be held at once (each object is pulled
+/// whole before it is stored), in units of PULL_UNIT. An object larger
+/// than the budget is pulled alone.
+const PULL_BUDGET_UNITS: usize = 2048;
+const PULL_UNIT: u64 = 64 << 10;
 
 /// What was checked before anything is sent: the inputs of `adds`.
 pub struct AddsRequest {
@@ -175,11 +181,18 @@ async fn pull_missing(
     let bar = progress.transfer(missing.len() as u64, total_bytes);
     let done_objects = Arc::new(AtomicU64::new(0));
     let done_bytes = Arc::new(AtomicU64::new(0));
+    let budget = Arc::new(tokio::sync::Semaphore::new(PULL_BUDGET_UNITS));
     futures::stream::iter(missing.iter().copied())
         .map(|(id, size)| {
-            let (bar, done_objects, done_bytes) =
-                (bar.clone(), done_objects.clone(), done_bytes.clone());
+            let (bar, done_objects, done_bytes, budget) = (
+                bar.clone(),
+                done_objects.clone(),
+                done_bytes.clone(),
+                budget.clone(),
+            );
             async move {
+                let units = size.div_ceil(PULL_UNIT).clamp(1, PULL_BUDGET_UNITS as u64);
+                let _held = budget.acquire_many(units as u32).await?;
                 let content = capture.object(id, size, &done_bytes).await?;
                 store.put(id, content).await?;
                 let objects = done_objects.fetch_add(1, Ordering::Relaxed) + 1;
