@@ -79,6 +79,7 @@ class Pipeline:
         """Runs imagetool with the default flags but --server; returns
         (seconds, stdout)."""
         cmd = [os.path.join(self.args.bin, "imagetool"), "--server", self.args.server, *argv]
+        os.sync()  # the last command's write-back is not this one's
         start = time.monotonic()
         out = subprocess.run(cmd, capture_output=True, text=True, env=self.env)
         elapsed = time.monotonic() - start
@@ -200,6 +201,7 @@ class Pipeline:
                     messages=messages)
 
     def timed(self, cmd):
+        os.sync()
         start = time.monotonic()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         return time.monotonic() - start
