@@ -8,21 +8,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use dom_model::Event;
-use dom_tests::{eventually, workspace_binary, Run};
+use dom_tests::eventually;
 
 use crate::fleet_kit::{write, Fleet};
-
-/// Runs the real imagetool binary against the fleet's server.
-async fn imagetool(fleet: &Fleet, args: &[&str]) -> Run {
-    let mut command = std::process::Command::new(workspace_binary("imagetool"));
-    command
-        .args(["--server", &fleet.servers, "--quiet"])
-        .args(args)
-        .env_remove("DOM_SERVER")
-        .env_remove("RUST_LOG");
-    let output = tokio::task::spawn_blocking(move || command.output().expect("run imagetool"));
-    Run::from(output.await.unwrap())
-}
 
 /// The golden machine's hand-tuned tree: files, a symlink, a hard link,
 /// an empty directory, a setuid file, and owners other than root's.
@@ -107,7 +95,7 @@ async fn a_golden_machine_becomes_an_image_another_machine_carries() {
     let filter = fleet.dir.path().join("filter");
     fs::write(&filter, "/tmp/.*\n").unwrap();
     let filter = filter.display().to_string();
-    let out = imagetool(&fleet, &["adds", "golden.0", "golden", &filter, ""])
+    let out = fleet.imagetool(&["adds", "golden.0", "golden", &filter, ""])
         .await
         .ok();
     // Five distinct contents: app.conf, tool (and its hard link),
@@ -137,9 +125,8 @@ async fn a_golden_machine_becomes_an_image_another_machine_carries() {
     assert!(events.details["bytes"].as_u64().unwrap() > 1_300_000);
 
     // Unchanged, captured again: nothing to upload, the same tree.
-    let again = imagetool(
-        &fleet,
-        &[
+    let again = fleet
+        .imagetool(&[
             "adds",
             "golden.1",
             "golden",
@@ -185,16 +172,16 @@ async fn a_golden_machine_becomes_an_image_another_machine_carries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_no_agent_answers_for_is_one_line_and_publishes_nothing() {
     let fleet = Fleet::start().await;
-    let error = imagetool(&fleet, &["adds", "ghost.0", "ghost"])
+    let error = fleet.imagetool(&["adds", "ghost.0", "ghost"])
         .await
         .one_line_error();
     assert_eq!(
         error,
         "imagetool: no agent answered for ghost on dom.capture.ghost; is subd running and connected?"
     );
-    let listed = imagetool(&fleet, &["list", "--all"]).await.ok();
+    let listed = fleet.imagetool(&["list", "--all"]).await.ok();
     assert_eq!(listed, "");
-    let error = imagetool(&fleet, &["adds", "bad.0", "no host"])
+    let error = fleet.imagetool(&["adds", "bad.0", "no host"])
         .await
         .one_line_error();
     assert!(error.contains("invalid host name"), "{error}");

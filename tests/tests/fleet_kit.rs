@@ -74,6 +74,18 @@ impl Fleet {
         }
     }
 
+    /// The real imagetool binary, `--quiet`, against the fleet's servers.
+    pub async fn imagetool(&self, args: &[&str]) -> dom_tests::Run {
+        let mut command = std::process::Command::new(dom_tests::workspace_binary("imagetool"));
+        command
+            .args(["--server", &self.servers, "--quiet"])
+            .args(args)
+            .env_remove("DOM_SERVER")
+            .env_remove("RUST_LOG");
+        let output = tokio::task::spawn_blocking(move || command.output().expect("run imagetool"));
+        dom_tests::Run::from(output.await.unwrap())
+    }
+
     /// `imagetool add NAME SOURCE FILTER TRIGGERS`, through the library.
     pub async fn add_image(
         &self,

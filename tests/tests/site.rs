@@ -216,6 +216,29 @@ async fn machines_at_a_site_fetch_from_its_mirror_and_report_to_the_hub() {
             .unwrap()
             .contains("# version 2")
     );
+
+    // An operator at the hub captures a machine at the site: the request
+    // and the agent's answers cross the link. The machine's own files
+    // (its host name) come from it; the image's were in the bucket.
+    let captured = fleet.imagetool(&["adds", "s1.golden", "s1"]).await.ok();
+    assert!(
+        captured.starts_with("added s1.golden from s1: 8 files, 2.0 MiB, 3 objects uploaded"),
+        "{captured}"
+    );
+    let file_of = |path: &'static str| {
+        let fleet = &fleet;
+        async move {
+            let out = fleet.dir.path().join(path.replace('/', "-"));
+            let to = out.to_str().unwrap().to_string();
+            fleet
+                .imagetool(&["get-file-in-image", "s1.golden", path, &to])
+                .await
+                .ok();
+            fs::read(out).unwrap()
+        }
+    };
+    assert_eq!(file_of("/etc/hostname").await, b"s1\n");
+    assert_eq!(file_of("/srv-data.bin").await, big);
 }
 
 /// Connection options of a credential over TLS: `seed` an nkey seed file,
