@@ -95,7 +95,8 @@ async fn a_golden_machine_becomes_an_image_another_machine_carries() {
     let filter = fleet.dir.path().join("filter");
     fs::write(&filter, "/tmp/.*\n").unwrap();
     let filter = filter.display().to_string();
-    let out = fleet.imagetool(&["adds", "golden.0", "golden", &filter, ""])
+    let out = fleet
+        .imagetool(&["adds", "golden.0", "golden", &filter, ""])
         .await
         .ok();
     // Five distinct contents: app.conf, tool (and its hard link),
@@ -134,10 +135,9 @@ async fn a_golden_machine_becomes_an_image_another_machine_carries() {
             "",
             "-tag",
             "role=golden",
-        ],
-    )
-    .await
-    .ok();
+        ])
+        .await
+        .ok();
     assert!(
         again.contains(" 0 objects uploaded (0 B), 7 already stored"),
         "{again}"
@@ -172,7 +172,8 @@ async fn a_golden_machine_becomes_an_image_another_machine_carries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_no_agent_answers_for_is_one_line_and_publishes_nothing() {
     let fleet = Fleet::start().await;
-    let error = fleet.imagetool(&["adds", "ghost.0", "ghost"])
+    let error = fleet
+        .imagetool(&["adds", "ghost.0", "ghost"])
         .await
         .one_line_error();
     assert_eq!(
@@ -181,7 +182,8 @@ async fn a_host_no_agent_answers_for_is_one_line_and_publishes_nothing() {
     );
     let listed = fleet.imagetool(&["list", "--all"]).await.ok();
     assert_eq!(listed, "");
-    let error = fleet.imagetool(&["adds", "bad.0", "no host"])
+    let error = fleet
+        .imagetool(&["adds", "bad.0", "no host"])
         .await
         .one_line_error();
     assert!(error.contains("invalid host name"), "{error}");

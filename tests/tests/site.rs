@@ -257,7 +257,8 @@ fn secured(server: String, seed: &Path, ca: &Path) -> ConnectArgs {
 /// with a credential of its own that only a leaf connection may use, and
 /// the site's agents in an account of their own on the site's server,
 /// with their own credentials. The site's machines converge from its
-/// mirror; nothing but the agents' traffic and the mirrors' crosses
+/// mirror, and the operator at the hub captures one; nothing but the
+/// agents' traffic, their answers to captures and the mirrors' crosses
 /// towards the hub.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_secured_site_links_with_its_own_credential_and_carries_only_the_agents_traffic() {
@@ -387,6 +388,39 @@ async fn a_secured_site_links_with_its_own_credential_and_carries_only_the_agent
         other.as_ref().is_err_and(|e| e.is_permission_denied()),
         "s0 read s1's desired state: {other:?}"
     );
+
+    // The operator at the hub captures a machine at the site.
+    let (operator_seed, hub_ca) = (creds(&hub_dir, "operator"), ca.clone());
+    let as_operator = |args: &[&str]| {
+        let mut all = vec![
+            "--nkey",
+            operator_seed.to_str().unwrap(),
+            "--tls-ca",
+            hub_ca.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let all: Vec<String> = all.iter().map(|a| a.to_string()).collect();
+        let fleet = &fleet;
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            fleet.imagetool(&all).await
+        }
+    };
+    let captured = as_operator(&["adds", "s1.golden", "s1"]).await.ok();
+    assert!(
+        captured.starts_with("added s1.golden from s1: 8 files, 1.0 MiB, 3 objects uploaded"),
+        "{captured}"
+    );
+    let hostname = fleet.dir.path().join("captured-hostname");
+    as_operator(&[
+        "get-file-in-image",
+        "s1.golden",
+        "/etc/hostname",
+        hostname.to_str().unwrap(),
+    ])
+    .await
+    .ok();
+    assert_eq!(fs::read(&hostname).unwrap(), b"s1\n");
 
     // A site's server in other hands, with the site's credential and no
     // rules of its own, can send the hub no MDB record, desired state,

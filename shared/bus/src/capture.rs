@@ -32,6 +32,9 @@ pub const MAX_CHUNK: usize = 512 * 1024;
 /// How long an asker waits for an agent's reply.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(5);
 
+/// The token after an asker's inbox prefix that marks a capture's answer.
+pub const CAPTURE_INBOX: &str = "capture";
+
 /// The protocol's version, in every request.
 pub const CAPTURE_VERSION: u32 = 1;
 
@@ -115,30 +118,43 @@ impl Bus {
     ) -> Result<Chunk, CaptureError> {
         let subject = self.subjects.capture(host);
         let payload = Bytes::from(serde_json::to_vec(request).expect("requests serialise"));
-        let asked = self.client.send_request(
-            subject.clone(),
-            async_nats::Request::new()
-                .payload(payload)
-                .timeout(Some(ANSWER_WAIT)),
-        );
         let no_agent = || CaptureError::NoAgent {
             host: host.to_string(),
             subject: subject.clone(),
         };
-        let message = match self.guarded_on(&subject, asked).await? {
-            Ok(message) => message,
-            Err(e) => {
-                use async_nats::RequestErrorKind as Kind;
-                return Err(match e.kind() {
-                    Kind::NoResponders | Kind::TimedOut => no_agent(),
-                    _ => BusError::Connect {
-                        server: self.server().to_string(),
-                        reason: e.to_string(),
-                    }
-                    .into(),
-                });
+        let connection = |e: String| BusError::Connect {
+            server: self.server().to_string(),
+            reason: e,
+        };
+        // The answer comes to an inbox only captures use, so that a remote
+        // site's link may carry answers to captures and to nothing else
+        // (roles.rs): `PREFIX.capture.TOKEN` under this connection's inbox
+        // prefix.
+        let inbox = self.client.new_inbox();
+        let (prefix, token) = inbox.rsplit_once('.').expect("an inbox has a prefix");
+        let reply = format!("{prefix}.{CAPTURE_INBOX}.{token}");
+        let asked = async {
+            let mut answers = self
+                .client
+                .subscribe(reply.clone())
+                .await
+                .map_err(|e| connection(e.to_string()))?;
+            self.client
+                .publish_with_reply(subject.clone(), reply.clone(), payload)
+                .await
+                .map_err(|e| connection(e.to_string()))?;
+            match tokio::time::timeout(ANSWER_WAIT, answers.next()).await {
+                Ok(Some(message))
+                    if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) =>
+                {
+                    Err(no_agent())
+                }
+                Ok(Some(message)) => Ok(message),
+                Ok(None) => Err(connection("the connection closed".into()).into()),
+                Err(_) => Err(no_agent()),
             }
         };
+        let message = self.guarded_on(&subject, asked).await??;
         read_chunk(host, &subject, &message)
     }
 
