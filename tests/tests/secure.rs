@@ -805,8 +805,9 @@ async fn only_an_operator_captures_a_machine() {
             manifest: None,
         },
     };
+    let answers = other.capture_answers().await.unwrap();
     assert_denied(
-        other.ask_capture("web1", &request).await,
+        other.ask_capture(&answers, "web1", &request).await,
         "dom.capture.web1",
     );
     assert_eq!(messages(&operator, "DOM_IMAGES").await, 0);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bytes::{Bytes, BytesMut};
-use dom_bus::capture::{Ask, CaptureRequest, CAPTURE_VERSION};
+use dom_bus::capture::{Ask, CaptureAnswers, CaptureRequest, CAPTURE_VERSION};
 use dom_bus::Bus;
 use dom_model::manifest::Inode;
 use dom_model::{Filter, Manifest, ObjectId};
@@ -124,7 +124,7 @@ pub async fn adds(bus: &Bus, request: AddsRequest, show_progress: bool) -> Resul
     let started = Instant::now();
     bus.ensure_image_streams().await?;
     add::refuse_taken(bus, &request.spec.name).await?;
-    let capture = Capture::new(bus, &request.host);
+    let capture = Capture::new(bus, &request.host).await?;
     // The tree first: an agent that does not answer fails the command
     // before anything else is done.
     let tree = capture.tree().await?;
@@ -213,15 +213,17 @@ struct Capture<'a> {
     bus: &'a Bus,
     host: &'a str,
     session: String,
+    answers: CaptureAnswers,
 }
 
 impl<'a> Capture<'a> {
-    fn new(bus: &'a Bus, host: &'a str) -> Self {
-        Self {
+    async fn new(bus: &'a Bus, host: &'a str) -> Result<Self> {
+        Ok(Self {
             bus,
             host,
             session: bus.client.new_inbox(),
-        }
+            answers: bus.capture_answers().await?,
+        })
     }
 
     fn request(&self, ask: Ask) -> CaptureRequest {
@@ -242,7 +244,10 @@ impl<'a> Capture<'a> {
                 offset: encoded.len() as u64,
                 manifest: id,
             };
-            let chunk = self.bus.ask_capture(self.host, &self.request(ask)).await?;
+            let chunk = self
+                .bus
+                .ask_capture(&self.answers, self.host, &self.request(ask))
+                .await?;
             id = id.or(chunk.manifest);
             if chunk.data.is_empty() && (encoded.len() as u64) < chunk.total {
                 bail!("{} sent an empty chunk of its tree", self.host);
@@ -270,7 +275,10 @@ impl<'a> Capture<'a> {
                 object: id,
                 offset: content.len() as u64,
             };
-            let chunk = self.bus.ask_capture(self.host, &self.request(ask)).await?;
+            let chunk = self
+                .bus
+                .ask_capture(&self.answers, self.host, &self.request(ask))
+                .await?;
             if chunk.total != size || (chunk.data.is_empty() && (content.len() as u64) < size) {
                 bail!(
                     "{} sent object {id} with another size; run adds again",
@@ -297,7 +305,7 @@ impl<'a> Capture<'a> {
     async fn done(&self) {
         if let Err(e) = self
             .bus
-            .ask_capture(self.host, &self.request(Ask::Done))
+            .ask_capture(&self.answers, self.host, &self.request(Ask::Done))
             .await
         {
             tracing::warn!(host = self.host, error = %e, "cannot tell the agent the capture is over");

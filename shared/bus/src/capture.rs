@@ -14,6 +14,9 @@
 //! A reply carries its bytes as the payload and what they are in
 //! headers, so that file contents cross the wire as they are.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::{HeaderMap, Message};
@@ -22,6 +25,7 @@ use dom_model::ObjectId;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use tokio::sync::oneshot;
 
 use crate::connect::{Bus, BusError};
 
@@ -109,10 +113,69 @@ pub struct Asked {
     reply: Option<async_nats::Subject>,
 }
 
+/// Where the answers to one asker's capture requests come: an inbox only
+/// captures use, `PREFIX.capture.TOKEN.N` under the connection's inbox
+/// prefix, so that a remote site's link may carry answers to captures and
+/// to nothing else (roles.rs). One subscription takes them all and hands
+/// each to the request it answers.
+pub struct CaptureAnswers {
+    prefix: String,
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Message>>>>,
+    next: AtomicU64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CaptureAnswers {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl Bus {
-    /// Asks `host`'s agent one question, waiting [`ANSWER_WAIT`] at most.
+    /// Subscribes to the answers of capture requests this connection
+    /// makes; see [`Bus::ask_capture`].
+    pub async fn capture_answers(&self) -> Result<CaptureAnswers, BusError> {
+        let inbox = self.client.new_inbox();
+        let (prefix, token) = inbox.rsplit_once('.').expect("an inbox has a prefix");
+        let prefix = format!("{prefix}.{CAPTURE_INBOX}.{token}");
+        let mut answers = self
+            .client
+            .subscribe(format!("{prefix}.*"))
+            .await
+            .map_err(|e| BusError::Connect {
+                server: self.server().to_string(),
+                reason: e.to_string(),
+            })?;
+        let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Message>>>> = Arc::default();
+        let task = tokio::spawn({
+            let pending = pending.clone();
+            async move {
+                while let Some(message) = answers.next().await {
+                    let asked = message
+                        .subject
+                        .rsplit('.')
+                        .next()
+                        .and_then(|n| n.parse().ok());
+                    let waiting = asked.and_then(|n| pending.lock().expect("pending").remove(&n));
+                    if let Some(waiting) = waiting {
+                        let _ = waiting.send(message);
+                    }
+                }
+            }
+        });
+        Ok(CaptureAnswers {
+            prefix,
+            pending,
+            next: AtomicU64::new(0),
+            task,
+        })
+    }
+
+    /// Asks `host`'s agent one question, the answer coming to `answers`,
+    /// waiting [`ANSWER_WAIT`] at most.
     pub async fn ask_capture(
         &self,
+        answers: &CaptureAnswers,
         host: &str,
         request: &CaptureRequest,
     ) -> Result<Chunk, CaptureError> {
@@ -122,40 +185,30 @@ impl Bus {
             host: host.to_string(),
             subject: subject.clone(),
         };
-        let connection = |e: String| BusError::Connect {
-            server: self.server().to_string(),
-            reason: e,
-        };
-        // The answer comes to an inbox only captures use, so that a remote
-        // site's link may carry answers to captures and to nothing else
-        // (roles.rs): `PREFIX.capture.TOKEN` under this connection's inbox
-        // prefix.
-        let inbox = self.client.new_inbox();
-        let (prefix, token) = inbox.rsplit_once('.').expect("an inbox has a prefix");
-        let reply = format!("{prefix}.{CAPTURE_INBOX}.{token}");
+        let n = answers.next.fetch_add(1, Ordering::Relaxed);
+        let (answered, answer) = oneshot::channel();
+        answers.pending.lock().expect("pending").insert(n, answered);
         let asked = async {
-            let mut answers = self
-                .client
-                .subscribe(reply.clone())
-                .await
-                .map_err(|e| connection(e.to_string()))?;
             self.client
-                .publish_with_reply(subject.clone(), reply.clone(), payload)
+                .publish_with_reply(subject.clone(), format!("{}.{n}", answers.prefix), payload)
                 .await
-                .map_err(|e| connection(e.to_string()))?;
-            match tokio::time::timeout(ANSWER_WAIT, answers.next()).await {
-                Ok(Some(message))
+                .map_err(|e| BusError::Connect {
+                    server: self.server().to_string(),
+                    reason: e.to_string(),
+                })?;
+            match tokio::time::timeout(ANSWER_WAIT, answer).await {
+                Ok(Ok(message))
                     if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) =>
                 {
                     Err(no_agent())
                 }
-                Ok(Some(message)) => Ok(message),
-                Ok(None) => Err(connection("the connection closed".into()).into()),
-                Err(_) => Err(no_agent()),
+                Ok(Ok(message)) => Ok(message),
+                Ok(Err(_)) | Err(_) => Err(no_agent()),
             }
         };
-        let message = self.guarded_on(&subject, asked).await??;
-        read_chunk(host, &subject, &message)
+        let asked = self.guarded_on(&subject, asked).await;
+        answers.pending.lock().expect("pending").remove(&n);
+        read_chunk(host, &subject, &asked??)
     }
 
     /// Subscribes to this host's capture subject: the requests operators
