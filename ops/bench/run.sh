@@ -423,11 +423,23 @@ if want fleet; then
     say "fleet: the standby acted $(key seconds "$FLEET_OUT")s after the kill, $(key stopped_seconds "$FLEET_OUT")s after SIGTERM ($FLEET_OUT)"
 fi
 
+# record_cases DRIVER RUN FILE: records each `case=X seconds=S ...` line a
+# driver printed to FILE, as it is.
+record_cases() {
+    local line case
+    while read -r line; do
+        case=$(key case "$line")
+        [[ -n "$case" ]] || continue
+        record "$1" "$case" "$2" "$(key seconds "$line")" "$line"
+        say "$1 run $2: $line"
+    done <"$3"
+}
+
 # --- release pipeline ---------------------------------------------------------
 # pipeline_run RUN: ops/bench/pipeline.py against a fresh nats-server; each
 # of its lines (case=X seconds=S ...) is recorded as it is.
 pipeline_run() {
-    local run="$1" line case
+    local run="$1"
     start_fresh_nats
     "$ROOT/.tools/bin/python" -B "$ROOT/ops/bench/pipeline.py" \
         --server "nats://127.0.0.1:$NATS_PORT" --bin "$ROOT/target/release" --bench "$BENCH" \
@@ -437,12 +449,7 @@ pipeline_run() {
     nats_stop
     rm -rf "$TMP/nats"
     discard "$TMP/pipeline/run$run"
-    while read -r line; do
-        case=$(key case "$line")
-        [[ -n "$case" ]] || continue
-        record pipeline "$case" "$run" "$(key seconds "$line")" "$line"
-        say "pipeline run $run: $line"
-    done <"$TMP/pipeline.out"
+    record_cases pipeline "$run" "$TMP/pipeline.out"
 }
 
 if want pipeline; then
@@ -458,7 +465,7 @@ fi
 # waited for in the background, so that an interrupted bench stops it (and
 # it everything it started).
 e2e_run() {
-    local run="$1" line case verbose=()
+    local run="$1" verbose=()
     [[ "${BENCH_E2E_VERBOSE:-0}" == 0 ]] || verbose=(--verbose)
     start_fresh_nats
     "$ROOT/.tools/bin/python" -B "$ROOT/ops/bench/e2e.py" \
@@ -471,12 +478,7 @@ e2e_run() {
     E2E_PID=""
     nats_stop
     rm -rf "$TMP/nats"
-    while read -r line; do
-        case=$(key case "$line")
-        [[ -n "$case" ]] || continue
-        record e2e "$case" "$run" "$(key seconds "$line")" "$line"
-        say "e2e run $run: $line"
-    done <"$TMP/e2e.out"
+    record_cases e2e "$run" "$TMP/e2e.out"
 }
 
 # e2e_comparisons RUN: deploying synth without an agent: a first rsync -a
