@@ -225,20 +225,19 @@ async fn machines_at_a_site_fetch_from_its_mirror_and_report_to_the_hub() {
         captured.starts_with("added s1.golden from s1: 8 files, 2.0 MiB, 3 objects uploaded"),
         "{captured}"
     );
-    let file_of = |path: &'static str| {
-        let fleet = &fleet;
-        async move {
-            let out = fleet.dir.path().join(path.replace('/', "-"));
-            let to = out.to_str().unwrap().to_string();
-            fleet
-                .imagetool(&["get-file-in-image", "s1.golden", path, &to])
-                .await
-                .ok();
-            fs::read(out).unwrap()
-        }
-    };
-    assert_eq!(file_of("/etc/hostname").await, b"s1\n");
-    assert_eq!(file_of("/srv-data.bin").await, big);
+    for (path, content) in [("/etc/hostname", &b"s1\n"[..]), ("/srv-data.bin", &big[..])] {
+        let out = fleet.dir.path().join(path.replace('/', "-"));
+        fleet
+            .imagetool(&[
+                "get-file-in-image",
+                "s1.golden",
+                path,
+                out.to_str().unwrap(),
+            ])
+            .await
+            .ok();
+        assert_eq!(fs::read(&out).unwrap(), content, "{path}");
+    }
 }
 
 /// Connection options of a credential over TLS: `seed` an nkey seed file,
@@ -390,36 +389,32 @@ async fn a_secured_site_links_with_its_own_credential_and_carries_only_the_agent
     );
 
     // The operator at the hub captures a machine at the site.
-    let (operator_seed, hub_ca) = (creds(&hub_dir, "operator"), ca.clone());
-    let as_operator = |args: &[&str]| {
-        let mut all = vec![
-            "--nkey",
-            operator_seed.to_str().unwrap(),
-            "--tls-ca",
-            hub_ca.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        let all: Vec<String> = all.iter().map(|a| a.to_string()).collect();
-        let fleet = &fleet;
-        async move {
-            let all: Vec<&str> = all.iter().map(String::as_str).collect();
-            fleet.imagetool(&all).await
-        }
-    };
-    let captured = as_operator(&["adds", "s1.golden", "s1"]).await.ok();
+    let operator_seed = creds(&hub_dir, "operator");
+    let as_operator = [
+        "--nkey",
+        operator_seed.to_str().unwrap(),
+        "--tls-ca",
+        ca.to_str().unwrap(),
+    ];
+    let captured = fleet
+        .imagetool(&[&as_operator[..], &["adds", "s1.golden", "s1"]].concat())
+        .await
+        .ok();
     assert!(
         captured.starts_with("added s1.golden from s1: 8 files, 1.0 MiB, 3 objects uploaded"),
         "{captured}"
     );
     let hostname = fleet.dir.path().join("captured-hostname");
-    as_operator(&[
+    let get = [
         "get-file-in-image",
         "s1.golden",
         "/etc/hostname",
         hostname.to_str().unwrap(),
-    ])
-    .await
-    .ok();
+    ];
+    fleet
+        .imagetool(&[&as_operator[..], &get[..]].concat())
+        .await
+        .ok();
     assert_eq!(fs::read(&hostname).unwrap(), b"s1\n");
 
     // A site's server in other hands, with the site's credential and no
