@@ -115,9 +115,9 @@ pub struct Asked {
 
 /// Where the answers to one asker's capture requests come: an inbox only
 /// captures use, `PREFIX.capture.TOKEN.N` under the connection's inbox
-/// prefix, so that a remote site's link may carry answers to captures and
-/// to nothing else (roles.rs). One subscription takes them all and hands
-/// each to the request it answers.
+/// prefix (a permission can name captures' answers apart from any other).
+/// One subscription takes them all and hands each to the request it
+/// answers.
 pub struct CaptureAnswers {
     prefix: String,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Message>>>>,

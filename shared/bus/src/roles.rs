@@ -408,14 +408,11 @@ fn is_valid_site(name: &str) -> bool {
 /// domain is `hub`. Towards the hub: the site's agents' state reports and
 /// events, their reads of their desired states, and what the site's
 /// mirrors of the images and the bucket ask (stream info, their
-/// consumers, flow control), and the agents' answers to captures, which
-/// come to inboxes only captures use (`_INBOX.KEY.capture.TOKEN`). Towards
-/// the site: desired-state notifications, operators' capture requests,
-/// the answers to those requests (`_R_` for the agents' imported requests,
-/// `$JSC.R` for the mirrors'), and the mirrors' deliveries (`$JS.M`).
-/// Nothing else crosses: no MDB record, image, object, desired state or
-/// control can be published from a site, nor an answer to any other
-/// request of the hub's clients.
+/// consumers, flow control). Towards the site: desired-state
+/// notifications, the answers to those requests (`_R_` for the agents'
+/// imported requests, `$JSC.R` for the mirrors'), and the mirrors'
+/// deliveries (`$JS.M`). Nothing else crosses: no MDB record, image,
+/// object, desired state or control can be published from a site.
 fn site_leaf_permissions(subjects: &Subjects, hub: &str) -> Permissions {
     let s = subjects;
     let api = |rest: String| format!("$JS.{hub}.API.{rest}");
@@ -429,14 +426,10 @@ fn site_leaf_permissions(subjects: &Subjects, hub: &str) -> Permissions {
     }
     publish.push(api(format!("DIRECT.GET.{}.>", s.desired_stream())));
     publish.push("$JS.FC.>".into());
-    // The site's agents' answers to captures, which come to inboxes only
-    // captures use (a leaf connection does not carry allow_responses).
-    publish.push(format!("_INBOX.*.{}.>", crate::capture::CAPTURE_INBOX));
     Permissions {
         publish,
         subscribe: vec![
             s.all("desired"),
-            s.all("capture"),
             "_R_.>".into(),
             "$JSC.R.>".into(),
             "$JS.M.>".into(),
@@ -472,13 +465,11 @@ fn subd_at_site(
     ]);
     Permissions {
         publish,
-        // Its own capture requests, which it answers, as at the hub.
         subscribe: vec![
             format!("{}.>", inbox_prefix_for(public_key)),
             s.desired(host),
-            s.capture(host),
         ],
-        allow_responses: true,
+        ..Permissions::default()
     }
 }
 
@@ -862,15 +853,9 @@ mod tests {
             || s.contains("STREAM.CREATE")
             || s.contains("DELETE")));
         assert!(!p.subscribe.contains(&"_INBOX.>".to_string()));
-        // Captures go to the site; back come answers to inboxes only
-        // captures use, not to any other inbox of the hub's clients.
-        assert!(p.subscribe.contains(&"dom.capture.>".to_string()));
-        let inboxes: Vec<&String> = p
-            .publish
-            .iter()
-            .filter(|s| s.starts_with("_INBOX"))
-            .collect();
-        assert_eq!(inboxes, ["_INBOX.*.capture.>"]);
+        // No capture request reaches a site: its server in other hands
+        // could answer one for any machine.
+        assert!(!p.subscribe.iter().any(|s| s.starts_with("dom.capture")));
         let entry = role.user_entry(&Subjects::default(), KEY, &hub).unwrap();
         assert!(entry.contains(r#"allowed_connection_types: ["LEAFNODE"]"#));
     }
@@ -888,10 +873,6 @@ mod tests {
             .publish
             .contains(&"$JS.site1.API.DIRECT.GET.OBJ_dom-objects.>".to_string()));
         assert!(!p.publish.iter().any(|s| s.starts_with("$JS.API")));
-        // It answers its own captures, as at the hub.
-        assert!(p.subscribe.contains(&"dom.capture.s0".to_string()));
-        assert!(p.allow_responses);
-        assert!(!p.publish.iter().any(|s| s.starts_with("dom.capture")));
         for role in ["builder", "dominator", "viewer"] {
             assert!(matches!(
                 Role::new(role, None)
