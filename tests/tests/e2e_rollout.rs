@@ -411,8 +411,13 @@ async fn the_fleet_s_agent_settings_reach_a_running_agent() {
         get(addr, "/metrics").await.contains(&line).then_some(())
     })
     .await;
-    let report = bus.state("web1").await.unwrap().unwrap();
-    assert_eq!(report.scan_rate, Some(expected));
+    // The report carries the rate from the next scan on; the gauge moves
+    // as soon as the settings arrive.
+    eventually("the agent's report to carry the scan rate", || async {
+        let report = bus.state("web1").await.ok()??;
+        (report.scan_rate == Some(expected)).then_some(())
+    })
+    .await;
     let shown = fleet.domtool(&["get-subs-configuration"]).await;
     assert!(shown.stdout.contains("0.1"), "{}", shown.stdout);
 }

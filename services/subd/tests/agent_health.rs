@@ -164,8 +164,12 @@ async fn a_failing_health_command_is_unhealthy_with_its_last_line_even_after_a_r
     };
     assert_eq!(report["health"]["state"], "unhealthy", "{report:#}");
     assert_eq!(report["health"]["message"], "curl: (7) refused");
-    let published = fleet.bus.state("hl2").await.unwrap().unwrap();
-    assert_eq!(published.health.unwrap().state, HealthState::Unhealthy);
+    // The page shows the report as it is sent; the bus has it a moment later.
+    fleet
+        .wait_state("hl2", "an unhealthy report", |r| {
+            r.health.as_ref().map(|h| h.state) == Some(HealthState::Unhealthy)
+        })
+        .await;
     assert_eq!(fs::read_to_string(&counter).unwrap().lines().count(), tries);
     agent.stop().await;
 }
