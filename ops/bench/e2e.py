@@ -64,7 +64,6 @@ is interrupted, and the machines' trees are removed (moved to --trash,
 when given, for the caller to remove later).
 """
 
-import argparse
 import asyncio
 import json
 import os
@@ -79,7 +78,7 @@ import threading
 import time
 
 from e2e_bus import Bus
-from e2e_processes import (Processes, free_port, http_ok, machine_busy, port_free,
+from e2e_processes import (Processes, bench_arguments, free_port, http_ok, machine_busy, port_free,
                            read_bytes, say)
 from e2e_trees import STOPPING, FileWatch, changed, contents_match, fs_type, tree, watch_files
 
@@ -467,12 +466,7 @@ class Bench:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--server", required=True, help="nats://HOST:PORT of a fresh server")
-    ap.add_argument("--bin", required=True, help="where imagetool, dominator and subd are")
-    ap.add_argument("--bench", required=True, help="the corpora (.bench)")
-    ap.add_argument("--work", required=True, help="a directory for logs and machines")
+    ap = bench_arguments(__doc__, "imagetool, dominator and subd", "logs and machines")
     ap.add_argument("--fleet-dir", help="where case e's machines live (default: under --work)")
     ap.add_argument("--trash", help="move the trees here at the end instead of removing them")
     ap.add_argument("--cases", default="b,c,a,d,e")

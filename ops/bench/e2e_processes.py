@@ -6,6 +6,7 @@ the driver, which stops them in order) and gets SIGTERM should the driver
 die without stopping it.
 """
 
+import argparse
 import ctypes
 import os
 import signal
@@ -18,6 +19,18 @@ import urllib.request
 
 def say(*args):
     print("e2e:", *args, file=sys.stderr, flush=True)
+
+
+def bench_arguments(doc, binaries, work):
+    """The command line every driver shares: the server, the binaries
+    (`binaries` names them), the corpora and a directory for `work`."""
+    ap = argparse.ArgumentParser(description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--server", required=True, help="nats://HOST:PORT of a fresh server")
+    ap.add_argument("--bin", required=True, help=f"where {binaries} are")
+    ap.add_argument("--bench", required=True, help="the corpora (.bench)")
+    ap.add_argument("--work", required=True, help=f"a directory for {work}")
+    return ap
 
 
 def _die_with_parent():

@@ -37,7 +37,6 @@ the command uploads. Nothing is left running: the agent is stopped at the
 end, and the work directory is the caller's to remove.
 """
 
-import argparse
 import asyncio
 import json
 import os
@@ -54,7 +53,7 @@ import nats
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import find_latest  # noqa: E402
-from e2e_processes import Processes  # noqa: E402
+from e2e_processes import Processes, bench_arguments  # noqa: E402
 
 OVERLAY_FILES = 10
 OVERLAY_BYTES = 1 << 20
@@ -262,12 +261,7 @@ class _Reader:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--server", required=True, help="nats://HOST:PORT of a fresh server")
-    ap.add_argument("--bin", required=True, help="where imagetool and subd are")
-    ap.add_argument("--bench", required=True, help="the corpora (.bench)")
-    ap.add_argument("--work", required=True, help="a directory for the run's files")
+    ap = bench_arguments(__doc__, "imagetool and subd", "the run's files")
     ap.add_argument("--corpus", default="debian-minbase")
     ap.add_argument("--filter", default=os.path.join(os.path.dirname(__file__), "pipeline.filter"),
                     help="the images' filter file")
